@@ -1,0 +1,152 @@
+package p2p
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"hash"
+
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/eagle-p2p/eagle/storage"
+)
+
+// ErrBadMetaInfo reports metainfo that is malformed or does not describe
+// the blob it was fetched for.
+var ErrBadMetaInfo = errors.New("p2p: bad metainfo")
+
+// Piece length bounds. See PieceLength.
+const (
+	MinPieceLength = 256 << 10
+	MaxPieceLength = 16 << 20
+	// targetPieces is how many pieces PieceLength aims for: enough that
+	// many peers can trade different pieces of one blob at once, few enough
+	// that the piece hashes and bitfields stay small.
+	targetPieces = 1024
+)
+
+// PieceLength is the piece length Eagle uses for a blob of the given size:
+// the smallest power of two that cuts the blob into at most 1024 pieces,
+// clamped to [256 KiB, 16 MiB]. So a 32 MiB layer has 128 pieces of 256 KiB,
+// a 1 GiB layer 1024 pieces of 1 MiB, and a 64 GiB blob 4096 pieces of
+// 16 MiB. The rule depends only on the size, so every seeder builds the same
+// metainfo (and infohash) for the same blob.
+func PieceLength(size int64) int64 {
+	pl := int64(MinPieceLength)
+	for pl < MaxPieceLength && pl*targetPieces < size {
+		pl <<= 1
+	}
+	return pl
+}
+
+// InfoHasher computes a blob's torrent piece hashes while the blob streams
+// through it, so a seeder can build the metainfo in the same pass that
+// stores the blob.
+type InfoHasher struct {
+	dgst     digest.Digest
+	size     int64
+	pieceLen int64
+	written  int64
+	inPiece  int64
+	h        hash.Hash
+	pieces   []byte
+}
+
+// NewInfoHasher returns an InfoHasher for a blob of the given digest and size.
+func NewInfoHasher(dgst digest.Digest, size int64) *InfoHasher {
+	pl := PieceLength(size)
+	return &InfoHasher{
+		dgst:     dgst,
+		size:     size,
+		pieceLen: pl,
+		h:        sha1.New(),
+		pieces:   make([]byte, 0, 20*((size+pl-1)/pl)),
+	}
+}
+
+// Write hashes p. It fails once more bytes arrive than the declared size.
+func (ih *InfoHasher) Write(p []byte) (int, error) {
+	if ih.written+int64(len(p)) > ih.size {
+		return 0, fmt.Errorf("p2p: blob %s longer than its declared %d bytes", ih.dgst, ih.size)
+	}
+	n := len(p)
+	for len(p) > 0 {
+		room := ih.pieceLen - ih.inPiece
+		chunk := p
+		if int64(len(chunk)) > room {
+			chunk = chunk[:room]
+		}
+		ih.h.Write(chunk)
+		ih.inPiece += int64(len(chunk))
+		ih.written += int64(len(chunk))
+		p = p[len(chunk):]
+		if ih.inPiece == ih.pieceLen {
+			ih.pieces = ih.h.Sum(ih.pieces)
+			ih.h.Reset()
+			ih.inPiece = 0
+		}
+	}
+	return n, nil
+}
+
+// MetaInfo returns the bencoded metainfo once exactly size bytes were written.
+func (ih *InfoHasher) MetaInfo() ([]byte, error) {
+	if ih.written != ih.size {
+		return nil, fmt.Errorf("p2p: blob %s: hashed %d of %d bytes", ih.dgst, ih.written, ih.size)
+	}
+	pieces := ih.pieces
+	if ih.inPiece > 0 {
+		pieces = ih.h.Sum(pieces)
+	}
+	info := metainfo.Info{
+		Name:        ih.dgst.Encoded(),
+		Length:      ih.size,
+		PieceLength: ih.pieceLen,
+		Pieces:      pieces,
+	}
+	infoBytes, err := bencode.Marshal(info)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: encode info: %w", err)
+	}
+	mi := metainfo.MetaInfo{InfoBytes: infoBytes, CreatedBy: "eagle"}
+	var buf bytes.Buffer
+	if err := mi.Write(&buf); err != nil {
+		return nil, fmt.Errorf("p2p: encode metainfo: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// ParseMetaInfo decodes bencoded metainfo and checks that it describes the
+// blob dgst in the shape Eagle builds: one file named after the digest, a
+// piece length PieceLength would choose, and one 20-byte hash per piece.
+func ParseMetaInfo(dgst digest.Digest, b []byte) (*metainfo.MetaInfo, metainfo.Info, error) {
+	if err := storage.ValidateDigest(dgst); err != nil {
+		return nil, metainfo.Info{}, err
+	}
+	var mi metainfo.MetaInfo
+	if err := bencode.Unmarshal(b, &mi); err != nil {
+		return nil, metainfo.Info{}, fmt.Errorf("%w: %v", ErrBadMetaInfo, err)
+	}
+	info, err := mi.UnmarshalInfo()
+	if err != nil {
+		return nil, metainfo.Info{}, fmt.Errorf("%w: info: %v", ErrBadMetaInfo, err)
+	}
+	switch {
+	case info.Name != dgst.Encoded():
+		return nil, info, fmt.Errorf("%w: name %q does not match digest %s", ErrBadMetaInfo, info.Name, dgst)
+	case len(info.Files) != 0 || info.HasV2():
+		return nil, info, fmt.Errorf("%w: not a single-file v1 torrent", ErrBadMetaInfo)
+	case info.Length <= 0:
+		return nil, info, fmt.Errorf("%w: length %d", ErrBadMetaInfo, info.Length)
+	case info.PieceLength != PieceLength(info.Length):
+		return nil, info, fmt.Errorf("%w: piece length %d, want %d", ErrBadMetaInfo, info.PieceLength, PieceLength(info.Length))
+	}
+	want := 20 * ((info.Length + info.PieceLength - 1) / info.PieceLength)
+	if int64(len(info.Pieces)) != want {
+		return nil, info, fmt.Errorf("%w: %d bytes of piece hashes, want %d", ErrBadMetaInfo, len(info.Pieces), want)
+	}
+	return &mi, info, nil
+}

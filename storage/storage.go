@@ -1,0 +1,99 @@
+// Package storage defines the storage interface (SSI) through which Eagle
+// keeps blobs: content-addressed, written as a stream and committed only
+// when the bytes hash to the digest they were stored under.
+//
+// Backends live in sub-packages (storage/filesystem, storage/memory) and all
+// pass the conformance suite in storage/storagetest.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Sentinel errors that callers branch on. Backends wrap them with %w.
+var (
+	// ErrNotFound reports that no committed blob exists for a digest.
+	ErrNotFound = errors.New("storage: blob not found")
+	// ErrDigestMismatch reports that written bytes did not hash to the
+	// digest they were written under; nothing was committed.
+	ErrDigestMismatch = errors.New("storage: digest mismatch")
+	// ErrInvalidDigest reports a digest that is malformed or uses an
+	// algorithm the store does not accept.
+	ErrInvalidDigest = errors.New("storage: invalid digest")
+)
+
+// Info describes a committed blob.
+type Info struct {
+	Digest  digest.Digest
+	Size    int64
+	ModTime time.Time
+}
+
+// Blob is an open, committed blob. It supports random access so that a
+// ranged read or a torrent piece can be served without reading the rest.
+// A Blob stays readable until it is closed, even if it is deleted meanwhile.
+type Blob interface {
+	io.ReaderAt
+	io.Closer
+	// Size is the blob's length in bytes.
+	Size() int64
+}
+
+// Writer streams a blob into a store. Bytes become visible only after
+// Commit succeeds; until then readers see ErrNotFound (or the previously
+// committed copy).
+type Writer interface {
+	io.Writer
+	// Commit verifies the written bytes against the digest given to Create
+	// and makes the blob visible atomically. On a mismatch it returns an
+	// error wrapping ErrDigestMismatch and leaves nothing behind. Committing
+	// a digest that is already stored succeeds and keeps one copy.
+	Commit(ctx context.Context) (Info, error)
+	// Cancel discards everything written. It is safe to call after Commit
+	// (it then does nothing), so callers may always defer it.
+	Cancel() error
+}
+
+// Store keeps blobs addressed by digest. Implementations are safe for
+// concurrent use.
+type Store interface {
+	// Stat returns the blob's Info, or an error wrapping ErrNotFound.
+	Stat(ctx context.Context, dgst digest.Digest) (Info, error)
+	// Open opens a committed blob for reading.
+	Open(ctx context.Context, dgst digest.Digest) (Blob, error)
+	// Create starts writing a blob that must hash to dgst. Several writers
+	// of one digest may run at once; each commits or fails on its own.
+	Create(ctx context.Context, dgst digest.Digest) (Writer, error)
+	// Delete removes a committed blob. Readers that already opened it keep
+	// reading. Deleting a missing blob returns an error wrapping ErrNotFound.
+	Delete(ctx context.Context, dgst digest.Digest) error
+	// Walk calls fn for every committed blob, in no particular order, and
+	// stops at the first error fn returns.
+	Walk(ctx context.Context, fn func(Info) error) error
+}
+
+// ValidateDigest checks that dgst is well formed and uses an algorithm the
+// stores accept (sha256 or sha512). It is what keeps crafted digests from
+// naming paths outside a store's root.
+func ValidateDigest(dgst digest.Digest) error {
+	if err := dgst.Validate(); err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrInvalidDigest, string(dgst), err)
+	}
+	switch dgst.Algorithm() {
+	case digest.SHA256, digest.SHA512:
+		return nil
+	default:
+		return fmt.Errorf("%w: %q: unsupported algorithm", ErrInvalidDigest, string(dgst))
+	}
+}
+
+// NewReader returns a sequential reader over b starting at offset off.
+func NewReader(b Blob, off int64) io.Reader {
+	return io.NewSectionReader(b, off, b.Size()-off)
+}

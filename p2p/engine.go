@@ -2,41 +2,84 @@ package p2p
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/eagle-p2p/eagle/storage"
 )
 
-// Role says which kind of peer an Engine is; it is visible to other peers
-// in the peer ID prefix so that they can account bytes by source.
+// Role says which kind of peer an Engine is. Other peers see it in the peer
+// ID prefix, so that they can account received bytes by source.
 type Role int
 
 const (
 	// RoleAgent is a node that fetches blobs for its runtime.
 	RoleAgent Role = iota
-	// RoleSeeder is a seeder that only seeds blobs it fetched from origin.
+	// RoleSeeder is a seeder that seeds blobs it fetched from origin.
 	RoleSeeder
+)
+
+// Peer ID prefixes (Azureus style). The version digits follow the module's
+// wire behaviour, not its release number.
+const (
+	agentPeerIDPrefix  = "-EA0100-"
+	seederPeerIDPrefix = "-ES0100-"
 )
 
 // Config configures an Engine.
 type Config struct {
-	// ListenAddr is the peer-wire listen address. Default ":6881".
-	ListenAddr string
-	// DataDir holds partial downloads. Required.
-	DataDir string
-	// Trackers are the announce URLs. At least one is required.
-	Trackers []string
+	// ListenAddr is the peer-wire listen address (host:port). Default ":6881".
+	ListenAddr string `yaml:"listen_addr"`
+	// DataDir holds partial downloads and the metainfo of seeded blobs.
+	// Required.
+	DataDir string `yaml:"data_dir"`
+	// Trackers are the tracker announce URLs. At least one is required.
+	Trackers []string `yaml:"trackers"`
 	// Role is the kind of peer. Default RoleAgent.
-	Role Role
+	Role Role `yaml:"-"`
 	// Logger receives the engine's logs. Default slog.Default().
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
-// Stats counts the bytes an Engine received, by the kind of peer they came from.
+// Validate checks the configuration and fills in defaults.
+func (c *Config) Validate() error {
+	if c.ListenAddr == "" {
+		c.ListenAddr = ":6881"
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		return fmt.Errorf("p2p: listen_addr %q: %w", c.ListenAddr, err)
+	}
+	if c.DataDir == "" {
+		return errors.New("p2p: data_dir is required")
+	}
+	if len(c.Trackers) == 0 {
+		return errors.New("p2p: trackers: at least one announce URL is required")
+	}
+	for _, t := range c.Trackers {
+		if !strings.HasPrefix(t, "http://") && !strings.HasPrefix(t, "https://") {
+			return fmt.Errorf("p2p: trackers: %q is not an http(s) announce URL", t)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Stats counts the piece data an Engine moved, by the kind of peer.
 type Stats struct {
 	// BytesFromSeeders is useful piece data received from seeders.
 	BytesFromSeeders int64
@@ -49,35 +92,291 @@ type Stats struct {
 // Engine is one peer. Create it with New and stop it with Close.
 type Engine struct {
 	cfg   Config
+	log   *slog.Logger
 	store storage.Store
 	src   MetaInfoSource
+	cl    *torrent.Client
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	blobs map[digest.Digest]*entry
+	// metaCache keeps metainfo that Stat fetched so that the Fetch which
+	// usually follows a HEAD does not ask the seeder again.
+	metaCache *lru.Cache[digest.Digest, []byte]
+
+	fromSeeders, fromAgents, uploaded atomic.Int64
 }
 
-var errTODO = errors.New("p2p: not implemented yet")
+// entry is a blob the engine's torrent client knows: seeding or downloading.
+type entry struct {
+	dgst digest.Digest
+	t    *torrent.Torrent
+	data *blobData
+	size int64
+	// ready is closed once t and data are set, or err is.
+	ready chan struct{}
+	err   error
+	// done is closed when the download ended: committed, or doneErr.
+	done    chan struct{}
+	doneErr error
+}
 
-// New starts an Engine that keeps blobs in store and asks src for metainfo
-// (src may be nil for a seeder, which only seeds what it is given).
+// New starts an Engine that keeps blobs in store and asks src for metainfo.
+// src may be nil for a seeder, which seeds only what it is given.
 func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
-	return nil, errTODO
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	for _, dir := range []string{partialDir(cfg.DataDir), metaInfoDir(cfg.DataDir)} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("p2p: %w", err)
+		}
+	}
+	// Partial downloads from a previous run are not trusted: their piece
+	// completion was kept in memory only. Start them again.
+	if err := clearDir(partialDir(cfg.DataDir)); err != nil {
+		return nil, fmt.Errorf("p2p: clear partial downloads: %w", err)
+	}
+	metaCache, _ := lru.New[digest.Digest, []byte](1024)
+	e := &Engine{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "p2p"),
+		store:     store,
+		src:       src,
+		blobs:     make(map[digest.Digest]*entry),
+		metaCache: metaCache,
+	}
+	cl, err := torrent.NewClient(e.clientConfig())
+	if err != nil {
+		return nil, fmt.Errorf("p2p: start torrent client: %w", err)
+	}
+	e.cl = cl
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	if err := e.reseed(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
 }
 
-// Fetch returns the blob ref names, from the local store or through the swarm.
-func (e *Engine) Fetch(ctx context.Context, ref BlobRef) (Blob, error) { return nil, errTODO }
+func (e *Engine) clientConfig() *torrent.ClientConfig {
+	cc := torrent.NewDefaultClientConfig()
+	host, port, _ := net.SplitHostPort(e.cfg.ListenAddr)
+	cc.SetListenAddr(net.JoinHostPort(host, port))
+	if ip := net.ParseIP(host); ip != nil {
+		// A literal address pins the address family.
+		cc.DisableIPv6 = ip.To4() != nil
+		cc.DisableIPv4 = ip.To4() == nil
+	}
+	cc.Seed = true
+	cc.NoDHT = true
+	cc.PeriodicallyAnnounceTorrentsToDht = false
+	// Peers come from the tracker only: its handout policy decides who talks
+	// to whom, so peer exchange would undo topology awareness.
+	cc.DisablePEX = true
+	cc.DisableUTP = true
+	cc.DisableWebtorrent = true
+	cc.DisableWebseeds = true
+	cc.NoDefaultPortForwarding = true
+	cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{}
+	cc.Slogger = e.log.With("component", "torrent")
+	prefix := agentPeerIDPrefix
+	if e.cfg.Role == RoleSeeder {
+		prefix = seederPeerIDPrefix
+	}
+	cc.PeerID = newPeerID(prefix)
+	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, func(ev torrent.ReceivedUsefulDataEvent) {
+		n := int64(len(ev.Message.Piece))
+		pc, ok := ev.Peer.TryAsPeerConn()
+		if ok && strings.HasPrefix(string(pc.PeerID[:]), seederPeerIDPrefix) {
+			e.fromSeeders.Add(n)
+		} else {
+			e.fromAgents.Add(n)
+		}
+	})
+	return cc
+}
 
-// Stat returns the blob's size, from the local store or from its metainfo.
-func (e *Engine) Stat(ctx context.Context, ref BlobRef) (int64, error) { return 0, errTODO }
+func newPeerID(prefix string) string {
+	b := make([]byte, 20-len(prefix))
+	rand.Read(b)
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return prefix + string(b)
+}
+
+func partialDir(dataDir string) string  { return filepath.Join(dataDir, "partial") }
+func metaInfoDir(dataDir string) string { return filepath.Join(dataDir, "metainfo") }
+
+func clearDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, de := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, de.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reseed starts seeding every stored blob whose metainfo was kept.
+func (e *Engine) reseed() error {
+	ents, err := os.ReadDir(metaInfoDir(e.cfg.DataDir))
+	if err != nil {
+		return fmt.Errorf("p2p: %w", err)
+	}
+	for _, de := range ents {
+		hex, ok := strings.CutSuffix(de.Name(), ".torrent")
+		if !ok {
+			continue
+		}
+		dgst := digest.NewDigestFromEncoded(digest.SHA256, hex)
+		path := filepath.Join(metaInfoDir(e.cfg.DataDir), de.Name())
+		b, err := os.ReadFile(path)
+		if err == nil {
+			err = e.Seed(e.ctx, dgst, b)
+		}
+		if err != nil {
+			e.log.Warn("dropping kept metainfo", "digest", dgst, "err", err)
+			os.Remove(path)
+		}
+	}
+	return nil
+}
 
 // Seed starts seeding a blob that is already committed in the store, with
 // the metainfo built for it, and announces it to the trackers.
 func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) error {
-	return errTODO
+	mi, info, err := ParseMetaInfo(dgst, metaInfo)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if _, ok := e.blobs[dgst]; ok {
+		// Already seeding, or downloading (and then seeding) it.
+		e.mu.Unlock()
+		return nil
+	}
+	blob, err := e.store.Open(ctx, dgst)
+	if err != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("p2p: seed %s: %w", dgst, err)
+	}
+	if blob.Size() != info.Length {
+		e.mu.Unlock()
+		blob.Close()
+		return fmt.Errorf("%w: %s is %d bytes, metainfo says %d", ErrBadMetaInfo, dgst, blob.Size(), info.Length)
+	}
+	ent := &entry{dgst: dgst, size: info.Length, ready: make(chan struct{}), done: make(chan struct{})}
+	ent.data = newCommittedData(&info, blob)
+	close(ent.done)
+	e.blobs[dgst] = ent
+	e.mu.Unlock()
+	t, err := e.addTorrent(mi, ent.data)
+	if err != nil {
+		e.remove(ent, err)
+		return err
+	}
+	ent.t = t
+	close(ent.ready)
+	e.keepMetaInfo(dgst, metaInfo)
+	return nil
+}
+
+func (e *Engine) addTorrent(mi *metainfo.MetaInfo, data *blobData) (*torrent.Torrent, error) {
+	t, _ := e.cl.AddTorrentOpt(torrent.AddTorrentOpts{
+		InfoHash:  mi.HashInfoBytes(),
+		InfoBytes: mi.InfoBytes,
+		Storage:   data,
+	})
+	if t.Info() == nil {
+		t.Drop()
+		return nil, fmt.Errorf("%w: torrent client did not accept the info", ErrBadMetaInfo)
+	}
+	tiers := make([][]string, len(e.cfg.Trackers))
+	for i, u := range e.cfg.Trackers {
+		tiers[i] = []string{u}
+	}
+	t.AddTrackers(tiers)
+	t.DownloadAll()
+	return t, nil
+}
+
+// remove forgets ent, leaving its swarm, after a failure.
+func (e *Engine) remove(ent *entry, err error) {
+	e.mu.Lock()
+	if e.blobs[ent.dgst] == ent {
+		delete(e.blobs, ent.dgst)
+	}
+	e.mu.Unlock()
+	if ent.t != nil {
+		ent.t.Drop()
+	}
+	if ent.data != nil {
+		ent.data.fail(err)
+	}
+	select {
+	case <-ent.ready:
+	default:
+		ent.err = err
+		close(ent.ready)
+	}
+}
+
+func (e *Engine) keepMetaInfo(dgst digest.Digest, metaInfo []byte) {
+	path := filepath.Join(metaInfoDir(e.cfg.DataDir), dgst.Encoded()+".torrent")
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	tmp := path + ".tmp"
+	err := os.WriteFile(tmp, metaInfo, 0o644)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		e.log.Warn("could not keep metainfo; the blob will not be seeded after a restart", "digest", dgst, "err", err)
+	}
 }
 
 // Addr is the address the engine accepts peer connections on.
-func (e *Engine) Addr() net.Addr { return nil }
+func (e *Engine) Addr() net.Addr {
+	addrs := e.cl.ListenAddrs()
+	if len(addrs) == 0 {
+		return nil
+	}
+	return addrs[0]
+}
 
 // Stats returns byte counters since the engine started.
-func (e *Engine) Stats() Stats { return Stats{} }
+func (e *Engine) Stats() Stats {
+	s := Stats{BytesFromSeeders: e.fromSeeders.Load(), BytesFromAgents: e.fromAgents.Load()}
+	cs := e.cl.Stats().ConnStats
+	s.BytesUploaded = cs.BytesWrittenData.Int64()
+	return s
+}
 
-// Close stops the engine: it leaves every swarm and stops all goroutines.
-func (e *Engine) Close() error { return errTODO }
+// Close stops the engine: it cancels downloads, leaves every swarm, and
+// waits for its goroutines.
+func (e *Engine) Close() error {
+	e.cancel()
+	e.wg.Wait()
+	errs := e.cl.Close()
+	e.mu.Lock()
+	ents := e.blobs
+	e.blobs = map[digest.Digest]*entry{}
+	e.mu.Unlock()
+	for _, ent := range ents {
+		if ent.data != nil {
+			errs = append(errs, ent.data.close())
+		}
+	}
+	return errors.Join(errs...)
+}

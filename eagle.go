@@ -1,0 +1,101 @@
+package eagle
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/proxy"
+	"github.com/eagle-p2p/eagle/seeder"
+	"github.com/eagle-p2p/eagle/storage/filesystem"
+)
+
+// Config configures a Node. The zero value is not usable: DataDir,
+// Trackers and Seeders are required.
+type Config struct {
+	// DataDir holds the node's blob cache (DataDir/blobs) and its partial
+	// downloads and metainfo (DataDir/p2p). Required.
+	DataDir string `yaml:"data_dir"`
+	// Seeders are the gRPC addresses (host:port) of the seeders. Required.
+	Seeders []string `yaml:"seeders"`
+	// P2P configures the peer. Its DataDir defaults to DataDir/p2p.
+	P2P p2p.Config `yaml:"p2p"`
+	// Proxy configures the registry endpoint the runtime talks to.
+	Proxy proxy.Config `yaml:"proxy"`
+	// Logger receives the node's logs. Default slog.Default().
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// Validate checks the configuration and fills in defaults.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("eagle: data_dir is required")
+	}
+	if len(c.Seeders) == 0 {
+		return errors.New("eagle: seeders: at least one seeder address is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.P2P.DataDir == "" {
+		c.P2P.DataDir = filepath.Join(c.DataDir, "p2p")
+	}
+	if c.P2P.Logger == nil {
+		c.P2P.Logger = c.Logger
+	}
+	if err := c.P2P.Validate(); err != nil {
+		return fmt.Errorf("eagle: p2p: %w", err)
+	}
+	if err := c.Proxy.Validate(); err != nil {
+		return fmt.Errorf("eagle: proxy: %w", err)
+	}
+	return nil
+}
+
+// Node is one Eagle node: a registry proxy in front of a p2p engine. It is
+// an http.Handler; serve it where the container runtime expects a registry
+// mirror.
+type Node struct {
+	// Engine is the node's peer, for callers that fetch blobs directly.
+	Engine  *p2p.Engine
+	handler *proxy.Handler
+	seeders *seeder.Client
+}
+
+// NewNode starts a node. Close stops it.
+func NewNode(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	store, err := filesystem.New(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return nil, fmt.Errorf("eagle: %w", err)
+	}
+	seeders, err := seeder.NewClient(cfg.Seeders)
+	if err != nil {
+		return nil, fmt.Errorf("eagle: %w", err)
+	}
+	engine, err := p2p.New(cfg.P2P, store, seeders)
+	if err != nil {
+		seeders.Close()
+		return nil, fmt.Errorf("eagle: %w", err)
+	}
+	handler, err := proxy.New(cfg.Proxy, engine, cfg.Logger)
+	if err != nil {
+		engine.Close()
+		seeders.Close()
+		return nil, fmt.Errorf("eagle: %w", err)
+	}
+	return &Node{Engine: engine, handler: handler, seeders: seeders}, nil
+}
+
+// ServeHTTP serves the registry v2 API.
+func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.handler.ServeHTTP(w, r) }
+
+// Close stops the node and releases everything it holds.
+func (n *Node) Close() error {
+	return errors.Join(n.handler.Close(), n.Engine.Close(), n.seeders.Close())
+}

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/eagle-p2p/eagle"
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/seeder"
+	"github.com/eagle-p2p/eagle/storage/filesystem"
+	"github.com/eagle-p2p/eagle/tracker"
+)
+
+// trackerConfig is the YAML of "eagle tracker".
+type trackerConfig struct {
+	// Listen is the HTTP listen address. Default ":7080".
+	Listen string `yaml:"listen"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// Tracker configures the tracker.
+	Tracker tracker.Config `yaml:"tracker"`
+}
+
+func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := trackerConfig{Listen: ":7080", LogLevel: "info"}
+	fs := flag.NewFlagSet("eagle tracker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "YAML config file")
+	listen := fs.String("listen", cfg.Listen, "HTTP listen address (/announce, /scrape)")
+	interval := fs.Duration("interval", tracker.DefaultInterval, "announce interval told to peers")
+	policy := fs.String("policy", tracker.DefaultPolicy, "peer handout policy: random or completeness")
+	err := parseFlags(fs, args, path, &cfg, func(name string) {
+		switch name {
+		case "listen":
+			cfg.Listen = *listen
+		case "interval":
+			cfg.Tracker.Interval = *interval
+		case "policy":
+			cfg.Tracker.Policy = *policy
+		}
+	})
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	tc := cfg.Tracker.WithDefaults()
+	if err := tc.Validate(); err != nil {
+		return fmt.Errorf("tracker: %w", err)
+	}
+	store := tracker.NewMemoryStore(tc.PeerTTL)
+	defer store.Close()
+	h, err := tracker.New(tc, store, log)
+	if err != nil {
+		return err
+	}
+	return serveHTTP(ctx, cfg.Listen, h, log)
+}
+
+// seederConfig is the YAML of "eagle seeder".
+type seederConfig struct {
+	// Listen is the gRPC listen address. Default ":7070".
+	Listen string `yaml:"listen"`
+	// DataDir holds the seeder's blobs (DataDir/blobs) and torrent state
+	// (DataDir/p2p). Default "/var/lib/eagle/seeder".
+	DataDir string `yaml:"data_dir"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// P2P configures the seeder's peer. Its data_dir defaults to DataDir/p2p;
+	// its listen_addr to ":6881".
+	P2P p2p.Config `yaml:"p2p"`
+	// Seeder configures the metainfo service.
+	Seeder seeder.Config `yaml:"seeder"`
+}
+
+func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := seederConfig{Listen: ":7070", DataDir: "/var/lib/eagle/seeder", LogLevel: "info"}
+	fs := flag.NewFlagSet("eagle seeder", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "YAML config file")
+	listen := fs.String("listen", cfg.Listen, "gRPC listen address")
+	dataDir := fs.String("data-dir", cfg.DataDir, "state directory")
+	peerListen := fs.String("peer-listen", ":6881", "peer-wire listen address")
+	var trackers, allowed listFlag
+	fs.Var(&trackers, "tracker", "tracker announce URL (repeatable, comma-separated)")
+	fs.Var(&allowed, "allow-upstream", "origin host the seeder may fetch from (repeatable; none = any)")
+	err := parseFlags(fs, args, path, &cfg, func(name string) {
+		switch name {
+		case "listen":
+			cfg.Listen = *listen
+		case "data-dir":
+			cfg.DataDir = *dataDir
+		case "peer-listen":
+			cfg.P2P.ListenAddr = *peerListen
+		case "tracker":
+			cfg.P2P.Trackers = trackers
+		case "allow-upstream":
+			cfg.Seeder.AllowedUpstreams = allowed
+		}
+	})
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	if cfg.P2P.DataDir == "" {
+		cfg.P2P.DataDir = filepath.Join(cfg.DataDir, "p2p")
+	}
+	cfg.P2P.Role = p2p.RoleSeeder
+	cfg.P2P.Logger = log
+	if err := cfg.Seeder.Validate(); err != nil {
+		return fmt.Errorf("seeder: %w", err)
+	}
+	store, err := filesystem.New(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return err
+	}
+	eng, err := p2p.New(cfg.P2P, store, nil)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	srv, err := seeder.NewServer(cfg.Seeder, store, eng, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	log.Info("seeder listening", "grpc", lis.Addr().String(), "peer", eng.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	select {
+	case <-ctx.Done():
+		g.GracefulStop()
+		<-errc
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// agentConfig is the YAML of "eagle agent".
+type agentConfig struct {
+	// Listen is the registry endpoint's listen address. Default ":5000".
+	Listen string `yaml:"listen"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// Node configures the node (data_dir, seeders, p2p, proxy).
+	Node eagle.Config `yaml:",inline"`
+}
+
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := agentConfig{Listen: ":5000", LogLevel: "info", Node: eagle.Config{DataDir: "/var/lib/eagle/agent"}}
+	fs := flag.NewFlagSet("eagle agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "YAML config file")
+	listen := fs.String("listen", cfg.Listen, "registry endpoint listen address")
+	dataDir := fs.String("data-dir", cfg.Node.DataDir, "state directory (blob cache)")
+	peerListen := fs.String("peer-listen", ":6881", "peer-wire listen address")
+	upstream := fs.String("upstream", "", "default upstream registry URL (used when the request has no ?ns=)")
+	var trackers, seeders, upstreams listFlag
+	fs.Var(&trackers, "tracker", "tracker announce URL (repeatable, comma-separated)")
+	fs.Var(&seeders, "seeder", "seeder gRPC address host:port (repeatable, comma-separated)")
+	fs.Var(&upstreams, "mirror", "further upstream registry URL this agent mirrors (repeatable)")
+	err := parseFlags(fs, args, path, &cfg, func(name string) {
+		switch name {
+		case "listen":
+			cfg.Listen = *listen
+		case "data-dir":
+			cfg.Node.DataDir = *dataDir
+		case "peer-listen":
+			cfg.Node.P2P.ListenAddr = *peerListen
+		case "upstream":
+			cfg.Node.Proxy.DefaultUpstream = *upstream
+		case "tracker":
+			cfg.Node.P2P.Trackers = trackers
+		case "seeder":
+			cfg.Node.Seeders = seeders
+		case "mirror":
+			cfg.Node.Proxy.Upstreams = upstreams
+		}
+	})
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Node.Logger = log
+	node, err := eagle.NewNode(cfg.Node)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	log.Info("agent peer listening", "peer", node.Engine.Addr().String())
+	return serveHTTP(ctx, cfg.Listen, node, log)
+}
+
+// serveHTTP serves h on addr until ctx ends, then shuts down gracefully.
+func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	log.Info("listening", "addr", lis.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		<-errc
+		return err
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}

@@ -1,0 +1,281 @@
+// Package cluster starts a whole Eagle cluster in one process, on
+// 127.0.0.1: the origin registry (distribution/v3), a tracker, seeders and
+// agents. The end-to-end tests, the benchmarks and the demo use it.
+// Every part is the real one; only the network is loopback.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/eagle-p2p/eagle"
+	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/proxy"
+	"github.com/eagle-p2p/eagle/seeder"
+	"github.com/eagle-p2p/eagle/storage/filesystem"
+	"github.com/eagle-p2p/eagle/tracker"
+)
+
+// Options configure a Cluster.
+type Options struct {
+	// Dir holds every component's state; a temporary directory (removed by
+	// Close) when empty.
+	Dir string
+	// Seeders is the number of seeders. Default 2.
+	Seeders int
+	// Agents is the number of agents started with the cluster. Default 4.
+	Agents int
+	// AnnounceInterval is the tracker's announce interval. Default 2s.
+	AnnounceInterval time.Duration
+	// Logger receives every component's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Cluster is a running cluster. Close stops it.
+type Cluster struct {
+	// Origin is the origin registry.
+	Origin *origin.Registry
+	// TrackerURL is the tracker's announce URL.
+	TrackerURL string
+	// Seeders are the running seeders.
+	Seeders []*Seeder
+	// Agents are the running agents, in start order.
+	Agents []*Agent
+
+	opts       Options
+	ownDir     bool
+	tracker    *http.Server
+	trackerLis net.Listener
+	peerStore  *tracker.MemoryStore
+
+	mu sync.Mutex
+}
+
+// Seeder is one running seeder.
+type Seeder struct {
+	// Addr is its gRPC address.
+	Addr string
+	// Server is the seeder's gRPC service.
+	Server *seeder.Server
+	// Engine is its peer.
+	Engine *p2p.Engine
+	grpc   *grpc.Server
+	done   chan struct{}
+}
+
+// Agent is one running node with its HTTP endpoint.
+type Agent struct {
+	// Name is "agent-<i>".
+	Name string
+	// URL is the registry endpoint, "http://127.0.0.1:<port>".
+	URL string
+	// Host is "127.0.0.1:<port>".
+	Host string
+	// Node is the node itself.
+	Node *eagle.Node
+	srv  *http.Server
+	done chan struct{}
+}
+
+// Start starts a cluster.
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
+	if opts.Seeders == 0 {
+		opts.Seeders = 2
+	}
+	if opts.AnnounceInterval == 0 {
+		opts.AnnounceInterval = 2 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{opts: opts}
+	if c.opts.Dir == "" {
+		dir, err := os.MkdirTemp("", "eagle-cluster-")
+		if err != nil {
+			return nil, err
+		}
+		c.opts.Dir, c.ownDir = dir, true
+	}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	c.Origin, err = origin.Start(ctx, origin.Options{Dir: filepath.Join(c.opts.Dir, "origin"), Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: origin: %w", err)
+	}
+	if err := c.startTracker(); err != nil {
+		return nil, err
+	}
+	for i := range opts.Seeders {
+		s, err := c.startSeeder(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		c.Seeders = append(c.Seeders, s)
+	}
+	for range opts.Agents {
+		if _, err := c.AddAgent(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) startTracker() error {
+	cfg := tracker.Config{Interval: c.opts.AnnounceInterval, MinInterval: c.opts.AnnounceInterval / 2}.WithDefaults()
+	c.peerStore = tracker.NewMemoryStore(cfg.PeerTTL)
+	h, err := tracker.New(cfg, c.peerStore, c.opts.Logger)
+	if err != nil {
+		return fmt.Errorf("cluster: tracker: %w", err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("cluster: tracker: %w", err)
+	}
+	c.trackerLis = lis
+	c.tracker = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go c.tracker.Serve(lis)
+	c.TrackerURL = "http://" + lis.Addr().String() + "/announce"
+	return nil
+}
+
+func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
+	dir := filepath.Join(c.opts.Dir, "seeder-"+strconv.Itoa(i))
+	log := c.opts.Logger.With("seeder", i)
+	store, err := filesystem.New(filepath.Join(dir, "blobs"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
+	}
+	eng, err := p2p.New(p2p.Config{
+		ListenAddr: "127.0.0.1:0",
+		DataDir:    filepath.Join(dir, "p2p"),
+		Trackers:   []string{c.TrackerURL},
+		Role:       p2p.RoleSeeder,
+		Logger:     log,
+	}, store, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
+	}
+	srv, err := seeder.NewServer(seeder.Config{AllowedUpstreams: []string{c.Origin.Host}}, store, eng, log)
+	if err != nil {
+		eng.Close()
+		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		eng.Close()
+		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	s := &Seeder{Addr: lis.Addr().String(), Server: srv, Engine: eng, grpc: g, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		g.Serve(lis)
+	}()
+	return s, nil
+}
+
+// Close stops the seeder.
+func (s *Seeder) Close() error {
+	s.grpc.Stop()
+	<-s.done
+	return errors.Join(s.Server.Close(), s.Engine.Close())
+}
+
+// SeederAddrs returns the seeders' gRPC addresses.
+func (c *Cluster) SeederAddrs() []string {
+	addrs := make([]string, len(c.Seeders))
+	for i, s := range c.Seeders {
+		addrs[i] = s.Addr
+	}
+	return addrs
+}
+
+// AddAgent starts one more agent.
+func (c *Cluster) AddAgent(ctx context.Context) (*Agent, error) {
+	c.mu.Lock()
+	i := len(c.Agents)
+	c.mu.Unlock()
+	name := "agent-" + strconv.Itoa(i)
+	dir := filepath.Join(c.opts.Dir, name)
+	log := c.opts.Logger.With("agent", i)
+	node, err := eagle.NewNode(eagle.Config{
+		DataDir: dir,
+		Seeders: c.SeederAddrs(),
+		P2P:     p2p.Config{ListenAddr: "127.0.0.1:0", Trackers: []string{c.TrackerURL}},
+		Proxy:   proxy.Config{DefaultUpstream: c.Origin.URL},
+		Logger:  log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %s: %w", name, err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		node.Close()
+		return nil, fmt.Errorf("cluster: %s: %w", name, err)
+	}
+	a := &Agent{
+		Name: name,
+		Host: lis.Addr().String(),
+		URL:  "http://" + lis.Addr().String(),
+		Node: node,
+		srv:  &http.Server{Handler: node, ReadHeaderTimeout: 10 * time.Second},
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(a.done)
+		a.srv.Serve(lis)
+	}()
+	c.mu.Lock()
+	c.Agents = append(c.Agents, a)
+	c.mu.Unlock()
+	return a, nil
+}
+
+// Close stops the agent.
+func (a *Agent) Close() error {
+	err := a.srv.Close()
+	<-a.done
+	return errors.Join(err, a.Node.Close())
+}
+
+// Close stops every component and removes the state directory if Start
+// made it.
+func (c *Cluster) Close() error {
+	var errs []error
+	for _, a := range c.Agents {
+		errs = append(errs, a.Close())
+	}
+	for _, s := range c.Seeders {
+		errs = append(errs, s.Close())
+	}
+	if c.tracker != nil {
+		errs = append(errs, c.tracker.Close())
+	}
+	if c.peerStore != nil {
+		errs = append(errs, c.peerStore.Close())
+	}
+	if c.Origin != nil {
+		errs = append(errs, c.Origin.Close())
+	}
+	if c.ownDir {
+		errs = append(errs, os.RemoveAll(c.opts.Dir))
+	}
+	return errors.Join(errs...)
+}

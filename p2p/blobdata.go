@@ -1,0 +1,251 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/anacrolix/torrent/metainfo"
+	tstorage "github.com/anacrolix/torrent/storage"
+
+	"github.com/eagle-p2p/eagle/storage"
+)
+
+// blobData is the torrent storage of one blob. While the blob downloads its
+// pieces live in a partial file owned by the engine; once every piece passed
+// its hash and the whole blob passed its digest in the store, reads switch to
+// the committed blob and the partial file is removed. It also tells waiting
+// readers when pieces complete.
+type blobData struct {
+	size     int64
+	pieceLen int64
+
+	mu        sync.RWMutex
+	complete  []bool
+	nComplete int
+	partial   *os.File     // nil once committed or failed
+	blob      storage.Blob // set once committed
+	changed   chan struct{}
+	// failed is set when the download was abandoned; readers return it.
+	failed error
+}
+
+func newPartialData(info *metainfo.Info, f *os.File) *blobData {
+	return &blobData{
+		size:     info.Length,
+		pieceLen: info.PieceLength,
+		complete: make([]bool, info.NumPieces()),
+		partial:  f,
+		changed:  make(chan struct{}),
+	}
+}
+
+func newCommittedData(info *metainfo.Info, b storage.Blob) *blobData {
+	d := &blobData{
+		size:      info.Length,
+		pieceLen:  info.PieceLength,
+		complete:  make([]bool, info.NumPieces()),
+		nComplete: info.NumPieces(),
+		blob:      b,
+		changed:   make(chan struct{}),
+	}
+	for i := range d.complete {
+		d.complete[i] = true
+	}
+	return d
+}
+
+var errDataClosed = errors.New("p2p: blob data closed")
+
+func (d *blobData) ReadAt(p []byte, off int64) (int, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	switch {
+	case d.blob != nil:
+		return d.blob.ReadAt(p, off)
+	case d.partial != nil:
+		return d.partial.ReadAt(p, off)
+	default:
+		return 0, errDataClosed
+	}
+}
+
+func (d *blobData) WriteAt(p []byte, off int64) (int, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	switch {
+	case d.blob != nil:
+		// Every piece is complete; anacrolix does not write complete pieces,
+		// but a late chunk from a slow peer may still arrive. Drop it.
+		return len(p), nil
+	case d.partial != nil:
+		return d.partial.WriteAt(p, off)
+	default:
+		return 0, errDataClosed
+	}
+}
+
+func (d *blobData) setComplete(i int, c bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.complete[i] == c {
+		return
+	}
+	d.complete[i] = c
+	if c {
+		d.nComplete++
+	} else {
+		d.nComplete--
+	}
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+func (d *blobData) isComplete(i int) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.complete[i]
+}
+
+// state reports, for a reader at off, how many bytes from off are verified
+// and readable, whether the whole blob is committed, the failure if any, and
+// a channel closed on the next change.
+func (d *blobData) state(off int64) (avail int64, committed bool, err error, changed <-chan struct{}) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.blob != nil {
+		return d.size - off, true, nil, d.changed
+	}
+	i := int(off / d.pieceLen)
+	end := off
+	for ; i < len(d.complete) && d.complete[i]; i++ {
+		end = min(int64(i+1)*d.pieceLen, d.size)
+	}
+	return end - off, false, d.failed, d.changed
+}
+
+// waitPiece blocks until piece i is complete, the data failed, or ctx ends.
+func (d *blobData) waitPiece(ctx context.Context, i int) error {
+	for {
+		d.mu.RLock()
+		done, failed, ch := d.complete[i], d.failed, d.changed
+		d.mu.RUnlock()
+		switch {
+		case done:
+			return nil
+		case failed != nil:
+			return failed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// commit switches reads to the committed blob and releases the partial file.
+func (d *blobData) commit(b storage.Blob) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.blob = b
+	f := d.partial
+	d.partial = nil
+	close(d.changed)
+	d.changed = make(chan struct{})
+	if f == nil {
+		return nil
+	}
+	name := f.Name()
+	return errors.Join(f.Close(), os.Remove(name))
+}
+
+// fail abandons the data: readers get err, the partial file is removed.
+func (d *blobData) fail(err error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failed == nil {
+		d.failed = err
+	}
+	f := d.partial
+	d.partial = nil
+	close(d.changed)
+	d.changed = make(chan struct{})
+	if f == nil {
+		return nil
+	}
+	name := f.Name()
+	return errors.Join(f.Close(), os.Remove(name))
+}
+
+// close releases the committed blob handle.
+func (d *blobData) close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var err error
+	if d.blob != nil {
+		err = d.blob.Close()
+		d.blob = nil
+	}
+	if d.failed == nil {
+		d.failed = errDataClosed
+	}
+	if d.partial != nil {
+		name := d.partial.Name()
+		err = errors.Join(err, d.partial.Close(), os.Remove(name))
+		d.partial = nil
+	}
+	close(d.changed)
+	d.changed = make(chan struct{})
+	return err
+}
+
+// copyPiece writes piece i's bytes to w.
+func (d *blobData) copyPiece(w io.Writer, i int) error {
+	off := int64(i) * d.pieceLen
+	n := min(d.pieceLen, d.size-off)
+	_, err := io.Copy(w, io.NewSectionReader(d, off, n))
+	if err != nil {
+		return fmt.Errorf("copy piece %d: %w", i, err)
+	}
+	return nil
+}
+
+// OpenTorrent makes blobData an anacrolix storage.ClientImpl for its one torrent.
+func (d *blobData) OpenTorrent(context.Context, *metainfo.Info, metainfo.Hash) (tstorage.TorrentImpl, error) {
+	return tstorage.TorrentImpl{
+		Piece: func(p metainfo.Piece) tstorage.PieceImpl { return pieceData{d: d, p: p} },
+		Close: func() error { return nil },
+	}, nil
+}
+
+// pieceData is one piece's view of a blobData.
+type pieceData struct {
+	d *blobData
+	p metainfo.Piece
+}
+
+func (p pieceData) ReadAt(b []byte, off int64) (int, error) {
+	return p.d.ReadAt(b, p.p.Offset()+off)
+}
+
+func (p pieceData) WriteAt(b []byte, off int64) (int, error) {
+	return p.d.WriteAt(b, p.p.Offset()+off)
+}
+
+func (p pieceData) MarkComplete() error {
+	p.d.setComplete(p.p.Index(), true)
+	return nil
+}
+
+func (p pieceData) MarkNotComplete() error {
+	p.d.setComplete(p.p.Index(), false)
+	return nil
+}
+
+func (p pieceData) Completion() tstorage.Completion {
+	return tstorage.Completion{Ok: true, Complete: p.d.isComplete(p.p.Index())}
+}

@@ -1,0 +1,315 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/anacrolix/torrent"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/eagle-p2p/eagle/storage"
+)
+
+// emptyDigest is the digest of the empty blob, which no torrent can describe.
+var emptyDigest = digest.SHA256.FromBytes(nil)
+
+// Stat returns the blob's size, from the local store or from its metainfo.
+func (e *Engine) Stat(ctx context.Context, ref BlobRef) (int64, error) {
+	if err := storage.ValidateDigest(ref.Digest); err != nil {
+		return 0, err
+	}
+	if ref.Digest == emptyDigest {
+		return 0, nil
+	}
+	e.mu.Lock()
+	ent := e.blobs[ref.Digest]
+	e.mu.Unlock()
+	if ent != nil {
+		select {
+		case <-ent.ready:
+			if ent.err == nil {
+				return ent.size, nil
+			}
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	if info, err := e.store.Stat(ctx, ref.Digest); err == nil {
+		return info.Size, nil
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return 0, fmt.Errorf("p2p: stat %s: %w", ref.Digest, err)
+	}
+	b, err := e.metaInfo(ctx, ref)
+	if err != nil {
+		return 0, err
+	}
+	_, info, err := ParseMetaInfo(ref.Digest, b)
+	if err != nil {
+		return 0, err
+	}
+	e.metaCache.Add(ref.Digest, b)
+	return info.Length, nil
+}
+
+func (e *Engine) metaInfo(ctx context.Context, ref BlobRef) ([]byte, error) {
+	if b, ok := e.metaCache.Get(ref.Digest); ok {
+		return b, nil
+	}
+	if e.src == nil {
+		return nil, fmt.Errorf("%w: %s (this engine has no metainfo source)", ErrNotFound, ref.Digest)
+	}
+	b, err := e.src.MetaInfo(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: metainfo for %s: %w", ref.Digest, err)
+	}
+	return b, nil
+}
+
+// Fetch returns the blob ref names: from the local store when it is there,
+// else through the swarm. A swarm fetch returns as soon as the download has
+// started; reads block until the bytes they need have passed their piece
+// hash, and the last byte is released only after the whole blob passed its
+// digest. Concurrent fetches of one blob share one download. The download
+// goes on when the caller goes away: the blob is cached for the next one.
+func (e *Engine) Fetch(ctx context.Context, ref BlobRef) (Blob, error) {
+	if err := storage.ValidateDigest(ref.Digest); err != nil {
+		return nil, err
+	}
+	if ref.Digest == emptyDigest {
+		return &emptyBlob{}, nil
+	}
+	for {
+		e.mu.Lock()
+		if e.ctx.Err() != nil {
+			e.mu.Unlock()
+			return nil, fmt.Errorf("p2p: engine closed: %w", e.ctx.Err())
+		}
+		ent := e.blobs[ref.Digest]
+		if ent == nil {
+			if b, err := e.openStored(ctx, ref.Digest); err == nil || !errors.Is(err, storage.ErrNotFound) {
+				e.mu.Unlock()
+				return b, err
+			}
+			ent = &entry{dgst: ref.Digest, ready: make(chan struct{}), done: make(chan struct{})}
+			e.blobs[ref.Digest] = ent
+			e.wg.Add(1)
+			go e.download(ent, ref)
+		}
+		e.mu.Unlock()
+		select {
+		case <-ent.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if ent.err != nil {
+			return nil, ent.err
+		}
+		if b, err := e.openStored(ctx, ref.Digest); err == nil {
+			return b, nil
+		}
+		select {
+		case <-ent.done:
+			if ent.doneErr != nil {
+				return nil, ent.doneErr
+			}
+			// Committed, but gone from the store since: start over.
+			continue
+		default:
+		}
+		return &swarmBlob{ctx: ctx, ent: ent}, nil
+	}
+}
+
+func (e *Engine) openStored(ctx context.Context, dgst digest.Digest) (Blob, error) {
+	b, err := e.store.Open(ctx, dgst)
+	if err != nil {
+		return nil, err
+	}
+	return &storedBlob{SectionReader: io.NewSectionReader(b, 0, b.Size()), b: b}, nil
+}
+
+// download runs one blob's download to its end; it owns ent.
+func (e *Engine) download(ent *entry, ref BlobRef) {
+	defer e.wg.Done()
+	err := e.runDownload(ent, ref)
+	if err != nil {
+		e.log.Warn("download failed", "digest", ref.Digest, "err", err)
+		ent.doneErr = err
+		e.remove(ent, err)
+	}
+	close(ent.done)
+}
+
+func (e *Engine) runDownload(ent *entry, ref BlobRef) error {
+	ctx := e.ctx
+	b, err := e.metaInfo(ctx, ref)
+	if err != nil {
+		return err
+	}
+	mi, info, err := ParseMetaInfo(ref.Digest, b)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(partialDir(e.cfg.DataDir), ref.Digest.Encoded()), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("p2p: partial file: %w", err)
+	}
+	if err := f.Truncate(info.Length); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("p2p: partial file: %w", err)
+	}
+	ent.size = info.Length
+	ent.data = newPartialData(&info, f)
+	t, err := e.addTorrent(mi, ent.data)
+	if err != nil {
+		return err
+	}
+	ent.t = t
+	close(ent.ready)
+	e.log.Debug("download started", "digest", ref.Digest, "size", info.Length, "pieces", info.NumPieces())
+
+	if err := e.commit(ctx, ent); err != nil {
+		return err
+	}
+	e.keepMetaInfo(ref.Digest, b)
+	e.log.Debug("download complete", "digest", ref.Digest)
+	return nil
+}
+
+// commit copies the verified pieces, in order as they complete, into the
+// store, whose Commit checks the whole-blob digest; then it switches the
+// torrent's reads to the committed blob.
+func (e *Engine) commit(ctx context.Context, ent *entry) error {
+	w, err := e.store.Create(ctx, ent.dgst)
+	if err != nil {
+		return fmt.Errorf("p2p: store %s: %w", ent.dgst, err)
+	}
+	defer w.Cancel()
+	for i := range ent.data.complete {
+		if err := ent.data.waitPiece(ctx, i); err != nil {
+			return fmt.Errorf("p2p: download %s: %w", ent.dgst, err)
+		}
+		if err := ent.data.copyPiece(w, i); err != nil {
+			return fmt.Errorf("p2p: store %s: %w", ent.dgst, err)
+		}
+	}
+	if _, err := w.Commit(ctx); err != nil {
+		if errors.Is(err, storage.ErrDigestMismatch) {
+			return fmt.Errorf("%w: %s: %v", ErrDigestMismatch, ent.dgst, err)
+		}
+		return fmt.Errorf("p2p: store %s: %w", ent.dgst, err)
+	}
+	blob, err := e.store.Open(ctx, ent.dgst)
+	if err != nil {
+		return fmt.Errorf("p2p: reopen %s: %w", ent.dgst, err)
+	}
+	return ent.data.commit(blob)
+}
+
+// storedBlob serves a committed blob from the store.
+type storedBlob struct {
+	*io.SectionReader
+	b storage.Blob
+}
+
+func (s *storedBlob) Close() error { return s.b.Close() }
+
+// emptyBlob is the zero-length blob.
+type emptyBlob struct{}
+
+func (emptyBlob) Read([]byte) (int, error)       { return 0, io.EOF }
+func (emptyBlob) Seek(int64, int) (int64, error) { return 0, nil }
+func (emptyBlob) Close() error                   { return nil }
+func (emptyBlob) Size() int64                    { return 0 }
+
+// swarmBlob reads a blob that is still downloading.
+type swarmBlob struct {
+	ctx    context.Context
+	ent    *entry
+	pos    int64
+	closed bool
+}
+
+func (s *swarmBlob) Size() int64 { return s.ent.size }
+
+func (s *swarmBlob) Read(p []byte) (int, error) {
+	if s.closed {
+		return 0, os.ErrClosed
+	}
+	d := s.ent.data
+	size := s.ent.size
+	if s.pos >= size {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	prioritized := false
+	for {
+		avail, committed, err, changed := d.state(s.pos)
+		if !committed && s.pos+avail == size {
+			// Hold the last byte back until the whole blob has passed its
+			// digest, so a mismatch fails the read before it can end cleanly.
+			avail--
+		}
+		if avail > 0 {
+			n, rerr := d.ReadAt(p[:min(int64(len(p)), avail)], s.pos)
+			s.pos += int64(n)
+			if rerr == io.EOF && s.pos < size {
+				rerr = io.ErrUnexpectedEOF
+			}
+			if n > 0 {
+				rerr = nil
+			}
+			return n, rerr
+		}
+		if err != nil {
+			return 0, err
+		}
+		select {
+		case <-s.ent.done:
+			if s.ent.doneErr != nil {
+				return 0, s.ent.doneErr
+			}
+		default:
+		}
+		if !prioritized && !committed && s.ent.t != nil {
+			// Ask the swarm for the piece this reader waits on first.
+			s.ent.t.Piece(int(s.pos / d.pieceLen)).SetPriority(torrent.PiecePriorityNow)
+			prioritized = true
+		}
+		select {
+		case <-changed:
+		case <-s.ent.done:
+		case <-s.ctx.Done():
+			return 0, s.ctx.Err()
+		}
+	}
+}
+
+func (s *swarmBlob) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		off += s.pos
+	case io.SeekEnd:
+		off += s.ent.size
+	default:
+		return 0, errors.New("p2p: seek: invalid whence")
+	}
+	if off < 0 {
+		return 0, errors.New("p2p: seek: negative position")
+	}
+	s.pos = off
+	return off, nil
+}
+
+func (s *swarmBlob) Close() error {
+	s.closed = true
+	return nil
+}

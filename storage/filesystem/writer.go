@@ -1,0 +1,151 @@
+package filesystem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"sync"
+
+	"github.com/eagle-p2p/eagle/storage"
+)
+
+// writer streams one blob into a temporary file, hashing as it goes.
+type writer struct {
+	store *Store
+	dest  string // blob path, relative to the root
+	tmp   string // temporary file, relative to the root
+
+	mu     sync.Mutex
+	f      *os.File // nil once closed
+	v      *storage.Verifier
+	werr   error // first write error; Commit fails with it
+	done   bool  // Commit or Cancel has run
+	info   storage.Info
+	result error // what Commit returns once done
+}
+
+// Write implements io.Writer. After a failed write the writer accepts no
+// more bytes, and Commit reports the failure.
+func (w *writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return 0, fmt.Errorf("filesystem: write %s: %w", w.v.Digest(), fs.ErrClosed)
+	}
+	if w.werr != nil {
+		return 0, w.werr
+	}
+	n, err := w.f.Write(p)
+	w.v.Write(p[:n])
+	if err != nil {
+		w.werr = fmt.Errorf("filesystem: write %s: %w", w.v.Digest(), err)
+		return n, w.werr
+	}
+	return n, nil
+}
+
+// Commit implements storage.Writer. Only the first call does anything;
+// later calls return the same result.
+func (w *writer) Commit(ctx context.Context) (storage.Info, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.done = true
+		w.info, w.result = w.commit(ctx)
+	}
+	return w.info, w.result
+}
+
+func (w *writer) commit(ctx context.Context) (storage.Info, error) {
+	dgst := w.v.Digest()
+	fail := func(err error) (storage.Info, error) {
+		if derr := w.discard(); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return storage.Info{}, fmt.Errorf("filesystem: commit %s: %w", dgst, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	if w.werr != nil {
+		return fail(w.werr)
+	}
+	if err := w.v.Verify(); err != nil {
+		return fail(err)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fail(err)
+	}
+	// The rename keeps the modification time, so this is the blob's.
+	fi, err := w.f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	err = w.f.Close()
+	w.f = nil
+	if err != nil {
+		return fail(err)
+	}
+
+	root := w.store.root
+	if old, err := root.Lstat(w.dest); err == nil && old.Mode().IsRegular() {
+		// Already stored: the bytes are the same, keep the existing copy
+		// (readers may have it open) and drop ours.
+		if err := w.discard(); err != nil {
+			return storage.Info{}, fmt.Errorf("filesystem: commit %s: %w", dgst, err)
+		}
+		return storage.Info{Digest: dgst, Size: old.Size(), ModTime: old.ModTime()}, nil
+	}
+	dir := path.Dir(w.dest)
+	if err := root.MkdirAll(dir, dirPerm); err != nil {
+		return fail(err)
+	}
+	if err := root.Rename(w.tmp, w.dest); err != nil {
+		return fail(err)
+	}
+	// Best effort: the file's bytes are already on disk, so if the rename
+	// itself is lost to a power cut the blob is merely absent, never partial.
+	syncDir(root, dir)
+	return storage.Info{Digest: dgst, Size: w.v.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// Cancel implements storage.Writer.
+func (w *writer) Cancel() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return nil
+	}
+	w.done = true
+	w.result = fmt.Errorf("filesystem: commit %s after cancel: %w", w.v.Digest(), fs.ErrClosed)
+	if err := w.discard(); err != nil {
+		return fmt.Errorf("filesystem: cancel %s: %w", w.v.Digest(), err)
+	}
+	return nil
+}
+
+// discard closes and removes the temporary file.
+func (w *writer) discard() error {
+	var errs []error
+	if w.f != nil {
+		errs = append(errs, w.f.Close())
+		w.f = nil
+	}
+	if err := w.store.root.Remove(w.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// syncDir fsyncs a directory so that a rename into it survives a crash.
+func syncDir(root *os.Root, dir string) {
+	d, err := root.Open(dir)
+	if err != nil {
+		return
+	}
+	_ = d.Sync()
+	_ = d.Close()
+}

@@ -1,0 +1,90 @@
+package tracker_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/eagle-p2p/eagle/tracker"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	got := tracker.Config{}.WithDefaults()
+	want := tracker.Config{
+		Interval:    10 * time.Second,
+		MinInterval: 5 * time.Second,
+		PeerTTL:     30 * time.Second,
+		MaxNumWant:  50,
+		NumWant:     50,
+		Policy:      "completeness",
+	}
+	if got != want {
+		t.Errorf("defaults = %+v, want %+v", got, want)
+	}
+	if err := (tracker.Config{}).Validate(); err != nil {
+		t.Errorf("zero Config does not validate: %v", err)
+	}
+	// PeerTTL follows Interval; NumWant follows a smaller MaxNumWant.
+	got = tracker.Config{Interval: 20 * time.Second, MaxNumWant: 10}.WithDefaults()
+	if got.PeerTTL != time.Minute || got.NumWant != 10 {
+		t.Errorf("derived defaults: PeerTTL %v NumWant %d, want 1m0s and 10", got.PeerTTL, got.NumWant)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  tracker.Config
+		want string // in the error
+	}{
+		{tracker.Config{Interval: 500 * time.Millisecond, MinInterval: time.Second}, "interval 500ms"},
+		{tracker.Config{Interval: -time.Second}, "interval -1s"},
+		{tracker.Config{MinInterval: time.Millisecond}, "min_interval 1ms: must be at least 1s"},
+		{tracker.Config{MinInterval: time.Minute}, "min_interval 1m0s: must not exceed interval"},
+		{tracker.Config{PeerTTL: 10 * time.Second}, "peer_ttl 10s: must exceed interval"},
+		{tracker.Config{MaxNumWant: -1}, "max_num_want -1"},
+		{tracker.Config{NumWant: -5}, "num_want -5"},
+		{tracker.Config{NumWant: 60}, "num_want 60: must not exceed max_num_want 50"},
+		{tracker.Config{Policy: "nearest"}, `policy: tracker: unknown policy "nearest"`},
+	} {
+		err := tc.cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v, want error containing %q", tc.cfg, err, tc.want)
+		}
+		if _, nerr := tracker.New(tc.cfg, nil, nil); nerr == nil {
+			t.Errorf("New accepted invalid config %+v", tc.cfg)
+		}
+	}
+	err := tracker.Config{Policy: "nearest"}.Validate()
+	if !errors.Is(err, tracker.ErrUnknownPolicy) {
+		t.Errorf("unknown policy error %v does not wrap ErrUnknownPolicy", err)
+	}
+}
+
+func TestConfigYAML(t *testing.T) {
+	const doc = `
+interval: 15s
+min_interval: 3s
+peer_ttl: 1m
+max_num_want: 80
+num_want: 30
+policy: random
+trust_client_ip: true
+`
+	var cfg tracker.Config
+	if err := yaml.Unmarshal([]byte(doc), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := tracker.Config{
+		Interval: 15 * time.Second, MinInterval: 3 * time.Second, PeerTTL: time.Minute,
+		MaxNumWant: 80, NumWant: 30, Policy: "random", TrustClientIP: true,
+	}
+	if cfg != want {
+		t.Errorf("YAML gave %+v, want %+v", cfg, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}

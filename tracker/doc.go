@@ -1,0 +1,20 @@
+// Package tracker is Eagle's BitTorrent HTTP tracker: it records which peers
+// hold which blob and hands each announcing peer an ordered list of other
+// peers to connect to.
+//
+// The Server speaks BEP 3 announce with BEP 23 compact peer lists (IPv4 in
+// "peers", IPv6 in "peers6" per BEP 7) and BEP 48 scrape. It is an
+// http.Handler serving "/announce" and "/scrape"; mount it under a prefix
+// with http.StripPrefix. Query parsing and bencoding are written by hand:
+// announces arrive every few seconds from every node and the reflection-based
+// encoders cost more CPU than the rest of the request.
+//
+// Peers live in a PeerStore. MemoryStore is the in-process default; the
+// interface is small enough to be backed by a shared database so that several
+// tracker replicas can serve one cluster. Every PeerStore must pass the
+// conformance suite in package tracker/storetest.
+//
+// The order in which peers are handed out is decided by a Policy, chosen by
+// name from a registry (see NewPolicy and RegisterPolicy). The built-in
+// policies are "random" and "completeness".
+package tracker

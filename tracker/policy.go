@@ -1,0 +1,157 @@
+package tracker
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+)
+
+// Names of the built-in handout policies.
+const (
+	// PolicyRandom hands out peers in random order.
+	PolicyRandom = "random"
+	// PolicyCompleteness hands out seeders first, then leechers by fewest
+	// bytes left, in random order among equals so that load spreads.
+	PolicyCompleteness = "completeness"
+)
+
+// ErrUnknownPolicy is returned by NewPolicy for a name nobody registered.
+var ErrUnknownPolicy = errors.New("tracker: unknown policy")
+
+// Policy decides the order in which peers are handed to an announcing peer:
+// the client connects to the first ones first, and the server keeps only the
+// first numwant.
+type Policy interface {
+	// Order returns candidates in handout order. It may reorder and reuse the
+	// candidates slice, and drop entries, but must never return the
+	// requester itself (same ID or same address). It is called concurrently.
+	Order(requester Peer, candidates []Peer) []Peer
+}
+
+var (
+	policiesMu sync.RWMutex
+	policies   = map[string]func() Policy{
+		PolicyRandom:       func() Policy { return RandomPolicy{} },
+		PolicyCompleteness: func() Policy { return CompletenessPolicy{} },
+	}
+)
+
+// RegisterPolicy makes a policy available to NewPolicy (and so to
+// Config.Policy) under name. Like sql.Register it is meant to be called from
+// an init function, and panics if name is empty or already taken or newPolicy
+// is nil.
+func RegisterPolicy(name string, newPolicy func() Policy) {
+	policiesMu.Lock()
+	defer policiesMu.Unlock()
+	if name == "" || newPolicy == nil {
+		panic("tracker: RegisterPolicy with empty name or nil constructor")
+	}
+	if _, dup := policies[name]; dup {
+		panic("tracker: RegisterPolicy called twice for policy " + name)
+	}
+	policies[name] = newPolicy
+}
+
+// Policies returns the registered policy names, sorted.
+func Policies() []string {
+	policiesMu.RLock()
+	defer policiesMu.RUnlock()
+	names := make([]string, 0, len(policies))
+	for name := range policies {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// NewPolicy returns a new instance of the policy registered under name.
+func NewPolicy(name string) (Policy, error) {
+	policiesMu.RLock()
+	newPolicy := policies[name]
+	policiesMu.RUnlock()
+	if newPolicy == nil {
+		return nil, fmt.Errorf("%w %q (have %q)", ErrUnknownPolicy, name, Policies())
+	}
+	return newPolicy(), nil
+}
+
+// RandomPolicy hands out peers in uniformly random order.
+type RandomPolicy struct{}
+
+// Order implements Policy.
+func (RandomPolicy) Order(requester Peer, candidates []Peer) []Peer {
+	candidates = withoutRequester(requester, candidates)
+	rand.Shuffle(len(candidates), func(i, j int) {
+		candidates[i], candidates[j] = candidates[j], candidates[i]
+	})
+	return candidates
+}
+
+// CompletenessPolicy hands out seeders first, then leechers with the fewest
+// bytes left, since they hold the most pieces. Peers with equal Left come in
+// uniformly random order, so that the first seeders in every list are not
+// always the same ones.
+type CompletenessPolicy struct{}
+
+// orderKey is what CompletenessPolicy sorts: small and pointer-free, so that
+// sorting does not move whole Peers around.
+type orderKey struct {
+	left int64
+	tie  uint64 // random: breaks ties between equal Left
+	idx  int    // index in candidates
+}
+
+var orderKeyPool = sync.Pool{New: func() any { return new([]orderKey) }}
+
+// Order implements Policy.
+func (CompletenessPolicy) Order(requester Peer, candidates []Peer) []Peer {
+	candidates = withoutRequester(requester, candidates)
+	kp := orderKeyPool.Get().(*[]orderKey)
+	keys := (*kp)[:0]
+	for i, p := range candidates {
+		keys = append(keys, orderKey{left: p.Left, tie: rand.Uint64(), idx: i})
+	}
+	slices.SortFunc(keys, func(a, b orderKey) int {
+		if c := cmp.Compare(a.left, b.left); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.tie, b.tie)
+	})
+	permute(candidates, keys)
+	*kp = keys
+	orderKeyPool.Put(kp)
+	return candidates
+}
+
+// permute rearranges ps in place so that the new ps[i] is the old
+// ps[keys[i].idx], following each cycle of the permutation once. It marks
+// keys as it goes.
+func permute(ps []Peer, keys []orderKey) {
+	for start := range keys {
+		if keys[start].idx < 0 {
+			continue
+		}
+		saved := ps[start]
+		for j := start; ; {
+			src := keys[j].idx
+			keys[j].idx = -1
+			if src == start {
+				ps[j] = saved
+				break
+			}
+			ps[j] = ps[src]
+			j = src
+		}
+	}
+}
+
+// withoutRequester removes, in place, the candidates with the requester's ID
+// or address.
+func withoutRequester(requester Peer, candidates []Peer) []Peer {
+	return slices.DeleteFunc(candidates, func(p Peer) bool {
+		return p.ID == requester.ID || p.Addr == requester.Addr
+	})
+}

@@ -1,0 +1,208 @@
+package tracker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Server is the tracker's http.Handler. It serves GET on "/announce" and
+// "/scrape"; any other path is 404 and any other method 405.
+//
+// Malformed announces and scrapes are answered, as BEP 3 requires, with
+// HTTP 200 and a bencoded "failure reason" naming the bad parameter. A
+// failing PeerStore gives HTTP 500 with a failure reason, and is logged.
+//
+// Responses are always compact (BEP 23), whatever the client's compact
+// parameter says. A peer is never handed itself, and a seeder is handed only
+// leechers, since seeders have nothing to exchange. The handout is chosen by
+// the configured Policy from a uniform sample of the swarm twice the size of
+// the numwant, so in a swarm larger than that the policy orders a sample.
+type Server struct {
+	cfg         Config
+	store       PeerStore
+	ownStore    bool
+	policy      Policy
+	log         *slog.Logger
+	interval    int64 // seconds
+	minInterval int64 // seconds
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+// New returns a Server for cfg (zero fields take their defaults; see Config).
+// If store is nil, New creates a MemoryStore with cfg.PeerTTL, which the
+// Server owns and Close closes; a store passed in stays the caller's to
+// close. A nil logger means slog.Default().
+func New(cfg Config, store PeerStore, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.WithDefaults()
+	policy, err := NewPolicy(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("tracker: %w", err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{
+		cfg:         cfg,
+		store:       store,
+		policy:      policy,
+		log:         logger,
+		interval:    int64(cfg.Interval / time.Second),
+		minInterval: int64(cfg.MinInterval / time.Second),
+	}
+	if store == nil {
+		s.store = NewMemoryStore(cfg.PeerTTL)
+		s.ownStore = true
+	}
+	return s, nil
+}
+
+// Close closes the PeerStore if New created it. It is idempotent. Requests
+// served after Close fail with HTTP 500.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		if s.ownStore {
+			s.closeErr = s.store.Close()
+		}
+	})
+	return s.closeErr
+}
+
+// bufPool holds response buffers; a full response of 50 IPv4 peers is
+// under 500 bytes.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var handle func(*http.Request, []byte) ([]byte, int)
+	switch r.URL.Path {
+	case "/announce":
+		handle = s.announce
+	case "/scrape":
+		handle = s.scrape
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	bp := bufPool.Get().(*[]byte)
+	body, status := handle(r, (*bp)[:0])
+	h := w.Header()
+	h["Content-Type"] = []string{"text/plain"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	// A failed write means the client went away; nothing to do.
+	_, _ = w.Write(body)
+	if cap(body) <= 64<<10 {
+		*bp = body
+		bufPool.Put(bp)
+	}
+}
+
+// announce serves one announce and returns the response body and status.
+func (s *Server) announce(r *http.Request, b []byte) ([]byte, int) {
+	req, err := parseAnnounce(r.URL.RawQuery, s.cfg.TrustClientIP)
+	if err != nil {
+		return s.badRequest(r, b, err)
+	}
+	addr := req.ip
+	if !addr.IsValid() {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil {
+			return s.badRequest(r, b, badField("ip", "cannot tell the client's address from "+strconv.Quote(r.RemoteAddr)))
+		}
+		addr = ap.Addr().Unmap().WithZone("")
+	}
+	self := Peer{ID: req.peerID, Addr: netip.AddrPortFrom(addr, req.port), Left: req.left}
+	ctx := r.Context()
+	var peers []Peer
+	if req.event == eventStopped {
+		if err := s.store.Remove(ctx, req.infoHash, req.peerID); err != nil {
+			return s.storeFailure(r, b, "remove", err)
+		}
+	} else {
+		if err := s.store.Announce(ctx, req.infoHash, self); err != nil {
+			return s.storeFailure(r, b, "announce", err)
+		}
+		numWant := req.numWant
+		if numWant < 0 {
+			numWant = s.cfg.NumWant
+		}
+		numWant = min(numWant, s.cfg.MaxNumWant)
+		if numWant > 0 {
+			candidates, err := s.store.Peers(ctx, req.infoHash, 2*numWant+1)
+			if err != nil {
+				return s.storeFailure(r, b, "peers", err)
+			}
+			candidates = slices.DeleteFunc(candidates, func(p Peer) bool {
+				return !p.Addr.IsValid() || p.ID == self.ID || p.Addr == self.Addr ||
+					(self.Complete() && p.Complete())
+			})
+			peers = s.policy.Order(self, candidates)
+			peers = peers[:min(len(peers), numWant)]
+		}
+	}
+	counts, err := s.store.Counts(ctx, req.infoHash)
+	if err != nil {
+		return s.storeFailure(r, b, "counts", err)
+	}
+	return appendAnnounce(b, counts, s.interval, s.minInterval, peers), http.StatusOK
+}
+
+// scrape serves one scrape and returns the response body and status.
+func (s *Server) scrape(r *http.Request, b []byte) ([]byte, int) {
+	hashes, err := parseScrape(r.URL.RawQuery)
+	if err != nil {
+		return s.badRequest(r, b, err)
+	}
+	slices.SortFunc(hashes, func(a, b InfoHash) int { return bytes.Compare(a[:], b[:]) })
+	hashes = slices.Compact(hashes)
+	counts := make([]SwarmCounts, len(hashes))
+	for i, ih := range hashes {
+		if counts[i], err = s.store.Counts(r.Context(), ih); err != nil {
+			return s.storeFailure(r, b, "counts", err)
+		}
+	}
+	return appendScrape(b, hashes, counts), http.StatusOK
+}
+
+// badRequest answers a malformed request the BEP 3 way: HTTP 200 and a
+// failure reason, which clients show to their users.
+func (s *Server) badRequest(r *http.Request, b []byte, err error) ([]byte, int) {
+	var fe *fieldError
+	if !errors.As(err, &fe) {
+		fe = &fieldError{field: "request", msg: err.Error()}
+	}
+	if s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.log.LogAttrs(r.Context(), slog.LevelDebug, "tracker: rejected request",
+			slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr), slog.String("error", fe.Error()))
+	}
+	return appendFailure(b, fe.Error()), http.StatusOK
+}
+
+// storeFailure answers a request the PeerStore could not serve. A client
+// that hung up is not worth an error in the log.
+func (s *Server) storeFailure(r *http.Request, b []byte, op string, err error) ([]byte, int) {
+	level := slog.LevelError
+	if r.Context().Err() != nil {
+		level = slog.LevelDebug
+	}
+	s.log.LogAttrs(r.Context(), level, "tracker: peer store failed",
+		slog.String("op", op), slog.String("path", r.URL.Path), slog.Any("error", err))
+	return appendFailure(b, "tracker storage unavailable"), http.StatusInternalServerError
+}

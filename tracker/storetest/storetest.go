@@ -1,0 +1,457 @@
+// Package storetest is the conformance suite for tracker.PeerStore
+// implementations. A store's tests call Run with a constructor; every store
+// Eagle ships (memory, Redis) must pass it unchanged.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eagle-p2p/eagle/tracker"
+)
+
+// NewStore returns an empty store in which peers expire ttl after their last
+// announce. Run closes every store it creates; the constructor may register
+// more cleanup with t.Cleanup.
+type NewStore func(t *testing.T, ttl time.Duration) tracker.PeerStore
+
+// longTTL is the TTL of every subtest that is not about expiry.
+const longTTL = time.Minute
+
+// Run runs the conformance suite against the stores newStore makes. It takes
+// a few seconds, most of it waiting for peers to expire.
+func Run(t *testing.T, newStore NewStore) {
+	open := func(t *testing.T, ttl time.Duration) tracker.PeerStore {
+		t.Helper()
+		s := newStore(t, ttl)
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, s tracker.PeerStore)
+	}{
+		{"AnnounceThenPeers", testAnnounceThenPeers},
+		{"ReannounceUpdates", testReannounceUpdates},
+		{"Counts", testCounts},
+		{"Downloaded", testDownloaded},
+		{"Remove", testRemove},
+		{"Limit", testLimit},
+		{"SampleCoversSwarm", testSampleCoversSwarm},
+		{"SwarmsIsolated", testSwarmsIsolated},
+		{"InvalidPeer", testInvalidPeer},
+		{"CanceledContext", testCanceledContext},
+		{"Concurrent", testConcurrent},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, open(t, longTTL)) })
+	}
+	t.Run("Expiry", func(t *testing.T) { testExpiry(t, open(t, time.Second)) })
+	t.Run("Close", func(t *testing.T) { testClose(t, newStore(t, longTTL)) })
+}
+
+// Hash returns a distinct info hash for every n.
+func Hash(n int) tracker.InfoHash {
+	var ih tracker.InfoHash
+	copy(ih[:], fmt.Sprintf("swarm-%014d", n))
+	return ih
+}
+
+// ID returns a distinct peer ID for every n.
+func ID(n int) tracker.PeerID {
+	var id tracker.PeerID
+	copy(id[:], fmt.Sprintf("-EG0001-%012d", n))
+	return id
+}
+
+// MakePeer returns peer n: ID(n) at 127.0.0.1, a port derived from n, with
+// left bytes left.
+func MakePeer(n int, left int64) tracker.Peer {
+	return tracker.Peer{
+		ID:   ID(n),
+		Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, byte(n >> 8), byte(n)}), uint16(10000+n%50000)),
+		Left: left,
+	}
+}
+
+func announce(t *testing.T, s tracker.PeerStore, ih tracker.InfoHash, ps ...tracker.Peer) {
+	t.Helper()
+	for _, p := range ps {
+		if err := s.Announce(context.Background(), ih, p); err != nil {
+			t.Fatalf("Announce(%v, %v): %v", ih, p.ID, err)
+		}
+	}
+}
+
+func peers(t *testing.T, s tracker.PeerStore, ih tracker.InfoHash, limit int) []tracker.Peer {
+	t.Helper()
+	ps, err := s.Peers(context.Background(), ih, limit)
+	if err != nil {
+		t.Fatalf("Peers(%v, %d): %v", ih, limit, err)
+	}
+	return ps
+}
+
+func counts(t *testing.T, s tracker.PeerStore, ih tracker.InfoHash) tracker.SwarmCounts {
+	t.Helper()
+	c, err := s.Counts(context.Background(), ih)
+	if err != nil {
+		t.Fatalf("Counts(%v): %v", ih, err)
+	}
+	return c
+}
+
+// byID indexes peers by ID, failing the test on a duplicate.
+func byID(t *testing.T, ps []tracker.Peer) map[tracker.PeerID]tracker.Peer {
+	t.Helper()
+	m := make(map[tracker.PeerID]tracker.Peer, len(ps))
+	for _, p := range ps {
+		if _, dup := m[p.ID]; dup {
+			t.Fatalf("peer %v returned twice", p.ID)
+		}
+		m[p.ID] = p
+	}
+	return m
+}
+
+func samePeer(a, b tracker.Peer) bool {
+	return a.ID == b.ID && a.Addr == b.Addr && a.Left == b.Left
+}
+
+func testAnnounceThenPeers(t *testing.T, s tracker.PeerStore) {
+	ih := Hash(1)
+	v4 := MakePeer(1, 1000)
+	v6 := tracker.Peer{ID: ID(2), Addr: netip.MustParseAddrPort("[::1]:6881"), Left: 0}
+	before := time.Now()
+	announce(t, s, ih, v4, v6)
+	after := time.Now()
+	got := byID(t, peers(t, s, ih, 10))
+	if len(got) != 2 {
+		t.Fatalf("Peers returned %d peers, want 2", len(got))
+	}
+	for _, want := range []tracker.Peer{v4, v6} {
+		p := got[want.ID]
+		if !samePeer(p, want) {
+			t.Errorf("Peers returned %+v, want %+v", p, want)
+		}
+		// Allow for a store whose clock is a little off ours (another host).
+		if p.LastSeen.Before(before.Add(-time.Second)) || p.LastSeen.After(after.Add(time.Second)) {
+			t.Errorf("LastSeen %v outside the announce window [%v, %v]", p.LastSeen, before, after)
+		}
+	}
+}
+
+func testReannounceUpdates(t *testing.T, s tracker.PeerStore) {
+	ih := Hash(1)
+	p := MakePeer(1, 1000)
+	announce(t, s, ih, p)
+	first := peers(t, s, ih, 10)[0].LastSeen
+	time.Sleep(5 * time.Millisecond)
+	p.Addr = netip.MustParseAddrPort("127.0.0.9:7000")
+	p.Left = 10
+	announce(t, s, ih, p)
+	got := peers(t, s, ih, 10)
+	if len(got) != 1 || !samePeer(got[0], p) {
+		t.Fatalf("after re-announce Peers = %+v, want only %+v", got, p)
+	}
+	if !got[0].LastSeen.After(first) {
+		t.Errorf("re-announce did not advance LastSeen: %v then %v", first, got[0].LastSeen)
+	}
+	if c := counts(t, s, ih); c.Complete != 0 || c.Incomplete != 1 {
+		t.Errorf("Counts = %+v, want 0 complete, 1 incomplete", c)
+	}
+}
+
+func testCounts(t *testing.T, s tracker.PeerStore) {
+	ih := Hash(1)
+	announce(t, s, ih, MakePeer(1, 0), MakePeer(2, 0), MakePeer(3, 5), MakePeer(4, 1<<40), MakePeer(5, 1))
+	if c := counts(t, s, ih); c.Complete != 2 || c.Incomplete != 3 {
+		t.Errorf("Counts = %+v, want 2 complete, 3 incomplete", c)
+	}
+	// A seeder that loses data becomes a leecher again.
+	announce(t, s, ih, MakePeer(1, 7))
+	if c := counts(t, s, ih); c.Complete != 1 || c.Incomplete != 4 {
+		t.Errorf("after seeder turned leecher Counts = %+v, want 1 complete, 4 incomplete", c)
+	}
+}
+
+func testDownloaded(t *testing.T, s tracker.PeerStore) {
+	ih := Hash(1)
+	announce(t, s, ih, MakePeer(1, 100), MakePeer(2, 0))
+	if c := counts(t, s, ih); c.Downloaded != 0 {
+		t.Fatalf("Downloaded = %d before any completion, want 0", c.Downloaded)
+	}
+	announce(t, s, ih, MakePeer(1, 50), MakePeer(1, 0)) // peer 1 finishes
+	announce(t, s, ih, MakePeer(1, 0), MakePeer(2, 0))  // seeders re-announce
+	announce(t, s, ih, MakePeer(3, 0))                  // a new seeder did not download here
+	if c := counts(t, s, ih); c.Downloaded != 1 || c.Complete != 3 || c.Incomplete != 0 {
+		t.Errorf("Counts = %+v, want 1 downloaded, 3 complete", c)
+	}
+	// The count outlives the swarm emptying (within the TTL).
+	for n := 1; n <= 3; n++ {
+		if err := s.Remove(context.Background(), ih, ID(n)); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+	}
+	if c := counts(t, s, ih); c != (tracker.SwarmCounts{Downloaded: 1}) {
+		t.Errorf("emptied swarm Counts = %+v, want only 1 downloaded", c)
+	}
+}
+
+func testRemove(t *testing.T, s tracker.PeerStore) {
+	ctx := context.Background()
+	ih := Hash(1)
+	announce(t, s, ih, MakePeer(1, 0), MakePeer(2, 10))
+	if err := s.Remove(ctx, ih, ID(1)); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	got := peers(t, s, ih, 10)
+	if len(got) != 1 || got[0].ID != ID(2) {
+		t.Fatalf("after Remove Peers = %+v, want only peer 2", got)
+	}
+	if c := counts(t, s, ih); c.Complete != 0 || c.Incomplete != 1 {
+		t.Errorf("after Remove Counts = %+v, want 0 complete, 1 incomplete", c)
+	}
+	if err := s.Remove(ctx, ih, ID(1)); err != nil {
+		t.Errorf("Remove of an absent peer: %v, want nil", err)
+	}
+	if err := s.Remove(ctx, Hash(99), ID(1)); err != nil {
+		t.Errorf("Remove from an unknown swarm: %v, want nil", err)
+	}
+	if err := s.Remove(ctx, ih, ID(2)); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if got := peers(t, s, ih, 10); len(got) != 0 {
+		t.Errorf("emptied swarm still has peers %+v", got)
+	}
+	// The swarm can be joined again after it emptied.
+	announce(t, s, ih, MakePeer(3, 1))
+	if c := counts(t, s, ih); c.Incomplete != 1 {
+		t.Errorf("rejoined swarm Counts = %+v, want 1 incomplete", c)
+	}
+}
+
+func testLimit(t *testing.T, s tracker.PeerStore) {
+	ih := Hash(1)
+	all := make(map[tracker.PeerID]tracker.Peer)
+	for n := range 20 {
+		p := MakePeer(n, int64(n))
+		announce(t, s, ih, p)
+		all[p.ID] = p
+	}
+	for _, tc := range []struct{ limit, want int }{{-1, 0}, {0, 0}, {1, 1}, {5, 5}, {19, 19}, {20, 20}, {100, 20}} {
+		got := byID(t, peers(t, s, ih, tc.limit))
+		if len(got) != tc.want {
+			t.Errorf("Peers(limit %d) returned %d peers, want %d", tc.limit, len(got), tc.want)
+		}
+		for id, p := range got {
+			if !samePeer(p, all[id]) {
+				t.Errorf("Peers(limit %d) returned %+v, not a peer of the swarm", tc.limit, p)
+			}
+		}
+	}
+}
+
+func testSampleCoversSwarm(t *testing.T, s tracker.PeerStore) {
+	ih := Hash(1)
+	for n := range 20 {
+		announce(t, s, ih, MakePeer(n, 1))
+	}
+	// With a uniform sample of 5 out of 20, missing any given peer in 200
+	// draws has probability 0.75^200 ≈ 1e-25.
+	seen := make(map[tracker.PeerID]int)
+	for range 200 {
+		for _, p := range peers(t, s, ih, 5) {
+			seen[p.ID]++
+		}
+	}
+	for n := range 20 {
+		if seen[ID(n)] == 0 {
+			t.Errorf("peer %d never sampled in 200 draws of 5 out of 20", n)
+		}
+	}
+}
+
+func testSwarmsIsolated(t *testing.T, s tracker.PeerStore) {
+	a, b := Hash(1), Hash(2)
+	announce(t, s, a, MakePeer(1, 0))
+	announce(t, s, b, MakePeer(2, 5), MakePeer(3, 5))
+	if got := peers(t, s, a, 10); len(got) != 1 || got[0].ID != ID(1) {
+		t.Errorf("swarm a Peers = %+v, want only peer 1", got)
+	}
+	if c := counts(t, s, b); c.Complete != 0 || c.Incomplete != 2 {
+		t.Errorf("swarm b Counts = %+v, want 0 complete, 2 incomplete", c)
+	}
+	if got := peers(t, s, Hash(3), 10); len(got) != 0 {
+		t.Errorf("unknown swarm Peers = %+v, want none", got)
+	}
+	if c := counts(t, s, Hash(3)); c != (tracker.SwarmCounts{}) {
+		t.Errorf("unknown swarm Counts = %+v, want zero", c)
+	}
+}
+
+func testInvalidPeer(t *testing.T, s tracker.PeerStore) {
+	ih := Hash(1)
+	for name, p := range map[string]tracker.Peer{
+		"no address":    {ID: ID(1), Left: 1},
+		"port 0":        {ID: ID(1), Addr: netip.MustParseAddrPort("127.0.0.1:0"), Left: 1},
+		"negative left": {ID: ID(1), Addr: netip.MustParseAddrPort("127.0.0.1:1"), Left: -1},
+	} {
+		if err := s.Announce(context.Background(), ih, p); !errors.Is(err, tracker.ErrInvalidPeer) {
+			t.Errorf("Announce of peer with %s: %v, want ErrInvalidPeer", name, err)
+		}
+	}
+	if got := peers(t, s, ih, 10); len(got) != 0 {
+		t.Errorf("invalid peers were stored: %+v", got)
+	}
+}
+
+func testCanceledContext(t *testing.T, s tracker.PeerStore) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ih := Hash(1)
+	if err := s.Announce(ctx, ih, MakePeer(1, 0)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Announce with canceled context: %v, want context.Canceled", err)
+	}
+	if err := s.Remove(ctx, ih, ID(1)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Remove with canceled context: %v, want context.Canceled", err)
+	}
+	if _, err := s.Peers(ctx, ih, 1); !errors.Is(err, context.Canceled) {
+		t.Errorf("Peers with canceled context: %v, want context.Canceled", err)
+	}
+	if _, err := s.Counts(ctx, ih); !errors.Is(err, context.Canceled) {
+		t.Errorf("Counts with canceled context: %v, want context.Canceled", err)
+	}
+}
+
+func testConcurrent(t *testing.T, s tracker.PeerStore) {
+	const workers, perWorker, swarms = 8, 60, 5
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				n := w*perWorker + i
+				ih := Hash(n % swarms)
+				// Even peers finish as seeders; every third peer leaves.
+				err := s.Announce(ctx, ih, MakePeer(n, 10))
+				if err == nil && n%2 == 0 {
+					err = s.Announce(ctx, ih, MakePeer(n, 0))
+				}
+				if err == nil && n%3 == 0 {
+					err = s.Remove(ctx, ih, ID(n))
+				}
+				if err == nil {
+					_, err = s.Peers(ctx, ih, 5)
+				}
+				if err == nil {
+					_, err = s.Counts(ctx, ih)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for sw := range swarms {
+		var want tracker.SwarmCounts
+		for n := range workers * perWorker {
+			if n%swarms != sw {
+				continue
+			}
+			if n%2 == 0 {
+				want.Downloaded++
+			}
+			switch {
+			case n%3 == 0:
+			case n%2 == 0:
+				want.Complete++
+			default:
+				want.Incomplete++
+			}
+		}
+		if got := counts(t, s, Hash(sw)); got != want {
+			t.Errorf("swarm %d Counts = %+v, want %+v", sw, got, want)
+		}
+		if got := peers(t, s, Hash(sw), 1000); len(got) != want.Complete+want.Incomplete {
+			t.Errorf("swarm %d has %d peers, want %d", sw, len(got), want.Complete+want.Incomplete)
+		}
+	}
+}
+
+// testExpiry needs a store with a one-second TTL.
+func testExpiry(t *testing.T, s tracker.PeerStore) {
+	ih := Hash(1)
+	start := time.Now()
+	announce(t, s, ih, MakePeer(1, 0), MakePeer(2, 10))
+	time.Sleep(600*time.Millisecond - time.Since(start))
+	refreshed := time.Now()
+	announce(t, s, ih, MakePeer(1, 0)) // peer 1 keeps announcing, peer 2 falls silent
+	time.Sleep(1300*time.Millisecond - time.Since(start))
+	// Peer 2 was last seen 1.3s ago, past the 1s TTL; peer 1 0.7s ago.
+	got := peers(t, s, ih, 10)
+	c := counts(t, s, ih)
+	if time.Since(refreshed) >= 900*time.Millisecond {
+		// The machine stalled us long enough for peer 1 to near its TTL
+		// too: only the expiry of peer 2 can be checked.
+		t.Logf("checked %v after the refresh; not checking that peer 1 survived", time.Since(refreshed))
+		got = slices.DeleteFunc(got, func(p tracker.Peer) bool { return p.ID == ID(1) })
+		if len(got) != 0 || c.Incomplete != 0 {
+			t.Fatalf("Peers = %+v, Counts = %+v: silent peer 2 did not expire", got, c)
+		}
+	} else {
+		if len(got) != 1 || got[0].ID != ID(1) {
+			t.Fatalf("Peers = %+v, want only peer 1 (peer 2 expired)", got)
+		}
+		if c.Complete != 1 || c.Incomplete != 0 {
+			t.Errorf("Counts = %+v, want the expired leecher gone", c)
+		}
+	}
+	time.Sleep(1700*time.Millisecond - time.Since(start))
+	if got := peers(t, s, ih, 10); len(got) != 0 {
+		t.Errorf("Peers = %+v after every peer expired, want none", got)
+	}
+	if c := counts(t, s, ih); c.Complete != 0 || c.Incomplete != 0 {
+		t.Errorf("Counts = %+v after every peer expired, want zero", c)
+	}
+}
+
+func testClose(t *testing.T, s tracker.PeerStore) {
+	ctx := context.Background()
+	ih := Hash(1)
+	announce(t, s, ih, MakePeer(1, 0))
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v, want nil", err)
+	}
+	if err := s.Announce(ctx, ih, MakePeer(2, 0)); !errors.Is(err, tracker.ErrStoreClosed) {
+		t.Errorf("Announce after Close: %v, want ErrStoreClosed", err)
+	}
+	if err := s.Remove(ctx, ih, ID(1)); !errors.Is(err, tracker.ErrStoreClosed) {
+		t.Errorf("Remove after Close: %v, want ErrStoreClosed", err)
+	}
+	if _, err := s.Peers(ctx, ih, 1); !errors.Is(err, tracker.ErrStoreClosed) {
+		t.Errorf("Peers after Close: %v, want ErrStoreClosed", err)
+	}
+	if _, err := s.Counts(ctx, ih); !errors.Is(err, tracker.ErrStoreClosed) {
+		t.Errorf("Counts after Close: %v, want ErrStoreClosed", err)
+	}
+}

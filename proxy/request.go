@@ -1,0 +1,138 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+)
+
+// This file holds the parsers of client input on the blob route: the
+// repository name, the digest and the Range header. All of them return an
+// *httpError ready to be written, never panic, and are fuzzed.
+
+// parseName validates a repository name with the distribution grammar.
+func parseName(name string) (string, *httpError) {
+	detail := map[string]string{"name": truncate(name, 300)}
+	_, err := reference.WithName(name)
+	// WithName takes a first component as a domain and leaves it out of
+	// the length limit; on the registry API the whole path is the name.
+	if len(name) > reference.RepositoryNameTotalLengthMax {
+		err = reference.ErrNameTooLong
+	}
+	if err != nil {
+		if errors.Is(err, reference.ErrNameTooLong) {
+			return "", newError(http.StatusBadRequest, CodeNameInvalid,
+				fmt.Sprintf("repository name must not be more than %d characters", reference.RepositoryNameTotalLengthMax), detail)
+		}
+		return "", newError(http.StatusBadRequest, CodeNameInvalid, "invalid repository name", detail)
+	}
+	return name, nil
+}
+
+// parseDigest validates a blob digest: well formed, sha256 or sha512.
+func parseDigest(s string) (digest.Digest, *httpError) {
+	d := digest.Digest(s)
+	detail := map[string]string{"digest": truncate(s, 200)}
+	if err := d.Validate(); err != nil {
+		return "", newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest: "+err.Error(), detail)
+	}
+	switch d.Algorithm() {
+	case digest.SHA256, digest.SHA512:
+		return d, nil
+	default:
+		return "", newError(http.StatusBadRequest, CodeDigestInvalid,
+			fmt.Sprintf("unsupported digest algorithm %q", d.Algorithm()), detail)
+	}
+}
+
+// byteRange is one parsed "bytes=" range spec, before the blob size is known.
+type byteRange struct {
+	first, last int64 // last < 0: open-ended ("a-"); unused for a suffix
+	suffix      int64 // > 0 or 0 with isSuffix: "-n"
+	isSuffix    bool
+}
+
+// errRangeSyntax wraps every malformed-Range error.
+var errRangeSyntax = errors.New("malformed Range header")
+
+// parseRange parses a Range header value holding exactly one byte range:
+// "bytes=a-b", "bytes=a-" or "bytes=-n".
+func parseRange(h string) (byteRange, error) {
+	unit, spec, ok := strings.Cut(h, "=")
+	if !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes") {
+		return byteRange{}, fmt.Errorf("%w: only \"bytes=\" ranges are supported", errRangeSyntax)
+	}
+	if strings.Contains(spec, ",") {
+		return byteRange{}, fmt.Errorf("%w: multiple ranges are not supported", errRangeSyntax)
+	}
+	spec = strings.Trim(spec, " \t")
+	a, b, ok := strings.Cut(spec, "-")
+	if !ok {
+		return byteRange{}, fmt.Errorf("%w: range %q has no '-'", errRangeSyntax, truncate(spec, 64))
+	}
+	if a == "" {
+		n, err := parseRangeInt(b)
+		if err != nil {
+			return byteRange{}, err
+		}
+		return byteRange{suffix: n, isSuffix: true}, nil
+	}
+	first, err := parseRangeInt(a)
+	if err != nil {
+		return byteRange{}, err
+	}
+	if b == "" {
+		return byteRange{first: first, last: -1}, nil
+	}
+	last, err := parseRangeInt(b)
+	if err != nil {
+		return byteRange{}, err
+	}
+	if last < first {
+		return byteRange{}, fmt.Errorf("%w: range end %d is before start %d", errRangeSyntax, last, first)
+	}
+	return byteRange{first: first, last: last}, nil
+}
+
+// parseRangeInt parses a non-negative decimal without sign or spaces.
+func parseRangeInt(s string) (int64, error) {
+	if s == "" || len(s) > 19 {
+		return 0, fmt.Errorf("%w: bad position %q", errRangeSyntax, truncate(s, 32))
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, fmt.Errorf("%w: bad position %q", errRangeSyntax, truncate(s, 32))
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n == math.MaxInt64 {
+		return 0, fmt.Errorf("%w: position %q out of range", errRangeSyntax, truncate(s, 32))
+	}
+	return n, nil
+}
+
+// resolve applies the range to a blob of the given size and returns the
+// offset and length to send; ok is false when the range is unsatisfiable.
+func (r byteRange) resolve(size int64) (start, length int64, ok bool) {
+	if r.isSuffix {
+		if r.suffix == 0 || size == 0 {
+			return 0, 0, false
+		}
+		n := min(r.suffix, size)
+		return size - n, n, true
+	}
+	if r.first >= size {
+		return 0, 0, false
+	}
+	last := size - 1
+	if r.last >= 0 && r.last < last {
+		last = r.last
+	}
+	return r.first, last - r.first + 1, true
+}

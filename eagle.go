@@ -63,6 +63,7 @@ type Node struct {
 	Engine  *p2p.Engine
 	handler *proxy.Handler
 	seeders *seeder.Client
+	store   *filesystem.Store
 }
 
 // NewNode starts a node. Close stops it.
@@ -74,22 +75,25 @@ func NewNode(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eagle: %w", err)
 	}
-	seeders, err := seeder.NewClient(cfg.Seeders)
+	seeders, err := seeder.NewClient(cfg.Seeders, seeder.WithLogger(cfg.Logger))
 	if err != nil {
+		store.Close()
 		return nil, fmt.Errorf("eagle: %w", err)
 	}
 	engine, err := p2p.New(cfg.P2P, store, seeders)
 	if err != nil {
 		seeders.Close()
+		store.Close()
 		return nil, fmt.Errorf("eagle: %w", err)
 	}
 	handler, err := proxy.New(cfg.Proxy, engine, cfg.Logger)
 	if err != nil {
 		engine.Close()
 		seeders.Close()
+		store.Close()
 		return nil, fmt.Errorf("eagle: %w", err)
 	}
-	return &Node{Engine: engine, handler: handler, seeders: seeders}, nil
+	return &Node{Engine: engine, handler: handler, seeders: seeders, store: store}, nil
 }
 
 // ServeHTTP serves the registry v2 API.
@@ -97,5 +101,5 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.handler.Ser
 
 // Close stops the node and releases everything it holds.
 func (n *Node) Close() error {
-	return errors.Join(n.handler.Close(), n.Engine.Close(), n.seeders.Close())
+	return errors.Join(n.handler.Close(), n.Engine.Close(), n.seeders.Close(), n.store.Close())
 }

@@ -29,6 +29,8 @@ type blobData struct {
 	partial   *os.File     // nil once committed or failed
 	blob      storage.Blob // set once committed
 	changed   chan struct{}
+	// committedCh is closed once the blob is committed.
+	committedCh chan struct{}
 	// failed is set when the download was abandoned; readers return it.
 	failed error
 }
@@ -40,6 +42,8 @@ func newPartialData(info *metainfo.Info, f *os.File) *blobData {
 		complete: make([]bool, info.NumPieces()),
 		partial:  f,
 		changed:  make(chan struct{}),
+
+		committedCh: make(chan struct{}),
 	}
 }
 
@@ -51,7 +55,10 @@ func newCommittedData(info *metainfo.Info, b storage.Blob) *blobData {
 		nComplete: info.NumPieces(),
 		blob:      b,
 		changed:   make(chan struct{}),
+
+		committedCh: make(chan struct{}),
 	}
+	close(d.committedCh)
 	for i := range d.complete {
 		d.complete[i] = true
 	}
@@ -68,6 +75,8 @@ func (d *blobData) ReadAt(p []byte, off int64) (int, error) {
 		return d.blob.ReadAt(p, off)
 	case d.partial != nil:
 		return d.partial.ReadAt(p, off)
+	case d.failed != nil:
+		return 0, d.failed
 	default:
 		return 0, errDataClosed
 	}
@@ -102,6 +111,25 @@ func (d *blobData) setComplete(i int, c bool) {
 	}
 	close(d.changed)
 	d.changed = make(chan struct{})
+}
+
+// completed returns a channel closed once the blob is committed.
+func (d *blobData) completed() <-chan struct{} { return d.committedCh }
+
+// left is the number of bytes in pieces not yet verified.
+func (d *blobData) left() int64 {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.blob != nil {
+		return 0
+	}
+	var left int64
+	for i, c := range d.complete {
+		if !c {
+			left += min(d.pieceLen, d.size-int64(i)*d.pieceLen)
+		}
+	}
+	return left
 }
 
 func (d *blobData) isComplete(i int) bool {
@@ -154,6 +182,7 @@ func (d *blobData) commit(b storage.Blob) error {
 	d.blob = b
 	f := d.partial
 	d.partial = nil
+	close(d.committedCh)
 	close(d.changed)
 	d.changed = make(chan struct{})
 	if f == nil {

@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
+	tstorage "github.com/anacrolix/torrent/storage"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 
@@ -96,6 +99,10 @@ type Engine struct {
 	store storage.Store
 	src   MetaInfoSource
 	cl    *torrent.Client
+	// listener is the peer-wire listener the engine owns (see bindSockets).
+	listener net.Listener
+	// announcers talk to the trackers, one each.
+	announcers []*announcer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -122,6 +129,8 @@ type entry struct {
 	// done is closed when the download ended: committed, or doneErr.
 	done    chan struct{}
 	doneErr error
+	// stopAnnouncing ends the entry's announce loops.
+	stopAnnouncing context.CancelFunc
 }
 
 // New starts an Engine that keeps blobs in store and asks src for metainfo.
@@ -154,7 +163,12 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 		return nil, fmt.Errorf("p2p: start torrent client: %w", err)
 	}
 	e.cl = cl
+	if err := e.bindSockets(); err != nil {
+		cl.Close()
+		return nil, err
+	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.announcers = e.newAnnouncers()
 	if err := e.reseed(); err != nil {
 		e.Close()
 		return nil, err
@@ -166,12 +180,16 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 	cc := torrent.NewDefaultClientConfig()
 	host, port, _ := net.SplitHostPort(e.cfg.ListenAddr)
 	cc.SetListenAddr(net.JoinHostPort(host, port))
-	if ip := net.ParseIP(host); ip != nil {
-		// A literal address pins the address family.
-		cc.DisableIPv6 = ip.To4() != nil
-		cc.DisableIPv4 = ip.To4() == nil
+	if e.boundIP() != nil {
+		// The engine brings its own listener and dialer (see bindSockets).
+		cc.DisableTCP = true
 	}
 	cc.Seed = true
+	// Every torrent brings its own storage (a blobData). Without this the
+	// client would open a file store and a piece-completion database in the
+	// working directory.
+	cc.DefaultStorage = noDefaultStorage{}
+	cc.DataDir = e.cfg.DataDir
 	cc.NoDHT = true
 	cc.PeriodicallyAnnounceTorrentsToDht = false
 	// Peers come from the tracker only: its handout policy decides who talks
@@ -198,6 +216,50 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 		}
 	})
 	return cc
+}
+
+// boundIP is the listen address's IP when it names one (not a wildcard).
+func (e *Engine) boundIP() net.IP {
+	host, _, _ := net.SplitHostPort(e.cfg.ListenAddr)
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsUnspecified() {
+		return nil
+	}
+	return ip
+}
+
+// bindSockets gives an engine that listens on one IP a listener and a
+// dialer on that IP. anacrolix dials from an unbound socket, so on a host
+// with several addresses its peers would see connections from another
+// address than the one the tracker hands out, and banning one bad peer by
+// IP would ban its neighbours too.
+func (e *Engine) bindSockets() error {
+	ip := e.boundIP()
+	if ip == nil {
+		return nil
+	}
+	network := "tcp4"
+	if ip.To4() == nil {
+		network = "tcp6"
+	}
+	lis, err := net.Listen(network, e.cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("p2p: listen: %w", err)
+	}
+	e.listener = lis
+	e.cl.AddListener(lis)
+	e.cl.AddDialer(torrent.NetworkDialer{
+		Network: network,
+		Dialer:  &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 20 * time.Second},
+	})
+	return nil
+}
+
+// noDefaultStorage refuses torrents added without their own storage.
+type noDefaultStorage struct{}
+
+func (noDefaultStorage) OpenTorrent(context.Context, *metainfo.Info, metainfo.Hash) (tstorage.TorrentImpl, error) {
+	return tstorage.TorrentImpl{}, errors.New("p2p: torrent added without its own storage")
 }
 
 func newPeerID(prefix string) string {
@@ -285,6 +347,7 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 		return err
 	}
 	ent.t = t
+	e.startAnnouncing(ent)
 	close(ent.ready)
 	e.keepMetaInfo(dgst, metaInfo)
 	return nil
@@ -300,13 +363,42 @@ func (e *Engine) addTorrent(mi *metainfo.MetaInfo, data *blobData) (*torrent.Tor
 		t.Drop()
 		return nil, fmt.Errorf("%w: torrent client did not accept the info", ErrBadMetaInfo)
 	}
-	tiers := make([][]string, len(e.cfg.Trackers))
-	for i, u := range e.cfg.Trackers {
-		tiers[i] = []string{u}
-	}
-	t.AddTrackers(tiers)
 	t.DownloadAll()
 	return t, nil
+}
+
+func (e *Engine) newAnnouncers() []*announcer {
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	if ip := e.boundIP(); ip != nil {
+		// Announce from the address peers must dial, so that the tracker
+		// (which records the announce's source address) hands out that one
+		// on a host with several.
+		dialer.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	client := &http.Client{Transport: &http.Transport{
+		DialContext:         dialer.DialContext,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+	port := 0
+	if a, ok := e.Addr().(*net.TCPAddr); ok {
+		port = a.Port
+	}
+	var as []*announcer
+	for _, u := range e.cfg.Trackers {
+		as = append(as, &announcer{url: u, client: client, peerID: e.cl.PeerID(), port: port})
+	}
+	return as
+}
+
+// startAnnouncing starts ent's announce loops; remove stops them.
+func (e *Engine) startAnnouncing(ent *entry) {
+	ctx, cancel := context.WithCancel(e.ctx)
+	ent.stopAnnouncing = cancel
+	for _, a := range e.announcers {
+		e.wg.Add(1)
+		go e.announceLoop(ctx, a, ent)
+	}
 }
 
 // remove forgets ent, leaving its swarm, after a failure.
@@ -316,6 +408,9 @@ func (e *Engine) remove(ent *entry, err error) {
 		delete(e.blobs, ent.dgst)
 	}
 	e.mu.Unlock()
+	if ent.stopAnnouncing != nil {
+		ent.stopAnnouncing()
+	}
 	if ent.t != nil {
 		ent.t.Drop()
 	}
@@ -369,6 +464,9 @@ func (e *Engine) Close() error {
 	e.cancel()
 	e.wg.Wait()
 	errs := e.cl.Close()
+	if e.listener != nil {
+		e.listener.Close()
+	}
 	e.mu.Lock()
 	ents := e.blobs
 	e.blobs = map[digest.Digest]*entry{}

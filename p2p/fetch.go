@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/anacrolix/torrent"
 	"github.com/opencontainers/go-digest"
@@ -120,7 +121,7 @@ func (e *Engine) Fetch(ctx context.Context, ref BlobRef) (Blob, error) {
 			continue
 		default:
 		}
-		return &swarmBlob{ctx: ctx, ent: ent}, nil
+		return &swarmBlob{ctx: ctx, ent: ent, closed: make(chan struct{})}, nil
 	}
 }
 
@@ -170,6 +171,7 @@ func (e *Engine) runDownload(ent *entry, ref BlobRef) error {
 		return err
 	}
 	ent.t = t
+	e.startAnnouncing(ent)
 	close(ent.ready)
 	e.log.Debug("download started", "digest", ref.Digest, "size", info.Length, "pieces", info.NumPieces())
 
@@ -229,17 +231,22 @@ func (emptyBlob) Size() int64                    { return 0 }
 
 // swarmBlob reads a blob that is still downloading.
 type swarmBlob struct {
-	ctx    context.Context
-	ent    *entry
-	pos    int64
-	closed bool
+	ctx       context.Context
+	ent       *entry
+	pos       int64
+	closeOnce sync.Once
+	// closed is closed by Close; it also ends a Read blocked in another
+	// goroutine.
+	closed chan struct{}
 }
 
 func (s *swarmBlob) Size() int64 { return s.ent.size }
 
 func (s *swarmBlob) Read(p []byte) (int, error) {
-	if s.closed {
+	select {
+	case <-s.closed:
 		return 0, os.ErrClosed
+	default:
 	}
 	d := s.ent.data
 	size := s.ent.size
@@ -288,6 +295,8 @@ func (s *swarmBlob) Read(p []byte) (int, error) {
 		case <-s.ent.done:
 		case <-s.ctx.Done():
 			return 0, s.ctx.Err()
+		case <-s.closed:
+			return 0, os.ErrClosed
 		}
 	}
 }
@@ -310,6 +319,6 @@ func (s *swarmBlob) Seek(off int64, whence int) (int64, error) {
 }
 
 func (s *swarmBlob) Close() error {
-	s.closed = true
+	s.closeOnce.Do(func() { close(s.closed) })
 	return nil
 }

@@ -72,7 +72,10 @@ type Seeder struct {
 	// Engine is its peer.
 	Engine *p2p.Engine
 	grpc   *grpc.Server
+	store  *filesystem.Store
 	done   chan struct{}
+	once   sync.Once
+	err    error
 }
 
 // Agent is one running node with its HTTP endpoint.
@@ -87,6 +90,8 @@ type Agent struct {
 	Node *eagle.Node
 	srv  *http.Server
 	done chan struct{}
+	once sync.Once
+	err  error
 }
 
 // Start starts a cluster.
@@ -168,22 +173,25 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 		Logger:     log,
 	}, store, nil)
 	if err != nil {
+		store.Close()
 		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
 	}
 	srv, err := seeder.NewServer(seeder.Config{AllowedUpstreams: []string{c.Origin.Host}}, store, eng, log)
 	if err != nil {
 		eng.Close()
+		store.Close()
 		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		srv.Close()
 		eng.Close()
+		store.Close()
 		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
 	}
 	g := grpc.NewServer()
 	srv.Register(g)
-	s := &Seeder{Addr: lis.Addr().String(), Server: srv, Engine: eng, grpc: g, done: make(chan struct{})}
+	s := &Seeder{Addr: lis.Addr().String(), Server: srv, Engine: eng, grpc: g, store: store, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		g.Serve(lis)
@@ -191,11 +199,16 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 	return s, nil
 }
 
-// Close stops the seeder.
+// Close stops the seeder. It is safe to call more than once.
 func (s *Seeder) Close() error {
-	s.grpc.Stop()
-	<-s.done
-	return errors.Join(s.Server.Close(), s.Engine.Close())
+	s.once.Do(func() {
+		// The service first, so that waiting calls end before the server stops.
+		err := s.Server.Close()
+		s.grpc.Stop()
+		<-s.done
+		s.err = errors.Join(err, s.Engine.Close(), s.store.Close())
+	})
+	return s.err
 }
 
 // SeederAddrs returns the seeders' gRPC addresses.
@@ -248,11 +261,14 @@ func (c *Cluster) AddAgent(ctx context.Context) (*Agent, error) {
 	return a, nil
 }
 
-// Close stops the agent.
+// Close stops the agent. It is safe to call more than once.
 func (a *Agent) Close() error {
-	err := a.srv.Close()
-	<-a.done
-	return errors.Join(err, a.Node.Close())
+	a.once.Do(func() {
+		err := a.srv.Close()
+		<-a.done
+		a.err = errors.Join(err, a.Node.Close())
+	})
+	return a.err
 }
 
 // Close stops every component and removes the state directory if Start

@@ -1,0 +1,202 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+)
+
+// The engine announces to the trackers itself instead of through
+// anacrolix's announcer: v1.61's announcer keeps its state per infohash
+// after a torrent is dropped, so a blob that is dropped (a failed download,
+// an eviction) and added again is never announced again. Owning the loop
+// also lets a completed download tell the tracker at once.
+
+// Announce timing.
+const (
+	// minAnnounceInterval bounds how often one torrent announces, whatever
+	// the tracker says.
+	minAnnounceInterval = time.Second
+	// announceRetry is the wait after a failed announce.
+	announceRetry = 5 * time.Second
+	// announceTimeout bounds one announce request.
+	announceTimeout = 15 * time.Second
+	// maxTrackerResponse caps the tracker's response body.
+	maxTrackerResponse = 1 << 20
+)
+
+type announceEvent string
+
+const (
+	eventNone      announceEvent = ""
+	eventStarted   announceEvent = "started"
+	eventCompleted announceEvent = "completed"
+	eventStopped   announceEvent = "stopped"
+)
+
+// announceResult is a tracker's answer.
+type announceResult struct {
+	interval time.Duration
+	peers    []netip.AddrPort
+}
+
+// trackerResponse is the bencoded announce response (BEP 3; compact peers,
+// BEP 23 and BEP 7).
+type trackerResponse struct {
+	FailureReason string `bencode:"failure reason"`
+	Interval      int64  `bencode:"interval"`
+	MinInterval   int64  `bencode:"min interval"`
+	Peers         []byte `bencode:"peers"`
+	Peers6        []byte `bencode:"peers6"`
+}
+
+// announcer talks to one tracker for one engine.
+type announcer struct {
+	url    string
+	client *http.Client
+	peerID [20]byte
+	port   int
+}
+
+func (a *announcer) announce(ctx context.Context, ih metainfo.Hash, ev announceEvent, downloaded, uploaded, left int64) (announceResult, error) {
+	q := url.Values{}
+	q.Set("info_hash", string(ih[:]))
+	q.Set("peer_id", string(a.peerID[:]))
+	q.Set("port", strconv.Itoa(a.port))
+	q.Set("uploaded", strconv.FormatInt(uploaded, 10))
+	q.Set("downloaded", strconv.FormatInt(downloaded, 10))
+	q.Set("left", strconv.FormatInt(left, 10))
+	q.Set("compact", "1")
+	q.Set("numwant", "50")
+	if ev != eventNone {
+		q.Set("event", string(ev))
+	}
+	u, err := url.Parse(a.url)
+	if err != nil {
+		return announceResult{}, err
+	}
+	if u.RawQuery != "" {
+		u.RawQuery += "&" + q.Encode()
+	} else {
+		u.RawQuery = q.Encode()
+	}
+	ctx, cancel := context.WithTimeout(ctx, announceTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return announceResult{}, err
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return announceResult{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTrackerResponse))
+	if err != nil {
+		return announceResult{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return announceResult{}, fmt.Errorf("tracker answered %s", resp.Status)
+	}
+	return parseAnnounceResponse(body)
+}
+
+func parseAnnounceResponse(body []byte) (announceResult, error) {
+	var tr trackerResponse
+	if err := bencode.Unmarshal(body, &tr); err != nil {
+		return announceResult{}, fmt.Errorf("tracker response: %w", err)
+	}
+	if tr.FailureReason != "" {
+		return announceResult{}, fmt.Errorf("tracker refused the announce: %s", tr.FailureReason)
+	}
+	if len(tr.Peers)%6 != 0 || len(tr.Peers6)%18 != 0 {
+		return announceResult{}, errors.New("tracker response: compact peer list of the wrong length")
+	}
+	res := announceResult{interval: time.Duration(tr.Interval) * time.Second}
+	for b := tr.Peers; len(b) > 0; b = b[6:] {
+		ip := netip.AddrFrom4([4]byte(b[:4]))
+		res.peers = append(res.peers, netip.AddrPortFrom(ip, uint16(b[4])<<8|uint16(b[5])))
+	}
+	for b := tr.Peers6; len(b) > 0; b = b[18:] {
+		ip := netip.AddrFrom16([16]byte(b[:16]))
+		res.peers = append(res.peers, netip.AddrPortFrom(ip, uint16(b[16])<<8|uint16(b[17])))
+	}
+	return res, nil
+}
+
+// announceLoop announces ent to one tracker until ctx ends, then tells the
+// tracker it stopped. It hands the peers it learns to the torrent.
+func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
+	defer e.wg.Done()
+	t := ent.t
+	ih := t.InfoHash()
+	ev := eventStarted
+	completed := ent.data.completed()
+	sentCompleted := ent.data.left() == 0
+	for {
+		st := t.Stats()
+		res, err := a.announce(ctx, ih, ev, st.BytesReadUsefulData.Int64(), st.BytesWrittenData.Int64(), ent.data.left())
+		wait := announceRetry
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			e.log.Debug("announce failed", "tracker", a.url, "digest", ent.dgst, "err", err)
+		} else {
+			if ev == eventCompleted {
+				sentCompleted = true
+			}
+			ev = eventNone
+			wait = max(res.interval, minAnnounceInterval)
+			addPeers(t, res.peers)
+		}
+		if sentCompleted {
+			completed = nil
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+		case <-timer.C:
+		case <-completed:
+			timer.Stop()
+			ev = eventCompleted
+			completed = nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	// Leave the swarm politely; the tracker expires us anyway if this fails.
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st := t.Stats()
+	a.announce(sctx, ih, eventStopped, st.BytesReadUsefulData.Int64(), st.BytesWrittenData.Int64(), ent.data.left())
+}
+
+func addPeers(t *torrent.Torrent, peers []netip.AddrPort) {
+	if len(peers) == 0 {
+		return
+	}
+	pis := make([]torrent.PeerInfo, 0, len(peers))
+	for _, p := range peers {
+		pis = append(pis, torrent.PeerInfo{
+			Addr:   torrent.PeerRemoteAddr(net.TCPAddrFromAddrPort(p)),
+			Source: torrent.PeerSourceTracker,
+			// Not trusted: a peer from the tracker that sends bad pieces
+			// must be bannable like any other.
+		})
+	}
+	t.AddPeers(pis)
+}

@@ -138,21 +138,31 @@ func (d *blobData) isComplete(i int) bool {
 	return d.complete[i]
 }
 
-// state reports, for a reader at off, how many bytes from off are verified
-// and readable, whether the whole blob is committed, the failure if any, and
-// a channel closed on the next change.
-func (d *blobData) state(off int64) (avail int64, committed bool, err error, changed <-chan struct{}) {
+// readState is what a reader at some offset may do now.
+type readState struct {
+	// avail is how many bytes from the offset are verified and readable.
+	avail int64
+	// committed: the whole blob passed its digest.
+	committed bool
+	// failed is the download's failure, if any.
+	failed error
+	// changed is closed on the next change.
+	changed <-chan struct{}
+}
+
+// state reports what a reader at off may do now.
+func (d *blobData) state(off int64) readState {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.blob != nil {
-		return d.size - off, true, nil, d.changed
+		return readState{avail: d.size - off, committed: true, changed: d.changed}
 	}
 	i := int(off / d.pieceLen)
 	end := off
 	for ; i < len(d.complete) && d.complete[i]; i++ {
 		end = min(int64(i+1)*d.pieceLen, d.size)
 	}
-	return end - off, false, d.failed, d.changed
+	return readState{avail: end - off, failed: d.failed, changed: d.changed}
 }
 
 // waitPiece blocks until piece i is complete, the data failed, or ctx ends.

@@ -114,7 +114,7 @@ type Engine struct {
 	// usually follows a HEAD does not ask the seeder again.
 	metaCache *lru.Cache[digest.Digest, []byte]
 
-	fromSeeders, fromAgents, uploaded atomic.Int64
+	fromSeeders, fromAgents atomic.Int64
 }
 
 // entry is a blob the engine's torrent client knows: seeding or downloading.

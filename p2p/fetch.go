@@ -258,25 +258,26 @@ func (s *swarmBlob) Read(p []byte) (int, error) {
 	}
 	prioritized := false
 	for {
-		avail, committed, err, changed := d.state(s.pos)
-		if !committed && s.pos+avail == size {
+		st := d.state(s.pos)
+		avail := st.avail
+		if !st.committed && s.pos+avail == size {
 			// Hold the last byte back until the whole blob has passed its
 			// digest, so a mismatch fails the read before it can end cleanly.
 			avail--
 		}
 		if avail > 0 {
-			n, rerr := d.ReadAt(p[:min(int64(len(p)), avail)], s.pos)
+			n, err := d.ReadAt(p[:min(int64(len(p)), avail)], s.pos)
 			s.pos += int64(n)
-			if rerr == io.EOF && s.pos < size {
-				rerr = io.ErrUnexpectedEOF
-			}
 			if n > 0 {
-				rerr = nil
+				return n, nil
 			}
-			return n, rerr
-		}
-		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
 			return 0, err
+		}
+		if st.failed != nil {
+			return 0, st.failed
 		}
 		select {
 		case <-s.ent.done:
@@ -285,13 +286,13 @@ func (s *swarmBlob) Read(p []byte) (int, error) {
 			}
 		default:
 		}
-		if !prioritized && !committed && s.ent.t != nil {
+		if !prioritized && !st.committed && s.ent.t != nil {
 			// Ask the swarm for the piece this reader waits on first.
 			s.ent.t.Piece(int(s.pos / d.pieceLen)).SetPriority(torrent.PiecePriorityNow)
 			prioritized = true
 		}
 		select {
-		case <-changed:
+		case <-st.changed:
 		case <-s.ent.done:
 		case <-s.ctx.Done():
 			return 0, s.ctx.Err()

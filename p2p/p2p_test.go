@@ -473,10 +473,7 @@ func TestBadPiecesNeverReachTheReader(t *testing.T) {
 // readWithin reads r until ctx ends, in a goroutine, since a Blob read blocks
 // on its Fetch context.
 func readWithin(ctx context.Context, r io.Reader) ([]byte, error) {
-	type result struct {
-		b   []byte
-		err error
-	}
+	type result struct{ err error }
 	ch := make(chan result, 1)
 	var mu sync.Mutex
 	var buf []byte

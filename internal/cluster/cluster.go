@@ -141,7 +141,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 }
 
 func (c *Cluster) startTracker() error {
-	cfg := tracker.Config{Interval: c.opts.AnnounceInterval, MinInterval: c.opts.AnnounceInterval / 2}.WithDefaults()
+	cfg := tracker.Config{Interval: c.opts.AnnounceInterval, MinInterval: min(c.opts.AnnounceInterval, max(c.opts.AnnounceInterval/2, time.Second))}.WithDefaults()
 	c.peerStore = tracker.NewMemoryStore(cfg.PeerTTL)
 	h, err := tracker.New(cfg, c.peerStore, c.opts.Logger)
 	if err != nil {

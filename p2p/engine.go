@@ -51,6 +51,12 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Trackers are the tracker announce URLs. At least one is required.
 	Trackers []string `yaml:"trackers"`
+	// UploadLimit caps the piece data this host sends to all peers, over
+	// all torrents together ("50MiB/s", "400Mbit/s"). Default 0: unlimited.
+	UploadLimit Rate `yaml:"upload_limit"`
+	// DownloadLimit caps the piece data this host receives from all peers,
+	// over all torrents together. Default 0: unlimited.
+	DownloadLimit Rate `yaml:"download_limit"`
 	// Role is the kind of peer. Default RoleAgent.
 	Role Role `yaml:"-"`
 	// Logger receives the engine's logs. Default slog.Default().
@@ -67,6 +73,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("p2p: data_dir is required")
+	}
+	if c.UploadLimit < 0 || c.DownloadLimit < 0 {
+		return errors.New("p2p: upload_limit and download_limit must not be negative")
 	}
 	if len(c.Trackers) == 0 {
 		return errors.New("p2p: trackers: at least one announce URL is required")
@@ -185,6 +194,12 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 		cc.DisableTCP = true
 	}
 	cc.Seed = true
+	if l := e.cfg.UploadLimit.Limiter(); l != nil {
+		cc.UploadRateLimiter = l
+	}
+	if l := e.cfg.DownloadLimit.Limiter(); l != nil {
+		cc.DownloadRateLimiter = l
+	}
 	// Every torrent brings its own storage (a blobData). Without this the
 	// client would open a file store and a piece-completion database in the
 	// working directory.

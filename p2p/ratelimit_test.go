@@ -1,0 +1,162 @@
+package p2p_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/seeder"
+	"github.com/eagle-p2p/eagle/storage/filesystem"
+)
+
+// startLimitedSeeder runs a real seeder whose engine uses cfg's limits.
+func startLimitedSeeder(t *testing.T, trackerURL string, upload p2p.Rate) string {
+	t.Helper()
+	store, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	eng, err := p2p.New(p2p.Config{
+		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trackerURL},
+		Role: p2p.RoleSeeder, Logger: quiet, UploadLimit: upload,
+	}, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	srv, err := seeder.NewServer(seeder.Config{}, store, eng, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	done := make(chan struct{})
+	go func() { defer close(done); g.Serve(lis) }()
+	t.Cleanup(func() {
+		srv.Close()
+		g.Stop()
+		<-done
+	})
+	return lis.Addr().String()
+}
+
+// measureRate fetches every ref through e at once and returns the achieved
+// rate in bytes per second. The seeder is warmed first, so that only the
+// peer-to-peer transfer is timed.
+func measureRate(t *testing.T, ctx context.Context, e *p2p.Engine, src p2p.MetaInfoSource, refs []p2p.BlobRef, want [][]byte) float64 {
+	t.Helper()
+	var total int64
+	for i, ref := range refs {
+		if _, err := src.MetaInfo(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+		total += int64(len(want[i]))
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, ref := range refs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := e.Fetch(ctx, ref)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer b.Close()
+			got, err := io.ReadAll(b)
+			if err != nil || !bytes.Equal(got, want[i]) {
+				t.Errorf("blob %d: %d bytes, err %v, equal %v", i, len(got), err, bytes.Equal(got, want[i]))
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(total) / time.Since(start).Seconds()
+}
+
+func checkRate(t *testing.T, what string, got float64, limit p2p.Rate) {
+	t.Helper()
+	ratio := got / float64(limit)
+	t.Logf("%s: %.2f MiB/s against a cap of %v (%.2f×)", what, got/(1<<20), limit, ratio)
+	if math.Abs(ratio-1) > 0.15 {
+		t.Errorf("%s: achieved %.2f× the cap, want within ±15%%", what, ratio)
+	}
+}
+
+func TestRateLimitDownload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about 8 s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := startOrigin(t)
+	trk := startTracker(t)
+	addr := startLimitedSeeder(t, trk, 0)
+	const limit = p2p.Rate(4 << 20)
+	for _, n := range []int{1, 4} {
+		var refs []p2p.BlobRef
+		var want [][]byte
+		for i := range n {
+			ref, content := pushBlob(t, o, fmt.Sprintf("limit/down%d-%d", n, i), int64(16<<20/n))
+			refs, want = append(refs, ref), append(want, content)
+		}
+		store, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		src := newSeederClient(t, addr)
+		agent, err := p2p.New(p2p.Config{
+			ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet, DownloadLimit: limit,
+		}, store, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := measureRate(t, ctx, agent, src, refs, want)
+		agent.Close()
+		checkRate(t, fmt.Sprintf("download, %d blob(s)", n), got, limit)
+	}
+}
+
+func TestRateLimitUpload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about 8 s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := startOrigin(t)
+	trk := startTracker(t)
+	const limit = p2p.Rate(4 << 20)
+	addr := startLimitedSeeder(t, trk, limit)
+	for _, n := range []int{1, 4} {
+		var refs []p2p.BlobRef
+		var want [][]byte
+		for i := range n {
+			ref, content := pushBlob(t, o, fmt.Sprintf("limit/up%d-%d", n, i), int64(16<<20/n))
+			refs, want = append(refs, ref), append(want, content)
+		}
+		store, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		src := newSeederClient(t, addr)
+		agent := newEngine(t, p2p.RoleAgent, trk, store, src)
+		got := measureRate(t, ctx, agent, src, refs, want)
+		checkRate(t, fmt.Sprintf("upload, %d blob(s)", n), got, limit)
+	}
+}

@@ -97,3 +97,32 @@ func ValidateDigest(dgst digest.Digest) error {
 func NewReader(b Blob, off int64) io.Reader {
 	return io.NewSectionReader(b, off, b.Size()-off)
 }
+
+// ErrTooLarge reports a blob that cannot fit in a size-limited store even
+// when it is empty.
+var ErrTooLarge = errors.New("storage: blob larger than the cache")
+
+// ErrFull reports that a size-limited store cannot make room because every
+// blob it holds is in use (pinned or still downloading).
+var ErrFull = errors.New("storage: cache full, every blob in use")
+
+// Cache is a Store that keeps its contents within a size limit by evicting
+// the least recently used blobs (storage/lru). The p2p engine uses the extra
+// methods to keep blobs it is serving or downloading from being evicted, to
+// make room before a download starts, and to leave the swarm of a blob that
+// is evicted.
+type Cache interface {
+	Store
+	// Reserve makes room for a blob of size bytes that is about to be
+	// written, evicting other blobs if needed. The reservation counts
+	// toward the limit until the blob is committed (it then counts as a
+	// blob) or Release is called. It fails with ErrTooLarge or ErrFull.
+	Reserve(ctx context.Context, dgst digest.Digest, size int64) error
+	// Release drops the reservation for dgst, if any.
+	Release(dgst digest.Digest)
+	// Pin keeps dgst from being evicted until the returned func is called.
+	Pin(dgst digest.Digest) (unpin func())
+	// OnEvict registers fn to be called with a blob's digest before the
+	// blob is deleted to make room.
+	OnEvict(fn func(digest.Digest))
+}

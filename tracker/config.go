@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults applied by Config.WithDefaults to fields left at their zero value.
@@ -56,6 +58,9 @@ type Config struct {
 	// every client is trusted: otherwise any client can point a swarm at an
 	// arbitrary host. Default false.
 	TrustClientIP bool `yaml:"trust_client_ip"`
+	// Metrics is where the Server registers its Prometheus metrics
+	// (eagle_tracker_*); Close unregisters them. Nil: no metrics.
+	Metrics prometheus.Registerer `yaml:"-"`
 }
 
 // WithDefaults returns a copy of c with every zero field set to its default.

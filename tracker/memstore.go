@@ -32,6 +32,7 @@ type MemoryStore struct {
 type memShard struct {
 	mu     sync.Mutex
 	swarms map[InfoHash]*memSwarm // nil once the store is closed
+	peers  int                    // over all swarms, for Stats
 }
 
 // memSwarm keeps its peers twice: in a slice, for O(k) random sampling, and
@@ -53,7 +54,7 @@ type memPeer struct {
 	newer *memPeer
 }
 
-var _ PeerStore = (*MemoryStore)(nil)
+var _ StatsStore = (*MemoryStore)(nil)
 
 // NewMemoryStore returns an empty MemoryStore in which a peer expires ttl
 // after its last announce; ttl <= 0 means DefaultPeerTTL. The store starts a
@@ -99,7 +100,9 @@ func (s *MemoryStore) live(sh *memShard, ih InfoHash, now time.Time) *memSwarm {
 		return nil
 	}
 	cutoff := now.Add(-s.ttl)
+	n := len(sw.all)
 	sw.expire(cutoff)
+	sh.peers -= n - len(sw.all)
 	if len(sw.all) == 0 && !sw.touched.After(cutoff) {
 		delete(sh.swarms, ih)
 		return nil
@@ -129,6 +132,7 @@ func (s *MemoryStore) Announce(ctx context.Context, ih InfoHash, p Peer) error {
 		mp = &memPeer{pos: len(sw.all)}
 		sw.all = append(sw.all, mp)
 		sw.byID[p.ID] = mp
+		sh.peers++
 	} else {
 		sw.unlink(mp)
 		if mp.Complete() {
@@ -158,6 +162,7 @@ func (s *MemoryStore) Remove(ctx context.Context, ih InfoHash, id PeerID) error 
 	}
 	if mp := sw.byID[id]; mp != nil {
 		sw.remove(mp)
+		sh.peers--
 	}
 	return nil
 }
@@ -209,6 +214,29 @@ func (s *MemoryStore) Counts(ctx context.Context, ih InfoHash) (SwarmCounts, err
 	}, nil
 }
 
+// Stats implements StatsStore. It counts swarms and peers the store still
+// holds, which includes peers that expired since their swarm was last
+// touched or swept (the janitor sweeps every TTL/2). It locks each shard
+// once, briefly, and does not scan the swarms.
+func (s *MemoryStore) Stats(ctx context.Context) (StoreStats, error) {
+	if err := ctx.Err(); err != nil {
+		return StoreStats{}, fmt.Errorf("tracker: memory store: %w", err)
+	}
+	var st StoreStats
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		closed := sh.swarms == nil
+		st.Swarms += len(sh.swarms)
+		st.Peers += sh.peers
+		sh.mu.Unlock()
+		if closed {
+			return StoreStats{}, ErrStoreClosed
+		}
+	}
+	return st, nil
+}
+
 // Close stops the janitor and drops every swarm. It is idempotent.
 func (s *MemoryStore) Close() error {
 	s.closeOnce.Do(func() {
@@ -218,6 +246,7 @@ func (s *MemoryStore) Close() error {
 			sh := &s.shards[i]
 			sh.mu.Lock()
 			sh.swarms = nil
+			sh.peers = 0
 			sh.mu.Unlock()
 		}
 	})

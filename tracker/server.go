@@ -33,6 +33,7 @@ type Server struct {
 	log         *slog.Logger
 	interval    int64 // seconds
 	minInterval int64 // seconds
+	metrics     *serverMetrics
 	closeOnce   sync.Once
 	closeErr    error
 }
@@ -65,13 +66,21 @@ func New(cfg Config, store PeerStore, logger *slog.Logger) (*Server, error) {
 		s.store = NewMemoryStore(cfg.PeerTTL)
 		s.ownStore = true
 	}
+	if s.metrics, err = newServerMetrics(cfg.Metrics, s.store); err != nil {
+		if s.ownStore {
+			s.store.Close()
+		}
+		return nil, err
+	}
 	return s, nil
 }
 
-// Close closes the PeerStore if New created it. It is idempotent. Requests
-// served after Close fail with HTTP 500.
+// Close closes the PeerStore if New created it and unregisters the
+// Server's metrics. It is idempotent. Requests served after Close fail with
+// HTTP 500.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.metrics.unregister()
 		if s.ownStore {
 			s.closeErr = s.store.Close()
 		}
@@ -115,8 +124,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // announce serves one announce and returns the response body and status.
-func (s *Server) announce(r *http.Request, b []byte) ([]byte, int) {
+func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 	req, err := parseAnnounce(r.URL.RawQuery, s.cfg.TrustClientIP)
+	parsed := err == nil
+	defer func() { s.metrics.announced(req.event, parsed, status, body) }()
 	if err != nil {
 		return s.badRequest(r, b, err)
 	}

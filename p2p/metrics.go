@@ -1,0 +1,150 @@
+package p2p
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// FromSwarm reports whether b, returned by Engine.Fetch, is being read
+// while its download through the swarm goes on, rather than from the local
+// store. A caller such as the proxy uses it to account the bytes it serves.
+func FromSwarm(b Blob) bool {
+	_, ok := b.(*swarmBlob)
+	return ok
+}
+
+// Label values of eagle_p2p_downloads_total.
+const (
+	downloadSuccess        = "success"
+	downloadNotFound       = "not_found"
+	downloadRefused        = "refused"
+	downloadDigestMismatch = "digest_mismatch"
+	downloadCanceled       = "canceled"
+	downloadError          = "error"
+)
+
+// engineMetrics holds an Engine's collectors. The byte counters and gauges
+// are read at scrape time from what the engine keeps anyway, so the
+// download path pays for nothing but one counter per finished download.
+type engineMetrics struct {
+	reg        prometheus.Registerer
+	downloads  *prometheus.CounterVec
+	collectors []prometheus.Collector
+}
+
+// newEngineMetrics registers e's metrics on reg; a nil reg gives metrics
+// that count nothing.
+func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, error) {
+	m := &engineMetrics{}
+	if reg == nil {
+		return m, nil
+	}
+	m.downloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eagle_p2p_downloads_total",
+		Help: "Blob downloads through the swarm that ended, by result: success, not_found, refused (the origin refused the credentials), digest_mismatch, canceled, error.",
+	}, []string{"result"})
+	for _, r := range []string{downloadSuccess, downloadNotFound, downloadRefused, downloadDigestMismatch, downloadCanceled, downloadError} {
+		m.downloads.WithLabelValues(r)
+	}
+	m.collectors = []prometheus.Collector{m.downloads, &engineCollector{e: e}}
+	for i, c := range m.collectors {
+		if err := reg.Register(c); err != nil {
+			for _, done := range m.collectors[:i] {
+				reg.Unregister(done)
+			}
+			return nil, fmt.Errorf("p2p: register metrics: %w", err)
+		}
+	}
+	m.reg = reg
+	return m, nil
+}
+
+// unregister removes the collectors, so that a new Engine can register on
+// the same registry.
+func (m *engineMetrics) unregister() {
+	if m == nil || m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+}
+
+// downloadEnded counts a download that ended with err (nil: committed).
+// closing tells a download cut short by Close.
+func (m *engineMetrics) downloadEnded(err error, closing bool) {
+	if m == nil || m.reg == nil {
+		return
+	}
+	var oe *OriginError
+	result := downloadError
+	switch {
+	case err == nil:
+		result = downloadSuccess
+	case errors.Is(err, ErrDigestMismatch):
+		result = downloadDigestMismatch
+	case errors.Is(err, ErrNotFound):
+		result = downloadNotFound
+	case errors.As(err, &oe) && oe.StatusCode >= 400 && oe.StatusCode < 500:
+		result = downloadRefused
+	case closing:
+		result = downloadCanceled
+	}
+	m.downloads.WithLabelValues(result).Inc()
+}
+
+var (
+	receivedDesc = prometheus.NewDesc("eagle_p2p_received_bytes_total",
+		"Useful piece data received from other peers, by the kind of peer: agent or seeder.",
+		[]string{"from"}, nil)
+	uploadedDesc = prometheus.NewDesc("eagle_p2p_uploaded_bytes_total",
+		"Piece data sent to other peers.", nil, nil)
+	activeDesc = prometheus.NewDesc("eagle_p2p_active_downloads",
+		"Blobs being downloaded through the swarm now.", nil, nil)
+	cacheDesc = prometheus.NewDesc("eagle_p2p_cache_bytes",
+		"Bytes of the complete, verified blobs the engine holds and seeds.", nil, nil)
+)
+
+// engineCollector reads an Engine's counters and its blob table at scrape
+// time.
+type engineCollector struct{ e *Engine }
+
+// Describe implements prometheus.Collector.
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- receivedDesc
+	ch <- uploadedDesc
+	ch <- activeDesc
+	ch <- cacheDesc
+}
+
+// Collect implements prometheus.Collector.
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.e.Stats()
+	active, cached := c.e.blobCounts()
+	ch <- prometheus.MustNewConstMetric(receivedDesc, prometheus.CounterValue, float64(st.BytesFromAgents), "agent")
+	ch <- prometheus.MustNewConstMetric(receivedDesc, prometheus.CounterValue, float64(st.BytesFromSeeders), "seeder")
+	ch <- prometheus.MustNewConstMetric(uploadedDesc, prometheus.CounterValue, float64(st.BytesUploaded))
+	ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(active))
+	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.GaugeValue, float64(cached))
+}
+
+// blobCounts returns the number of downloads in progress and the total size
+// of the blobs that are complete (committed, seeding).
+func (e *Engine) blobCounts() (active int, cachedBytes int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ent := range e.blobs {
+		select {
+		case <-ent.done:
+			// done is closed after doneErr and size are set.
+			if ent.doneErr == nil {
+				cachedBytes += ent.size
+			}
+		default:
+			active++
+		}
+	}
+	return active, cachedBytes
+}

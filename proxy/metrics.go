@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eagle-p2p/eagle/p2p"
+)
+
+// Label values of the route label of eagle_proxy_requests_total: the kind
+// of registry API request, from its path.
+const (
+	routePing     = "ping"     // /v2/
+	routeBlob     = "blob"     // /v2/<name>/blobs/<digest>
+	routeUpload   = "upload"   // /v2/<name>/blobs/uploads/...
+	routeManifest = "manifest" // /v2/<name>/manifests/<reference>
+	routeTags     = "tags"     // /v2/<name>/tags/list
+	routeReferrer = "referrers"
+	routeCatalog  = "catalog"
+	routeOther    = "other"
+)
+
+// Label values of eagle_proxy_blob_bytes_total.
+const (
+	sourceLocal = "local" // the node's store
+	sourceSwarm = "swarm" // read while the swarm download goes on
+)
+
+// handlerMetrics holds a Handler's collectors. Its zero value (no
+// registerer) counts nothing.
+type handlerMetrics struct {
+	reg        prometheus.Registerer
+	requests   *prometheus.CounterVec
+	blobBytes  *prometheus.CounterVec
+	fromLocal  prometheus.Counter
+	fromSwarm  prometheus.Counter
+	collectors []prometheus.Collector
+}
+
+// newHandlerMetrics registers the Handler's metrics on reg; a nil reg gives
+// metrics that count nothing.
+func newHandlerMetrics(reg prometheus.Registerer) (*handlerMetrics, error) {
+	m := &handlerMetrics{}
+	if reg == nil {
+		return m, nil
+	}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eagle_proxy_requests_total",
+		Help: "Registry API requests served, by route (ping, blob, upload, manifest, tags, referrers, catalog, other), method and HTTP status code (\"aborted\" for a blob stream cut short).",
+	}, []string{"route", "method", "code"})
+	m.blobBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eagle_proxy_blob_bytes_total",
+		Help: "Blob bytes sent to clients, by source: local (the node's store) or swarm (while downloading through the swarm).",
+	}, []string{"source"})
+	m.fromLocal = m.blobBytes.WithLabelValues(sourceLocal)
+	m.fromSwarm = m.blobBytes.WithLabelValues(sourceSwarm)
+	m.collectors = []prometheus.Collector{m.requests, m.blobBytes}
+	for i, c := range m.collectors {
+		if err := reg.Register(c); err != nil {
+			for _, done := range m.collectors[:i] {
+				reg.Unregister(done)
+			}
+			return nil, fmt.Errorf("proxy: register metrics: %w", err)
+		}
+	}
+	m.reg = reg
+	return m, nil
+}
+
+// unregister removes the collectors, so that a new Handler can register on
+// the same registry.
+func (m *handlerMetrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+}
+
+// request counts one served request.
+func (m *handlerMetrics) request(r *http.Request, status int, aborted bool) {
+	if m.reg == nil {
+		return
+	}
+	code := "aborted"
+	if !aborted {
+		code = strconv.Itoa(status)
+	}
+	m.requests.WithLabelValues(routeOf(r.URL.Path), methodLabel(r.Method), code).Inc()
+}
+
+// blobServed counts n blob bytes sent to a client from source (sourceLocal
+// or sourceSwarm).
+func (m *handlerMetrics) blobServed(source string, n int64) {
+	if m.reg == nil || n <= 0 {
+		return
+	}
+	if source == sourceSwarm {
+		m.fromSwarm.Add(float64(n))
+	} else {
+		m.fromLocal.Add(float64(n))
+	}
+}
+
+// sourceOf is the blob_bytes source label of a blob from the BlobSource.
+func sourceOf(b p2p.Blob) string {
+	if p2p.FromSwarm(b) {
+		return sourceSwarm
+	}
+	return sourceLocal
+}
+
+// routeOf classifies a request path into a route label value. The last
+// occurrence of a keyword wins, since repository names may contain the
+// same words as path components.
+func routeOf(path string) string {
+	rest, ok := strings.CutPrefix(path, "/v2/")
+	switch {
+	case !ok:
+		if path == "/v2" {
+			return routePing
+		}
+		return routeOther
+	case rest == "":
+		return routePing
+	case rest == "_catalog":
+		return routeCatalog
+	case strings.Contains(rest, "/blobs/uploads"):
+		return routeUpload
+	}
+	best, route := -1, routeOther
+	for _, k := range []struct{ marker, route string }{
+		{"/blobs/", routeBlob},
+		{"/manifests/", routeManifest},
+		{"/referrers/", routeReferrer},
+	} {
+		if i := strings.LastIndex(rest, k.marker); i > best {
+			best, route = i, k.route
+		}
+	}
+	if strings.HasSuffix(rest, "/tags/list") && best < 0 {
+		return routeTags
+	}
+	return route
+}
+
+// methodLabel bounds the method label to the methods of the registry API.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}

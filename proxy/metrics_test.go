@@ -1,0 +1,206 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/storage/memory"
+	"github.com/eagle-p2p/eagle/tracker"
+)
+
+func TestRouteOf(t *testing.T) {
+	for path, want := range map[string]string{
+		"/v2/":                                routePing,
+		"/v2":                                 routePing,
+		"/v2/_catalog":                        routeCatalog,
+		"/v2/library/alpine/blobs/sha256:abc": routeBlob,
+		"/v2/library/alpine/blobs/uploads/":   routeUpload,
+		"/v2/library/alpine/blobs/uploads/uuid-1": routeUpload,
+		"/v2/library/alpine/manifests/latest":     routeManifest,
+		"/v2/a/blobs/b/manifests/latest":          routeManifest,
+		"/v2/a/manifests/b/blobs/sha256:abc":      routeBlob,
+		"/v2/library/alpine/tags/list":            routeTags,
+		"/v2/library/alpine/referrers/sha256:abc": routeReferrer,
+		"/v2/library/alpine":                      routeOther,
+		"/metrics":                                routeOther,
+		"":                                        routeOther,
+	} {
+		if got := routeOf(path); got != want {
+			t.Errorf("routeOf(%q) = %q, want %q", path, got, want)
+		}
+	}
+}
+
+// Requests are counted by route, method and status, and blob bytes served
+// from the source's store count as local, exactly as many as were sent.
+func TestMetricsRequestsAndLocalBytes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, Config{Metrics: reg}, nil)
+	im := e.push(t, "metrics/app", 300*kib)
+	blobURL := e.srv.URL + "/v2/metrics/app/blobs/" + im.Layers[0].Digest.String()
+
+	for _, req := range []struct {
+		method, url, rng string
+		status           int
+	}{
+		{http.MethodGet, blobURL, "", http.StatusOK},
+		{http.MethodGet, blobURL, "bytes=100-199", http.StatusPartialContent},
+		{http.MethodHead, blobURL, "", http.StatusOK},
+		{http.MethodGet, e.srv.URL + "/v2/", "", http.StatusOK},
+		{http.MethodGet, e.srv.URL + "/v2/metrics/app/manifests/" + im.Manifest.Digest.String(), "", http.StatusOK},
+		{http.MethodGet, e.srv.URL + "/v2/metrics/app/blobs/sha256:nothex", "", http.StatusBadRequest},
+		{"BREW", e.srv.URL + "/v2/metrics/app/tags/list", "", http.StatusMethodNotAllowed},
+	} {
+		hdr := []string{"Accept", im.Manifest.MediaType}
+		if req.rng != "" {
+			hdr = append(hdr, "Range", req.rng)
+		}
+		resp := e.do(t, req.method, req.url, hdr...)
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != req.status {
+			t.Fatalf("%s %s: %s, want %d", req.method, req.url, resp.Status, req.status)
+		}
+	}
+	want := `
+# HELP eagle_proxy_blob_bytes_total Blob bytes sent to clients, by source: local (the node's store) or swarm (while downloading through the swarm).
+# TYPE eagle_proxy_blob_bytes_total counter
+eagle_proxy_blob_bytes_total{source="local"} 307300
+eagle_proxy_blob_bytes_total{source="swarm"} 0
+# HELP eagle_proxy_requests_total Registry API requests served, by route (ping, blob, upload, manifest, tags, referrers, catalog, other), method and HTTP status code ("aborted" for a blob stream cut short).
+# TYPE eagle_proxy_requests_total counter
+eagle_proxy_requests_total{code="200",method="GET",route="blob"} 1
+eagle_proxy_requests_total{code="200",method="GET",route="manifest"} 1
+eagle_proxy_requests_total{code="200",method="GET",route="ping"} 1
+eagle_proxy_requests_total{code="200",method="HEAD",route="blob"} 1
+eagle_proxy_requests_total{code="206",method="GET",route="blob"} 1
+eagle_proxy_requests_total{code="400",method="GET",route="blob"} 1
+eagle_proxy_requests_total{code="405",method="other",route="tags"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+}
+
+// A blob stream cut short (the digest check failed at the end) is counted
+// as aborted, with the bytes that did go out.
+func TestMetricsAbortedBlob(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, Config{Metrics: reg}, func(m *memSource) BlobSource {
+		return &failingSource{memSource: m, failAfter: 64 * kib, failErr: p2p.ErrDigestMismatch}
+	})
+	im := e.push(t, "metrics/abort", 512*kib)
+	resp := e.do(t, http.MethodGet, e.srv.URL+"/v2/metrics/abort/blobs/"+im.Layers[0].Digest.String())
+	got, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatal("the aborted download read without error")
+	}
+	// The server may log the request after the client saw the reset.
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.CollectAndCount(e.h.metrics.requests) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := testutil.ToFloat64(e.h.metrics.requests.WithLabelValues(routeBlob, http.MethodGet, "aborted")); n != 1 {
+		t.Errorf("aborted blob requests = %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(e.h.metrics.fromLocal); n != 64*kib {
+		t.Errorf("local blob bytes = %v, want the %d sent before the abort (client read %d)", n, 64*kib, len(got))
+	}
+}
+
+// staticMetaInfo hands out metainfo the test built: the seeder's job.
+type staticMetaInfo map[digest.Digest][]byte
+
+func (s staticMetaInfo) MetaInfo(_ context.Context, ref p2p.BlobRef) ([]byte, error) {
+	if b, ok := s[ref.Digest]; ok {
+		return b, nil
+	}
+	return nil, p2p.ErrNotFound
+}
+
+// With the real p2p engine as the source, the first read of a blob goes
+// through the swarm (from a seeding peer) and counts as swarm bytes; the
+// second comes from the node's store and counts as local.
+func TestMetricsSwarmBytes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	quiet := slog.New(slog.DiscardHandler)
+	trk, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second}, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(trk)
+	t.Cleanup(func() { ts.Close(); trk.Close() })
+	newEngine := func(role p2p.Role, src p2p.MetaInfoSource, store *memory.Store) *p2p.Engine {
+		e, err := p2p.New(p2p.Config{
+			ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{ts.URL + "/announce"},
+			Role: role, Logger: quiet,
+		}, store, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+
+	content := make([]byte, 2<<20+99)
+	rand.Read(content)
+	dgst := digest.FromBytes(content)
+	ih := p2p.NewInfoHasher(dgst, int64(len(content)))
+	ih.Write(content)
+	mi, err := ih.MetaInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedStore := memory.New()
+	w, err := seedStore.Create(ctx, dgst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(content)
+	if _, err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := newEngine(p2p.RoleSeeder, nil, seedStore).Seed(ctx, dgst, mi); err != nil {
+		t.Fatal(err)
+	}
+	agent := newEngine(p2p.RoleAgent, staticMetaInfo{dgst: mi}, memory.New())
+
+	reg := prometheus.NewRegistry()
+	off := false
+	h := newHandler(t, Config{DefaultUpstream: "http://127.0.0.1:1", AuthorizeBlobs: &off, Metrics: reg}, agent, quiet)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	for i, source := range []string{sourceSwarm, sourceLocal} {
+		resp := doReq(t, srv.Client(), http.MethodGet, srv.URL+"/v2/any/repo/blobs/"+dgst.String(), nil)
+		got, err := io.ReadAll(resp.Body)
+		if err != nil || !bytes.Equal(got, content) {
+			t.Fatalf("read %d: %d bytes, %v; want the %d bytes seeded", i, len(got), err, len(content))
+		}
+		resp.Body.Close()
+		var n float64
+		deadline := time.Now().Add(5 * time.Second)
+		for n = testutil.ToFloat64(h.metrics.blobBytes.WithLabelValues(source)); n == 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+			n = testutil.ToFloat64(h.metrics.blobBytes.WithLabelValues(source))
+		}
+		if n != float64(len(content)) {
+			t.Errorf("read %d: %s bytes = %v, want %d", i, source, n, len(content))
+		}
+	}
+}

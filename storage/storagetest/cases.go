@@ -423,6 +423,12 @@ func testReadDuringDelete(t *testing.T, s storage.Store) {
 	if err := s.Delete(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("second Delete error = %v, want ErrNotFound", err)
 	}
+	// Not only where the last read stopped: a backend that reads through
+	// streams must not need the deleted path to read elsewhere.
+	p := make([]byte, 1000)
+	if n, err := b.ReadAt(p, 1234); n != len(p) || err != nil || !bytes.Equal(p, data[1234:2234]) {
+		t.Fatalf("ReadAt(1000 bytes at 1234) after Delete = %d, %v", n, err)
+	}
 
 	// Storing the blob again does not disturb the reader either.
 	put(t, s, data)

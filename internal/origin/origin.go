@@ -48,6 +48,17 @@ type Options struct {
 	// information at Debug level, its warnings and errors at theirs. If nil
 	// the registry is silent.
 	Logger *slog.Logger
+
+	// Htpasswd, when not empty, makes the registry require HTTP basic
+	// authentication on every request (user name → password; distribution's
+	// htpasswd access controller, realm HtpasswdRealm). Every user may
+	// pull and push everything.
+	Htpasswd map[string]string
+
+	// Token, when not nil, makes the registry require bearer tokens
+	// (distribution's token access controller): see TokenAuth and
+	// StartTokenServer. Htpasswd and Token are exclusive.
+	Token *TokenAuth
 }
 
 // Registry is a running distribution/v3 registry on a loopback port. It
@@ -69,6 +80,7 @@ type Registry struct {
 	removeDir bool
 	logID     string
 	counts    *counter
+	authDir   string // htpasswd / token root files; removed by Close
 
 	closeOnce sync.Once
 	closeErr  error
@@ -79,7 +91,8 @@ type Registry struct {
 // registry runs until Close.
 //
 // The registry keeps its blobs in the filesystem under opts.Dir, accepts
-// pushes without authentication, allows deletes, and reaches nothing outside
+// pulls and pushes without authentication unless opts.Htpasswd or opts.Token
+// say otherwise, allows deletes, and reaches nothing outside
 // the process: no notifications, no redis, no pull-through proxy, no health
 // checks, no upload purging.
 func Start(ctx context.Context, opts Options) (_ *Registry, err error) {
@@ -118,6 +131,14 @@ func Start(ctx context.Context, opts Options) (_ *Registry, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.authDir, err = configureAuth(cfg, opts); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && r.authDir != "" {
+			_ = os.RemoveAll(r.authDir)
+		}
+	}()
 
 	// The registry logs through the process-wide logrus logger; entries
 	// tagged with this registry's log ID go to opts.Logger (or nowhere).
@@ -218,6 +239,11 @@ func (r *Registry) Close() error {
 			errs = append(errs, fmt.Errorf("origin: shut down registry: %w", err))
 		}
 		unregisterLogger(r.logID)
+		if r.authDir != "" {
+			if err := os.RemoveAll(r.authDir); err != nil {
+				errs = append(errs, fmt.Errorf("origin: remove auth directory: %w", err))
+			}
+		}
 		if r.removeDir {
 			if err := os.RemoveAll(r.Dir); err != nil {
 				errs = append(errs, fmt.Errorf("origin: remove storage directory: %w", err))

@@ -71,7 +71,8 @@ const maxErrorBody = 4 << 10
 
 // PushRandomImage pushes to the registry at baseURL ("http://host:port") an
 // image for linux/runtime.GOARCH with one layer per entry of layerSizes, and
-// tags it repo:tag. client may be nil for http.DefaultClient.
+// tags it repo:tag. client may be nil for http.DefaultClient; for a
+// registry that requires authentication, give it an AuthTransport.
 //
 // Layer i is exactly layerSizes[i] bytes of media type
 // application/vnd.oci.image.layer.v1.tar: an uncompressed tar holding one
@@ -85,31 +86,17 @@ const maxErrorBody = 4 << 10
 // PATCH whose body is generated and hashed while it is sent, then PUT with
 // the digest. The manifest is PUT by tag.
 func PushRandomImage(ctx context.Context, client *http.Client, baseURL, repo, tag string, layerSizes []int64, seed int64) (Image, error) {
-	if client == nil {
-		client = http.DefaultClient
-	}
-	base, err := parseBaseURL(baseURL)
+	p, err := newPusher(client, baseURL, repo, tag, layerSizes)
 	if err != nil {
 		return Image{}, err
 	}
-	named, err := reference.WithName(repo)
-	if err == nil && strings.Contains(repo, ":") {
-		err = errors.New("a repository within a registry has no host or port")
-	}
-	if err != nil {
-		return Image{}, fmt.Errorf("%w: repository %q: %w", ErrInvalidArgument, repo, err)
-	}
-	if _, err := reference.WithTag(named, tag); err != nil {
-		return Image{}, fmt.Errorf("%w: tag %q: %w", ErrInvalidArgument, tag, err)
-	}
-	for i, size := range layerSizes {
-		if size < 0 {
-			return Image{}, fmt.Errorf("%w: layer %d has negative size %d", ErrInvalidArgument, i, size)
-		}
-	}
-	p := &pusher{client: client, base: base, repo: repo}
+	return p.pushImage(ctx, tag, ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"}, layerSizes, seed)
+}
 
-	im := Image{Repository: repo, Tag: tag, Layers: make([]ocispec.Descriptor, 0, len(layerSizes))}
+// pushImage pushes the image PushRandomImage describes, for platform, and
+// puts its manifest by tag, or by its digest when tag is "".
+func (p *pusher) pushImage(ctx context.Context, tag string, platform ocispec.Platform, layerSizes []int64, seed int64) (Image, error) {
+	im := Image{Repository: p.repo, Tag: tag, Layers: make([]ocispec.Descriptor, 0, len(layerSizes))}
 	diffIDs := make([]digest.Digest, 0, len(layerSizes))
 	history := make([]ocispec.History, 0, len(layerSizes))
 	for i, size := range layerSizes {
@@ -134,7 +121,7 @@ func PushRandomImage(ctx context.Context, client *http.Client, baseURL, repo, ta
 
 	config, err := json.Marshal(ocispec.Image{
 		Created:  &tarEpoch,
-		Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
+		Platform: platform,
 		Config: ocispec.ImageConfig{
 			Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		},
@@ -164,10 +151,42 @@ func PushRandomImage(ctx context.Context, client *http.Client, baseURL, repo, ta
 		Digest:    digest.FromBytes(manifest),
 		Size:      int64(len(manifest)),
 	}
-	if err := p.putManifest(ctx, tag, manifest, im.Manifest.Digest); err != nil {
+	ref := tag
+	if ref == "" {
+		ref = im.Manifest.Digest.String()
+	}
+	if err := p.putManifest(ctx, ref, ocispec.MediaTypeImageManifest, manifest, im.Manifest.Digest); err != nil {
 		return Image{}, err
 	}
 	return im, nil
+}
+
+// newPusher checks the arguments of a push and returns the pusher to repo
+// at baseURL. client may be nil for http.DefaultClient.
+func newPusher(client *http.Client, baseURL, repo, tag string, layerSizes []int64) (*pusher, error) {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	base, err := parseBaseURL(baseURL)
+	if err != nil {
+		return nil, err
+	}
+	named, err := reference.WithName(repo)
+	if err == nil && strings.Contains(repo, ":") {
+		err = errors.New("a repository within a registry has no host or port")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: repository %q: %w", ErrInvalidArgument, repo, err)
+	}
+	if _, err := reference.WithTag(named, tag); err != nil {
+		return nil, fmt.Errorf("%w: tag %q: %w", ErrInvalidArgument, tag, err)
+	}
+	for i, size := range layerSizes {
+		if size < 0 {
+			return nil, fmt.Errorf("%w: layer %d has negative size %d", ErrInvalidArgument, i, size)
+		}
+	}
+	return &pusher{client: client, base: base, repo: repo}, nil
 }
 
 // parseBaseURL checks that s is an http(s) URL of a registry and returns it
@@ -251,11 +270,12 @@ func (p *pusher) uploadBlob(ctx context.Context, r io.Reader, size int64) (ocisp
 	return ocispec.Descriptor{Digest: d, Size: size}, nil
 }
 
-// putManifest puts manifest by tag and checks the digest the registry gives it.
-func (p *pusher) putManifest(ctx context.Context, tag string, manifest []byte, d digest.Digest) error {
-	resp, err := p.do(ctx, http.MethodPut, p.endpoint("/v2/"+p.repo+"/manifests/"+tag),
+// putManifest puts manifest, of mediaType, by ref (a tag or its digest) and
+// checks the digest the registry gives it.
+func (p *pusher) putManifest(ctx context.Context, ref, mediaType string, manifest []byte, d digest.Digest) error {
+	resp, err := p.do(ctx, http.MethodPut, p.endpoint("/v2/"+p.repo+"/manifests/"+ref),
 		bytes.NewReader(manifest), int64(len(manifest)),
-		http.Header{"Content-Type": {ocispec.MediaTypeImageManifest}}, http.StatusCreated)
+		http.Header{"Content-Type": {mediaType}}, http.StatusCreated)
 	if err != nil {
 		return fmt.Errorf("origin: put manifest: %w", err)
 	}

@@ -12,8 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +24,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/eagle-p2p/eagle/proxy"
 )
 
 // WriteHostsTOML writes, under root, the hosts.toml that makes mirrorURL
@@ -33,18 +34,16 @@ import (
 // needs the mirror's scheme written out: without it, it tries https, fails,
 // and silently pulls from the origin.
 func WriteHostsTOML(root, originHost, mirrorURL string) error {
-	dir := filepath.Join(root, originHost)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	body := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n",
-		"http://"+originHost, mirrorURL)
-	return os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(body), 0o644)
+	return proxy.WriteHostsTOML(root, mirrorURL, []string{"http://" + originHost})
 }
 
 // Result is what a pull moved.
 type Result struct {
-	// Manifest is the resolved manifest.
+	// Index is the image index the reference resolved to, when it named
+	// one (a multi-platform image); zero otherwise.
+	Index ocispec.Descriptor
+	// Manifest is the resolved manifest: the one the reference named, or
+	// the index's manifest for the platform pulled.
 	Manifest ocispec.Descriptor
 	// Blobs are the config and layer descriptors, in manifest order.
 	Blobs []ocispec.Descriptor
@@ -62,6 +61,16 @@ type Options struct {
 	Client *http.Client
 	// Parallel is how many blobs are fetched at once (containerd's default is 3).
 	Parallel int
+	// Platform picks the manifest when the reference names an image
+	// index (containerd's platforms.Only matching). Zero means
+	// linux/runtime.GOARCH.
+	Platform ocispec.Platform
+	// Credentials returns the user name and password for a registry host
+	// (the mirror's host when the challenge came through the mirror). It
+	// is containerd's HostOptions.Credentials: containerd's authorizer
+	// answers Basic challenges with them, and Bearer challenges by
+	// fetching a token with them. nil means anonymous.
+	Credentials func(host string) (user, password string, err error)
 }
 
 // Pull resolves ref (e.g. "127.0.0.1:5000/demo/app:latest") with
@@ -72,7 +81,7 @@ func Pull(ctx context.Context, ref string, opts Options) (Result, error) {
 	if opts.Parallel <= 0 {
 		opts.Parallel = 3
 	}
-	hostOpts := config.HostOptions{HostDir: config.HostDirFromRoot(opts.HostsDir)}
+	hostOpts := config.HostOptions{HostDir: config.HostDirFromRoot(opts.HostsDir), Credentials: opts.Credentials}
 	if opts.Client != nil {
 		hostOpts.UpdateClient = func(c *http.Client) error { *c = *opts.Client; return nil }
 	}
@@ -85,14 +94,21 @@ func Pull(ctx context.Context, ref string, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("pull: %w", err)
 	}
+	var index ocispec.Descriptor
+	if isIndex(desc.MediaType) {
+		index = desc
+		if desc, err = pickManifest(ctx, fetcher, index, opts.Platform); err != nil {
+			return Result{Index: index}, fmt.Errorf("pull: %s: %w", ref, err)
+		}
+	}
 	var manifest ocispec.Manifest
-	if err := fetchJSON(ctx, fetcher, desc, &manifest); err != nil {
-		return Result{}, err
+	if err := fetchJSON(ctx, fetcher, desc, &manifest, images.MediaTypeDockerSchema2Manifest, ocispec.MediaTypeImageManifest); err != nil {
+		return Result{Index: index}, err
 	}
 	if manifest.Config.Digest == "" {
 		return Result{}, fmt.Errorf("pull: %s: manifest %s has no config (media type %s)", ref, desc.Digest, desc.MediaType)
 	}
-	res := Result{Manifest: desc, Blobs: append([]ocispec.Descriptor{manifest.Config}, manifest.Layers...)}
+	res := Result{Index: index, Manifest: desc, Blobs: append([]ocispec.Descriptor{manifest.Config}, manifest.Layers...)}
 	var (
 		mu sync.Mutex
 		g  errgroup.Group
@@ -112,18 +128,18 @@ func Pull(ctx context.Context, ref string, opts Options) (Result, error) {
 	return res, err
 }
 
-func fetchJSON(ctx context.Context, f remotes.Fetcher, desc ocispec.Descriptor, v any) error {
+// fetchJSON fetches desc, a manifest or index of one of mediaTypes, and
+// decodes it into v.
+func fetchJSON(ctx context.Context, f remotes.Fetcher, desc ocispec.Descriptor, v any, mediaTypes ...string) error {
+	if !slices.Contains(mediaTypes, desc.MediaType) {
+		return fmt.Errorf("pull: %s: unsupported media type %s", desc.Digest, desc.MediaType)
+	}
 	if desc.Size > 4<<20 {
 		return fmt.Errorf("pull: manifest %s is %d bytes, over 4 MiB", desc.Digest, desc.Size)
 	}
 	var sb strings.Builder
 	if _, err := fetchVerified(ctx, f, desc, &sb); err != nil {
 		return err
-	}
-	switch desc.MediaType {
-	case images.MediaTypeDockerSchema2Manifest, ocispec.MediaTypeImageManifest:
-	default:
-		return fmt.Errorf("pull: %s: unsupported media type %s", desc.Digest, desc.MediaType)
 	}
 	if err := json.Unmarshal([]byte(sb.String()), v); err != nil {
 		return fmt.Errorf("pull: decode %s: %w", desc.Digest, err)

@@ -9,10 +9,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/eagle-p2p/eagle/p2p"
@@ -32,6 +36,10 @@ type authorizer struct {
 	timeout time.Duration
 	cache   *lru.Cache[string, time.Time] // key → expiry
 	group   singleflight.Group
+	// epoch counts forget calls. A check caches its answer only if no
+	// forget happened while it ran, and requests join only checks started
+	// in their own epoch: neither can bring back a forgotten answer.
+	epoch atomic.Uint64
 
 	// base is the parent of every check's context; Close cancels it.
 	base   context.Context
@@ -88,10 +96,15 @@ func (a *authorizer) authorize(ctx context.Context, ref p2p.BlobRef) *httpError 
 	}
 	// The check runs detached from this request's context, so that a
 	// client that goes away does not fail the others joined to it.
-	ch := a.group.DoChan(key, func() (any, error) {
+	epoch := a.epoch.Load()
+	ch := a.group.DoChan(key+"\x00"+strconv.FormatUint(epoch, 10), func() (any, error) {
 		herr, err := a.check(ref)
 		if err == nil && herr == nil && a.ttl > 0 {
-			a.cache.Add(key, time.Now().Add(a.ttl))
+			a.mu.Lock()
+			if a.epoch.Load() == epoch {
+				a.cache.Add(key, time.Now().Add(a.ttl))
+			}
+			a.mu.Unlock()
 		}
 		return herr, err
 	})
@@ -105,6 +118,20 @@ func (a *authorizer) authorize(ctx context.Context, ref p2p.BlobRef) *httpError 
 		}
 		herr, _ := res.Val.(*httpError)
 		return herr
+	}
+}
+
+// forget drops the cached authorizations, for every credential, of the
+// blob dgst in repository repo at upstream.
+func (a *authorizer) forget(upstream, repo string, dgst digest.Digest) {
+	suffix := "\x00" + upstream + "\x00" + repo + "\x00" + string(dgst)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.epoch.Add(1)
+	for _, k := range a.cache.Keys() {
+		if strings.HasSuffix(k, suffix) {
+			a.cache.Remove(k)
+		}
 	}
 }
 

@@ -69,6 +69,18 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if rng != nil && rng.unsatisfiable() {
+		// Answered without fetching: the size, for Content-Range, is all
+		// the blob source has to tell.
+		size, err := h.src.Stat(ctx, ref)
+		if err != nil {
+			h.sourceError(ctx, ref, err).write(w)
+			return
+		}
+		rangeNotSatisfiable(size).write(w)
+		return
+	}
+
 	hdr := w.Header()
 	hdr.Set("Docker-Content-Digest", dgst.String())
 	hdr.Set("Content-Type", "application/octet-stream")
@@ -100,10 +112,7 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request) {
 		var ok bool
 		start, length, ok = rng.resolve(size)
 		if !ok {
-			herr := newError(http.StatusRequestedRangeNotSatisfiable, CodeRangeInvalid,
-				fmt.Sprintf("range not satisfiable for a blob of %d bytes", size), nil)
-			herr.contentRange = fmt.Sprintf("bytes */%d", size)
-			herr.write(w)
+			rangeNotSatisfiable(size).write(w)
 			return
 		}
 		status = http.StatusPartialContent
@@ -117,6 +126,7 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request) {
 	}
 	hdr.Set("Content-Length", strconv.FormatInt(length, 10))
 	w.WriteHeader(status)
+	stateOf(r).blobFrom = sourceOf(blob)
 	if err := h.copyBody(w, blob, length); err != nil {
 		var rerr *readError
 		if errors.As(err, &rerr) {
@@ -131,6 +141,14 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request) {
 		h.log.LogAttrs(ctx, slog.LevelDebug, "client went away during blob",
 			slog.String("request_id", stateOf(r).id), slog.String("digest", dgst.String()), slog.Any("error", err))
 	}
+}
+
+// rangeNotSatisfiable is the 416 answer for a blob of size bytes.
+func rangeNotSatisfiable(size int64) *httpError {
+	herr := newError(http.StatusRequestedRangeNotSatisfiable, CodeRangeInvalid,
+		fmt.Sprintf("range not satisfiable for a blob of %d bytes", size), nil)
+	herr.contentRange = fmt.Sprintf("bytes */%d", size)
+	return herr
 }
 
 // readError marks a failure of the blob source (as opposed to the client).

@@ -107,7 +107,9 @@ func TestBlobRange(t *testing.T) {
 		checkBlobHeaders(t, resp, d, tc.end-tc.start+1)
 	}
 
-	for _, rng := range []string{"bytes=" + strconv.Itoa(size) + "-", "bytes=" + strconv.Itoa(size+10) + "-" + strconv.Itoa(size+20), "bytes=-0"} {
+	// Unsatisfiable, including an end before the start (416, as the
+	// origin answers and the OCI conformance suite requires).
+	for _, rng := range []string{"bytes=" + strconv.Itoa(size) + "-", "bytes=" + strconv.Itoa(size+10) + "-" + strconv.Itoa(size+20), "bytes=-0", "bytes=5-1", "bytes=500-0"} {
 		resp := e.do(t, http.MethodGet, url, "Range", rng)
 		wantOCIError(t, resp, http.StatusRequestedRangeNotSatisfiable, CodeRangeInvalid)
 		if cr := resp.Header.Get("Content-Range"); cr != fmt.Sprintf("bytes */%d", size) {
@@ -140,7 +142,6 @@ func TestBadInput(t *testing.T) {
 		{"sha384", "GET", "eagle/bad/blobs/" + digest.SHA384.FromString("x").String(), "", 400, CodeDigestInvalid},
 		{"no algorithm", "GET", "eagle/bad/blobs/" + strings.TrimPrefix(d, "sha256:"), "", 400, CodeDigestInvalid},
 		{"range unit", "GET", "eagle/bad/blobs/" + d, "items=0-1", 400, CodeRangeInvalid},
-		{"range reversed", "GET", "eagle/bad/blobs/" + d, "bytes=5-1", 400, CodeRangeInvalid},
 		{"multiple ranges", "GET", "eagle/bad/blobs/" + d, "bytes=0-1,3-4", 400, CodeRangeInvalid},
 		{"range letters", "GET", "eagle/bad/blobs/" + d, "bytes=a-b", 400, CodeRangeInvalid},
 		{"range dash only", "GET", "eagle/bad/blobs/" + d, "bytes=-", 400, CodeRangeInvalid},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults applied by New to zero-valued Config fields.
@@ -90,6 +91,10 @@ type Config struct {
 	// http.DefaultTransport with transparent compression turned off, whose
 	// idle connections Handler.Close releases.
 	Transport http.RoundTripper `yaml:"-"`
+
+	// Metrics is where the Handler registers its Prometheus metrics
+	// (eagle_proxy_*); Close unregisters them. Nil: no metrics.
+	Metrics prometheus.Registerer `yaml:"-"`
 }
 
 // authorizeBlobs reports the effective AuthorizeBlobs setting.

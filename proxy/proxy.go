@@ -52,6 +52,7 @@ type Handler struct {
 	auth      *authorizer
 	rp        *httputil.ReverseProxy
 	router    *mux.Router
+	metrics   *handlerMetrics
 }
 
 // New builds a Handler that serves blobs from src and proxies the rest of
@@ -91,6 +92,10 @@ func New(cfg Config, src BlobSource, logger *slog.Logger) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	if h.metrics, err = newHandlerMetrics(cfg.Metrics); err != nil {
+		h.Close()
+		return nil, err
+	}
 	h.rp = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
 		Transport:      h.transport,
@@ -110,6 +115,9 @@ func New(cfg Config, src BlobSource, logger *slog.Logger) (*Handler, error) {
 	r.Path("/v2/{name:.+}/blobs/{digest:[^/]*}").
 		Methods(http.MethodGet, http.MethodHead).
 		HandlerFunc(h.serveBlob)
+	r.Path("/v2/{name:.+}/blobs/{digest:[^/]*}").
+		Methods(http.MethodDelete).
+		HandlerFunc(h.serveBlobDelete)
 	r.PathPrefix("/").HandlerFunc(h.servePassthrough)
 	// Whatever else a client sends (a path without a leading '/', say) is
 	// the upstream's to answer too.
@@ -118,9 +126,13 @@ func New(cfg Config, src BlobSource, logger *slog.Logger) (*Handler, error) {
 	return h, nil
 }
 
-// Close stops running authorization checks and releases idle upstream
-// connections. Call it after the http.Server serving h has shut down.
+// Close stops running authorization checks, releases idle upstream
+// connections and unregisters the metrics. Call it after the http.Server
+// serving h has shut down.
 func (h *Handler) Close() error {
+	if h.metrics != nil {
+		h.metrics.unregister()
+	}
 	h.auth.close()
 	if h.ownsRT {
 		h.transport.(*http.Transport).CloseIdleConnections()
@@ -136,6 +148,11 @@ type reqState struct {
 	id       string
 	upstream *url.URL
 	ns       string
+	// deleted is the blob a DELETE passed to the upstream names; when
+	// the upstream accepts it, its authorizations are forgotten.
+	deleted *p2p.BlobRef
+	// blobFrom is the source label of the blob the body carries, if any.
+	blobFrom string
 }
 
 func stateOf(r *http.Request) *reqState {
@@ -172,6 +189,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			attrs = append(attrs, slog.Bool("aborted", true))
 		}
 		h.log.LogAttrs(r.Context(), level, "request", attrs...)
+		h.metrics.request(r, rec.statusOr200(), p != nil)
+		if st.blobFrom != "" {
+			h.metrics.blobServed(st.blobFrom, rec.bytes)
+		}
 		if p != nil {
 			panic(p) // http.ErrAbortHandler: let the server drop the connection
 		}
@@ -252,17 +273,39 @@ func withoutNS(raw string) string {
 	return strings.Join(kept, "&")
 }
 
+// serveBlobDelete passes a blob DELETE to the upstream. A blob deleted
+// there must stop being served here too: the node's copy stays in its
+// cache, so the positive authorizations for the blob in that repository
+// are forgotten when the upstream accepts the delete, and the next read
+// asks the upstream, which answers 404.
+func (h *Handler) serveBlobDelete(w http.ResponseWriter, r *http.Request) {
+	vars := mux.Vars(r)
+	name, nerr := parseName(vars["name"])
+	dgst, derr := parseDigest(vars["digest"])
+	if nerr == nil && derr == nil {
+		stateOf(r).deleted = &p2p.BlobRef{Repository: name, Digest: dgst}
+	}
+	// Malformed names and digests are the upstream's to refuse.
+	h.servePassthrough(w, r)
+}
+
 // modifyResponse keeps the upstream choice on follow-up requests: when the
 // origin's Location (an upload session) points back at this proxy — it
 // honours X-Forwarded-Host — and the request chose its upstream with ?ns=,
-// the same ns is added to the Location.
+// the same ns is added to the Location. It also forgets the authorizations
+// of a blob the upstream has just deleted (see serveBlobDelete).
 func (h *Handler) modifyResponse(resp *http.Response) error {
 	in := resp.Request
 	if in == nil {
 		return nil
 	}
-	loc := resp.Header.Get("Location")
 	st := stateOf(in)
+	if st.deleted != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		// Before the client hears of the delete, so that its next read
+		// asks the origin again.
+		h.auth.forget(st.upstream.String(), st.deleted.Repository, st.deleted.Digest)
+	}
+	loc := resp.Header.Get("Location")
 	if loc == "" || st.ns == "" {
 		return nil
 	}

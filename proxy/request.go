@@ -94,10 +94,20 @@ func parseRange(h string) (byteRange, error) {
 	if err != nil {
 		return byteRange{}, err
 	}
-	if last < first {
-		return byteRange{}, fmt.Errorf("%w: range end %d is before start %d", errRangeSyntax, last, first)
-	}
+	// An end before the start (RFC 9110 calls the spec invalid) is kept:
+	// it is answered 416, as net/http — and so the distribution registry —
+	// does and the OCI conformance suite requires ("bytes=500-0").
 	return byteRange{first: first, last: last}, nil
+}
+
+// unsatisfiable tells whether no blob of any size can satisfy the range
+// ("bytes=-0", or an end before the start), so that the answer is 416
+// whatever the blob holds.
+func (r byteRange) unsatisfiable() bool {
+	if r.isSuffix {
+		return r.suffix == 0
+	}
+	return r.last >= 0 && r.last < r.first
 }
 
 // parseRangeInt parses a non-negative decimal without sign or spaces.
@@ -120,8 +130,11 @@ func parseRangeInt(s string) (int64, error) {
 // resolve applies the range to a blob of the given size and returns the
 // offset and length to send; ok is false when the range is unsatisfiable.
 func (r byteRange) resolve(size int64) (start, length int64, ok bool) {
+	if r.unsatisfiable() {
+		return 0, 0, false
+	}
 	if r.isSuffix {
-		if r.suffix == 0 || size == 0 {
+		if size == 0 {
 			return 0, 0, false
 		}
 		n := min(r.suffix, size)

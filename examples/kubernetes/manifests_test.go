@@ -1,0 +1,581 @@
+package kubernetes
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/core/remotes/docker/config"
+	"gopkg.in/yaml.v3"
+
+	"github.com/eagle-p2p/eagle"
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/proxy"
+	"github.com/eagle-p2p/eagle/seeder"
+	"github.com/eagle-p2p/eagle/tracker"
+)
+
+// The YAML files of the examples/eagle subcommands. Those structs live in
+// package main and cannot be imported; these mirror their top-level keys
+// and decode every section into the real config struct.
+type trackerFile struct {
+	Listen   string         `yaml:"listen"`
+	LogLevel string         `yaml:"log_level"`
+	Tracker  tracker.Config `yaml:"tracker"`
+}
+
+type seederFile struct {
+	Listen   string        `yaml:"listen"`
+	DataDir  string        `yaml:"data_dir"`
+	LogLevel string        `yaml:"log_level"`
+	P2P      p2p.Config    `yaml:"p2p"`
+	Seeder   seeder.Config `yaml:"seeder"`
+}
+
+type agentFile struct {
+	Listen   string       `yaml:"listen"`
+	LogLevel string       `yaml:"log_level"`
+	Node     eagle.Config `yaml:",inline"`
+}
+
+const ns = "eagle"
+
+func load(t *testing.T) *manifests {
+	t.Helper()
+	m, err := loadManifests(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestObjects checks that the manifests hold exactly the expected objects,
+// all in the eagle namespace, and that kustomization.yaml lists every file
+// and names the image every container runs.
+func TestObjects(t *testing.T) {
+	m := load(t)
+	got := map[string][]string{
+		"Namespace":   slices.Sorted(maps.Keys(m.namespaces)),
+		"ConfigMap":   slices.Sorted(maps.Keys(m.configMaps)),
+		"Service":     slices.Sorted(maps.Keys(m.services)),
+		"Deployment":  slices.Sorted(maps.Keys(m.deployments)),
+		"StatefulSet": slices.Sorted(maps.Keys(m.statefulSets)),
+		"DaemonSet":   slices.Sorted(maps.Keys(m.daemonSets)),
+	}
+	want := map[string][]string{
+		"Namespace":   {"eagle"},
+		"ConfigMap":   {"eagle-agent", "eagle-seeder", "eagle-tracker"},
+		"Service":     {"eagle-seeder", "eagle-tracker"},
+		"Deployment":  {"eagle-tracker"},
+		"StatefulSet": {"eagle-seeder"},
+		"DaemonSet":   {"eagle-agent"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("objects %v, want %v", got, want)
+	}
+	for _, c := range m.configMaps {
+		checkNamespace(t, "ConfigMap", c.header)
+	}
+	for _, s := range m.services {
+		checkNamespace(t, "Service", s.header)
+	}
+	for _, w := range m.workloads() {
+		if w.meta.Namespace != ns {
+			t.Errorf("%s %s: namespace %q, want %q", w.kind, w.name, w.meta.Namespace, ns)
+		}
+	}
+
+	b, err := os.ReadFile("kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k kustomization
+	if err := unmarshalStrict(b, &k); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	if k.APIVersion != "kustomize.config.k8s.io/v1beta1" || k.Kind != "Kustomization" {
+		t.Errorf("kustomization.yaml: %s %s", k.APIVersion, k.Kind)
+	}
+	if r := slices.Sorted(slices.Values(k.Resources)); !slices.Equal(r, m.files) {
+		t.Errorf("kustomization resources %v, manifest files %v", r, m.files)
+	}
+	if len(k.Images) != 1 {
+		t.Fatalf("kustomization images %+v, want one", k.Images)
+	}
+	for _, w := range m.workloads() {
+		for _, c := range slices.Concat(w.template.Spec.InitContainers, w.template.Spec.Containers) {
+			name, _, _ := strings.Cut(c.Image, ":")
+			if name != k.Images[0].Name {
+				t.Errorf("%s %s: container %s runs %s, which the kustomization's image %s does not cover", w.kind, w.name, c.Name, c.Image, k.Images[0].Name)
+			}
+			if len(c.Args) == 0 || !slices.Contains([]string{"tracker", "seeder", "agent"}, c.Args[0]) || len(c.Command) != 0 {
+				t.Errorf("%s %s: container %s: args %q; want an eagle subcommand (the image's entrypoint is eagle)", w.kind, w.name, c.Name, c.Args)
+			}
+		}
+	}
+}
+
+func checkNamespace(t *testing.T, kind string, h header) {
+	t.Helper()
+	if h.Metadata.Namespace != ns {
+		t.Errorf("%s %s: namespace %q, want %q", kind, h.Metadata.Name, h.Metadata.Namespace, ns)
+	}
+}
+
+// TestWorkloads checks selectors, ports, probes, volumes and the security
+// settings every pod shares.
+func TestWorkloads(t *testing.T) {
+	m := load(t)
+	for _, w := range m.workloads() {
+		what := w.kind + " " + w.name
+		spec := w.template.Spec
+		if len(w.selector.MatchLabels) == 0 || !subset(w.selector.MatchLabels, w.template.Metadata.Labels) {
+			t.Errorf("%s: selector %v does not select its own template %v", what, w.selector.MatchLabels, w.template.Metadata.Labels)
+		}
+		volumes := map[string]bool{}
+		for _, v := range spec.Volumes {
+			volumes[v.Name] = true
+		}
+		if w.kind == "StatefulSet" {
+			for _, v := range m.statefulSets[w.name].Spec.VolumeClaimTemplates {
+				volumes[v.Metadata.Name] = true
+			}
+		}
+		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+			cwhat := what + " container " + c.Name
+			for _, vm := range c.VolumeMounts {
+				if !volumes[vm.Name] {
+					t.Errorf("%s mounts volume %q, which the pod does not have", cwhat, vm.Name)
+				}
+			}
+			sc := c.SecurityContext
+			if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+				sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+				sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) || len(sc.Capabilities.Add) != 0 {
+				t.Errorf("%s: want allowPrivilegeEscalation false, readOnlyRootFilesystem true, all capabilities dropped", cwhat)
+			}
+			if c.Resources.Requests["memory"] == "" || c.Resources.Limits["memory"] == "" {
+				t.Errorf("%s: want a memory request and limit", cwhat)
+			}
+		}
+		for _, c := range spec.Containers {
+			cwhat := what + " container " + c.Name
+			for _, p := range []*probe{c.ReadinessProbe, c.LivenessProbe} {
+				if p == nil {
+					t.Errorf("%s: want a readiness and a liveness probe", cwhat)
+					continue
+				}
+				if (p.TCPSocket != nil && p.TCPSocket.Host != "") || (p.HTTPGet != nil && p.HTTPGet.Host != "") {
+					t.Errorf("%s: a probe sets host, which Pod Security baseline forbids (Kubernetes 1.34+)", cwhat)
+				}
+				switch {
+				case p.TCPSocket != nil:
+					if _, ok := containerPort(c, p.TCPSocket.Port); !ok {
+						t.Errorf("%s: tcpSocket probe port %+v is not a container port", cwhat, p.TCPSocket.Port)
+					}
+				case p.GRPC != nil:
+					if _, ok := containerPort(c, intOrString{Int: p.GRPC.Port}); !ok {
+						t.Errorf("%s: grpc probe port %d is not a container port", cwhat, p.GRPC.Port)
+					}
+				case p.HTTPGet != nil:
+					if _, ok := containerPort(c, p.HTTPGet.Port); !ok {
+						t.Errorf("%s: httpGet probe port %+v is not a container port", cwhat, p.HTTPGet.Port)
+					}
+				default:
+					t.Errorf("%s: probe without an action", cwhat)
+				}
+			}
+		}
+	}
+
+	// Each Service selects exactly one workload, and each of its ports
+	// lands on a port of that workload's container.
+	for name, s := range m.services {
+		var selected []workload
+		for _, w := range m.workloads() {
+			if len(s.Spec.Selector) > 0 && subset(s.Spec.Selector, w.template.Metadata.Labels) {
+				selected = append(selected, w)
+			}
+		}
+		if len(selected) != 1 {
+			t.Errorf("Service %s selects %d workloads, want 1", name, len(selected))
+			continue
+		}
+		c := selected[0].template.Spec.Containers[0]
+		for _, p := range s.Spec.Ports {
+			target := p.TargetPort
+			if !target.IsStr && target.Int == 0 {
+				target.Int = p.Port
+			}
+			n, ok := containerPort(c, target)
+			if !ok {
+				t.Errorf("Service %s port %s: target %+v is not a port of %s %s", name, p.Name, p.TargetPort, selected[0].kind, selected[0].name)
+			}
+			if p.Protocol != "TCP" {
+				t.Errorf("Service %s port %s: protocol %q, want TCP", name, p.Name, p.Protocol)
+			}
+			if n != p.Port {
+				t.Errorf("Service %s port %s: %d → container port %d; keep them equal, the configs use the Service port", name, p.Name, p.Port, n)
+			}
+		}
+	}
+}
+
+// subset reports whether every label of sel is in labels.
+func subset(sel, labels map[string]string) bool {
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// containerPort resolves a port number or name against c's ports.
+func containerPort(c container, p intOrString) (int, bool) {
+	for _, cp := range c.Ports {
+		if (p.IsStr && cp.Name == p.Str) || (!p.IsStr && cp.ContainerPort == p.Int) {
+			return cp.ContainerPort, true
+		}
+	}
+	return 0, false
+}
+
+// namedPort returns the number of c's port called name.
+func namedPort(t *testing.T, c container, name string) int {
+	t.Helper()
+	n, ok := containerPort(c, intOrString{Str: name, IsStr: true})
+	if !ok {
+		t.Fatalf("container %s has no port named %q", c.Name, name)
+	}
+	return n
+}
+
+// addrPort returns the port of a listen address.
+func addrPort(t *testing.T, what, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("%s %q: %v", what, addr, err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatalf("%s %q: %v", what, addr, err)
+	}
+	return n
+}
+
+// configOf finds the file that c's "--config <path>" names: a key of the
+// ConfigMap mounted at the path's directory. It decodes the file into v
+// with unknown keys refused, as the binary does.
+func configOf(t *testing.T, m *manifests, pod podSpec, c container, v any) {
+	t.Helper()
+	i := slices.Index(c.Args, "--config")
+	if i < 0 || i+1 >= len(c.Args) {
+		t.Fatalf("container %s: no --config in %q", c.Name, c.Args)
+	}
+	file := c.Args[i+1]
+	dir, key := path.Split(file)
+	for _, vm := range c.VolumeMounts {
+		if path.Clean(vm.MountPath) != path.Clean(dir) {
+			continue
+		}
+		for _, vol := range pod.Volumes {
+			if vol.Name != vm.Name || vol.ConfigMap == nil {
+				continue
+			}
+			cm, ok := m.configMaps[vol.ConfigMap.Name]
+			if !ok {
+				t.Fatalf("container %s: volume %s: no ConfigMap %s", c.Name, vol.Name, vol.ConfigMap.Name)
+			}
+			data, ok := cm.Data[key]
+			if !ok {
+				t.Fatalf("container %s: ConfigMap %s has no key %s (for --config %s)", c.Name, cm.Metadata.Name, key, file)
+			}
+			if err := unmarshalStrict([]byte(data), v); err != nil {
+				t.Fatalf("ConfigMap %s key %s: %v", cm.Metadata.Name, key, err)
+			}
+			return
+		}
+	}
+	t.Fatalf("container %s: --config %s is not in a mounted ConfigMap", c.Name, file)
+}
+
+// checkMounted fails unless dir is a writable volume mount of c (the root
+// filesystem is read-only).
+func checkMounted(t *testing.T, c container, what, dir string) {
+	t.Helper()
+	for _, vm := range c.VolumeMounts {
+		if path.Clean(vm.MountPath) == path.Clean(dir) && !vm.ReadOnly {
+			return
+		}
+	}
+	t.Errorf("container %s: %s %s is not a writable volume mount", c.Name, what, dir)
+}
+
+// trackerAnnounceURL is the announce URL of the tracker Service.
+func trackerAnnounceURL(t *testing.T, m *manifests) string {
+	t.Helper()
+	s, ok := m.services["eagle-tracker"]
+	if !ok || len(s.Spec.Ports) != 1 {
+		t.Fatal("want a Service eagle-tracker with one port")
+	}
+	return fmt.Sprintf("http://%s.%s.svc:%d/announce", s.Metadata.Name, s.Metadata.Namespace, s.Spec.Ports[0].Port)
+}
+
+func TestTracker(t *testing.T) {
+	m := load(t)
+	d := m.deployments["eagle-tracker"]
+	c := d.Spec.Template.Spec.Containers[0]
+	var cfg trackerFile
+	configOf(t, m, d.Spec.Template.Spec, c, &cfg)
+	if err := cfg.Tracker.Validate(); err != nil {
+		t.Errorf("tracker config: %v", err)
+	}
+	if got, want := addrPort(t, "listen", cfg.Listen), namedPort(t, c, "http"); got != want {
+		t.Errorf("tracker listens on %d, its container port is %d", got, want)
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
+		t.Error("the tracker keeps its peers in memory: run one replica")
+	}
+}
+
+func TestSeeder(t *testing.T) {
+	m := load(t)
+	s := m.statefulSets["eagle-seeder"]
+	pod := s.Spec.Template.Spec
+	c := pod.Containers[0]
+	var cfg seederFile
+	configOf(t, m, pod, c, &cfg)
+	if err := cfg.Seeder.Validate(); err != nil {
+		t.Errorf("seeder config: %v", err)
+	}
+	if cfg.P2P.DataDir == "" {
+		cfg.P2P.DataDir = path.Join(cfg.DataDir, "p2p") // the binary's default
+	}
+	if err := cfg.P2P.Validate(); err != nil {
+		t.Errorf("seeder p2p config: %v", err)
+	}
+	if got, want := addrPort(t, "listen", cfg.Listen), namedPort(t, c, "grpc"); got != want {
+		t.Errorf("seeder listens on %d, its container port is %d", got, want)
+	}
+	if got, want := addrPort(t, "p2p.listen_addr", cfg.P2P.ListenAddr), namedPort(t, c, "peer"); got != want {
+		t.Errorf("seeder peer port %d, its container port is %d", got, want)
+	}
+	if !slices.Equal(cfg.P2P.Trackers, []string{trackerAnnounceURL(t, m)}) {
+		t.Errorf("seeder trackers %v, want [%s]", cfg.P2P.Trackers, trackerAnnounceURL(t, m))
+	}
+	checkMounted(t, c, "data_dir", cfg.DataDir)
+	if len(s.Spec.VolumeClaimTemplates) != 1 || s.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests["storage"] == "" {
+		t.Error("want one volumeClaimTemplate with a storage request")
+	}
+	svc, ok := m.services[s.Spec.ServiceName]
+	if !ok || svc.Spec.ClusterIP != "None" {
+		t.Errorf("StatefulSet serviceName %q: want a headless Service of that name", s.Spec.ServiceName)
+	}
+	if len(cfg.Seeder.AllowedUpstreams) == 0 {
+		t.Error("seeder.allowed_upstreams is empty: anyone reaching the gRPC port could make the seeders fetch from anywhere")
+	}
+}
+
+func TestAgent(t *testing.T) {
+	m := load(t)
+	ds := m.daemonSets["eagle-agent"]
+	pod := ds.Spec.Template.Spec
+	if !pod.HostNetwork {
+		t.Error("the agent must run on the host network: containerd on the host reaches it at 127.0.0.1")
+	}
+	if pod.DNSPolicy != "ClusterFirstWithHostNet" {
+		t.Errorf("dnsPolicy %q: a host-network pod needs ClusterFirstWithHostNet to resolve the tracker and seeders", pod.DNSPolicy)
+	}
+	if len(pod.Tolerations) == 0 {
+		t.Error("want tolerations so that every node, tainted or not, gets an agent")
+	}
+	c := pod.Containers[0]
+	var cfg agentFile
+	configOf(t, m, pod, c, &cfg)
+	node := cfg.Node
+	if err := node.Validate(); err != nil {
+		t.Fatalf("agent config: %v", err)
+	}
+	host, _, _ := net.SplitHostPort(cfg.Listen)
+	if host != "127.0.0.1" {
+		t.Errorf("agent listens on %q: on the host network it must listen on the loopback only", cfg.Listen)
+	}
+	if got, want := addrPort(t, "listen", cfg.Listen), namedPort(t, c, "registry"); got != want {
+		t.Errorf("agent listens on %d, its container port is %d", got, want)
+	}
+	if got, want := addrPort(t, "p2p.listen_addr", node.P2P.ListenAddr), namedPort(t, c, "peer"); got != want {
+		t.Errorf("agent peer port %d, its container port is %d", got, want)
+	}
+	if !slices.Equal(node.P2P.Trackers, []string{trackerAnnounceURL(t, m)}) {
+		t.Errorf("agent trackers %v, want [%s]", node.P2P.Trackers, trackerAnnounceURL(t, m))
+	}
+	checkMounted(t, c, "data_dir", node.DataDir)
+	// The kubelet probes the node's address: a probe of the loopback-only
+	// registry port would always fail.
+	for _, p := range []*probe{c.ReadinessProbe, c.LivenessProbe} {
+		if p != nil && p.TCPSocket != nil {
+			if n, _ := containerPort(c, p.TCPSocket.Port); n == namedPort(t, c, "registry") {
+				t.Error("an agent probe targets the registry port, which listens on 127.0.0.1 only")
+			}
+		}
+	}
+
+	// The seeders are the StatefulSet's pods, by their stable names.
+	s := m.statefulSets["eagle-seeder"]
+	svc := m.services[s.Spec.ServiceName]
+	var grpcPort int
+	for _, p := range svc.Spec.Ports {
+		if p.Name == "grpc" {
+			grpcPort = p.Port
+		}
+	}
+	var want []string
+	for i := range *s.Spec.Replicas {
+		want = append(want, fmt.Sprintf("%s-%d.%s.%s.svc:%d", s.Metadata.Name, i, svc.Metadata.Name, svc.Metadata.Namespace, grpcPort))
+	}
+	if !slices.Equal(node.Seeders, want) {
+		t.Errorf("agent seeders %v, want the StatefulSet's %d pods %v", node.Seeders, *s.Spec.Replicas, want)
+	}
+
+	// Every registry the agent mirrors is one the seeders may fetch from.
+	var seederCfg seederFile
+	configOf(t, m, s.Spec.Template.Spec, s.Spec.Template.Spec.Containers[0], &seederCfg)
+	for _, up := range agentRegistries(node.Proxy) {
+		u := upstreamURL(t, up)
+		if !slices.Contains(seederCfg.Seeder.AllowedUpstreams, u.Host) {
+			t.Errorf("the agent mirrors %s (%s), which seeder.allowed_upstreams %v leaves out", up, u.Host, seederCfg.Seeder.AllowedUpstreams)
+		}
+	}
+}
+
+// agentRegistries are the registries "eagle agent --write-hosts-toml"
+// writes hosts.toml files for.
+func agentRegistries(p proxy.Config) []string {
+	var regs []string
+	if p.DefaultUpstream != "" {
+		regs = append(regs, p.DefaultUpstream)
+	}
+	return append(regs, p.Upstreams...)
+}
+
+// upstreamURL resolves an upstream as the proxy does: Docker Hub's names
+// mean registry-1.docker.io, no scheme means https.
+func upstreamURL(t *testing.T, up string) *url.URL {
+	t.Helper()
+	switch strings.ToLower(up) {
+	case "docker.io", "index.docker.io":
+		up = "registry-1.docker.io"
+	}
+	if !strings.Contains(up, "://") {
+		up = "https://" + up
+	}
+	u, err := url.Parse(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// The init container runs the agent's own config with --write-hosts-toml
+// into the host's /etc/containerd/certs.d. The files it writes for that
+// config, read back with containerd's own hosts.toml code, make the agent
+// on 127.0.0.1 the first host for each registry and the registry itself
+// the fallback.
+func TestAgentInitWritesHostsTOML(t *testing.T) {
+	m := load(t)
+	ds := m.daemonSets["eagle-agent"]
+	pod := ds.Spec.Template.Spec
+	if len(pod.InitContainers) != 1 {
+		t.Fatalf("want one init container, have %d", len(pod.InitContainers))
+	}
+	ic, c := pod.InitContainers[0], pod.Containers[0]
+	i := slices.Index(ic.Args, "--write-hosts-toml")
+	if ic.Args[0] != "agent" || i < 0 || i+1 >= len(ic.Args) {
+		t.Fatalf("init container args %q: want agent ... --write-hosts-toml <dir>", ic.Args)
+	}
+	dir := ic.Args[i+1]
+	var hostPath string
+	for _, vm := range ic.VolumeMounts {
+		if path.Clean(vm.MountPath) != path.Clean(dir) || vm.ReadOnly {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name == vm.Name && v.HostPath != nil {
+				hostPath = v.HostPath.Path
+			}
+		}
+	}
+	if hostPath != "/etc/containerd/certs.d" {
+		t.Fatalf("--write-hosts-toml %s: want a writable mount of the host's /etc/containerd/certs.d, got %q", dir, hostPath)
+	}
+	var initCfg, cfg agentFile
+	configOf(t, m, pod, ic, &initCfg)
+	configOf(t, m, pod, c, &cfg)
+	if initCfg.Listen != cfg.Listen || !slices.Equal(agentRegistries(initCfg.Node.Proxy), agentRegistries(cfg.Node.Proxy)) {
+		t.Fatal("the init container and the agent must read the same config")
+	}
+	if slices.Contains(ic.Args, "--mirror") || slices.Contains(ic.Args, "--upstream") || slices.Contains(ic.Args, "--listen") {
+		t.Errorf("init container args %q override the agent's config: the files would not match the agent", ic.Args)
+	}
+
+	// What "eagle agent --write-hosts-toml" writes for this config.
+	certs := t.TempDir()
+	agentURL := "http://" + cfg.Listen
+	regs := agentRegistries(cfg.Node.Proxy)
+	if len(regs) == 0 {
+		t.Fatal("the agent mirrors no registry")
+	}
+	if err := proxy.WriteHostsTOML(certs, agentURL, regs); err != nil {
+		t.Fatal(err)
+	}
+	hosts := config.ConfigureHosts(t.Context(), config.HostOptions{HostDir: config.HostDirFromRoot(certs)})
+	for _, reg := range regs {
+		u := upstreamURL(t, reg)
+		ref := u.Host
+		if ref == "registry-1.docker.io" {
+			ref = "docker.io" // containerd's name for Docker Hub
+		}
+		list, err := hosts(ref)
+		if err != nil {
+			t.Fatalf("%s: %v", ref, err)
+		}
+		if len(list) != 2 {
+			t.Fatalf("%s: %d hosts, want the agent and the registry", ref, len(list))
+		}
+		mirror, server := list[0], list[1]
+		if mirror.Scheme+"://"+mirror.Host != agentURL || mirror.Capabilities != docker.HostCapabilityPull|docker.HostCapabilityResolve {
+			t.Errorf("%s: first host %s://%s (capabilities %b), want the agent %s for pull and resolve", ref, mirror.Scheme, mirror.Host, mirror.Capabilities, agentURL)
+		}
+		if server.Scheme != u.Scheme || server.Host != u.Host {
+			t.Errorf("%s: fallback host %s://%s, want %s", ref, server.Scheme, server.Host, u)
+		}
+	}
+}
+
+// The manifests' YAML is refused when a field is misspelt: the strict
+// decoding the other tests rely on really is strict.
+func TestSchemaIsStrict(t *testing.T) {
+	var doc yaml.Node
+	src := "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: x}\nspec:\n  template:\n    spec:\n      hostNetwrok: true\n"
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var ds daemonSet
+	if err := decodeStrict(&doc, &ds); err == nil || !strings.Contains(err.Error(), "hostNetwrok") {
+		t.Errorf("a misspelt field: %v, want an error naming it", err)
+	}
+	var a agentFile
+	if err := unmarshalStrict([]byte("listen: :5000\nproxy:\n  upstream: [docker.io]\n"), &a); err == nil || !strings.Contains(err.Error(), "upstream") {
+		t.Errorf("a misspelt agent key: %v, want an error naming it", err)
+	}
+}

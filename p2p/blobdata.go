@@ -202,12 +202,17 @@ func (d *blobData) commit(b storage.Blob) error {
 	return errors.Join(f.Close(), os.Remove(name))
 }
 
-// fail abandons the data: readers get err, the partial file is removed.
+// fail abandons the data: readers get err, the partial file is removed,
+// the committed blob (if any) closed.
 func (d *blobData) fail(err error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.failed == nil {
 		d.failed = err
+	}
+	if d.blob != nil {
+		d.blob.Close()
+		d.blob = nil
 	}
 	f := d.partial
 	d.partial = nil

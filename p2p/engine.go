@@ -20,6 +20,7 @@ import (
 	tstorage "github.com/anacrolix/torrent/storage"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eagle-p2p/eagle/storage"
 )
@@ -61,6 +62,9 @@ type Config struct {
 	Role Role `yaml:"-"`
 	// Logger receives the engine's logs. Default slog.Default().
 	Logger *slog.Logger `yaml:"-"`
+	// Metrics is where the Engine registers its Prometheus metrics
+	// (eagle_p2p_*); Close unregisters them. Nil: no metrics.
+	Metrics prometheus.Registerer `yaml:"-"`
 }
 
 // Validate checks the configuration and fills in defaults.
@@ -106,6 +110,8 @@ type Engine struct {
 	cfg   Config
 	log   *slog.Logger
 	store storage.Store
+	// cache is store when it evicts to stay within a size limit, else nil.
+	cache storage.Cache
 	src   MetaInfoSource
 	cl    *torrent.Client
 	// listener is the peer-wire listener the engine owns (see bindSockets).
@@ -124,6 +130,7 @@ type Engine struct {
 	metaCache *lru.Cache[digest.Digest, []byte]
 
 	fromSeeders, fromAgents atomic.Int64
+	metrics                 *engineMetrics
 }
 
 // entry is a blob the engine's torrent client knows: seeding or downloading.
@@ -167,6 +174,10 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 		blobs:     make(map[digest.Digest]*entry),
 		metaCache: metaCache,
 	}
+	if c, ok := store.(storage.Cache); ok {
+		e.cache = c
+		c.OnEvict(e.evicted)
+	}
 	cl, err := torrent.NewClient(e.clientConfig())
 	if err != nil {
 		return nil, fmt.Errorf("p2p: start torrent client: %w", err)
@@ -179,6 +190,10 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.announcers = e.newAnnouncers()
 	if err := e.reseed(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if e.metrics, err = newEngineMetrics(cfg.Metrics, e); err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -336,6 +351,10 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 		return err
 	}
 	e.mu.Lock()
+	if e.ctx.Err() != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("p2p: seed %s: engine closed", dgst)
+	}
 	if _, ok := e.blobs[dgst]; ok {
 		// Already seeding, or downloading (and then seeding) it.
 		e.mu.Unlock()
@@ -369,11 +388,15 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 }
 
 func (e *Engine) addTorrent(mi *metainfo.MetaInfo, data *blobData) (*torrent.Torrent, error) {
-	t, _ := e.cl.AddTorrentOpt(torrent.AddTorrentOpts{
+	t, isNew := e.cl.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  mi.HashInfoBytes(),
 		InfoBytes: mi.InfoBytes,
 		Storage:   data,
 	})
+	if !isNew {
+		// Another entry's torrent, still being dropped: its storage is not data.
+		return nil, fmt.Errorf("p2p: torrent %s is still registered", mi.HashInfoBytes().HexString())
+	}
 	if t.Info() == nil {
 		t.Drop()
 		return nil, fmt.Errorf("%w: torrent client did not accept the info", ErrBadMetaInfo)
@@ -410,6 +433,11 @@ func (e *Engine) newAnnouncers() []*announcer {
 func (e *Engine) startAnnouncing(ent *entry) {
 	ctx, cancel := context.WithCancel(e.ctx)
 	ent.stopAnnouncing = cancel
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ctx.Err() != nil {
+		return // closed: Close waits for no new loops
+	}
 	for _, a := range e.announcers {
 		e.wg.Add(1)
 		go e.announceLoop(ctx, a, ent)
@@ -418,17 +446,19 @@ func (e *Engine) startAnnouncing(ent *entry) {
 
 // remove forgets ent, leaving its swarm, after a failure.
 func (e *Engine) remove(ent *entry, err error) {
-	e.mu.Lock()
-	if e.blobs[ent.dgst] == ent {
-		delete(e.blobs, ent.dgst)
-	}
-	e.mu.Unlock()
+	// Leave the swarm before the entry goes from the map: a Fetch that
+	// starts the blob again must not find the old torrent still registered.
 	if ent.stopAnnouncing != nil {
 		ent.stopAnnouncing()
 	}
 	if ent.t != nil {
 		ent.t.Drop()
 	}
+	e.mu.Lock()
+	if e.blobs[ent.dgst] == ent {
+		delete(e.blobs, ent.dgst)
+	}
+	e.mu.Unlock()
 	if ent.data != nil {
 		ent.data.fail(err)
 	}
@@ -456,6 +486,48 @@ func (e *Engine) keepMetaInfo(dgst digest.Digest, metaInfo []byte) {
 	}
 }
 
+// evicted leaves the swarm of a blob the cache is about to delete: the
+// torrent is dropped, the trackers are told, the kept metainfo removed.
+func (e *Engine) evicted(dgst digest.Digest) {
+	e.mu.Lock()
+	ent := e.blobs[dgst]
+	e.mu.Unlock()
+	e.log.Debug("evicted", "digest", dgst)
+	e.forget(dgst, ent)
+}
+
+// forget leaves the swarm of a blob that is gone (or going) from the store:
+// the torrent is dropped, the trackers are told, the kept metainfo removed.
+func (e *Engine) forget(dgst digest.Digest, ent *entry) {
+	e.metaCache.Remove(dgst)
+	os.Remove(filepath.Join(metaInfoDir(e.cfg.DataDir), dgst.Encoded()+".torrent"))
+	if ent == nil {
+		return
+	}
+	if ent.stopAnnouncing != nil {
+		ent.stopAnnouncing()
+	}
+	if ent.t != nil {
+		ent.t.Drop()
+	}
+	e.mu.Lock()
+	if e.blobs[dgst] == ent {
+		delete(e.blobs, dgst)
+	}
+	e.mu.Unlock()
+	if ent.data != nil {
+		ent.data.close()
+	}
+}
+
+// pin keeps dgst in the cache while it is being read.
+func (e *Engine) pin(dgst digest.Digest) (unpin func()) {
+	if e.cache == nil {
+		return func() {}
+	}
+	return e.cache.Pin(dgst)
+}
+
 // Addr is the address the engine accepts peer connections on.
 func (e *Engine) Addr() net.Addr {
 	addrs := e.cl.ListenAddrs()
@@ -476,7 +548,12 @@ func (e *Engine) Stats() Stats {
 // Close stops the engine: it cancels downloads, leaves every swarm, and
 // waits for its goroutines.
 func (e *Engine) Close() error {
+	e.metrics.unregister()
+	// Cancel under mu, so that no Fetch or Seed starts a goroutine once
+	// Wait has begun.
+	e.mu.Lock()
 	e.cancel()
+	e.mu.Unlock()
 	e.wg.Wait()
 	errs := e.cl.Close()
 	if e.listener != nil {

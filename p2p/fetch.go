@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/anacrolix/torrent"
 	"github.com/opencontainers/go-digest"
@@ -60,6 +61,12 @@ func (e *Engine) metaInfo(ctx context.Context, ref BlobRef) ([]byte, error) {
 	if b, ok := e.metaCache.Get(ref.Digest); ok {
 		return b, nil
 	}
+	return e.askSeeder(ctx, ref)
+}
+
+// askSeeder asks the metainfo source, which makes sure some seeder holds
+// (and seeds) the blob.
+func (e *Engine) askSeeder(ctx context.Context, ref BlobRef) ([]byte, error) {
 	if e.src == nil {
 		return nil, fmt.Errorf("%w: %s (this engine has no metainfo source)", ErrNotFound, ref.Digest)
 	}
@@ -104,7 +111,7 @@ func (e *Engine) Fetch(ctx context.Context, ref BlobRef) (Blob, error) {
 		select {
 		case <-ent.ready:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("p2p: fetch %s: %w", ref.Digest, ctx.Err())
 		}
 		if ent.err != nil {
 			return nil, ent.err
@@ -117,26 +124,31 @@ func (e *Engine) Fetch(ctx context.Context, ref BlobRef) (Blob, error) {
 			if ent.doneErr != nil {
 				return nil, ent.doneErr
 			}
-			// Committed, but gone from the store since: start over.
+			// Committed, but gone from the store since (deleted behind the
+			// engine's back): leave its swarm and start over.
+			e.forget(ref.Digest, ent)
 			continue
 		default:
 		}
-		return &swarmBlob{ctx: ctx, ent: ent, closed: make(chan struct{})}, nil
+		return &swarmBlob{ctx: ctx, ent: ent, closed: make(chan struct{}), unpin: e.pin(ref.Digest)}, nil
 	}
 }
 
 func (e *Engine) openStored(ctx context.Context, dgst digest.Digest) (Blob, error) {
+	unpin := e.pin(dgst)
 	b, err := e.store.Open(ctx, dgst)
 	if err != nil {
+		unpin()
 		return nil, err
 	}
-	return &storedBlob{SectionReader: io.NewSectionReader(b, 0, b.Size()), b: b}, nil
+	return &storedBlob{SectionReader: io.NewSectionReader(b, 0, b.Size()), b: b, unpin: unpin}, nil
 }
 
 // download runs one blob's download to its end; it owns ent.
 func (e *Engine) download(ent *entry, ref BlobRef) {
 	defer e.wg.Done()
 	err := e.runDownload(ent, ref)
+	e.metrics.downloadEnded(err, e.ctx.Err() != nil)
 	if err != nil {
 		e.log.Warn("download failed", "digest", ref.Digest, "err", err)
 		ent.doneErr = err
@@ -147,13 +159,29 @@ func (e *Engine) download(ent *entry, ref BlobRef) {
 
 func (e *Engine) runDownload(ent *entry, ref BlobRef) error {
 	ctx := e.ctx
-	b, err := e.metaInfo(ctx, ref)
-	if err != nil {
-		return err
+	// Metainfo that a Stat left for this download is used once: a later
+	// download (after a failure or an eviction) asks a seeder again, which
+	// also makes sure a seeder still holds the blob.
+	b, ok := e.metaCache.Peek(ref.Digest)
+	if ok {
+		e.metaCache.Remove(ref.Digest)
+	} else {
+		var err error
+		if b, err = e.askSeeder(ctx, ref); err != nil {
+			return err
+		}
 	}
 	mi, info, err := ParseMetaInfo(ref.Digest, b)
 	if err != nil {
 		return err
+	}
+	if e.cache != nil {
+		// Make room before the bytes arrive; committing the blob turns the
+		// reservation into the blob's own accounting.
+		if err := e.cache.Reserve(ctx, ref.Digest, info.Length); err != nil {
+			return fmt.Errorf("p2p: cache %s: %w", ref.Digest, err)
+		}
+		defer e.cache.Release(ref.Digest)
 	}
 	f, err := os.OpenFile(filepath.Join(partialDir(e.cfg.DataDir), ref.Digest.Encoded()), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -171,11 +199,17 @@ func (e *Engine) runDownload(ent *entry, ref BlobRef) error {
 		return err
 	}
 	ent.t = t
+	// A failed write (a full disk) ends the download with that error; by
+	// default anacrolix would only stop downloading and leave readers
+	// waiting.
+	t.SetOnWriteChunkError(func(err error) {
+		ent.data.fail(fmt.Errorf("p2p: write %s: %w", ref.Digest, err))
+	})
 	e.startAnnouncing(ent)
 	close(ent.ready)
 	e.log.Debug("download started", "digest", ref.Digest, "size", info.Length, "pieces", info.NumPieces())
 
-	if err := e.commit(ctx, ent); err != nil {
+	if err := e.commit(ctx, ent, ref); err != nil {
 		return err
 	}
 	e.keepMetaInfo(ref.Digest, b)
@@ -186,14 +220,14 @@ func (e *Engine) runDownload(ent *entry, ref BlobRef) error {
 // commit copies the verified pieces, in order as they complete, into the
 // store, whose Commit checks the whole-blob digest; then it switches the
 // torrent's reads to the committed blob.
-func (e *Engine) commit(ctx context.Context, ent *entry) error {
+func (e *Engine) commit(ctx context.Context, ent *entry, ref BlobRef) error {
 	w, err := e.store.Create(ctx, ent.dgst)
 	if err != nil {
 		return fmt.Errorf("p2p: store %s: %w", ent.dgst, err)
 	}
 	defer w.Cancel()
 	for i := range ent.data.complete {
-		if err := ent.data.waitPiece(ctx, i); err != nil {
+		if err := e.waitPiece(ctx, ent, ref, i); err != nil {
 			return fmt.Errorf("p2p: download %s: %w", ent.dgst, err)
 		}
 		if err := ent.data.copyPiece(w, i); err != nil {
@@ -210,16 +244,52 @@ func (e *Engine) commit(ctx context.Context, ent *entry) error {
 	if err != nil {
 		return fmt.Errorf("p2p: reopen %s: %w", ent.dgst, err)
 	}
-	return ent.data.commit(blob)
+	if err := ent.data.commit(blob); err != nil {
+		// The blob is committed and served; only the partial file's
+		// clean-up failed.
+		e.log.Warn("removing partial download", "digest", ent.dgst, "err", err)
+	}
+	return nil
+}
+
+// stallTimeout is how long a download may go without a verified piece and
+// without a connected peer before the engine asks a seeder again.
+const stallTimeout = 30 * time.Second
+
+// waitPiece waits for piece i of ent. When the swarm has gone quiet — no
+// piece for stallTimeout and no peer connected, as when the seeder that
+// held the blob lost it — it asks the seeders again (one of them fetches
+// and seeds the blob anew) and keeps waiting: readers wait rather than fall
+// back to the origin.
+func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref BlobRef, i int) error {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, stallTimeout)
+		err := ent.data.waitPiece(wctx, i)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		if ent.t.Stats().ActivePeers > 0 || e.src == nil {
+			continue
+		}
+		e.log.Warn("download stalled with no peers; asking the seeders again", "digest", ref.Digest)
+		if _, err := e.askSeeder(ctx, ref); err != nil {
+			e.log.Warn("asking the seeders again", "digest", ref.Digest, "err", err)
+		}
+	}
 }
 
 // storedBlob serves a committed blob from the store.
 type storedBlob struct {
 	*io.SectionReader
-	b storage.Blob
+	b     storage.Blob
+	unpin func()
 }
 
-func (s *storedBlob) Close() error { return s.b.Close() }
+func (s *storedBlob) Close() error {
+	s.unpin()
+	return s.b.Close()
+}
 
 // emptyBlob is the zero-length blob.
 type emptyBlob struct{}
@@ -234,6 +304,7 @@ type swarmBlob struct {
 	ctx       context.Context
 	ent       *entry
 	pos       int64
+	unpin     func()
 	closeOnce sync.Once
 	// closed is closed by Close; it also ends a Read blocked in another
 	// goroutine.
@@ -320,6 +391,9 @@ func (s *swarmBlob) Seek(off int64, whence int) (int64, error) {
 }
 
 func (s *swarmBlob) Close() error {
-	s.closeOnce.Do(func() { close(s.closed) })
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.unpin()
+	})
 	return nil
 }

@@ -90,7 +90,7 @@ func newEngineAt(t *testing.T, ip string, role p2p.Role, trackerURL string, stor
 }
 
 // startSeeder runs a real seeder (gRPC service + seeding engine) and returns its address.
-func startSeeder(t *testing.T, trackerURL string) (string, *seeder.Server) {
+func startSeeder(t *testing.T, trackerURL string) (string, *seeder.Server, *p2p.Engine) {
 	t.Helper()
 	store, err := filesystem.New(t.TempDir())
 	if err != nil {
@@ -114,7 +114,7 @@ func startSeeder(t *testing.T, trackerURL string) (string, *seeder.Server) {
 		<-done
 		srv.Close()
 	})
-	return lis.Addr().String(), srv
+	return lis.Addr().String(), srv, eng
 }
 
 func newSeederClient(t *testing.T, addrs ...string) *seeder.Client {
@@ -195,7 +195,7 @@ func TestSwarmFetch(t *testing.T) {
 	defer cancel()
 	o := startOrigin(t)
 	trk := startTracker(t)
-	addr, _ := startSeeder(t, trk)
+	addr, _, _ := startSeeder(t, trk)
 	ref, want := pushBlob(t, o, "swarm/app", 5<<20+12345)
 
 	const agents = 4
@@ -243,7 +243,7 @@ func TestConcurrentFetchesShareOneDownload(t *testing.T) {
 	defer cancel()
 	o := startOrigin(t)
 	trk := startTracker(t)
-	addr, _ := startSeeder(t, trk)
+	addr, _, _ := startSeeder(t, trk)
 	ref, want := pushBlob(t, o, "share/app", 3<<20)
 	src := &countingSource{MetaInfoSource: newSeederClient(t, addr)}
 	store, err := filesystem.New(t.TempDir())
@@ -275,7 +275,7 @@ func TestSeekWhileDownloading(t *testing.T) {
 	defer cancel()
 	o := startOrigin(t)
 	trk := startTracker(t)
-	addr, _ := startSeeder(t, trk)
+	addr, _, _ := startSeeder(t, trk)
 	ref, want := pushBlob(t, o, "seek/app", 4<<20+7)
 	store, err := filesystem.New(t.TempDir())
 	if err != nil {
@@ -501,3 +501,5 @@ func readWithin(ctx context.Context, r io.Reader) ([]byte, error) {
 		return buf, ctx.Err()
 	}
 }
+
+func memoryStore() storage.Store { return memory.New() }

@@ -3,10 +3,13 @@ package seeder
 import (
 	"errors"
 	"fmt"
+	"github.com/eagle-p2p/eagle/p2p"
 	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults for the zero values of Config fields.
@@ -42,6 +45,15 @@ type Config struct {
 	// 1 GiB (up to 80 KiB for 64 GiB blobs). A miss costs re-reading the blob
 	// from the store, not an origin fetch. Default 10000.
 	MetaInfoCacheSize int `yaml:"metainfo_cache_size"`
+
+	// OriginLimit caps the bytes per second the seeder reads from origins,
+	// over all fetches together ("200MiB/s", "1Gbit/s"). It is separate
+	// from the peer-wire limits. Default 0: unlimited.
+	OriginLimit p2p.Rate `yaml:"origin_limit"`
+
+	// Metrics is where the Server registers its Prometheus metrics
+	// (eagle_seeder_*); Close unregisters them. Nil: no metrics.
+	Metrics prometheus.Registerer `yaml:"-"`
 }
 
 // Validate reports the first invalid field. Zero values are valid (they

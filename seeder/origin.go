@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"io"
 	"net"
 	"net/http"
@@ -93,13 +94,21 @@ func (s *Server) fromOrigin(ctx context.Context, r blobRequest) (entry, error) {
 		return entry{}, statusError(resp)
 	}
 
+	size := resp.ContentLength
+	if c, ok := s.store.(storage.Cache); ok && size > 0 {
+		// Make room before the bytes arrive; the commit turns the
+		// reservation into the blob's own accounting.
+		if err := c.Reserve(ctx, r.digest, size); err != nil {
+			return entry{}, fmt.Errorf("store %s: %w", r.digest, err)
+		}
+		defer c.Release(r.digest)
+	}
 	w, err := s.store.Create(ctx, r.digest)
 	if err != nil {
 		return entry{}, fmt.Errorf("store %s: %w", r.digest, err)
 	}
 	defer w.Cancel()
 
-	size := resp.ContentLength
 	var ih *p2p.InfoHasher
 	dst := io.Writer(w)
 	if size >= 0 {
@@ -111,7 +120,11 @@ func (s *Server) fromOrigin(ctx context.Context, r blobRequest) (entry, error) {
 		ih = p2p.NewInfoHasher(r.digest, size)
 		dst = io.MultiWriter(w, ih)
 	}
-	n, err := io.Copy(dst, resp.Body)
+	var body io.Reader = resp.Body
+	if s.originLimit != nil {
+		body = &limitedReader{ctx: ctx, r: body, l: s.originLimit}
+	}
+	n, err := io.Copy(dst, body)
 	s.originBytes.Add(n)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -186,6 +199,27 @@ func statusError(resp *http.Response) error {
 	default:
 		return fmt.Errorf("%w: %s answered %s: %s", errOriginUnavailable, resp.Request.URL.Host, resp.Status, text)
 	}
+}
+
+// limitedReader paces reads with a token bucket shared by all origin
+// fetches.
+type limitedReader struct {
+	ctx context.Context
+	r   io.Reader
+	l   *rate.Limiter
+}
+
+func (lr *limitedReader) Read(p []byte) (int, error) {
+	if b := lr.l.Burst(); len(p) > b {
+		p = p[:b]
+	}
+	n, err := lr.r.Read(p)
+	if n > 0 {
+		if werr := lr.l.WaitN(lr.ctx, n); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return n, err
 }
 
 // ctxReader stops a long read from the store when ctx ends.

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -98,7 +99,9 @@ type Server struct {
 	cache      *lru.Cache[digest.Digest, entry]
 	group      singleflight.Group
 	fetchSlots *semaphore.Weighted
-	health     *health.Server
+	// originLimit paces reads from origins; nil means unlimited.
+	originLimit *rate.Limiter
+	health      *health.Server
 
 	// ctx is the context of the shared fetches: owned by the Server, not by
 	// the caller that happened to start one, and cancelled by Close.
@@ -112,6 +115,7 @@ type Server struct {
 	originBytes   atomic.Int64
 	cacheHits     atomic.Int64
 	storeRebuilds atomic.Int64
+	metrics       *serverMetrics
 }
 
 // NewServer returns a Server that keeps blobs in store and hands them to
@@ -145,9 +149,15 @@ func NewServer(cfg Config, store storage.Store, seeding Seeding, logger *slog.Lo
 		http:       &http.Client{Transport: t},
 		cache:      cache,
 		fetchSlots: semaphore.NewWeighted(int64(cfg.MaxConcurrentFetches)),
-		health:     health.NewServer(),
-		ctx:        ctx,
-		cancel:     cancel,
+
+		originLimit: cfg.OriginLimit.Limiter(),
+		health:      health.NewServer(),
+		ctx:         ctx,
+		cancel:      cancel,
+	}
+	if s.metrics, err = newServerMetrics(cfg.Metrics, s); err != nil {
+		cancel()
+		return nil, err
 	}
 	s.health.SetServingStatus(seederpb.MetaInfoService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return s, nil
@@ -182,6 +192,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.metrics.unregister()
 	s.health.Shutdown()
 	s.cancel()
 	s.wg.Wait()
@@ -191,7 +202,8 @@ func (s *Server) Close() error {
 
 // GetMetaInfo implements seederpb.MetaInfoServiceServer. See seeder.proto
 // for the error codes.
-func (s *Server) GetMetaInfo(ctx context.Context, req *seederpb.GetMetaInfoRequest) (*seederpb.GetMetaInfoResponse, error) {
+func (s *Server) GetMetaInfo(ctx context.Context, req *seederpb.GetMetaInfoRequest) (_ *seederpb.GetMetaInfoResponse, err error) {
+	defer func() { s.metrics.request(err) }()
 	r, err := parseRequest(req)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -299,6 +311,7 @@ func (s *Server) fillOn(ctx context.Context, r blobRequest) (entry, error) {
 	e, err := s.fromStore(ctx, r.digest)
 	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrDigestMismatch) {
 		e, err = s.fromOrigin(ctx, r)
+		s.metrics.originFetched(err)
 	}
 	if err != nil {
 		return entry{}, err
@@ -343,6 +356,9 @@ func toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, storage.ErrDigestMismatch):
 		return status.Error(codes.DataLoss, "origin sent bytes that do not match the digest: "+err.Error())
 	case errors.Is(err, errOriginUnavailable):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, storage.ErrTooLarge), errors.Is(err, storage.ErrFull):
+		// Another seeder may have room: the client fails over on Unavailable.
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, errEmptyBlob):
 		return status.Error(codes.FailedPrecondition, err.Error())

@@ -15,9 +15,11 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/eagle-p2p/eagle"
+	"github.com/eagle-p2p/eagle/internal/serve"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder"
-	"github.com/eagle-p2p/eagle/storage/filesystem"
+	"github.com/eagle-p2p/eagle/storage"
+	"github.com/eagle-p2p/eagle/storage/lru"
 	"github.com/eagle-p2p/eagle/tracker"
 )
 
@@ -62,17 +64,23 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	store := tracker.NewMemoryStore(tc.PeerTTL)
 	defer store.Close()
+	reg := serve.NewRegistry()
+	tc.Metrics = reg
 	h, err := tracker.New(tc, store, log)
 	if err != nil {
 		return err
 	}
-	return serveHTTP(ctx, cfg.Listen, h, log)
+	defer h.Close()
+	return serveHTTP(ctx, cfg.Listen, opsHandler(ctx, h, reg, log), log)
 }
 
 // seederConfig is the YAML of "eagle seeder".
 type seederConfig struct {
 	// Listen is the gRPC listen address. Default ":7070".
 	Listen string `yaml:"listen"`
+	// MetricsListen is the HTTP listen address of /metrics, /healthz and
+	// /readyz. Default ":7071".
+	MetricsListen string `yaml:"metrics_listen"`
 	// DataDir holds the seeder's blobs (DataDir/blobs) and torrent state
 	// (DataDir/p2p). Default "/var/lib/eagle/seeder".
 	DataDir string `yaml:"data_dir"`
@@ -83,14 +91,22 @@ type seederConfig struct {
 	P2P p2p.Config `yaml:"p2p"`
 	// Seeder configures the metainfo service.
 	Seeder seeder.Config `yaml:"seeder"`
+	// Storage picks where blobs are kept: {driver, parameters}. Default the
+	// filesystem store at DataDir/blobs (see storage.go).
+	Storage storageConfig `yaml:"storage"`
+	// CacheSize bounds the bytes of blobs the seeder keeps; the least
+	// recently used are evicted to make room before an origin fetch.
+	// Default 100GiB.
+	CacheSize storage.Size `yaml:"cache_size"`
 }
 
 func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg := seederConfig{Listen: ":7070", DataDir: "/var/lib/eagle/seeder", LogLevel: "info"}
+	cfg := seederConfig{Listen: ":7070", MetricsListen: ":7071", DataDir: "/var/lib/eagle/seeder", LogLevel: "info", CacheSize: eagle.DefaultCacheSize}
 	fs := flag.NewFlagSet("eagle seeder", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "YAML config file")
 	listen := fs.String("listen", cfg.Listen, "gRPC listen address")
+	metricsListen := fs.String("metrics-listen", cfg.MetricsListen, "HTTP listen address of /metrics, /healthz, /readyz")
 	dataDir := fs.String("data-dir", cfg.DataDir, "state directory")
 	peerListen := fs.String("peer-listen", ":6881", "peer-wire listen address")
 	var trackers, allowed listFlag
@@ -100,6 +116,8 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		switch name {
 		case "listen":
 			cfg.Listen = *listen
+		case "metrics-listen":
+			cfg.MetricsListen = *metricsListen
 		case "data-dir":
 			cfg.DataDir = *dataDir
 		case "peer-listen":
@@ -122,16 +140,28 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	cfg.P2P.Role = p2p.RoleSeeder
 	cfg.P2P.Logger = log
+	reg := serve.NewRegistry()
+	cfg.P2P.Metrics, cfg.Seeder.Metrics = reg, reg
 	if err := cfg.Seeder.Validate(); err != nil {
 		return fmt.Errorf("seeder: %w", err)
 	}
-	store, err := filesystem.New(filepath.Join(cfg.DataDir, "blobs"))
+	if cfg.CacheSize <= 0 {
+		return fmt.Errorf("cache_size %d must be positive", cfg.CacheSize)
+	}
+	inner, err := openStore(ctx, cfg.Storage, cfg.DataDir)
 	if err != nil {
 		return err
 	}
+	if c, ok := inner.(io.Closer); ok {
+		defer c.Close()
+	}
+	store, err := lru.New(ctx, inner, cfg.CacheSize)
+	if err != nil {
+		return fmt.Errorf("cache_size: %w", err)
+	}
 	eng, err := p2p.New(cfg.P2P, store, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("p2p: %w", err)
 	}
 	defer eng.Close()
 	srv, err := seeder.NewServer(cfg.Seeder, store, eng, log)
@@ -143,6 +173,12 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	stopOps, err := startOpsServer(ctx, cfg.MetricsListen, reg, log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer stopOps()
 	g := grpc.NewServer()
 	srv.Register(g)
 	log.Info("seeder listening", "grpc", lis.Addr().String(), "peer", eng.Addr().String())
@@ -150,6 +186,9 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	go func() { errc <- g.Serve(lis) }()
 	select {
 	case <-ctx.Done():
+		// Cancel the metainfo calls still waiting on origins first, or the
+		// graceful stop would wait for their downloads.
+		srv.Close()
 		g.GracefulStop()
 		<-errc
 		return nil
@@ -181,6 +220,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&trackers, "tracker", "tracker announce URL (repeatable, comma-separated)")
 	fs.Var(&seeders, "seeder", "seeder gRPC address host:port (repeatable, comma-separated)")
 	fs.Var(&upstreams, "mirror", "further upstream registry URL this agent mirrors (repeatable)")
+	hostsDir := fs.String("write-hosts-toml", "", "write containerd hosts.toml files under `DIR` naming this agent the mirror of --upstream and --mirror registries, then exit")
 	err := parseFlags(fs, args, path, &cfg, func(name string) {
 		switch name {
 		case "listen":
@@ -202,18 +242,23 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if *hostsDir != "" {
+		return writeAgentHostsTOML(stdout, *hostsDir, cfg)
+	}
 	log, err := newLogger(stderr, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
 	cfg.Node.Logger = log
+	reg := serve.NewRegistry()
+	cfg.Node.Metrics = reg
 	node, err := eagle.NewNode(cfg.Node)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
 	log.Info("agent peer listening", "peer", node.Engine.Addr().String())
-	return serveHTTP(ctx, cfg.Listen, node, log)
+	return serveHTTP(ctx, cfg.Listen, opsHandler(ctx, node, reg, log), log)
 }
 
 // serveHTTP serves h on addr until ctx ends, then shuts down gracefully.

@@ -17,10 +17,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/eagle-p2p/eagle"
 	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/internal/serve"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/proxy"
 	"github.com/eagle-p2p/eagle/seeder"
@@ -35,32 +37,42 @@ type Options struct {
 	Dir string
 	// Seeders is the number of seeders. Default 2.
 	Seeders int
-	// Agents is the number of agents started with the cluster. Default 4.
+	// Agents is the number of agents started with the cluster (AddAgent
+	// starts more later).
 	Agents int
 	// AnnounceInterval is the tracker's announce interval. Default 2s.
 	AnnounceInterval time.Duration
 	// Logger receives every component's logs. Default: discard.
 	Logger *slog.Logger
+	// Origin configures the origin registry, e.g. its authentication
+	// (Htpasswd, Token). Its Dir defaults to <Dir>/origin and its Logger
+	// to Logger.
+	Origin origin.Options
 }
 
 // Cluster is a running cluster. Close stops it.
 type Cluster struct {
 	// Origin is the origin registry.
 	Origin *origin.Registry
-	// TrackerURL is the tracker's announce URL.
+	// TrackerURL is the tracker's announce URL. The tracker's listener also
+	// serves /metrics, /healthz and /readyz.
 	TrackerURL string
+	// TrackerMetrics holds the tracker's metrics (eagle_tracker_*).
+	TrackerMetrics *prometheus.Registry
 	// Seeders are the running seeders.
 	Seeders []*Seeder
 	// Agents are the running agents, in start order.
 	Agents []*Agent
 
-	opts       Options
-	ownDir     bool
-	tracker    *http.Server
-	trackerLis net.Listener
-	peerStore  *tracker.MemoryStore
+	opts        Options
+	ownDir      bool
+	tracker     *http.Server
+	trackerLis  net.Listener
+	trackerDone chan struct{}
+	peerStore   *tracker.MemoryStore
 
-	mu sync.Mutex
+	mu        sync.Mutex
+	nextAgent int
 }
 
 // Seeder is one running seeder.
@@ -71,11 +83,13 @@ type Seeder struct {
 	Server *seeder.Server
 	// Engine is its peer.
 	Engine *p2p.Engine
-	grpc   *grpc.Server
-	store  *filesystem.Store
-	done   chan struct{}
-	once   sync.Once
-	err    error
+	// Metrics holds the seeder's metrics (eagle_seeder_*, eagle_p2p_*).
+	Metrics *prometheus.Registry
+	grpc    *grpc.Server
+	store   *filesystem.Store
+	done    chan struct{}
+	once    sync.Once
+	err     error
 }
 
 // Agent is one running node with its HTTP endpoint.
@@ -88,10 +102,13 @@ type Agent struct {
 	Host string
 	// Node is the node itself.
 	Node *eagle.Node
-	srv  *http.Server
-	done chan struct{}
-	once sync.Once
-	err  error
+	// Metrics holds the agent's metrics (eagle_proxy_*, eagle_p2p_*), also
+	// served on its listener at /metrics, as the eagle binary does.
+	Metrics *prometheus.Registry
+	srv     *http.Server
+	done    chan struct{}
+	once    sync.Once
+	err     error
 }
 
 // Start starts a cluster.
@@ -118,7 +135,14 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			c.Close()
 		}
 	}()
-	c.Origin, err = origin.Start(ctx, origin.Options{Dir: filepath.Join(c.opts.Dir, "origin"), Logger: opts.Logger})
+	originOpts := opts.Origin
+	if originOpts.Dir == "" {
+		originOpts.Dir = filepath.Join(c.opts.Dir, "origin")
+	}
+	if originOpts.Logger == nil {
+		originOpts.Logger = opts.Logger
+	}
+	c.Origin, err = origin.Start(ctx, originOpts)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: origin: %w", err)
 	}
@@ -141,7 +165,8 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 }
 
 func (c *Cluster) startTracker() error {
-	cfg := tracker.Config{Interval: c.opts.AnnounceInterval, MinInterval: min(c.opts.AnnounceInterval, max(c.opts.AnnounceInterval/2, time.Second))}.WithDefaults()
+	c.TrackerMetrics = prometheus.NewRegistry()
+	cfg := tracker.Config{Interval: c.opts.AnnounceInterval, MinInterval: min(c.opts.AnnounceInterval, max(c.opts.AnnounceInterval/2, time.Second)), Metrics: c.TrackerMetrics}.WithDefaults()
 	c.peerStore = tracker.NewMemoryStore(cfg.PeerTTL)
 	h, err := tracker.New(cfg, c.peerStore, c.opts.Logger)
 	if err != nil {
@@ -152,8 +177,12 @@ func (c *Cluster) startTracker() error {
 		return fmt.Errorf("cluster: tracker: %w", err)
 	}
 	c.trackerLis = lis
-	c.tracker = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go c.tracker.Serve(lis)
+	c.tracker = &http.Server{Handler: serve.Handler(h, c.TrackerMetrics, nil, c.opts.Logger), ReadHeaderTimeout: 10 * time.Second}
+	c.trackerDone = make(chan struct{})
+	go func() {
+		defer close(c.trackerDone)
+		c.tracker.Serve(lis)
+	}()
 	c.TrackerURL = "http://" + lis.Addr().String() + "/announce"
 	return nil
 }
@@ -165,18 +194,20 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
 	}
+	reg := prometheus.NewRegistry()
 	eng, err := p2p.New(p2p.Config{
 		ListenAddr: "127.0.0.1:0",
 		DataDir:    filepath.Join(dir, "p2p"),
 		Trackers:   []string{c.TrackerURL},
 		Role:       p2p.RoleSeeder,
 		Logger:     log,
+		Metrics:    reg,
 	}, store, nil)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
 	}
-	srv, err := seeder.NewServer(seeder.Config{AllowedUpstreams: []string{c.Origin.Host}}, store, eng, log)
+	srv, err := seeder.NewServer(seeder.Config{AllowedUpstreams: []string{c.Origin.Host}, Metrics: reg}, store, eng, log)
 	if err != nil {
 		eng.Close()
 		store.Close()
@@ -191,7 +222,7 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 	}
 	g := grpc.NewServer()
 	srv.Register(g)
-	s := &Seeder{Addr: lis.Addr().String(), Server: srv, Engine: eng, grpc: g, store: store, done: make(chan struct{})}
+	s := &Seeder{Addr: lis.Addr().String(), Server: srv, Engine: eng, Metrics: reg, grpc: g, store: store, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		g.Serve(lis)
@@ -223,17 +254,20 @@ func (c *Cluster) SeederAddrs() []string {
 // AddAgent starts one more agent.
 func (c *Cluster) AddAgent(ctx context.Context) (*Agent, error) {
 	c.mu.Lock()
-	i := len(c.Agents)
+	i := c.nextAgent
+	c.nextAgent++
 	c.mu.Unlock()
 	name := "agent-" + strconv.Itoa(i)
 	dir := filepath.Join(c.opts.Dir, name)
 	log := c.opts.Logger.With("agent", i)
+	reg := prometheus.NewRegistry()
 	node, err := eagle.NewNode(eagle.Config{
 		DataDir: dir,
 		Seeders: c.SeederAddrs(),
 		P2P:     p2p.Config{ListenAddr: "127.0.0.1:0", Trackers: []string{c.TrackerURL}},
 		Proxy:   proxy.Config{DefaultUpstream: c.Origin.URL},
 		Logger:  log,
+		Metrics: reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %s: %w", name, err)
@@ -244,12 +278,13 @@ func (c *Cluster) AddAgent(ctx context.Context) (*Agent, error) {
 		return nil, fmt.Errorf("cluster: %s: %w", name, err)
 	}
 	a := &Agent{
-		Name: name,
-		Host: lis.Addr().String(),
-		URL:  "http://" + lis.Addr().String(),
-		Node: node,
-		srv:  &http.Server{Handler: node, ReadHeaderTimeout: 10 * time.Second},
-		done: make(chan struct{}),
+		Name:    name,
+		Host:    lis.Addr().String(),
+		URL:     "http://" + lis.Addr().String(),
+		Node:    node,
+		Metrics: reg,
+		srv:     &http.Server{Handler: serve.Handler(node, reg, nil, log), ReadHeaderTimeout: 10 * time.Second},
+		done:    make(chan struct{}),
 	}
 	go func() {
 		defer close(a.done)
@@ -283,6 +318,7 @@ func (c *Cluster) Close() error {
 	}
 	if c.tracker != nil {
 		errs = append(errs, c.tracker.Close())
+		<-c.trackerDone
 	}
 	if c.peerStore != nil {
 		errs = append(errs, c.peerStore.Close())

@@ -1,0 +1,127 @@
+package p2p_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/storage/filesystem"
+)
+
+// Closing an engine while fetches and reads are in flight ends them with
+// an error and leaves no goroutine behind (goleak checks at the end).
+func TestCloseWhileFetching(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := startOrigin(t)
+	trk := startTracker(t)
+	addr, _, _ := startSeeder(t, trk)
+	ref, _ := pushBlob(t, o, "close/app", 8<<20)
+	store, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	agent, err := p2p.New(p2p.Config{
+		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
+		DownloadLimit: 1 << 20, // slow enough that Close comes mid-download
+	}, store, newSeederClient(t, addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := agent.Fetch(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(b)
+		readErr <- err
+	}()
+	var wg sync.WaitGroup
+	for range 4 { // more fetches racing Close
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if b, err := agent.Fetch(ctx, ref); err == nil {
+				b.Close()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := agent.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	wg.Wait()
+	select {
+	case err := <-readErr:
+		if err == nil {
+			t.Fatal("a read of a blob whose download was cut short ended without an error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a read blocked past Close")
+	}
+	b.Close()
+	if _, err := agent.Fetch(ctx, ref); err == nil {
+		t.Fatal("Fetch on a closed engine succeeded")
+	}
+}
+
+// An engine started again on the same data dir and store seeds the blobs it
+// had, without downloading them again: another node gets the blob from it
+// with the seeder gone.
+func TestRestartSeedsStoredBlobs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := startOrigin(t)
+	trk := startTracker(t)
+	addr, seederSrv, seederEngine := startSeeder(t, trk)
+	ref, want := pushBlob(t, o, "restart/app", 3<<20+3)
+	src := newSeederClient(t, addr)
+	mi, err := src.MetaInfo(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	store, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	newA := func() *p2p.Engine {
+		e, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet}, store, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	a := newA()
+	if got := readAll(t, ctx, a, ref); !bytes.Equal(got, want) {
+		t.Fatal("bytes differ")
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The seeder goes away: from now on only the restarted node has the blob.
+	seederSrv.Close()
+	seederEngine.Close()
+	a = newA()
+	defer a.Close()
+	b := newEngine(t, p2p.RoleAgent, trk, memoryStore(), staticSource{ref.Digest: mi})
+	if got := readAll(t, ctx, b, ref); !bytes.Equal(got, want) {
+		t.Fatal("bytes from the restarted node differ")
+	}
+	if st := a.Stats(); st.BytesFromAgents+st.BytesFromSeeders != 0 {
+		t.Errorf("the restarted node downloaded %d bytes of a blob it had", st.BytesFromAgents+st.BytesFromSeeders)
+	}
+	if st := b.Stats(); st.BytesFromAgents < int64(len(want)) {
+		t.Errorf("the new node got %d bytes from agents, want all %d from the restarted node", st.BytesFromAgents, len(want))
+	}
+	if _, err := a.Fetch(ctx, ref); err != nil {
+		t.Errorf("restarted node: %v", err)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/eagle-p2p/eagle/storage"
 )
@@ -209,6 +210,10 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 		cc.DisableTCP = true
 	}
 	cc.Seed = true
+	// anacrolix paces dials at 10/s by sleeping in a goroutine that Close
+	// does not wait for. Peers come from our tracker, 50 at most per
+	// announce, and the half-open limits already bound a dial burst.
+	cc.DialRateLimiter = rate.NewLimiter(rate.Inf, 0)
 	if l := e.cfg.UploadLimit.Limiter(); l != nil {
 		cc.UploadRateLimiter = l
 	}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -88,8 +90,8 @@ func checkOriginOnce(t *testing.T, c *cluster.Cluster, img origin.Image) {
 }
 
 // checkP2P checks that each agent received the whole image through the
-// swarm (from the seeder and from other agents), read from the agents' p2p
-// engine statistics.
+// swarm (from the seeder and from other agents), as the agent's own
+// /metrics reports it (eagle_p2p_received_bytes_total).
 func checkP2P(t *testing.T, img origin.Image, agents ...*cluster.Agent) {
 	t.Helper()
 	var size int64
@@ -97,12 +99,44 @@ func checkP2P(t *testing.T, img origin.Image, agents ...*cluster.Agent) {
 		size += b.Size
 	}
 	for _, a := range agents {
-		st := a.Node.Engine.Stats()
-		t.Logf("%s: %d bytes from seeders, %d from agents, %d uploaded", a.Name, st.BytesFromSeeders, st.BytesFromAgents, st.BytesUploaded)
-		if got := st.BytesFromSeeders + st.BytesFromAgents; got < size {
-			t.Errorf("%s received %d bytes from peers, want the whole image (%d)", a.Name, got, size)
+		byFrom := scrapeReceived(t, a.URL+"/metrics")
+		t.Logf("%s: %v bytes received by peer kind (from /metrics)", a.Name, byFrom)
+		if got := byFrom["seeder"] + byFrom["agent"]; got < float64(size) {
+			t.Errorf("%s received %.0f bytes from peers, want the whole image (%d)", a.Name, got, size)
 		}
 	}
+}
+
+// scrapeReceived reads eagle_p2p_received_bytes_total from a /metrics
+// endpoint, by its "from" label.
+func scrapeReceived(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	out := map[string]float64{}
+	mf, ok := families["eagle_p2p_received_bytes_total"]
+	if !ok {
+		t.Fatalf("%s has no eagle_p2p_received_bytes_total", url)
+	}
+	for _, m := range mf.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "from" {
+				out[l.GetValue()] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
 }
 
 // egressGuard is the HTTP(S) proxy every runtime in these tests is given.

@@ -310,9 +310,14 @@ func TestStorageDriverStrayFiles(t *testing.T) {
 	}
 	_, dgst := putBlob(t, s, 1000)
 	hex := dgst.Encoded()
+	// A well-formed name in a directory that does not match its prefix.
+	wrongDir := "ff"
+	if hex[:2] == wrongDir {
+		wrongDir = "00"
+	}
 	for _, p := range []string{
 		"/eagle/blobs/sha256/" + hex[:2] + "/" + hex + ".tmp",
-		"/eagle/blobs/sha256/" + hex[2:4] + "/" + hex[:62] + "00",
+		"/eagle/blobs/sha256/" + wrongDir + "/" + hex[:62] + "00",
 		"/eagle/blobs/sha256/" + hex[:2] + "/" + strings.ToUpper(hex),
 		"/eagle/blobs/md5/" + hex[:2] + "/" + hex[:32],
 		"/eagle/blobs/sha256/" + hex,

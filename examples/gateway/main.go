@@ -30,14 +30,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/eagle-p2p/eagle/internal/serve"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -76,20 +75,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 30 * time.Second}
 	log.Info("gateway listening", "addr", lis.Addr().String(), "peer", gw.node.Engine.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err := srv.Shutdown(sctx)
-		<-errc
-		return err
-	case err := <-errc:
-		return err
-	}
+	return serve.Run(ctx, lis, gw)
 }
 
 // loadConfig parses the flags and the --config file; a flag overrides the

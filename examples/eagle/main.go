@@ -5,6 +5,7 @@
 //	eagle seeder  --config seeder.yaml
 //	eagle agent   --config agent.yaml
 //	eagle demo
+//	eagle bench swarm|tracker|hit
 //
 // Each subcommand reads a YAML file (unknown keys are refused) and accepts
 // flags for the common settings; a flag overrides the file. Run
@@ -37,6 +38,7 @@ var commands = []command{
 	{"seeder", "run a seeder (gRPC metainfo service + peer)", runSeeder},
 	{"agent", "run a node: registry mirror for the runtime + peer", runAgent},
 	{"demo", "run a whole cluster in this process and pull an image through it", runDemo},
+	{"bench", "measure the swarm, the tracker or a warm hit (eagle bench swarm|tracker|hit)", runBench},
 }
 
 func usage(w io.Writer) {

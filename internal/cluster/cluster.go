@@ -48,6 +48,10 @@ type Options struct {
 	// (Htpasswd, Token). Its Dir defaults to <Dir>/origin and its Logger
 	// to Logger.
 	Origin origin.Options
+	// UploadLimit and DownloadLimit cap the peer traffic of every seeder
+	// and agent, each host on its own (p2p.Config's limits). Default 0:
+	// unlimited.
+	UploadLimit, DownloadLimit p2p.Rate
 }
 
 // Cluster is a running cluster. Close stops it.
@@ -202,6 +206,9 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 		Role:       p2p.RoleSeeder,
 		Logger:     log,
 		Metrics:    reg,
+
+		UploadLimit:   c.opts.UploadLimit,
+		DownloadLimit: c.opts.DownloadLimit,
 	}, store, nil)
 	if err != nil {
 		store.Close()
@@ -264,7 +271,8 @@ func (c *Cluster) AddAgent(ctx context.Context) (*Agent, error) {
 	node, err := eagle.NewNode(eagle.Config{
 		DataDir: dir,
 		Seeders: c.SeederAddrs(),
-		P2P:     p2p.Config{ListenAddr: "127.0.0.1:0", Trackers: []string{c.TrackerURL}},
+		P2P: p2p.Config{ListenAddr: "127.0.0.1:0", Trackers: []string{c.TrackerURL},
+			UploadLimit: c.opts.UploadLimit, DownloadLimit: c.opts.DownloadLimit},
 		Proxy:   proxy.Config{DefaultUpstream: c.Origin.URL},
 		Logger:  log,
 		Metrics: reg,

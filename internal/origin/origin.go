@@ -59,6 +59,12 @@ type Options struct {
 	// (distribution's token access controller): see TokenAuth and
 	// StartTokenServer. Htpasswd and Token are exclusive.
 	Token *TokenAuth
+
+	// ProxyRemoteURL, when not empty, makes the registry a pull-through
+	// cache of the registry at that URL ("http://host:port"), as
+	// distribution's proxy.remoteurl does; blobs it caches never expire.
+	// The benchmarks use it as the central cache Eagle is compared with.
+	ProxyRemoteURL string
 }
 
 // Registry is a running distribution/v3 registry on a loopback port. It
@@ -130,6 +136,10 @@ func Start(ctx context.Context, opts Options) (_ *Registry, err error) {
 	cfg, err := registryConfig(r.Dir, r.Host)
 	if err != nil {
 		return nil, err
+	}
+	if opts.ProxyRemoteURL != "" {
+		noExpiry := time.Duration(0)
+		cfg.Proxy = configuration.Proxy{RemoteURL: opts.ProxyRemoteURL, TTL: &noExpiry}
 	}
 	if r.authDir, err = configureAuth(cfg, opts); err != nil {
 		return nil, err

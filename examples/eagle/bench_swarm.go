@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/eagle-p2p/eagle/internal/cluster"
+	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/storage"
+)
+
+// swarmOptions are the flags of "eagle bench swarm".
+type swarmOptions struct {
+	nodes, seeders int
+	size           storage.Size
+	cap            p2p.Rate
+	out            string
+	announce       time.Duration
+	verbose        bool
+	central        bool
+}
+
+func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := swarmOptions{size: 256 << 20, cap: 32 << 20}
+	fs := flag.NewFlagSet("eagle bench swarm", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.nodes, "nodes", 8, "number of agents pulling the blob at once (N)")
+	fs.IntVar(&o.seeders, "seeders", 3, "number of seeders (S)")
+	fs.Var(&o.size, "size", "blob size (L), e.g. 256MiB")
+	fs.Var(&o.cap, "cap", "upload and download cap of every host (C), e.g. 32MiB/s")
+	fs.StringVar(&o.out, "out", ".", "directory for bench-swarm.csv and bench-swarm.svg")
+	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
+	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
+	fs.BoolVar(&o.central, "central", true, "also measure the central cache (false: central_s=0, for quick tuning runs)")
+	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: eagle bench swarm [flags]\n\nStarts in this process an origin, a tracker, S seeders and N agents on\n"+
+			"127.0.0.1, every seeder and agent capped at C up and down by Eagle's own\n"+
+			"host-wide limits; pushes one cold blob of L bytes; all N agents GET it at\n"+
+			"once through their registry endpoint. Then the same N clients GET it at\n"+
+			"once through a central pull-through cache (distribution/v3 proxy mode)\n"+
+			"whose uplink is capped at C. Writes a CSV and an SVG chart of per-node\n"+
+			"completion times.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "bench swarm: unexpected arguments %q\n", fs.Args())
+		return errUsage
+	case o.nodes < 1 || o.seeders < 1:
+		fmt.Fprintln(stderr, "bench swarm: -nodes and -seeders must be at least 1")
+		return errUsage
+	case o.size < 1:
+		fmt.Fprintln(stderr, "bench swarm: -size must be positive")
+		return errUsage
+	case o.cap <= 0:
+		fmt.Fprintln(stderr, "bench swarm: -cap must be a positive rate: the floor L/C needs one")
+		return errUsage
+	case o.announce < time.Second:
+		fmt.Fprintln(stderr, "bench swarm: -announce must be at least 1s")
+		return errUsage
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return fmt.Errorf("bench swarm: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	return benchSwarm(ctx, o, stdout, stderr)
+}
+
+// swarmResult is what one run measured.
+type swarmResult struct {
+	eagle, central []float64 // per-node completion, seconds from the common start
+	originBytes    int64     // origin blob bytes during the Eagle pull
+	centralOrigin  int64     // origin blob bytes during the central pull
+	seederUpload   int64
+	fromSeeders    int64
+	fromAgents     int64
+	agentUpload    int64
+	peakRSS        int64 // whole process, during the Eagle pull
+}
+
+func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) error {
+	log := slog.New(slog.DiscardHandler)
+	if o.verbose {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	L, C := int64(o.size), float64(o.cap)
+	floor := float64(L) / C
+	fmt.Fprintf(stdout, "bench swarm: nodes=%d seeders=%d size=%s cap=%s floor=%.2fs\n", o.nodes, o.seeders, o.size, o.cap, floor)
+	c, err := cluster.Start(ctx, cluster.Options{
+		Seeders: o.seeders, Agents: o.nodes, AnnounceInterval: o.announce, Logger: log,
+		UploadLimit: o.cap, DownloadLimit: o.cap,
+	})
+	if err != nil {
+		return fmt.Errorf("bench swarm: start cluster: %w", err)
+	}
+	defer c.Close()
+	img, err := origin.PushRandomImage(ctx, nil, c.Origin.URL, "bench/swarm", "latest", []int64{L}, time.Now().UnixNano())
+	if err != nil {
+		return fmt.Errorf("bench swarm: push: %w", err)
+	}
+	layer := img.Layers[0]
+	path := "/v2/" + img.Repository + "/blobs/" + layer.Digest.String()
+
+	var r swarmResult
+	c.Origin.ResetCounts()
+	resetPeakRSS()
+	urls := make([]string, len(c.Agents))
+	for i, a := range c.Agents {
+		urls[i] = a.URL + path
+	}
+	if r.eagle, err = pullAll(ctx, urls, layer.Digest, L); err != nil {
+		return fmt.Errorf("bench swarm: eagle pull: %w", err)
+	}
+	if r.peakRSS, err = peakRSS(); err != nil {
+		return fmt.Errorf("bench swarm: %w", err)
+	}
+	r.originBytes = c.Origin.BlobBytes()
+	for _, s := range c.Seeders {
+		r.seederUpload += s.Engine.Stats().BytesUploaded
+	}
+	for _, a := range c.Agents {
+		st := a.Node.Engine.Stats()
+		r.fromSeeders += st.BytesFromSeeders
+		r.fromAgents += st.BytesFromAgents
+		r.agentUpload += st.BytesUploaded
+	}
+	// The agents would only idle from here on; stop them so that the
+	// central run has the machine to itself.
+	for _, a := range c.Agents {
+		if err := a.Close(); err != nil {
+			return fmt.Errorf("bench swarm: stop %s: %w", a.Name, err)
+		}
+	}
+
+	c.Origin.ResetCounts()
+	if !o.central {
+		r.central = make([]float64, o.nodes)
+	} else if r.central, err = benchCentral(ctx, c.Origin.URL, path, layer.Digest, L, o.nodes, o.cap); err != nil {
+		return fmt.Errorf("bench swarm: central cache: %w", err)
+	}
+	r.centralOrigin = c.Origin.BlobBytes()
+
+	csvPath, chartPath, err := writeSwarmOutputs(o.out, r.eagle, r.central, floor)
+	if err != nil {
+		return fmt.Errorf("bench swarm: %w", err)
+	}
+	reportSwarm(stdout, o, r, floor, csvPath, chartPath)
+	return nil
+}
+
+func reportSwarm(w io.Writer, o swarmOptions, r swarmResult, floor float64, csvPath, chartPath string) {
+	L := float64(o.size)
+	slowest, p50, p90 := percentile(r.eagle, 100), percentile(r.eagle, 50), percentile(r.eagle, 90)
+	central := percentile(r.central, 100)
+	fmt.Fprintf(w, "eagle:   slowest=%.2fs p50=%.2fs p90=%.2fs fastest=%.2fs\n", slowest, p50, p90, percentile(r.eagle, 0))
+	fmt.Fprintf(w, "central: slowest=%.2fs p50=%.2fs expected≈N·L/C=%.2fs origin_copies=%.2f\n",
+		central, percentile(r.central, 50), float64(o.nodes)*floor, float64(r.centralOrigin)/L)
+	fmt.Fprintf(w, "bytes:   origin=%d (%.2f copies) seeder_upload=%d (%.2f copies) agents_from_seeders=%d agents_from_agents=%d agent_upload=%d\n",
+		r.originBytes, float64(r.originBytes)/L, r.seederUpload, float64(r.seederUpload)/L, r.fromSeeders, r.fromAgents, r.agentUpload)
+	rss := float64(r.peakRSS) / (1 << 20)
+	fmt.Fprintf(w, "memory:  peak RSS of the whole process (origin, tracker, %d seeders, %d agents, %d clients) during the Eagle pull: %.0f MiB (%.1f MiB per host)\n",
+		o.seeders, o.nodes, o.nodes, rss, rss/float64(o.nodes+o.seeders))
+	fmt.Fprintf(w, "output:  %s %s\n", csvPath, chartPath)
+	fmt.Fprintf(w, "bench: swarm nodes=%d size=%d cap=%d floor_s=%.3f slowest_s=%.3f p50_s=%.3f ratio_slowest=%.3f ratio_p50=%.3f origin_copies=%.2f central_s=%.3f rss_max_mib=%.1f\n",
+		o.nodes, int64(o.size), int64(o.cap), floor, slowest, p50, slowest/floor, p50/floor, float64(r.originBytes)/L, central, rss)
+}
+
+// pullAll GETs every URL at once, each by its own client connection, reads
+// each body through sha256 and returns each one's completion time in
+// seconds from the common start. Any failure or wrong digest fails the run.
+func pullAll(ctx context.Context, urls []string, want digest.Digest, size int64) ([]float64, error) {
+	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	times := make([]float64, len(urls))
+	errs := make([]error, len(urls))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, u := range urls {
+		wg.Go(func() {
+			if errs[i] = pullOne(ctx, client, u, want, size); errs[i] != nil {
+				cancel() // one failure fails the run; do not wait for the rest
+			}
+			times[i] = time.Since(start).Seconds()
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, fmt.Errorf("node %d: %w", i, err)
+		}
+	}
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("node %d: %w", i, err)
+		}
+	}
+	return times, nil
+}
+
+func pullOne(ctx context.Context, client *http.Client, url string, want digest.Digest, size int64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	if err != nil {
+		return fmt.Errorf("GET %s: after %d bytes: %w", url, n, err)
+	}
+	if n != size {
+		return fmt.Errorf("GET %s: got %d bytes, want %d", url, n, size)
+	}
+	if got := digest.NewDigest(digest.SHA256, h); got != want {
+		return fmt.Errorf("GET %s: digest %s, want %s", url, got, want)
+	}
+	return nil
+}
+
+// resetPeakRSS resets the kernel's peak RSS (VmHWM) of this process, so
+// that peakRSS reports the peak from now on. Kernels without it keep the
+// peak since start, which can only overstate.
+func resetPeakRSS() {
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var swarmLine = regexp.MustCompile(`^bench: swarm nodes=(\d+) size=(\d+) cap=(\d+) floor_s=([0-9.]+) slowest_s=([0-9.]+) p50_s=([0-9.]+) ratio_slowest=([0-9.]+) ratio_p50=([0-9.]+) origin_copies=([0-9.]+) central_s=([0-9.]+) rss_max_mib=([0-9.]+)$`)
+
+func TestBenchSwarm(t *testing.T) {
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "swarm", "-nodes", "3", "-seeders", "2", "-size", "3MiB", "-cap", "64MiB/s", "-out", out, "-timeout", "60s"}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	last := lines[len(lines)-1]
+	m := swarmLine.FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("last line %q does not match %s", last, swarmLine)
+	}
+	f := func(i int) float64 {
+		v, err := strconv.ParseFloat(m[i], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if f(1) != 3 || f(2) != 3<<20 || f(3) != 64<<20 {
+		t.Errorf("nodes, size or cap not as asked: %s", last)
+	}
+	floor, slowest, p50 := f(4), f(5), f(6)
+	if floor < 0.046 || floor > 0.047 {
+		t.Errorf("floor_s = %v, want 3MiB / 64MiB/s", floor)
+	}
+	if slowest <= 0 || p50 <= 0 || p50 > slowest {
+		t.Errorf("completion times implausible: %s", last)
+	}
+	// The swarm fetches the blob from origin once, whatever N.
+	if f(9) != 1 {
+		t.Errorf("origin_copies = %v, want 1.00", f(9))
+	}
+	if f(10) <= 0 || f(11) <= 0 {
+		t.Errorf("central_s or rss missing: %s", last)
+	}
+
+	b, err := os.ReadFile(filepath.Join(out, "bench-swarm.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 4 || strings.Join(rows[0], ",") != "node,eagle_s,central_s" {
+		t.Fatalf("csv:\n%s", b)
+	}
+	for _, r := range rows[1:] {
+		for _, c := range r[1:] {
+			if v, err := strconv.ParseFloat(c, 64); err != nil || v <= 0 || v > slowest+f(10) {
+				t.Errorf("csv row %v: bad time %q", r, c)
+			}
+		}
+	}
+	svg, err := os.ReadFile(filepath.Join(out, "bench-swarm.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("central cache")) {
+		t.Errorf("chart is not an SVG with both series (%d bytes)", len(svg))
+	}
+}
+
+func TestBenchSwarmBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-nodes", "0"},
+		{"-cap", "0"},
+		{"-size", "-1"},
+		{"-size", "lots"},
+		{"-announce", "10ms"},
+		{"extra"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if err := runBenchSwarm(context.Background(), args, &stdout, &stderr); err != errUsage {
+			t.Errorf("%v: err = %v, want errUsage (stderr %q)", args, err, stderr.String())
+		}
+	}
+}

@@ -125,3 +125,49 @@ func TestRestartSeedsStoredBlobs(t *testing.T) {
 		t.Errorf("restarted node: %v", err)
 	}
 }
+
+// Bytes reach the reader as pieces are verified, long before the blob is
+// whole: the first MiB is read while the blob is not yet in the store.
+func TestStreamsBeforeDownloadCompletes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := startOrigin(t)
+	trk := startTracker(t)
+	addr, _, _ := startSeeder(t, trk)
+	ref, want := pushBlob(t, o, "stream/app", 8<<20)
+	store, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	agent, err := p2p.New(p2p.Config{
+		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
+		DownloadLimit: 2 << 20, // the whole blob takes ~4 s
+	}, store, newSeederClient(t, addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	b, err := agent.Fetch(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	first := make([]byte, 1<<20)
+	if _, err := io.ReadFull(b, first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Stat(ctx, ref.Digest); err == nil {
+		t.Fatal("the blob was already whole when the first MiB arrived: nothing was streamed")
+	}
+	if !bytes.Equal(first, want[:1<<20]) {
+		t.Fatal("first MiB differs")
+	}
+	rest, err := io.ReadAll(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rest, want[1<<20:]) {
+		t.Fatal("rest differs")
+	}
+}

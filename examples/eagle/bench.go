@@ -34,6 +34,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return flag.ErrHelp
 	}
+	switch {
+	case args[0] == "swarm" && slices.ContainsFunc(args[1:], isNetnsFlag):
+		return runBenchSwarmNetns(ctx, args[1:], stdout, stderr)
+	case args[0] == "fetch": // hidden: the netns mode's client, run inside a namespace
+		return runBenchFetch(ctx, args[1:], stdout, stderr)
+	}
 	for _, c := range benchCommands {
 		if c.name == args[0] {
 			return c.run(ctx, args[1:], stdout, stderr)

@@ -52,6 +52,9 @@ type Options struct {
 	// and agent, each host on its own (p2p.Config's limits). Default 0:
 	// unlimited.
 	UploadLimit, DownloadLimit p2p.Rate
+	// ListenHost is the IP address every component listens on. Default
+	// 127.0.0.1; the netns benchmark uses the address of a bridge it made.
+	ListenHost string
 }
 
 // Cluster is a running cluster. Close stops it.
@@ -126,6 +129,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.ListenHost == "" {
+		opts.ListenHost = "127.0.0.1"
+	}
 	c := &Cluster{opts: opts}
 	if c.opts.Dir == "" {
 		dir, err := os.MkdirTemp("", "eagle-cluster-")
@@ -145,6 +151,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	if originOpts.Logger == nil {
 		originOpts.Logger = opts.Logger
+	}
+	if originOpts.ListenHost == "" {
+		originOpts.ListenHost = opts.ListenHost
 	}
 	c.Origin, err = origin.Start(ctx, originOpts)
 	if err != nil {
@@ -176,7 +185,7 @@ func (c *Cluster) startTracker() error {
 	if err != nil {
 		return fmt.Errorf("cluster: tracker: %w", err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := net.Listen("tcp", c.listenAddr())
 	if err != nil {
 		return fmt.Errorf("cluster: tracker: %w", err)
 	}
@@ -200,7 +209,7 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 	}
 	reg := prometheus.NewRegistry()
 	eng, err := p2p.New(p2p.Config{
-		ListenAddr: "127.0.0.1:0",
+		ListenAddr: c.listenAddr(),
 		DataDir:    filepath.Join(dir, "p2p"),
 		Trackers:   []string{c.TrackerURL},
 		Role:       p2p.RoleSeeder,
@@ -220,7 +229,7 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 		store.Close()
 		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := net.Listen("tcp", c.listenAddr())
 	if err != nil {
 		srv.Close()
 		eng.Close()
@@ -271,7 +280,7 @@ func (c *Cluster) AddAgent(ctx context.Context) (*Agent, error) {
 	node, err := eagle.NewNode(eagle.Config{
 		DataDir: dir,
 		Seeders: c.SeederAddrs(),
-		P2P: p2p.Config{ListenAddr: "127.0.0.1:0", Trackers: []string{c.TrackerURL},
+		P2P: p2p.Config{ListenAddr: c.listenAddr(), Trackers: []string{c.TrackerURL},
 			UploadLimit: c.opts.UploadLimit, DownloadLimit: c.opts.DownloadLimit},
 		Proxy:   proxy.Config{DefaultUpstream: c.Origin.URL},
 		Logger:  log,
@@ -280,7 +289,7 @@ func (c *Cluster) AddAgent(ctx context.Context) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %s: %w", name, err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := net.Listen("tcp", c.listenAddr())
 	if err != nil {
 		node.Close()
 		return nil, fmt.Errorf("cluster: %s: %w", name, err)
@@ -339,3 +348,7 @@ func (c *Cluster) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// listenAddr is the address every component listens on: ListenHost at a
+// port chosen by the kernel.
+func (c *Cluster) listenAddr() string { return net.JoinHostPort(c.opts.ListenHost, "0") }

@@ -65,6 +65,10 @@ type Options struct {
 	// distribution's proxy.remoteurl does; blobs it caches never expire.
 	// The benchmarks use it as the central cache Eagle is compared with.
 	ProxyRemoteURL string
+
+	// ListenHost is the IP address the registry listens on. Default
+	// 127.0.0.1; the netns benchmark uses the address of a bridge it made.
+	ListenHost string
 }
 
 // Registry is a running distribution/v3 registry on a loopback port. It
@@ -121,7 +125,11 @@ func Start(ctx context.Context, opts Options) (_ *Registry, err error) {
 		}
 	}()
 
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+	host := opts.ListenHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, fmt.Errorf("origin: listen: %w", err)
 	}

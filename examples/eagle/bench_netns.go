@@ -1,0 +1,527 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/eagle-p2p/eagle/internal/cluster"
+	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/storage"
+)
+
+// The netns mode's private network: a bridge in the root namespace holding
+// netnsBridgeAddr, and agent i (0-based) at 10.213.<i+1>.2 in its own
+// namespace. These addresses exist only on links the bench creates.
+const (
+	netnsSubnet     = "10.213.0.0/16"
+	netnsBridgeAddr = "10.213.0.1"
+	netnsMaxNodes   = 254
+)
+
+// isNetnsFlag reports whether a "bench swarm" argument selects the netns mode.
+func isNetnsFlag(arg string) bool {
+	switch arg {
+	case "-netns", "--netns", "-netns=true", "--netns=true":
+		return true
+	}
+	return false
+}
+
+// runBenchSwarmNetns is "eagle bench swarm -netns": the agents run as
+// separate processes, each in its own network namespace whose veth is
+// capped by tc tbf in both directions.
+func runBenchSwarmNetns(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := swarmOptions{size: 32 << 20, cap: 8 << 20}
+	fs := flag.NewFlagSet("eagle bench swarm -netns", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Bool("netns", true, "run every agent as its own process in its own network namespace (root only)")
+	fs.IntVar(&o.nodes, "nodes", 8, "number of agents pulling the blob at once (N)")
+	fs.IntVar(&o.seeders, "seeders", 3, "number of seeders (S)")
+	fs.Var(&o.size, "size", "blob size (L), e.g. 32MiB")
+	fs.Var(&o.cap, "cap", "upload and download cap of every host (C), e.g. 8MiB/s")
+	fs.StringVar(&o.out, "out", ".", "directory for bench-swarm.csv and bench-swarm.svg")
+	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
+	fs.BoolVar(&o.verbose, "v", false, "log the in-process components and the agents to stderr")
+	fs.BoolVar(&o.central, "central", true, "also measure the central cache (false: central_s=0)")
+	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: eagle bench swarm -netns [flags]\n\nAs \"eagle bench swarm\", but every agent is a separate \"eagle agent\"\n"+
+			"process in its own network namespace (eaglebench-<pid>-<i>), joined to a\n"+
+			"bridge by a veth pair whose both directions are capped at C by tc tbf;\n"+
+			"Eagle's own limits are off in the agents. The origin, tracker and seeders\n"+
+			"(capped at C by Eagle's limits) run in this process on the bridge address\n"+
+			netnsBridgeAddr+"; each node's HTTP client runs inside its namespace.\n"+
+			"Needs root, ip and tc. The central cache runs in this process on 127.0.0.1.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "bench swarm: unexpected arguments %q\n", fs.Args())
+		return errUsage
+	case o.nodes < 1 || o.nodes > netnsMaxNodes || o.seeders < 1:
+		fmt.Fprintf(stderr, "bench swarm: -nodes must be 1 to %d and -seeders at least 1 with -netns\n", netnsMaxNodes)
+		return errUsage
+	case o.size < 1:
+		fmt.Fprintln(stderr, "bench swarm: -size must be positive")
+		return errUsage
+	case o.cap <= 0:
+		fmt.Fprintln(stderr, "bench swarm: -cap must be a positive rate: the floor L/C needs one")
+		return errUsage
+	case o.announce < time.Second:
+		fmt.Fprintln(stderr, "bench swarm: -announce must be at least 1s")
+		return errUsage
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("bench swarm -netns: must run as root (it creates network namespaces, veths, a bridge and tc qdiscs)")
+	}
+	for _, tool := range []string{"ip", "tc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("bench swarm -netns: %s (iproute2) is required: %w", tool, err)
+		}
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return fmt.Errorf("bench swarm: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	return benchSwarmNetns(ctx, o, stdout, stderr)
+}
+
+func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) (err error) {
+	bin, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench swarm -netns: own binary: %w", err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if o.verbose {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	L, C := int64(o.size), float64(o.cap)
+	floor := float64(L) / C
+	fmt.Fprintf(stdout, "bench swarm -netns: nodes=%d seeders=%d size=%s cap=%s floor=%.2fs\n", o.nodes, o.seeders, o.size, o.cap, floor)
+
+	dir, err := os.MkdirTemp("", "eagle-bench-netns-")
+	if err != nil {
+		return fmt.Errorf("bench swarm -netns: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	lab, err := newNetnsLab(ctx, o.nodes, o.cap)
+	if lab != nil {
+		defer func() {
+			if cerr := lab.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}()
+	}
+	if err != nil {
+		return fmt.Errorf("bench swarm -netns: %w", err)
+	}
+	c, err := cluster.Start(ctx, cluster.Options{
+		Dir: filepath.Join(dir, "cluster"), Seeders: o.seeders, AnnounceInterval: o.announce, Logger: log,
+		UploadLimit: o.cap, DownloadLimit: o.cap, ListenHost: netnsBridgeAddr,
+	})
+	if err != nil {
+		return fmt.Errorf("bench swarm -netns: start cluster: %w", err)
+	}
+	defer c.Close()
+	img, err := origin.PushRandomImage(ctx, nil, c.Origin.URL, "bench/swarm", "latest", []int64{L}, time.Now().UnixNano())
+	if err != nil {
+		return fmt.Errorf("bench swarm -netns: push: %w", err)
+	}
+	layer := img.Layers[0]
+	path := "/v2/" + img.Repository + "/blobs/" + layer.Digest.String()
+
+	seeders := make([]string, len(c.Seeders))
+	for i, s := range c.Seeders {
+		seeders[i] = s.Addr
+	}
+	agents := make([]*netnsAgent, o.nodes)
+	defer func() {
+		for _, a := range agents {
+			if a != nil {
+				a.stop()
+			}
+		}
+	}()
+	for i := range agents {
+		if agents[i], err = startNetnsAgent(ctx, bin, lab, i, filepath.Join(dir, fmt.Sprintf("agent-%d", i)), seeders, c.TrackerURL, c.Origin.URL, o.verbose, stderr); err != nil {
+			return fmt.Errorf("bench swarm -netns: %w", err)
+		}
+	}
+
+	var r swarmResult
+	c.Origin.ResetCounts()
+	if r.eagle, err = fetchAllNetns(ctx, bin, lab, agents, path, layer.Digest, L); err != nil {
+		return fmt.Errorf("bench swarm -netns: eagle pull: %w", err)
+	}
+	rss := make([]int64, len(agents))
+	for i, a := range agents {
+		if rss[i], err = processPeakRSS(a.cmd.Process.Pid); err != nil {
+			return fmt.Errorf("bench swarm -netns: agent %d: %w", i, err)
+		}
+		r.peakRSS = max(r.peakRSS, rss[i])
+	}
+	r.originBytes = c.Origin.BlobBytes()
+	for _, s := range c.Seeders {
+		r.seederUpload += s.Engine.Stats().BytesUploaded
+	}
+	for i, a := range agents {
+		a.stop()
+		agents[i] = nil
+	}
+
+	c.Origin.ResetCounts()
+	if !o.central {
+		r.central = make([]float64, o.nodes)
+	} else if r.central, err = benchCentral(ctx, c.Origin.URL, path, layer.Digest, L, o.nodes, o.cap); err != nil {
+		return fmt.Errorf("bench swarm -netns: central cache: %w", err)
+	}
+	r.centralOrigin = c.Origin.BlobBytes()
+
+	csvPath, chartPath, err := writeSwarmOutputs(o.out, r.eagle, r.central, floor)
+	if err != nil {
+		return fmt.Errorf("bench swarm -netns: %w", err)
+	}
+	slowest, p50, p90 := percentile(r.eagle, 100), percentile(r.eagle, 50), percentile(r.eagle, 90)
+	central := percentile(r.central, 100)
+	rssMiB := float64(r.peakRSS) / (1 << 20)
+	fmt.Fprintf(stdout, "eagle:   slowest=%.2fs p50=%.2fs p90=%.2fs fastest=%.2fs\n", slowest, p50, p90, percentile(r.eagle, 0))
+	fmt.Fprintf(stdout, "central: slowest=%.2fs p50=%.2fs expected≈N·L/C=%.2fs origin_copies=%.2f (in this process, uplink paced at C)\n",
+		central, percentile(r.central, 50), float64(o.nodes)*floor, float64(r.centralOrigin)/float64(L))
+	fmt.Fprintf(stdout, "bytes:   origin=%d (%.2f copies) seeder_upload=%d (%.2f copies)\n",
+		r.originBytes, float64(r.originBytes)/float64(L), r.seederUpload, float64(r.seederUpload)/float64(L))
+	fmt.Fprintf(stdout, "memory:  peak RSS (VmHWM) per agent process, MiB:")
+	for _, b := range rss {
+		fmt.Fprintf(stdout, " %.1f", float64(b)/(1<<20))
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintf(stdout, "output:  %s %s\n", csvPath, chartPath)
+	fmt.Fprintf(stdout, "bench: swarm nodes=%d size=%d cap=%d floor_s=%.3f slowest_s=%.3f p50_s=%.3f ratio_slowest=%.3f ratio_p50=%.3f origin_copies=%.2f central_s=%.3f rss_max_mib=%.1f\n",
+		o.nodes, L, int64(o.cap), floor, slowest, p50, slowest/floor, p50/floor, float64(r.originBytes)/float64(L), central, rssMiB)
+	return nil
+}
+
+// netnsLab is the bench's private network: one bridge in the root
+// namespace and, per node, a namespace joined to it by a veth pair whose
+// both ends' egress is capped by tc tbf.
+type netnsLab struct {
+	bridge     string
+	namespaces []string
+}
+
+// newNetnsLab creates the bridge and n namespaces. On error the returned
+// lab (if not nil) holds what was created, for Close to remove.
+func newNetnsLab(ctx context.Context, n int, capRate p2p.Rate) (*netnsLab, error) {
+	if out, err := runTool(ctx, "ip", "-o", "addr", "show", "to", netnsSubnet); err != nil {
+		return nil, err
+	} else if strings.TrimSpace(out) != "" {
+		return nil, fmt.Errorf("%s is already in use (another bench -netns run, or leftovers):\n%s", netnsSubnet, out)
+	}
+	pid := os.Getpid()
+	l := &netnsLab{bridge: fmt.Sprintf("eb%d", pid)}
+	if _, err := runTool(ctx, "ip", "link", "add", l.bridge, "type", "bridge"); err != nil {
+		return nil, err
+	}
+	rate := strconv.FormatInt(int64(capRate)*8, 10) + "bit"
+	// A burst of 20 ms at C, and never less than a 64 KiB GSO segment.
+	burst := strconv.FormatInt(max(int64(capRate)/50, 64<<10), 10)
+	steps := [][]string{
+		{"ip", "addr", "add", netnsBridgeAddr + "/16", "dev", l.bridge},
+		{"ip", "link", "set", l.bridge, "up"},
+	}
+	for _, s := range steps {
+		if _, err := runTool(ctx, s[0], s[1:]...); err != nil {
+			return l, err
+		}
+	}
+	for i := range n {
+		ns := fmt.Sprintf("eaglebench-%d-%d", pid, i)
+		if _, err := runTool(ctx, "ip", "netns", "add", ns); err != nil {
+			return l, err
+		}
+		l.namespaces = append(l.namespaces, ns)
+		host, peer := fmt.Sprintf("eb%dh%d", pid, i), fmt.Sprintf("eb%dn%d", pid, i)
+		tbf := []string{"root", "tbf", "rate", rate, "burst", burst, "latency", "50ms"}
+		steps := [][]string{
+			{"ip", "link", "add", host, "type", "veth", "peer", "name", peer, "netns", ns},
+			{"ip", "link", "set", host, "master", l.bridge},
+			{"ip", "link", "set", host, "up"},
+			{"ip", "-n", ns, "addr", "add", netnsAgentAddr(i) + "/16", "dev", peer},
+			{"ip", "-n", ns, "link", "set", peer, "up"},
+			{"ip", "-n", ns, "link", "set", "lo", "up"},
+			append([]string{"tc", "qdisc", "add", "dev", host}, tbf...),           // the node's download
+			append([]string{"tc", "-n", ns, "qdisc", "add", "dev", peer}, tbf...), // the node's upload
+		}
+		for _, s := range steps {
+			if _, err := runTool(ctx, s[0], s[1:]...); err != nil {
+				return l, err
+			}
+		}
+	}
+	return l, nil
+}
+
+// netnsAgentAddr is node i's address in its namespace.
+func netnsAgentAddr(i int) string { return fmt.Sprintf("10.213.%d.2", i+1) }
+
+// Close deletes the namespaces (and with them their veth pairs) and the
+// bridge. It runs even when the bench's context has ended.
+func (l *netnsLab) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var errs []error
+	for _, ns := range l.namespaces {
+		if _, err := runTool(ctx, "ip", "netns", "del", ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := runTool(ctx, "ip", "link", "del", l.bridge); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// runTool runs an iproute2 command and returns its standard output; its
+// error names the command and carries its output.
+func runTool(ctx context.Context, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
+// netnsAgent is one "eagle agent" process in its namespace.
+type netnsAgent struct {
+	ns   string
+	url  string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when its log reader ends
+	once sync.Once
+}
+
+// startNetnsAgent writes agent i's config under dir, starts it in its
+// namespace and waits until its registry endpoint listens.
+func startNetnsAgent(ctx context.Context, bin string, lab *netnsLab, i int, dir string, seeders []string, trackerURL, originURL string, verbose bool, logw io.Writer) (*netnsAgent, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("agent %d: %w", i, err)
+	}
+	q := func(s string) string { return strconv.Quote(s) }
+	seederList := make([]string, len(seeders))
+	for j, s := range seeders {
+		seederList[j] = q(s)
+	}
+	addr := netnsAgentAddr(i)
+	cfg := fmt.Sprintf("listen: %s\nlog_level: info\ndata_dir: %s\nseeders: [%s]\np2p:\n  listen_addr: %s\n  trackers: [%s]\nproxy:\n  default_upstream: %s\n",
+		q(addr+":5000"), q(filepath.Join(dir, "data")), strings.Join(seederList, ", "), q(addr+":6881"), q(trackerURL), q(originURL))
+	cfgPath := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return nil, fmt.Errorf("agent %d: %w", i, err)
+	}
+	ns := lab.namespaces[i]
+	cmd := exec.Command("ip", "netns", "exec", ns, bin, "agent", "--config", cfgPath)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, fmt.Errorf("agent %d: %w", i, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("agent %d: %w", i, err)
+	}
+	a := &netnsAgent{ns: ns, cmd: cmd, done: make(chan struct{})}
+	listening := make(chan string, 1)
+	go func() {
+		defer close(a.done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if verbose {
+				fmt.Fprintf(logw, "agent-%d: %s\n", i, sc.Bytes())
+			}
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "listening" && rec.Addr != "" {
+				select {
+				case listening <- rec.Addr:
+				default:
+				}
+			}
+		}
+	}()
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case l := <-listening:
+		a.url = "http://" + l
+		return a, nil
+	case <-a.done:
+		a.stop()
+		return nil, fmt.Errorf("agent %d exited before listening: %v", i, cmd.ProcessState)
+	case <-t.C:
+		a.stop()
+		return nil, fmt.Errorf("agent %d did not listen within 30s", i)
+	case <-ctx.Done():
+		a.stop()
+		return nil, fmt.Errorf("agent %d: %w", i, ctx.Err())
+	}
+}
+
+// stop kills the agent and waits for it and its log reader.
+func (a *netnsAgent) stop() {
+	a.once.Do(func() {
+		a.cmd.Process.Kill()
+		<-a.done
+		a.cmd.Wait()
+	})
+}
+
+// fetchAllNetns starts, in each agent's namespace, "eagle bench fetch" on
+// its agent's blob URL, all told to begin at one common instant, and
+// returns each one's completion time in seconds from that instant.
+func fetchAllNetns(ctx context.Context, bin string, lab *netnsLab, agents []*netnsAgent, path string, want digest.Digest, size int64) ([]float64, error) {
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Every client process starts first, then waits for the instant.
+	start := time.Now().Add(time.Second + time.Duration(len(agents))*20*time.Millisecond)
+	times := make([]float64, len(agents))
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error // the failure that stopped the others
+	)
+	for i, a := range agents {
+		wg.Go(func() {
+			out, err := runTool(ctx, "ip", "netns", "exec", a.ns, bin, "bench", "fetch",
+				"-start", strconv.FormatInt(start.UnixNano(), 10), "-digest", want.String(), "-size", strconv.FormatInt(size, 10), a.url+path)
+			if err == nil {
+				times[i], err = parseFetchOutput(out)
+			}
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil && ctx.Err() == nil {
+					firstErr = fmt.Errorf("node %d: %w", i, err)
+				}
+				mu.Unlock()
+				cancel() // one failure fails the run; do not wait for the rest
+			}
+		})
+	}
+	wg.Wait()
+	if err := parent.Err(); err != nil {
+		return nil, err
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return times, nil
+}
+
+// parseFetchOutput reads "fetch: seconds=<s>" from the last line of out.
+func parseFetchOutput(out string) (float64, error) {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	v, ok := strings.CutPrefix(lines[len(lines)-1], "fetch: seconds=")
+	if !ok {
+		return 0, fmt.Errorf("bench fetch: unexpected output %q", out)
+	}
+	s, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bench fetch: %w", err)
+	}
+	return s, nil
+}
+
+// runBenchFetch is the hidden "eagle bench fetch": it waits until -start,
+// GETs the URL, checks size and digest and prints "fetch: seconds=<s>",
+// the completion time from -start.
+func runBenchFetch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eagle bench fetch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	startNs := fs.Int64("start", 0, "Unix time in nanoseconds at which to start the GET (0: now)")
+	want := fs.String("digest", "", "expected digest of the body")
+	var size storage.Size
+	fs.Var(&size, "size", "expected size of the body")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: eagle bench fetch -digest D -size N [-start UNIXNANO] URL")
+		return errUsage
+	}
+	d, err := digest.Parse(*want)
+	if err != nil {
+		fmt.Fprintf(stderr, "bench fetch: -digest: %v\n", err)
+		return errUsage
+	}
+	if size < 1 {
+		fmt.Fprintln(stderr, "bench fetch: -size must be positive")
+		return errUsage
+	}
+	start := time.Now()
+	if *startNs != 0 {
+		start = time.Unix(0, *startNs)
+		t := time.NewTimer(time.Until(start))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("bench fetch: %w", ctx.Err())
+		}
+	}
+	tr := &http.Transport{DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	if err := pullOne(ctx, &http.Client{Transport: tr}, fs.Arg(0), d, int64(size)); err != nil {
+		return fmt.Errorf("bench fetch: %w", err)
+	}
+	fmt.Fprintf(stdout, "fetch: seconds=%.6f\n", time.Since(start).Seconds())
+	return nil
+}
+
+// processPeakRSS returns the peak resident set size (VmHWM) of process pid.
+func processPeakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("peak rss: %w", err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "VmHWM:")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("peak rss: VmHWM %q: %w", v, err)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("peak rss: no VmHWM in /proc/%d/status", pid)
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// "eagle bench swarm -netns" runs each agent as its own process in its own
+// network namespace, capped by tc, reports the swarm line, and leaves no
+// namespace or bridge behind.
+func TestBenchSwarmNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("bench swarm -netns needs root (network namespaces, veths, tc)")
+	}
+	for _, tool := range []string{"ip", "tc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("bench swarm -netns needs %s (iproute2), not installed", tool)
+		}
+	}
+	if probe := "eaglebench-probe-" + strconv.Itoa(os.Getpid()); exec.Command("ip", "netns", "add", probe).Run() != nil {
+		t.Skip("cannot create network namespaces here (ip netns add failed)")
+	} else {
+		exec.Command("ip", "netns", "del", probe).Run()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bin := buildEagle(t)
+	out := t.TempDir()
+	cmd := exec.CommandContext(ctx, bin, "bench", "swarm", "-netns", "-nodes", "2", "-seeders", "2",
+		"-size", "4MiB", "-cap", "16MiB/s", "-out", out, "-timeout", "20s")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("bench ran %v\n%s", time.Since(start).Round(time.Millisecond), stdout.String())
+	pid := cmd.Process.Pid
+	if left := leftoverNetns(t, pid); len(left) != 0 {
+		t.Errorf("namespaces left behind: %v", left)
+		for _, ns := range left {
+			exec.Command("ip", "netns", "del", ns).Run()
+		}
+	}
+	if exec.Command("ip", "link", "show", fmt.Sprintf("eb%d", pid)).Run() == nil {
+		t.Errorf("bridge eb%d left behind", pid)
+		exec.Command("ip", "link", "del", fmt.Sprintf("eb%d", pid)).Run()
+	}
+	if err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, stderr.String())
+	}
+
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	last := lines[len(lines)-1]
+	m := swarmLine.FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("last line %q does not match %s", last, swarmLine)
+	}
+	f := func(i int) float64 {
+		v, err := strconv.ParseFloat(m[i], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if f(1) != 2 || f(2) != 4<<20 || f(3) != 16<<20 {
+		t.Errorf("nodes, size or cap not as asked: %s", last)
+	}
+	floor, slowest, p50 := f(4), f(5), f(6)
+	if floor != 0.25 {
+		t.Errorf("floor_s = %v, want 4MiB / 16MiB/s = 0.25", floor)
+	}
+	// tc caps each node's download at C: two seeders could otherwise feed
+	// it faster than the floor.
+	if p50 < 0.9*floor || slowest < p50 {
+		t.Errorf("completion times below the floor or out of order (are the tc caps in place?): %s", last)
+	}
+	if f(9) != 1 {
+		t.Errorf("origin_copies = %v, want 1.00", f(9))
+	}
+	if f(10) <= 0 {
+		t.Errorf("central_s missing: %s", last)
+	}
+	// An agent process holds at least its Go runtime; VmHWM of 0 means it
+	// was not read.
+	if rss := f(11); rss < 5 || rss > 1024 {
+		t.Errorf("rss_max_mib = %v, not a plausible agent peak", rss)
+	}
+	if _, err := os.Stat(filepath.Join(out, "bench-swarm.csv")); err != nil {
+		t.Error(err)
+	}
+}
+
+// leftoverNetns lists the namespaces of the bench process pid still present.
+func leftoverNetns(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatalf("ip netns list: %v", err)
+	}
+	var left []string
+	prefix := fmt.Sprintf("eaglebench-%d-", pid)
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if name, _, _ := strings.Cut(strings.TrimSpace(line), " "); strings.HasPrefix(name, prefix) {
+			left = append(left, name)
+		}
+	}
+	return left
+}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,8 +33,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return flag.ErrHelp
 	}
 	switch {
-	case args[0] == "swarm" && slices.ContainsFunc(args[1:], isNetnsFlag):
-		return runBenchSwarmNetns(ctx, args[1:], stdout, stderr)
 	case args[0] == "fetch": // hidden: the netns mode's client, run inside a namespace
 		return runBenchFetch(ctx, args[1:], stdout, stderr)
 	}
@@ -62,15 +58,21 @@ func percentile(xs []float64, p float64) float64 {
 }
 
 // peakRSS returns this process's peak resident set size (VmHWM) in bytes.
-func peakRSS() (int64, error) {
-	f, err := os.Open("/proc/self/status")
+func peakRSS() (int64, error) { return vmHWM("/proc/self/status") }
+
+// processPeakRSS returns the peak resident set size (VmHWM) of process pid.
+func processPeakRSS(pid int) (int64, error) {
+	return vmHWM(fmt.Sprintf("/proc/%d/status", pid))
+}
+
+// vmHWM reads the VmHWM line of a /proc/<pid>/status file, in bytes.
+func vmHWM(statusPath string) (int64, error) {
+	b, err := os.ReadFile(statusPath)
 	if err != nil {
 		return 0, fmt.Errorf("peak rss: %w", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		v, ok := strings.CutPrefix(sc.Text(), "VmHWM:")
+	for line := range strings.SplitSeq(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "VmHWM:")
 		if !ok {
 			continue
 		}
@@ -80,8 +82,5 @@ func peakRSS() (int64, error) {
 		}
 		return kb << 10, nil
 	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("peak rss: %w", err)
-	}
-	return 0, errors.New("peak rss: no VmHWM in /proc/self/status")
+	return 0, fmt.Errorf("peak rss: no VmHWM in %s", statusPath)
 }

@@ -35,65 +35,8 @@ const (
 	netnsMaxNodes   = 254
 )
 
-// isNetnsFlag reports whether a "bench swarm" argument selects the netns mode.
-func isNetnsFlag(arg string) bool {
-	switch arg {
-	case "-netns", "--netns", "-netns=true", "--netns=true":
-		return true
-	}
-	return false
-}
-
-// runBenchSwarmNetns is "eagle bench swarm -netns": the agents run as
-// separate processes, each in its own network namespace whose veth is
-// capped by tc tbf in both directions.
-func runBenchSwarmNetns(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := swarmOptions{size: 32 << 20, cap: 8 << 20}
-	fs := flag.NewFlagSet("eagle bench swarm -netns", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Bool("netns", true, "run every agent as its own process in its own network namespace (root only)")
-	fs.IntVar(&o.nodes, "nodes", 8, "number of agents pulling the blob at once (N)")
-	fs.IntVar(&o.seeders, "seeders", 3, "number of seeders (S)")
-	fs.Var(&o.size, "size", "blob size (L), e.g. 32MiB")
-	fs.Var(&o.cap, "cap", "upload and download cap of every host (C), e.g. 8MiB/s")
-	fs.StringVar(&o.out, "out", ".", "directory for bench-swarm.csv and bench-swarm.svg")
-	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
-	fs.BoolVar(&o.verbose, "v", false, "log the in-process components and the agents to stderr")
-	fs.BoolVar(&o.central, "central", true, "also measure the central cache (false: central_s=0)")
-	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: eagle bench swarm -netns [flags]\n\nAs \"eagle bench swarm\", but every agent is a separate \"eagle agent\"\n"+
-			"process in its own network namespace (eaglebench-<pid>-<i>), joined to a\n"+
-			"bridge by a veth pair whose both directions are capped at C by tc tbf;\n"+
-			"Eagle's own limits are off in the agents. The origin, tracker and seeders\n"+
-			"(capped at C by Eagle's limits) run in this process on the bridge address\n"+
-			netnsBridgeAddr+"; each node's HTTP client runs inside its namespace.\n"+
-			"Needs root, ip and tc. The central cache runs in this process on 127.0.0.1.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	switch {
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "bench swarm: unexpected arguments %q\n", fs.Args())
-		return errUsage
-	case o.nodes < 1 || o.nodes > netnsMaxNodes || o.seeders < 1:
-		fmt.Fprintf(stderr, "bench swarm: -nodes must be 1 to %d and -seeders at least 1 with -netns\n", netnsMaxNodes)
-		return errUsage
-	case o.size < 1:
-		fmt.Fprintln(stderr, "bench swarm: -size must be positive")
-		return errUsage
-	case o.cap <= 0:
-		fmt.Fprintln(stderr, "bench swarm: -cap must be a positive rate: the floor L/C needs one")
-		return errUsage
-	case o.announce < time.Second:
-		fmt.Fprintln(stderr, "bench swarm: -announce must be at least 1s")
-		return errUsage
-	}
+// checkNetnsHost refuses the netns mode where it cannot run.
+func checkNetnsHost() error {
 	if os.Geteuid() != 0 {
 		return errors.New("bench swarm -netns: must run as root (it creates network namespaces, veths, a bridge and tc qdiscs)")
 	}
@@ -102,12 +45,7 @@ func runBenchSwarmNetns(ctx context.Context, args []string, stdout, stderr io.Wr
 			return fmt.Errorf("bench swarm -netns: %s (iproute2) is required: %w", tool, err)
 		}
 	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		return fmt.Errorf("bench swarm: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	return benchSwarmNetns(ctx, o, stdout, stderr)
+	return nil
 }
 
 func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) (err error) {
@@ -504,24 +442,4 @@ func runBenchFetch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "fetch: seconds=%.6f\n", time.Since(start).Seconds())
 	return nil
-}
-
-// processPeakRSS returns the peak resident set size (VmHWM) of process pid.
-func processPeakRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("peak rss: %w", err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		v, ok := strings.CutPrefix(line, "VmHWM:")
-		if !ok {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("peak rss: VmHWM %q: %w", v, err)
-		}
-		return kb << 10, nil
-	}
-	return 0, fmt.Errorf("peak rss: no VmHWM in /proc/%d/status", pid)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"sync"
@@ -36,6 +37,7 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	o := swarmOptions{size: 256 << 20, cap: 32 << 20}
 	fs := flag.NewFlagSet("eagle bench swarm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	netns := fs.Bool("netns", false, "run every agent as its own \"eagle agent\" process in its own network namespace, capped by tc tbf (root only; defaults -size 32MiB -cap 8MiB/s)")
 	fs.IntVar(&o.nodes, "nodes", 8, "number of agents pulling the blob at once (N)")
 	fs.IntVar(&o.seeders, "seeders", 3, "number of seeders (S)")
 	fs.Var(&o.size, "size", "blob size (L), e.g. 256MiB")
@@ -52,7 +54,13 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 			"once through their registry endpoint. Then the same N clients GET it at\n"+
 			"once through a central pull-through cache (distribution/v3 proxy mode)\n"+
 			"whose uplink is capped at C. Writes a CSV and an SVG chart of per-node\n"+
-			"completion times.")
+			"completion times.\n\n"+
+			"With -netns every agent is a separate \"eagle agent\" process in its own\n"+
+			"network namespace (eaglebench-<pid>-<i>), joined to a bridge by a veth\n"+
+			"pair whose both directions are capped at C by tc tbf; Eagle's own limits\n"+
+			"are off in the agents. The origin, tracker and seeders run in this process\n"+
+			"on the bridge address "+netnsBridgeAddr+"; each node's HTTP client runs inside\n"+
+			"its namespace. Needs root, ip and tc.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -61,12 +69,26 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		return errUsage
 	}
+	if *netns {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["size"] {
+			o.size = 32 << 20
+		}
+		if !set["cap"] {
+			o.cap = 8 << 20
+		}
+	}
+	maxNodes := math.MaxInt
+	if *netns {
+		maxNodes = netnsMaxNodes
+	}
 	switch {
 	case fs.NArg() > 0:
 		fmt.Fprintf(stderr, "bench swarm: unexpected arguments %q\n", fs.Args())
 		return errUsage
-	case o.nodes < 1 || o.seeders < 1:
-		fmt.Fprintln(stderr, "bench swarm: -nodes and -seeders must be at least 1")
+	case o.nodes < 1 || o.nodes > maxNodes || o.seeders < 1:
+		fmt.Fprintf(stderr, "bench swarm: -nodes must be 1 to %d and -seeders at least 1\n", maxNodes)
 		return errUsage
 	case o.size < 1:
 		fmt.Fprintln(stderr, "bench swarm: -size must be positive")
@@ -78,11 +100,19 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "bench swarm: -announce must be at least 1s")
 		return errUsage
 	}
+	if *netns {
+		if err := checkNetnsHost(); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fmt.Errorf("bench swarm: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if *netns {
+		return benchSwarmNetns(ctx, o, stdout, stderr)
+	}
 	return benchSwarm(ctx, o, stdout, stderr)
 }
 

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/eagle-p2p/eagle/p2p"
-	"github.com/eagle-p2p/eagle/storage/filesystem"
 )
 
 // Closing an engine while fetches and reads are in flight ends them with
@@ -21,18 +20,9 @@ func TestCloseWhileFetching(t *testing.T) {
 	trk := startTracker(t)
 	addr, _, _ := startSeeder(t, trk)
 	ref, _ := pushBlob(t, o, "close/app", 8<<20)
-	store, err := filesystem.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	agent, err := p2p.New(p2p.Config{
-		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
-		DownloadLimit: 1 << 20, // slow enough that Close comes mid-download
-	}, store, newSeederClient(t, addr))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := newFSStore(t)
+	// Slow enough that Close comes mid-download.
+	agent := newLimitedAgent(t, trk, store, newSeederClient(t, addr), 1<<20)
 	b, err := agent.Fetch(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
@@ -87,11 +77,7 @@ func TestRestartSeedsStoredBlobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	store, err := filesystem.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := newFSStore(t)
 	newA := func() *p2p.Engine {
 		e, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet}, store, src)
 		if err != nil {
@@ -135,19 +121,9 @@ func TestStreamsBeforeDownloadCompletes(t *testing.T) {
 	trk := startTracker(t)
 	addr, _, _ := startSeeder(t, trk)
 	ref, want := pushBlob(t, o, "stream/app", 8<<20)
-	store, err := filesystem.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	agent, err := p2p.New(p2p.Config{
-		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
-		DownloadLimit: 2 << 20, // the whole blob takes ~4 s
-	}, store, newSeederClient(t, addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer agent.Close()
+	store := newFSStore(t)
+	// The whole blob takes ~4 s.
+	agent := newLimitedAgent(t, trk, store, newSeederClient(t, addr), 2<<20)
 	b, err := agent.Fetch(ctx, ref)
 	if err != nil {
 		t.Fatal(err)

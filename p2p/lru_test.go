@@ -15,7 +15,6 @@ import (
 
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
-	"github.com/eagle-p2p/eagle/storage/filesystem"
 	"github.com/eagle-p2p/eagle/storage/lru"
 )
 
@@ -79,11 +78,7 @@ func TestLRUEvictionLeavesSwarm(t *testing.T) {
 	refC, wantC := pushBlob(t, o, "lru/c", 3<<20)
 	refBig, _ := pushBlob(t, o, "lru/big", 8<<20)
 
-	fs, err := filesystem.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.Close() })
+	fs := newFSStore(t)
 	cache, err := lru.New(ctx, fs, 7<<20) // room for two of the three blobs
 	if err != nil {
 		t.Fatal(err)

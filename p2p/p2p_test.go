@@ -503,3 +503,30 @@ func readWithin(ctx context.Context, r io.Reader) ([]byte, error) {
 }
 
 func memoryStore() storage.Store { return memory.New() }
+
+// newFSStore returns a filesystem store in a temporary directory, closed
+// at cleanup.
+func newFSStore(t *testing.T) *filesystem.Store {
+	t.Helper()
+	store, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// newLimitedAgent starts an agent engine whose host-wide download is
+// capped at down; cleanup closes it (Close may also be called earlier).
+func newLimitedAgent(t *testing.T, trackerURL string, store storage.Store, src p2p.MetaInfoSource, down p2p.Rate) *p2p.Engine {
+	t.Helper()
+	e, err := p2p.New(p2p.Config{
+		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trackerURL}, Logger: quiet,
+		DownloadLimit: down,
+	}, store, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}

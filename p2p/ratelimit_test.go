@@ -15,17 +15,12 @@ import (
 
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder"
-	"github.com/eagle-p2p/eagle/storage/filesystem"
 )
 
 // startLimitedSeeder runs a real seeder whose engine uses cfg's limits.
 func startLimitedSeeder(t *testing.T, trackerURL string, upload p2p.Rate) string {
 	t.Helper()
-	store, err := filesystem.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := newFSStore(t)
 	eng, err := p2p.New(p2p.Config{
 		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trackerURL},
 		Role: p2p.RoleSeeder, Logger: quiet, UploadLimit: upload,
@@ -114,18 +109,9 @@ func TestRateLimitDownload(t *testing.T) {
 			ref, content := pushBlob(t, o, fmt.Sprintf("limit/down%d-%d", n, i), int64(16<<20/n))
 			refs, want = append(refs, ref), append(want, content)
 		}
-		store, err := filesystem.New(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
+		store := newFSStore(t)
 		src := newSeederClient(t, addr)
-		agent, err := p2p.New(p2p.Config{
-			ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet, DownloadLimit: limit,
-		}, store, src)
-		if err != nil {
-			t.Fatal(err)
-		}
+		agent := newLimitedAgent(t, trk, store, src, limit)
 		got := measureRate(t, ctx, agent, src, refs, want)
 		agent.Close()
 		checkRate(t, fmt.Sprintf("download, %d blob(s)", n), got, limit)
@@ -149,11 +135,7 @@ func TestRateLimitUpload(t *testing.T) {
 			ref, content := pushBlob(t, o, fmt.Sprintf("limit/up%d-%d", n, i), int64(16<<20/n))
 			refs, want = append(refs, ref), append(want, content)
 		}
-		store, err := filesystem.New(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
+		store := newFSStore(t)
 		src := newSeederClient(t, addr)
 		agent := newEngine(t, p2p.RoleAgent, trk, store, src)
 		got := measureRate(t, ctx, agent, src, refs, want)

@@ -132,6 +132,9 @@ type Engine struct {
 
 	fromSeeders, fromAgents atomic.Int64
 	metrics                 *engineMetrics
+	// super is the super-seeding state of a seeder's swarms; nil for an
+	// agent.
+	super *superSeeder
 }
 
 // entry is a blob the engine's torrent client knows: seeding or downloading.
@@ -179,6 +182,9 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 		e.cache = c
 		c.OnEvict(e.evicted)
 	}
+	if cfg.Role == RoleSeeder {
+		e.super = newSuperSeeder()
+	}
 	cl, err := torrent.NewClient(e.clientConfig())
 	if err != nil {
 		return nil, fmt.Errorf("p2p: start torrent client: %w", err)
@@ -205,7 +211,7 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 	cc := torrent.NewDefaultClientConfig()
 	host, port, _ := net.SplitHostPort(e.cfg.ListenAddr)
 	cc.SetListenAddr(net.JoinHostPort(host, port))
-	if e.boundIP() != nil {
+	if e.ownsSockets() {
 		// The engine brings its own listener and dialer (see bindSockets).
 		cc.DisableTCP = true
 	}
@@ -263,30 +269,44 @@ func (e *Engine) boundIP() net.IP {
 	return ip
 }
 
-// bindSockets gives an engine that listens on one IP a listener and a
-// dialer on that IP. anacrolix dials from an unbound socket, so on a host
-// with several addresses its peers would see connections from another
-// address than the one the tracker hands out, and banning one bad peer by
-// IP would ban its neighbours too.
+// ownsSockets reports whether the engine brings its own peer-wire listener
+// and dialer instead of anacrolix's: when it listens on one IP, or is a
+// seeder (which wraps its connections to super-seed).
+func (e *Engine) ownsSockets() bool {
+	return e.boundIP() != nil || e.super != nil
+}
+
+// bindSockets gives the engine its own listener and dialer when
+// ownsSockets. One that listens on one IP dials from that IP too:
+// anacrolix dials from an unbound socket, so on a host with several
+// addresses its peers would see connections from another address than the
+// one the tracker hands out, and banning one bad peer by IP would ban its
+// neighbours too. A seeder's connections are wrapped to super-seed.
 func (e *Engine) bindSockets() error {
-	ip := e.boundIP()
-	if ip == nil {
+	if !e.ownsSockets() {
 		return nil
 	}
-	network := "tcp4"
-	if ip.To4() == nil {
-		network = "tcp6"
+	network := "tcp"
+	d := &net.Dialer{Timeout: 20 * time.Second}
+	if ip := e.boundIP(); ip != nil {
+		network = "tcp4"
+		if ip.To4() == nil {
+			network = "tcp6"
+		}
+		d.LocalAddr = &net.TCPAddr{IP: ip}
 	}
 	lis, err := net.Listen(network, e.cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("p2p: listen: %w", err)
 	}
 	e.listener = lis
+	var dialer torrent.Dialer = torrent.NetworkDialer{Network: network, Dialer: d}
+	if e.super != nil {
+		lis = ssListener{Listener: lis, ss: e.super}
+		dialer = ssDialer{Dialer: dialer, ss: e.super}
+	}
 	e.cl.AddListener(lis)
-	e.cl.AddDialer(torrent.NetworkDialer{
-		Network: network,
-		Dialer:  &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 20 * time.Second},
-	})
+	e.cl.AddDialer(dialer)
 	return nil
 }
 
@@ -380,6 +400,9 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 	close(ent.done)
 	e.blobs[dgst] = ent
 	e.mu.Unlock()
+	if e.super != nil {
+		e.super.add(mi.HashInfoBytes(), info.NumPieces())
+	}
 	t, err := e.addTorrent(mi, ent.data)
 	if err != nil {
 		e.remove(ent, err)
@@ -456,9 +479,7 @@ func (e *Engine) remove(ent *entry, err error) {
 	if ent.stopAnnouncing != nil {
 		ent.stopAnnouncing()
 	}
-	if ent.t != nil {
-		ent.t.Drop()
-	}
+	e.drop(ent)
 	e.mu.Lock()
 	if e.blobs[ent.dgst] == ent {
 		delete(e.blobs, ent.dgst)
@@ -512,9 +533,7 @@ func (e *Engine) forget(dgst digest.Digest, ent *entry) {
 	if ent.stopAnnouncing != nil {
 		ent.stopAnnouncing()
 	}
-	if ent.t != nil {
-		ent.t.Drop()
-	}
+	e.drop(ent)
 	e.mu.Lock()
 	if e.blobs[dgst] == ent {
 		delete(e.blobs, dgst)
@@ -523,6 +542,17 @@ func (e *Engine) forget(dgst digest.Digest, ent *entry) {
 	if ent.data != nil {
 		ent.data.close()
 	}
+}
+
+// drop drops ent's torrent, if it has one.
+func (e *Engine) drop(ent *entry) {
+	if ent.t == nil {
+		return
+	}
+	if e.super != nil {
+		e.super.remove(ent.t.InfoHash())
+	}
+	ent.t.Drop()
 }
 
 // pin keeps dgst in the cache while it is being read.

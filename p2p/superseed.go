@@ -1,0 +1,456 @@
+package p2p
+
+import (
+	"context"
+
+	"github.com/anacrolix/torrent"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+)
+
+// Super-seeding (after BEP 16). A seeder that tells every peer it has every
+// piece gets asked for the same pieces by many peers at once: all of them
+// start with nothing and pick alike. Its uplink, the only source of pieces
+// the swarm does not have yet, then carries duplicates, and everyone waits.
+//
+// So a seeder's peer connections are wrapped. The wrapper replaces the
+// seeder's opening "I have everything" (HaveAll or a full Bitfield) with a
+// Bitfield of only a few pieces, and later offers one more piece (a Have) to
+// a peer each time a peer reports (with its own Have) that it got one. It
+// offers pieces nobody has or was offered yet first, then the rarest, and
+// keeps only a few offers outstanding at once, spread over the peers, so
+// that each piece leaves the seeder about once and quickly, and the peers
+// trade it among themselves. anacrolix itself is unchanged: it serves any
+// piece a peer asks for, and peers only ask for pieces they were told of.
+
+const (
+	// superSeedSlots is how many offers may be outstanding in one swarm:
+	// pieces the seeder told a peer of and the peer does not have yet.
+	superSeedSlots = 8
+	// superSeedOfferTTL is how long an offer holds its slot. A peer that
+	// has not got the piece by then (it is slow, or stuck) no longer holds
+	// up the others; the offer stays valid.
+	superSeedOfferTTL = 3 * time.Second
+)
+
+// superSeeder keeps the super-seeding state of one engine's swarms.
+type superSeeder struct {
+	mu     sync.Mutex
+	swarms map[metainfo.Hash]*ssSwarm
+}
+
+func newSuperSeeder() *superSeeder {
+	return &superSeeder{swarms: make(map[metainfo.Hash]*ssSwarm)}
+}
+
+// add starts super-seeding the torrent ih of n pieces.
+func (s *superSeeder) add(ih metainfo.Hash, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.swarms[ih]; !ok {
+		s.swarms[ih] = &ssSwarm{
+			n:       n,
+			have:    make([]int32, n),
+			offered: make([]int32, n),
+			peers:   make(map[*ssConn]*ssPeer),
+		}
+	}
+}
+
+// remove stops super-seeding ih. Connections already open carry on as
+// plain ones.
+func (s *superSeeder) remove(ih metainfo.Hash) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sw, ok := s.swarms[ih]; ok {
+		sw.closed = true
+		delete(s.swarms, ih)
+	}
+}
+
+// ssSwarm is one super-seeded torrent. Guarded by superSeeder.mu.
+type ssSwarm struct {
+	n       int
+	closed  bool
+	have    []int32 // connected peers that have each piece
+	offered []int32 // outstanding offers of each piece
+	slots   int     // outstanding offers holding a slot
+	peers   map[*ssConn]*ssPeer
+}
+
+// ssPeer is what the seeder knows about one peer connection.
+type ssPeer struct {
+	has    []bool
+	told   []bool            // pieces the seeder has said it has
+	offers map[int]time.Time // told, not yet had, by when told
+	// started is set once the seeder's opening bitfield went out; offers
+	// before then go into it.
+	started bool
+	// lastOffer orders peers for new offers, longest waiting first.
+	lastOffer time.Time
+}
+
+func (sw *ssSwarm) join(c *ssConn) *ssPeer {
+	p := &ssPeer{has: make([]bool, sw.n), told: make([]bool, sw.n), offers: make(map[int]time.Time)}
+	sw.peers[c] = p
+	return p
+}
+
+func (sw *ssSwarm) leave(c *ssConn) {
+	p, ok := sw.peers[c]
+	if !ok {
+		return
+	}
+	delete(sw.peers, c)
+	for i, h := range p.has {
+		if h {
+			sw.have[i]--
+		}
+	}
+	for i := range p.offers {
+		sw.dropOffer(p, i)
+	}
+}
+
+// got records that p has piece i.
+func (sw *ssSwarm) got(p *ssPeer, i int) {
+	if i < 0 || i >= sw.n || p.has[i] {
+		return
+	}
+	p.has[i] = true
+	sw.have[i]++
+	if _, ok := p.offers[i]; ok {
+		sw.dropOffer(p, i)
+	}
+}
+
+func (sw *ssSwarm) dropOffer(p *ssPeer, i int) {
+	at := p.offers[i]
+	delete(p.offers, i)
+	sw.offered[i]--
+	if !at.IsZero() {
+		sw.slots--
+	}
+}
+
+// fill makes offers until the swarm's slots are taken or no started peer
+// lacks a piece it was not told of. It calls tell for each offer to a
+// started peer.
+func (sw *ssSwarm) fill(now time.Time, tell func(c *ssConn, piece int)) {
+	if sw.closed {
+		return
+	}
+	// Offers past their time give up their slot.
+	for _, p := range sw.peers {
+		for i, at := range p.offers {
+			if !at.IsZero() && now.Sub(at) > superSeedOfferTTL {
+				p.offers[i] = time.Time{}
+				sw.slots--
+			}
+		}
+	}
+	for sw.slots < superSeedSlots {
+		c, p := sw.nextPeer()
+		if p == nil {
+			return
+		}
+		i := sw.pick(p)
+		if i < 0 {
+			return
+		}
+		p.told[i] = true
+		p.offers[i] = now
+		p.lastOffer = now
+		sw.offered[i]++
+		sw.slots++
+		if p.started {
+			tell(c, i)
+		}
+	}
+}
+
+// nextPeer is the peer waiting longest for an offer among those with fewer
+// than their share of the slots and some piece they lack and were not told
+// of.
+func (sw *ssSwarm) nextPeer() (*ssConn, *ssPeer) {
+	share := max(1, superSeedSlots/max(1, len(sw.peers)))
+	var bc *ssConn
+	var best *ssPeer
+	for c, p := range sw.peers {
+		if len(p.offers) >= share || !p.wantsMore() {
+			continue
+		}
+		if best == nil || p.lastOffer.Before(best.lastOffer) {
+			bc, best = c, p
+		}
+	}
+	return bc, best
+}
+
+func (p *ssPeer) wantsMore() bool {
+	for i, h := range p.has {
+		if !h && !p.told[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// pick chooses the piece to offer p: one it lacks and was not told of, with
+// the fewest copies in the swarm (held or on offer), ties at random.
+func (sw *ssSwarm) pick(p *ssPeer) int {
+	best, bestScore, ties := -1, int32(0), 0
+	for i := range sw.n {
+		if p.has[i] || p.told[i] {
+			continue
+		}
+		score := sw.have[i] + sw.offered[i]
+		switch {
+		case best < 0 || score < bestScore:
+			best, bestScore, ties = i, score, 1
+		case score == bestScore:
+			// Reservoir sampling among equals spreads pieces over peers.
+			ties++
+			if rand.IntN(ties) == 0 {
+				best = i
+			}
+		}
+	}
+	return best
+}
+
+// ssConn wraps a seeder's peer connection (see the comment at the top).
+type ssConn struct {
+	net.Conn
+	ss *superSeeder
+
+	in wireScanner // read side; used by the reading goroutine only
+
+	wmu     sync.Mutex // serializes writes; guards out and outBuf
+	out     wireScanner
+	outBuf  []byte
+	pmu     sync.Mutex
+	pending []byte // offers waiting for the next message boundary
+
+	// Guarded by ss.mu.
+	swarm *ssSwarm
+	peer  *ssPeer
+	done  bool
+}
+
+func (s *superSeeder) wrap(c net.Conn) net.Conn {
+	w := &ssConn{Conn: c, ss: s}
+	w.in = wireScanner{keep: isHaveMessage, handshake: w.onHandshake}
+	w.out = wireScanner{keep: w.keepOutbound}
+	return w
+}
+
+func isHaveMessage(id byte) bool {
+	switch id {
+	case msgHave, msgBitfield, msgHaveAll, msgHaveNone:
+		return true
+	}
+	return false
+}
+
+// onHandshake joins the connection to its swarm, if the torrent the peer
+// asked for is super-seeded.
+func (c *ssConn) onHandshake(hs []byte) {
+	var ih metainfo.Hash
+	copy(ih[:], hs[28:48])
+	c.ss.mu.Lock()
+	defer c.ss.mu.Unlock()
+	if sw, ok := c.ss.swarms[ih]; ok && !c.done {
+		c.swarm, c.peer = sw, sw.join(c)
+	}
+}
+
+// Read passes the peer's bytes on unchanged, noting the pieces it has.
+func (c *ssConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.in.scan(b[:n], func([]byte) {}, c.onInbound)
+	}
+	if err != nil {
+		c.leave()
+	}
+	return n, err
+}
+
+func (c *ssConn) onInbound(id byte, payload []byte) {
+	var tells []*ssConn
+	c.ss.mu.Lock()
+	sw, p := c.swarm, c.peer
+	if sw == nil || c.done {
+		c.ss.mu.Unlock()
+		return
+	}
+	switch id {
+	case msgHave:
+		if len(payload) == 4 {
+			sw.got(p, int(uint32(payload[0])<<24|uint32(payload[1])<<16|uint32(payload[2])<<8|uint32(payload[3])))
+		}
+	case msgBitfield:
+		for i := range sw.n {
+			if i/8 < len(payload) && payload[i/8]&(0x80>>(i%8)) != 0 {
+				sw.got(p, i)
+			}
+		}
+	case msgHaveAll:
+		for i := range sw.n {
+			sw.got(p, i)
+		}
+	}
+	sw.fill(time.Now(), func(o *ssConn, piece int) {
+		o.queue(haveMessage(piece))
+		tells = append(tells, o)
+	})
+	c.ss.mu.Unlock()
+	for _, o := range tells {
+		o.flush()
+	}
+}
+
+func (c *ssConn) keepOutbound(id byte) bool {
+	c.ss.mu.Lock()
+	defer c.ss.mu.Unlock()
+	return c.peer != nil && !c.peer.started && (id == msgHaveAll || id == msgBitfield)
+}
+
+// onOutbound replaces the seeder's opening HaveAll or Bitfield with a
+// Bitfield of the pieces offered to this peer. Called with wmu held.
+func (c *ssConn) onOutbound(id byte, payload []byte) []byte {
+	var tells []*ssConn
+	c.ss.mu.Lock()
+	sw, p := c.swarm, c.peer
+	p.started = true
+	sw.fill(time.Now(), func(o *ssConn, piece int) {
+		o.queue(haveMessage(piece))
+		tells = append(tells, o)
+	})
+	bf := make([]byte, (sw.n+7)/8)
+	for i, t := range p.told {
+		if t {
+			bf[i/8] |= 0x80 >> (i % 8)
+		}
+	}
+	c.ss.mu.Unlock()
+	for _, o := range tells {
+		if o != c { // c's own queue is flushed by the Write in progress
+			o.flush()
+		}
+	}
+	return wireMessage(msgBitfield, bf)
+}
+
+// Write sends the seeder's bytes, with its opening bitfield replaced and
+// pending offers inserted between messages.
+func (c *ssConn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	c.outBuf = c.outBuf[:0]
+	c.out.scan(b, func(raw []byte) {
+		c.outBuf = append(c.outBuf, raw...)
+	}, func(id byte, payload []byte) {
+		c.outBuf = append(c.outBuf, c.onOutbound(id, payload)...)
+	})
+	c.outBuf = c.takePending(c.outBuf)
+	_, err := c.Conn.Write(c.outBuf)
+	c.wmu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	c.flush()
+	return len(b), nil
+}
+
+// queue adds an offer to send at the next message boundary.
+func (c *ssConn) queue(msg []byte) {
+	c.pmu.Lock()
+	c.pending = append(c.pending, msg...)
+	c.pmu.Unlock()
+}
+
+// takePending appends the queued offers to buf if the stream written so far
+// ends at a message boundary. Called with wmu held.
+func (c *ssConn) takePending(buf []byte) []byte {
+	if !c.out.atBoundary() {
+		return buf
+	}
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	buf = append(buf, c.pending...)
+	c.pending = c.pending[:0]
+	return buf
+}
+
+// flush writes queued offers now, unless a Write is in progress: that
+// Write flushes them when it ends (it calls flush after unlocking, so an
+// offer queued while it held the lock is not left behind).
+func (c *ssConn) flush() {
+	c.pmu.Lock()
+	empty := len(c.pending) == 0
+	c.pmu.Unlock()
+	if empty || !c.wmu.TryLock() {
+		return
+	}
+	defer c.wmu.Unlock()
+	if buf := c.takePending(nil); len(buf) > 0 {
+		c.Conn.Write(buf) // an error shows in anacrolix's next Write
+	}
+}
+
+// leave takes the connection out of its swarm's accounting.
+func (c *ssConn) leave() {
+	var tells []*ssConn
+	c.ss.mu.Lock()
+	c.done = true
+	if sw := c.swarm; sw != nil {
+		sw.leave(c)
+		sw.fill(time.Now(), func(o *ssConn, piece int) {
+			o.queue(haveMessage(piece))
+			tells = append(tells, o)
+		})
+	}
+	c.ss.mu.Unlock()
+	for _, o := range tells {
+		o.flush()
+	}
+}
+
+// Close closes the connection and leaves its swarm.
+func (c *ssConn) Close() error {
+	c.leave()
+	return c.Conn.Close()
+}
+
+// ssListener wraps accepted connections for super-seeding.
+type ssListener struct {
+	net.Listener
+	ss *superSeeder
+}
+
+func (l ssListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.ss.wrap(c), nil
+}
+
+// ssDialer wraps dialed connections for super-seeding.
+type ssDialer struct {
+	torrent.Dialer
+	ss *superSeeder
+}
+
+func (d ssDialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	c, err := d.Dialer.Dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return d.ss.wrap(c), nil
+}

@@ -17,8 +17,8 @@ import (
 	"github.com/eagle-p2p/eagle/seeder"
 )
 
-// startLimitedSeeder runs a real seeder whose engine uses cfg's limits.
-func startLimitedSeeder(t *testing.T, trackerURL string, upload p2p.Rate) string {
+// startLimitedSeeder runs a real seeder whose engine's upload is capped.
+func startLimitedSeeder(t *testing.T, trackerURL string, upload p2p.Rate) (string, *p2p.Engine) {
 	t.Helper()
 	store := newFSStore(t)
 	eng, err := p2p.New(p2p.Config{
@@ -46,7 +46,7 @@ func startLimitedSeeder(t *testing.T, trackerURL string, upload p2p.Rate) string
 		g.Stop()
 		<-done
 	})
-	return lis.Addr().String()
+	return lis.Addr().String(), eng
 }
 
 // measureRate fetches every ref through e at once and returns the achieved
@@ -100,7 +100,7 @@ func TestRateLimitDownload(t *testing.T) {
 	defer cancel()
 	o := startOrigin(t)
 	trk := startTracker(t)
-	addr := startLimitedSeeder(t, trk, 0)
+	addr, _ := startLimitedSeeder(t, trk, 0)
 	const limit = p2p.Rate(4 << 20)
 	for _, n := range []int{1, 4} {
 		var refs []p2p.BlobRef
@@ -127,7 +127,7 @@ func TestRateLimitUpload(t *testing.T) {
 	o := startOrigin(t)
 	trk := startTracker(t)
 	const limit = p2p.Rate(4 << 20)
-	addr := startLimitedSeeder(t, trk, limit)
+	addr, _ := startLimitedSeeder(t, trk, limit)
 	for _, n := range []int{1, 4} {
 		var refs []p2p.BlobRef
 		var want [][]byte

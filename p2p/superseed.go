@@ -1,9 +1,6 @@
 package p2p
 
 import (
-	"context"
-
-	"github.com/anacrolix/torrent"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -30,11 +27,21 @@ import (
 const (
 	// superSeedSlots is how many offers may be outstanding in one swarm:
 	// pieces the seeder told a peer of and the peer does not have yet.
-	superSeedSlots = 8
+	// Few, so that each offered piece arrives fast and can be passed on
+	// soon; enough to keep the seeder's uplink busy. 4 measured best
+	// against 2, 8 and 16 (BENCHMARKS.md).
+	superSeedSlots = 4
 	// superSeedOfferTTL is how long an offer holds its slot. A peer that
 	// has not got the piece by then (it is slow, or stuck) no longer holds
 	// up the others; the offer stays valid.
 	superSeedOfferTTL = 3 * time.Second
+	// pickWindow is how many of the lowest-numbered candidate pieces an
+	// offer is drawn from. Offering roughly in order lets peers store a
+	// blob as its pieces arrive (a blob is committed in order) instead of
+	// copying most of it at the end; drawing at random from a window keeps
+	// peers from all wanting the same few pieces. Strictly in order (1)
+	// left some peers well behind the others; 32 did not (BENCHMARKS.md).
+	pickWindow = 32
 )
 
 // superSeeder keeps the super-seeding state of one engine's swarms.
@@ -86,7 +93,9 @@ type ssSwarm struct {
 type ssPeer struct {
 	has    []bool
 	told   []bool            // pieces the seeder has said it has
-	offers map[int]time.Time // told, not yet had, by when told
+	offers map[int]time.Time // told, not yet had, by when told (zero: past its TTL)
+	active int               // offers holding a slot
+	untold int               // pieces it lacks and was not told of
 	// started is set once the seeder's opening bitfield went out; offers
 	// before then go into it.
 	started bool
@@ -95,7 +104,7 @@ type ssPeer struct {
 }
 
 func (sw *ssSwarm) join(c *ssConn) *ssPeer {
-	p := &ssPeer{has: make([]bool, sw.n), told: make([]bool, sw.n), offers: make(map[int]time.Time)}
+	p := &ssPeer{has: make([]bool, sw.n), told: make([]bool, sw.n), offers: make(map[int]time.Time), untold: sw.n}
 	sw.peers[c] = p
 	return p
 }
@@ -122,6 +131,9 @@ func (sw *ssSwarm) got(p *ssPeer, i int) {
 		return
 	}
 	p.has[i] = true
+	if !p.told[i] {
+		p.untold--
+	}
 	sw.have[i]++
 	if _, ok := p.offers[i]; ok {
 		sw.dropOffer(p, i)
@@ -134,6 +146,7 @@ func (sw *ssSwarm) dropOffer(p *ssPeer, i int) {
 	sw.offered[i]--
 	if !at.IsZero() {
 		sw.slots--
+		p.active--
 	}
 }
 
@@ -150,6 +163,7 @@ func (sw *ssSwarm) fill(now time.Time, tell func(c *ssConn, piece int)) {
 			if !at.IsZero() && now.Sub(at) > superSeedOfferTTL {
 				p.offers[i] = time.Time{}
 				sw.slots--
+				p.active--
 			}
 		}
 	}
@@ -163,8 +177,10 @@ func (sw *ssSwarm) fill(now time.Time, tell func(c *ssConn, piece int)) {
 			return
 		}
 		p.told[i] = true
+		p.untold--
 		p.offers[i] = now
 		p.lastOffer = now
+		p.active++
 		sw.offered[i]++
 		sw.slots++
 		if p.started {
@@ -181,7 +197,7 @@ func (sw *ssSwarm) nextPeer() (*ssConn, *ssPeer) {
 	var bc *ssConn
 	var best *ssPeer
 	for c, p := range sw.peers {
-		if len(p.offers) >= share || !p.wantsMore() {
+		if p.active >= share || p.untold == 0 {
 			continue
 		}
 		if best == nil || p.lastOffer.Before(best.lastOffer) {
@@ -191,17 +207,9 @@ func (sw *ssSwarm) nextPeer() (*ssConn, *ssPeer) {
 	return bc, best
 }
 
-func (p *ssPeer) wantsMore() bool {
-	for i, h := range p.has {
-		if !h && !p.told[i] {
-			return true
-		}
-	}
-	return false
-}
-
 // pick chooses the piece to offer p: one it lacks and was not told of, with
-// the fewest copies in the swarm (held or on offer), ties at random.
+// the fewest copies in the swarm (held or on offer); among equals, one of
+// the first pickWindow at random.
 func (sw *ssSwarm) pick(p *ssPeer) int {
 	best, bestScore, ties := -1, int32(0), 0
 	for i := range sw.n {
@@ -212,8 +220,7 @@ func (sw *ssSwarm) pick(p *ssPeer) int {
 		switch {
 		case best < 0 || score < bestScore:
 			best, bestScore, ties = i, score, 1
-		case score == bestScore:
-			// Reservoir sampling among equals spreads pieces over peers.
+		case score == bestScore && ties < pickWindow:
 			ties++
 			if rand.IntN(ties) == 0 {
 				best = i
@@ -316,9 +323,12 @@ func (c *ssConn) onInbound(id byte, payload []byte) {
 }
 
 func (c *ssConn) keepOutbound(id byte) bool {
+	if id != msgHaveAll && id != msgBitfield {
+		return false
+	}
 	c.ss.mu.Lock()
 	defer c.ss.mu.Unlock()
-	return c.peer != nil && !c.peer.started && (id == msgHaveAll || id == msgBitfield)
+	return c.peer != nil && !c.peer.started
 }
 
 // onOutbound replaces the seeder's opening HaveAll or Bitfield with a
@@ -425,32 +435,4 @@ func (c *ssConn) leave() {
 func (c *ssConn) Close() error {
 	c.leave()
 	return c.Conn.Close()
-}
-
-// ssListener wraps accepted connections for super-seeding.
-type ssListener struct {
-	net.Listener
-	ss *superSeeder
-}
-
-func (l ssListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return l.ss.wrap(c), nil
-}
-
-// ssDialer wraps dialed connections for super-seeding.
-type ssDialer struct {
-	torrent.Dialer
-	ss *superSeeder
-}
-
-func (d ssDialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	c, err := d.Dialer.Dial(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	return d.ss.wrap(c), nil
 }

@@ -1,0 +1,303 @@
+package p2p
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"math/rand/v2"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+)
+
+func testHandshake(ih metainfo.Hash, fast bool) []byte {
+	hs := []byte(wireProtocol)
+	reserved := make([]byte, 8)
+	if fast {
+		reserved[7] |= 0x04
+	}
+	hs = append(hs, reserved...)
+	hs = append(hs, ih[:]...)
+	return append(hs, bytes.Repeat([]byte("p"), 20)...)
+}
+
+type scanned struct {
+	raw  []byte
+	msgs [][]byte // id followed by payload
+}
+
+func scanInChunks(t *testing.T, stream []byte, keep func(byte) bool, split func(rest int) int) scanned {
+	t.Helper()
+	var got scanned
+	s := wireScanner{keep: keep}
+	for len(stream) > 0 {
+		n := split(len(stream))
+		s.scan(stream[:n], func(b []byte) { got.raw = append(got.raw, b...) }, func(id byte, p []byte) {
+			got.msgs = append(got.msgs, append([]byte{id}, p...))
+		})
+		stream = stream[n:]
+	}
+	if !s.atBoundary() {
+		t.Error("stream of whole messages does not end at a boundary")
+	}
+	return got
+}
+
+func TestWireScannerSplitsAnyWay(t *testing.T) {
+	var ih metainfo.Hash
+	ih[0] = 7
+	piece := append([]byte{0, 0, 0, 3, 0, 0, 0, 0}, bytes.Repeat([]byte{0xab}, 16<<10)...)
+	parts := [][]byte{
+		testHandshake(ih, true),
+		{0, 0, 0, 0}, // keep-alive
+		wireMessage(msgBitfield, []byte{0xff, 0x80}),
+		wireMessage(7, piece),
+		haveMessage(3),
+		wireMessage(msgHaveAll, nil),
+		wireMessage(2, nil), // interested
+	}
+	stream := bytes.Join(parts, nil)
+	var wantRaw []byte
+	for i, p := range parts {
+		if i != 2 && i != 4 && i != 5 {
+			wantRaw = append(wantRaw, p...)
+		}
+	}
+	wantMsgs := [][]byte{{msgBitfield, 0xff, 0x80}, {msgHave, 0, 0, 0, 3}, {msgHaveAll}}
+	splits := map[string]func(int) int{
+		"whole":       func(rest int) int { return rest },
+		"byte":        func(int) int { return 1 },
+		"random":      func(rest int) int { return 1 + rand.IntN(min(rest, 40)) },
+		"random-wide": func(rest int) int { return 1 + rand.IntN(rest) },
+	}
+	for name, split := range splits {
+		t.Run(name, func(t *testing.T) {
+			got := scanInChunks(t, stream, isHaveMessage, split)
+			if !bytes.Equal(got.raw, wantRaw) {
+				t.Errorf("raw bytes: got %d, want %d (equal %v)", len(got.raw), len(wantRaw), bytes.Equal(got.raw, wantRaw))
+			}
+			if len(got.msgs) != len(wantMsgs) {
+				t.Fatalf("kept %d messages, want %d", len(got.msgs), len(wantMsgs))
+			}
+			for i := range wantMsgs {
+				if !bytes.Equal(got.msgs[i], wantMsgs[i]) {
+					t.Errorf("message %d: got %x, want %x", i, got.msgs[i], wantMsgs[i])
+				}
+			}
+		})
+	}
+}
+
+func TestWireScannerPassesForeignStreams(t *testing.T) {
+	var ih metainfo.Hash
+	huge := make([]byte, 4)
+	binary.BigEndian.PutUint32(huge, maxWireMessage+1)
+	for name, stream := range map[string][]byte{
+		// An encrypted (MSE) stream starts with random bytes.
+		"not bittorrent": append([]byte{0x13, 'X'}, bytes.Repeat([]byte{1}, 200)...),
+		// A length no peer would send: garbage after the handshake.
+		"huge length": append(append(testHandshake(ih, false), huge...), bytes.Repeat([]byte{msgHave}, 100)...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var raw []byte
+			kept := 0
+			s := wireScanner{keep: func(byte) bool { return true }}
+			for i := 0; i < len(stream); i += 7 {
+				s.scan(stream[i:min(i+7, len(stream))], func(b []byte) { raw = append(raw, b...) }, func(byte, []byte) { kept++ })
+			}
+			if !bytes.Equal(raw, stream) || kept != 0 {
+				t.Errorf("stream changed: %d of %d bytes passed, %d messages kept", len(raw), len(stream), kept)
+			}
+			if s.atBoundary() {
+				t.Error("an opaque stream reports a message boundary")
+			}
+		})
+	}
+}
+
+// TestSwarmOffersDistinctPieces checks the offer policy: every peer gets
+// offers, no piece is offered twice while unoffered pieces remain, at most
+// superSeedSlots offers are outstanding, and an offer the peer completes
+// (or that times out) frees its slot for the next.
+func TestSwarmOffersDistinctPieces(t *testing.T) {
+	const pieces = 64
+	sw := &ssSwarm{n: pieces, have: make([]int32, pieces), offered: make([]int32, pieces), peers: map[*ssConn]*ssPeer{}}
+	conns := make([]*ssConn, 6)
+	for i := range conns {
+		conns[i] = &ssConn{}
+		sw.join(conns[i]).started = true
+	}
+	told := map[int]int{}
+	var order []int
+	perConn := map[*ssConn][]int{}
+	tell := func(c *ssConn, i int) { told[i]++; order = append(order, i); perConn[c] = append(perConn[c], i) }
+	now := time.Now()
+	sw.fill(now, tell)
+	if len(told) != superSeedSlots || sw.slots != superSeedSlots {
+		t.Fatalf("first fill offered %d pieces holding %d slots, want %d", len(told), sw.slots, superSeedSlots)
+	}
+	// Peers report their offered pieces one at a time; each report frees a
+	// slot that goes to the peer waiting longest.
+	for round := 0; len(told) < pieces; round++ {
+		if round > 10*pieces {
+			t.Fatal("offers stopped before every piece was offered")
+		}
+		for c, offered := range perConn {
+			if len(offered) == 0 {
+				continue
+			}
+			sw.got(sw.peers[c], offered[0])
+			perConn[c] = offered[1:]
+			now = now.Add(time.Millisecond)
+			sw.fill(now, tell)
+		}
+		if sw.slots > superSeedSlots {
+			t.Fatalf("%d slots taken, limit %d", sw.slots, superSeedSlots)
+		}
+	}
+	first := map[int]bool{}
+	for _, i := range order[:pieces] {
+		if first[i] {
+			t.Errorf("piece %d offered again before every piece was offered once", i)
+		}
+		first[i] = true
+	}
+	for c, p := range sw.peers {
+		n := 0
+		for _, tl := range p.told {
+			if tl {
+				n++
+			}
+		}
+		if n < pieces/len(conns)/2 {
+			t.Errorf("peer %p was offered %d pieces, far below its share", c, n)
+		}
+	}
+
+	// A peer that never gets its offers loses their slots after the TTL.
+	stuck := &ssConn{}
+	sw2 := &ssSwarm{n: pieces, have: make([]int32, pieces), offered: make([]int32, pieces), peers: map[*ssConn]*ssPeer{}}
+	sw2.join(stuck).started = true
+	sw2.fill(now, func(*ssConn, int) {})
+	before := sw2.slots
+	sw2.fill(now.Add(superSeedOfferTTL+time.Second), func(*ssConn, int) {})
+	if before != superSeedSlots || sw2.slots != superSeedSlots || len(sw2.peers[stuck].offers) != 2*superSeedSlots {
+		t.Errorf("after the TTL: slots %d→%d, offers %d; want the old offers to give up their slots to new ones", before, sw2.slots, len(sw2.peers[stuck].offers))
+	}
+
+	// A peer that leaves gives its slots back.
+	sw.leave(conns[0])
+	for _, c := range conns[1:] {
+		sw.leave(c)
+	}
+	if sw.slots != 0 || len(sw.peers) != 0 {
+		t.Errorf("all peers left: %d slots still taken", sw.slots)
+	}
+	for i := range pieces {
+		if sw.have[i] != 0 || sw.offered[i] != 0 {
+			t.Fatalf("all peers left: piece %d still counts have=%d offered=%d", i, sw.have[i], sw.offered[i])
+		}
+	}
+}
+
+// readMessage reads one peer-wire message: its ID and payload.
+func readMessage(t *testing.T, r io.Reader) (byte, []byte) {
+	t.Helper()
+	for {
+		var l [4]byte
+		if _, err := io.ReadFull(r, l[:]); err != nil {
+			t.Fatal(err)
+		}
+		n := binary.BigEndian.Uint32(l[:])
+		if n == 0 {
+			continue
+		}
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			t.Fatal(err)
+		}
+		return b[0], b[1:]
+	}
+}
+
+// TestSuperSeedConnRewritesTheSeedersBitfield drives a wrapped connection
+// over real TCP the way anacrolix and a peer would: the seeder's HaveAll
+// reaches the peer as a Bitfield of a few pieces, and each Have the peer
+// sends brings it one more offer, inserted between the seeder's messages.
+func TestSuperSeedConnRewritesTheSeedersBitfield(t *testing.T) {
+	const pieces = 40
+	var ih metainfo.Hash
+	ih[3] = 9
+	ss := newSuperSeeder()
+	ss.add(ih, pieces)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	peer, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	raw, err := lis.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := ss.wrap(raw)
+	defer seed.Close()
+
+	// Peer's handshake and empty bitfield, read by the seeder side.
+	go func() {
+		peer.Write(testHandshake(ih, true))
+		peer.Write(wireMessage(msgHaveNone, nil))
+	}()
+	buf := make([]byte, handshakeLen+5)
+	if _, err := io.ReadFull(seed, buf); err != nil {
+		t.Fatal(err)
+	}
+	// The seeder answers with its handshake and HaveAll, written in odd
+	// pieces, then a keep-alive.
+	out := append(append(testHandshake(ih, true), wireMessage(msgHaveAll, nil)...), 0, 0, 0, 0)
+	for _, cut := range [][2]int{{0, 20}, {20, 70}, {70, len(out)}} {
+		if _, err := seed.Write(out[cut[0]:cut[1]]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs := make([]byte, handshakeLen)
+	if _, err := io.ReadFull(peer, hs); err != nil {
+		t.Fatal(err)
+	}
+	id, bf := readMessage(t, peer)
+	if id != msgBitfield || len(bf) != (pieces+7)/8 {
+		t.Fatalf("peer got message %d of %d bytes, want a Bitfield of %d bytes", id, len(bf), (pieces+7)/8)
+	}
+	var offered []int
+	for i := range pieces {
+		if bf[i/8]&(0x80>>(i%8)) != 0 {
+			offered = append(offered, i)
+		}
+	}
+	if len(offered) != superSeedSlots {
+		t.Fatalf("opening bitfield offers %v, want %d pieces", offered, superSeedSlots)
+	}
+	// The peer got the first offered piece: the seeder offers another.
+	// Drain the seeder side so the Have is read.
+	go io.Copy(io.Discard, seed)
+	if _, err := peer.Write(haveMessage(offered[0])); err != nil {
+		t.Fatal(err)
+	}
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	id, p := readMessage(t, peer)
+	if id != msgHave || len(p) != 4 {
+		t.Fatalf("peer got message %d %x, want a Have", id, p)
+	}
+	next := int(binary.BigEndian.Uint32(p))
+	for _, o := range offered {
+		if o == next {
+			t.Fatalf("offered piece %d again", next)
+		}
+	}
+}

@@ -1,0 +1,64 @@
+package p2p_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eagle-p2p/eagle/p2p"
+)
+
+// TestSuperSeedingSendsAboutOneCopy has six agents fetch one cold blob at
+// once from a seeder whose uplink is capped well below theirs. A seeder
+// that advertised every piece to every agent would be asked for the same
+// first pieces by all six and send several copies; a super-seeding one
+// hands out distinct pieces and lets the agents trade, so it sends about
+// one.
+func TestSuperSeedingSendsAboutOneCopy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about 3 s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := startOrigin(t)
+	trk := startTracker(t)
+	addr, seed := startLimitedSeeder(t, trk, 4<<20)
+	const size = 8 << 20
+	ref, content := pushBlob(t, o, "superseed/blob", size)
+	if _, err := newSeederClient(t, addr).MetaInfo(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	var agents []*p2p.Engine
+	for range 6 {
+		agents = append(agents, newEngine(t, p2p.RoleAgent, trk, newFSStore(t), newSeederClient(t, addr)))
+	}
+	var wg sync.WaitGroup
+	for i, a := range agents {
+		wg.Go(func() {
+			b, err := a.Fetch(ctx, ref)
+			if err != nil {
+				t.Errorf("agent %d: %v", i, err)
+				return
+			}
+			defer b.Close()
+			got, err := io.ReadAll(b)
+			if err != nil || !bytes.Equal(got, content) {
+				t.Errorf("agent %d: %d bytes, err %v, equal %v", i, len(got), err, bytes.Equal(got, content))
+			}
+		})
+	}
+	wg.Wait()
+	sent := seed.Stats().BytesUploaded
+	var fromSeeder int64
+	for _, a := range agents {
+		fromSeeder += a.Stats().BytesFromSeeders
+	}
+	copies := float64(sent) / size
+	t.Logf("seeder sent %.2f copies (%d bytes); agents counted %d bytes from it", copies, sent, fromSeeder)
+	if copies < 1 || copies > 1.25 {
+		t.Errorf("seeder sent %.2f copies of the blob to six agents, want about 1", copies)
+	}
+}

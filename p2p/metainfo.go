@@ -20,7 +20,7 @@ var ErrBadMetaInfo = errors.New("p2p: bad metainfo")
 
 // Piece length bounds. See PieceLength.
 const (
-	MinPieceLength = 256 << 10
+	MinPieceLength = 64 << 10
 	MaxPieceLength = 16 << 20
 	// targetPieces is how many pieces PieceLength aims for: enough that
 	// many peers can trade different pieces of one blob at once, few enough
@@ -30,9 +30,10 @@ const (
 
 // PieceLength is the piece length Eagle uses for a blob of the given size:
 // the smallest power of two that cuts the blob into at most 1024 pieces,
-// clamped to [256 KiB, 16 MiB]. So a 32 MiB layer has 128 pieces of 256 KiB,
+// clamped to [64 KiB, 16 MiB]. So a 32 MiB layer has 512 pieces of 64 KiB,
 // a 1 GiB layer 1024 pieces of 1 MiB, and a 64 GiB blob 4096 pieces of
-// 16 MiB. The rule depends only on the size, so every seeder builds the same
+// 16 MiB. Small pieces matter: a peer can pass a piece on only once it has
+// all of it, so the piece length is the swarm's pipeline delay per hop. The rule depends only on the size, so every seeder builds the same
 // metainfo (and infohash) for the same blob.
 func PieceLength(size int64) int64 {
 	pl := int64(MinPieceLength)

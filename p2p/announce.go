@@ -28,6 +28,10 @@ const (
 	// minAnnounceInterval bounds how often one torrent announces, whatever
 	// the tracker says.
 	minAnnounceInterval = time.Second
+	// underConnectedInterval is the wait before announcing again while a
+	// download has fewer peers than it dials: peers that announced after
+	// it are not in its first answer.
+	underConnectedInterval = 300 * time.Millisecond
 	// announceRetry is the wait after a failed announce.
 	announceRetry = 5 * time.Second
 	// announceTimeout bounds one announce request.
@@ -67,6 +71,8 @@ type announcer struct {
 	client *http.Client
 	peerID [20]byte
 	port   int
+	// numWant is how many peers to ask for.
+	numWant int
 }
 
 func (a *announcer) announce(ctx context.Context, ih metainfo.Hash, ev announceEvent, downloaded, uploaded, left int64) (announceResult, error) {
@@ -78,7 +84,7 @@ func (a *announcer) announce(ctx context.Context, ih metainfo.Hash, ev announceE
 	q.Set("downloaded", strconv.FormatInt(downloaded, 10))
 	q.Set("left", strconv.FormatInt(left, 10))
 	q.Set("compact", "1")
-	q.Set("numwant", "50")
+	q.Set("numwant", strconv.Itoa(a.numWant))
 	if ev != eventNone {
 		q.Set("event", string(ev))
 	}
@@ -144,6 +150,7 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 	ev := eventStarted
 	completed := ent.data.completed()
 	sentCompleted := ent.data.left() == 0
+	target := peerTarget{n: e.cfg.DialPeers}
 	for {
 		st := t.Stats()
 		res, err := a.announce(ctx, ih, ev, st.BytesReadUsefulData.Int64(), st.BytesWrittenData.Int64(), ent.data.left())
@@ -159,7 +166,17 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 			}
 			ev = eventNone
 			wait = max(res.interval, minAnnounceInterval)
-			addPeers(t, res.peers)
+			active := t.Stats().ActivePeers
+			if ent.data.left() > 0 {
+				e.raisePeerTarget(&target, active, time.Now())
+			}
+			want := target.n - active
+			if want > 0 && ent.data.left() > 0 {
+				// Under-connected: ask again soon rather than wait out the
+				// interval with too few sources.
+				wait = underConnectedInterval
+			}
+			addPeers(t, res.peers[:min(len(res.peers), max(want, 0))])
 		}
 		if sentCompleted {
 			completed = nil
@@ -183,6 +200,41 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 	defer cancel()
 	st := t.Stats()
 	a.announce(sctx, ih, eventStopped, st.BytesReadUsefulData.Int64(), st.BytesWrittenData.Int64(), ent.data.left())
+}
+
+// underServed is the share of its download limit below which a host that
+// is downloading looks for more peers.
+const underServed = 0.8
+
+// peerTarget is how many peers one download dials: Config.DialPeers at
+// first, raised while the host downloads well below its download limit
+// although it has all the peers it aimed for. Uploaders share their uplink
+// among the peers asking them, so a node whose sources are all busy with
+// many others gets less than its share; more sources even that out.
+type peerTarget struct {
+	n     int
+	at    time.Time // start of the current measurement
+	bytes int64     // the engine's received bytes at at
+}
+
+// raisePeerTarget measures the engine's download rate since the last
+// measurement (of at least half a second) and raises pt by half of
+// DialPeers, up to MaxPeers, when the download is under-served.
+func (e *Engine) raisePeerTarget(pt *peerTarget, active int, now time.Time) {
+	got := e.fromSeeders.Load() + e.fromAgents.Load()
+	if pt.at.IsZero() {
+		pt.at, pt.bytes = now, got
+		return
+	}
+	dt := now.Sub(pt.at).Seconds()
+	if dt < 0.5 {
+		return
+	}
+	limit := float64(e.cfg.DownloadLimit)
+	if limit > 0 && active >= pt.n && float64(got-pt.bytes)/dt < underServed*limit {
+		pt.n = min(pt.n+max(1, e.cfg.DialPeers/2), e.cfg.MaxPeers)
+	}
+	pt.at, pt.bytes = now, got
 }
 
 func addPeers(t *torrent.Torrent, peers []netip.AddrPort) {

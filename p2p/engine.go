@@ -44,6 +44,15 @@ const (
 	seederPeerIDPrefix = "-ES0100-"
 )
 
+// Peer connection defaults (see Config). A node talks to a few dozen peers
+// at most, like Kraken's 10 per torrent rather than BitTorrent's usual 50 to
+// 80: on a LAN a few sources fill a node's link, and every connection costs
+// Have messages and scheduling for each piece. Measured in BENCHMARKS.md.
+const (
+	DefaultDialPeers = 8
+	DefaultMaxPeers  = 24
+)
+
 // Config configures an Engine.
 type Config struct {
 	// ListenAddr is the peer-wire listen address (host:port). Default ":6881".
@@ -59,6 +68,13 @@ type Config struct {
 	// DownloadLimit caps the piece data this host receives from all peers,
 	// over all torrents together. Default 0: unlimited.
 	DownloadLimit Rate `yaml:"download_limit"`
+	// DialPeers is how many peers of one blob the engine connects to
+	// itself, from the tracker's answers; more connect to it. Default 8.
+	DialPeers int `yaml:"dial_peers"`
+	// MaxPeers caps the peer connections of one blob, both ways. It should
+	// leave room above DialPeers for peers that arrive later to connect.
+	// Default 24.
+	MaxPeers int `yaml:"max_peers"`
 	// Role is the kind of peer. Default RoleAgent.
 	Role Role `yaml:"-"`
 	// Logger receives the engine's logs. Default slog.Default().
@@ -78,6 +94,15 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("p2p: data_dir is required")
+	}
+	if c.DialPeers == 0 {
+		c.DialPeers = DefaultDialPeers
+	}
+	if c.MaxPeers == 0 {
+		c.MaxPeers = DefaultMaxPeers
+	}
+	if c.DialPeers < 1 || c.MaxPeers < c.DialPeers {
+		return fmt.Errorf("p2p: dial_peers (%d) must be at least 1 and max_peers (%d) at least dial_peers", c.DialPeers, c.MaxPeers)
 	}
 	if c.UploadLimit < 0 || c.DownloadLimit < 0 {
 		return errors.New("p2p: upload_limit and download_limit must not be negative")
@@ -104,6 +129,8 @@ type Stats struct {
 	BytesFromAgents int64
 	// BytesUploaded is piece data sent to other peers.
 	BytesUploaded int64
+	// Peers is the number of peer connections open now, over all blobs.
+	Peers int
 }
 
 // Engine is one peer. Create it with New and stop it with Close.
@@ -216,6 +243,7 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 		cc.DisableTCP = true
 	}
 	cc.Seed = true
+	cc.EstablishedConnsPerTorrent = e.cfg.MaxPeers
 	// anacrolix paces dials at 10/s by sleeping in a goroutine that Close
 	// does not wait for. Peers come from our tracker, 50 at most per
 	// announce, and the half-open limits already bound a dial burst.
@@ -223,9 +251,8 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 	if l := e.cfg.UploadLimit.Limiter(); l != nil {
 		cc.UploadRateLimiter = l
 	}
-	if l := e.cfg.DownloadLimit.Limiter(); l != nil {
-		cc.DownloadRateLimiter = l
-	}
+	// The download limit is applied on the engine's own sockets (see
+	// readLimitedConn and bindSockets).
 	// Every torrent brings its own storage (a blobData). Without this the
 	// client would open a file store and a piece-completion database in the
 	// working directory.
@@ -273,7 +300,7 @@ func (e *Engine) boundIP() net.IP {
 // and dialer instead of anacrolix's: when it listens on one IP, or is a
 // seeder (which wraps its connections to super-seed).
 func (e *Engine) ownsSockets() bool {
-	return e.boundIP() != nil || e.super != nil
+	return e.boundIP() != nil || e.super != nil || e.cfg.DownloadLimit > 0
 }
 
 // bindSockets gives the engine its own listener and dialer when
@@ -281,7 +308,8 @@ func (e *Engine) ownsSockets() bool {
 // anacrolix dials from an unbound socket, so on a host with several
 // addresses its peers would see connections from another address than the
 // one the tracker hands out, and banning one bad peer by IP would ban its
-// neighbours too. A seeder's connections are wrapped to super-seed.
+// neighbours too. Reads are paced by the download limit, and a seeder's
+// connections are wrapped to super-seed.
 func (e *Engine) bindSockets() error {
 	if !e.ownsSockets() {
 		return nil
@@ -300,13 +328,15 @@ func (e *Engine) bindSockets() error {
 		return fmt.Errorf("p2p: listen: %w", err)
 	}
 	e.listener = lis
-	var dialer torrent.Dialer = torrent.NetworkDialer{Network: network, Dialer: d}
-	if e.super != nil {
-		lis = ssListener{Listener: lis, ss: e.super}
-		dialer = ssDialer{Dialer: dialer, ss: e.super}
+	dl := e.cfg.DownloadLimit.Limiter()
+	wrap := func(c net.Conn) net.Conn {
+		if e.super != nil {
+			c = e.super.wrap(c)
+		}
+		return limitReads(c, dl)
 	}
-	e.cl.AddListener(lis)
-	e.cl.AddDialer(dialer)
+	e.cl.AddListener(wrappingListener{Listener: lis, wrap: wrap})
+	e.cl.AddDialer(wrappingDialer{Dialer: torrent.NetworkDialer{Network: network, Dialer: d}, wrap: wrap})
 	return nil
 }
 
@@ -452,7 +482,7 @@ func (e *Engine) newAnnouncers() []*announcer {
 	}
 	var as []*announcer
 	for _, u := range e.cfg.Trackers {
-		as = append(as, &announcer{url: u, client: client, peerID: e.cl.PeerID(), port: port})
+		as = append(as, &announcer{url: u, client: client, peerID: e.cl.PeerID(), port: port, numWant: e.cfg.DialPeers})
 	}
 	return as
 }
@@ -577,6 +607,9 @@ func (e *Engine) Stats() Stats {
 	s := Stats{BytesFromSeeders: e.fromSeeders.Load(), BytesFromAgents: e.fromAgents.Load()}
 	cs := e.cl.Stats().ConnStats
 	s.BytesUploaded = cs.BytesWrittenData.Int64()
+	for _, t := range e.cl.Torrents() {
+		s.Peers += t.Stats().ActivePeers
+	}
 	return s
 }
 

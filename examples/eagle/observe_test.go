@@ -76,6 +76,7 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"agent", agent("seeders: 127.0.0.1:1\n", "", ""), "seeders"},
 		{"agent", agent("", "  listen_addr: nonsense\n", ""), "listen_addr"},
 		{"agent", agent("", "  download_limit: 5 parsecs\n", ""), "p2p.download_limit"},
+		{"agent", agent("", "  dial_peers: 30\n  max_peers: 10\n", ""), "max_peers"},
 		{"agent", agent("", "", "  default_upstream: ftp://x\n"), "default_upstream"},
 		{"agent", agent("", "", "  upstreams: [\"http://a/path\"]\n"), "upstreams[0]"},
 		{"agent", agent("", "", "  auth_cache_size: -1\n"), "auth_cache_size"},

@@ -31,6 +31,7 @@ type swarmOptions struct {
 	announce       time.Duration
 	verbose        bool
 	central        bool
+	cpuProfile     string
 }
 
 func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -46,6 +47,7 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
 	fs.BoolVar(&o.central, "central", true, "also measure the central cache (false: central_s=0, for quick tuning runs)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the Eagle pull to this file")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: eagle bench swarm [flags]\n\nStarts in this process an origin, a tracker, S seeders and N agents on\n"+
@@ -158,7 +160,20 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) e
 	for i, a := range c.Agents {
 		urls[i] = a.URL + path
 	}
-	if r.eagle, err = pullAll(ctx, urls, layer.Digest, L); err != nil {
+	stopProfile := func() {}
+	if o.cpuProfile != "" {
+		if stopProfile, err = startCPUProfile(o.cpuProfile); err != nil {
+			return fmt.Errorf("bench swarm: %w", err)
+		}
+	}
+	stopTrace := func() {}
+	if o.verbose {
+		stopTrace = traceSwarm(stderr, c, L)
+	}
+	r.eagle, err = pullAll(ctx, urls, layer.Digest, L)
+	stopTrace()
+	stopProfile()
+	if err != nil {
 		return fmt.Errorf("bench swarm: eagle pull: %w", err)
 	}
 	if r.peakRSS, err = peakRSS(); err != nil {
@@ -283,4 +298,54 @@ func pullOne(ctx context.Context, client *http.Client, url string, want digest.D
 // peak since start, which can only overstate.
 func resetPeakRSS() {
 	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+
+// traceSwarm prints, every 100 ms until stop, the piece bytes the agents
+// received (in total and the least any one did) and the seeders sent.
+func traceSwarm(w io.Writer, c *cluster.Cluster, size int64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	start := time.Now()
+	// When each agent first had received something, half, and all.
+	marks := make([][3]float64, len(c.Agents))
+	wg.Go(func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				for i, m := range marks {
+					fmt.Fprintf(w, "trace: agent=%d first_s=%.1f half_s=%.1f all_s=%.1f peers=%d\n", i, m[0], m[1], m[2], c.Agents[i].Node.Engine.Stats().Peers)
+				}
+				return
+			case <-t.C:
+			}
+			now := time.Since(start).Seconds()
+			for i, a := range c.Agents {
+				st := a.Node.Engine.Stats()
+				n := st.BytesFromSeeders + st.BytesFromAgents
+				for j, at := range []int64{1, size / 2, size} {
+					if marks[i][j] == 0 && n >= at {
+						marks[i][j] = now
+					}
+				}
+			}
+			var total, least, seeders int64 = 0, math.MaxInt64, 0
+			leastPeers := 0
+			for _, a := range c.Agents {
+				st := a.Node.Engine.Stats()
+				n := st.BytesFromSeeders + st.BytesFromAgents
+				total += n
+				if n < least {
+					least, leastPeers = n, st.Peers
+				}
+			}
+			for _, s := range c.Seeders {
+				seeders += s.Engine.Stats().BytesUploaded
+			}
+			fmt.Fprintf(w, "trace: t=%.1fs agents_received=%d least=%d seeders_sent=%d least_peers=%d\n", time.Since(start).Seconds(), total, least, seeders, leastPeers)
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }

@@ -26,11 +26,14 @@ import (
 // Announce timing.
 const (
 	// minAnnounceInterval bounds how often one torrent announces, whatever
-	// the tracker says.
+	// the tracker says. A download short of peers asks sooner (see
+	// underConnectedInterval).
 	minAnnounceInterval = time.Second
 	// underConnectedInterval is the wait before announcing again while a
 	// download has fewer peers than it dials: peers that announced after
-	// it are not in its first answer.
+	// it are not in its first answer. It doubles with each answer that
+	// brings no peer the download lacks (a swarm smaller than its target),
+	// up to the tracker's interval.
 	underConnectedInterval = 300 * time.Millisecond
 	// announceRetry is the wait after a failed announce.
 	announceRetry = 5 * time.Second
@@ -71,11 +74,9 @@ type announcer struct {
 	client *http.Client
 	peerID [20]byte
 	port   int
-	// numWant is how many peers to ask for.
-	numWant int
 }
 
-func (a *announcer) announce(ctx context.Context, ih metainfo.Hash, ev announceEvent, downloaded, uploaded, left int64) (announceResult, error) {
+func (a *announcer) announce(ctx context.Context, ih metainfo.Hash, ev announceEvent, numWant int, downloaded, uploaded, left int64) (announceResult, error) {
 	q := url.Values{}
 	q.Set("info_hash", string(ih[:]))
 	q.Set("peer_id", string(a.peerID[:]))
@@ -84,7 +85,7 @@ func (a *announcer) announce(ctx context.Context, ih metainfo.Hash, ev announceE
 	q.Set("downloaded", strconv.FormatInt(downloaded, 10))
 	q.Set("left", strconv.FormatInt(left, 10))
 	q.Set("compact", "1")
-	q.Set("numwant", strconv.Itoa(a.numWant))
+	q.Set("numwant", strconv.Itoa(numWant))
 	if ev != eventNone {
 		q.Set("event", string(ev))
 	}
@@ -151,9 +152,10 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 	completed := ent.data.completed()
 	sentCompleted := ent.data.left() == 0
 	target := peerTarget{n: e.cfg.DialPeers}
+	misses := 0 // answers in a row that brought no peer we lacked
 	for {
 		st := t.Stats()
-		res, err := a.announce(ctx, ih, ev, st.BytesReadUsefulData.Int64(), st.BytesWrittenData.Int64(), ent.data.left())
+		res, err := a.announce(ctx, ih, ev, min(target.n+st.ActivePeers, maxNumWant), st.BytesReadUsefulData.Int64(), st.BytesWrittenData.Int64(), ent.data.left())
 		wait := announceRetry
 		if err != nil {
 			if ctx.Err() != nil {
@@ -170,13 +172,19 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 			if ent.data.left() > 0 {
 				e.raisePeerTarget(&target, active, time.Now())
 			}
+			fresh := newPeers(t, res.peers)
 			want := target.n - active
+			addPeers(t, fresh[:min(len(fresh), max(want, 0))])
 			if want > 0 && ent.data.left() > 0 {
 				// Under-connected: ask again soon rather than wait out the
 				// interval with too few sources.
-				wait = underConnectedInterval
+				if len(fresh) == 0 {
+					misses = min(misses+1, 16)
+				} else {
+					misses = 0
+				}
+				wait = min(wait, underConnectedInterval<<misses)
 			}
-			addPeers(t, res.peers[:min(len(res.peers), max(want, 0))])
 		}
 		if sentCompleted {
 			completed = nil
@@ -199,7 +207,7 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	st := t.Stats()
-	a.announce(sctx, ih, eventStopped, st.BytesReadUsefulData.Int64(), st.BytesWrittenData.Int64(), ent.data.left())
+	a.announce(sctx, ih, eventStopped, 0, st.BytesReadUsefulData.Int64(), st.BytesWrittenData.Int64(), ent.data.left())
 }
 
 // underServed is the share of its download limit below which a host that
@@ -235,6 +243,26 @@ func (e *Engine) raisePeerTarget(pt *peerTarget, active int, now time.Time) {
 		pt.n = min(pt.n+max(1, e.cfg.DialPeers/2), e.cfg.MaxPeers)
 	}
 	pt.at, pt.bytes = now, got
+}
+
+// maxNumWant is the most peers one announce asks for.
+const maxNumWant = 50
+
+// newPeers is peers without those t is connected to by dialling them.
+// (Peers that dialled in show their ephemeral port, not the one the tracker
+// knows: a peer in both directions costs one more connection, no more.)
+func newPeers(t *torrent.Torrent, peers []netip.AddrPort) []netip.AddrPort {
+	have := make(map[string]bool)
+	for _, c := range t.PeerConns() {
+		have[c.RemoteAddr.String()] = true
+	}
+	var fresh []netip.AddrPort
+	for _, p := range peers {
+		if !have[p.String()] {
+			fresh = append(fresh, p)
+		}
+	}
+	return fresh
 }
 
 func addPeers(t *torrent.Torrent, peers []netip.AddrPort) {

@@ -330,6 +330,12 @@ func (e *Engine) bindSockets() error {
 	e.listener = lis
 	dl := e.cfg.DownloadLimit.Limiter()
 	wrap := func(c net.Conn) net.Conn {
+		if tc, ok := c.(*net.TCPConn); ok {
+			// What anacrolix does to the connections it makes itself, and
+			// cannot once they are wrapped: no TIME_WAIT pile-up from peers
+			// coming and going.
+			tc.SetLinger(0)
+		}
 		if e.super != nil {
 			c = e.super.wrap(c)
 		}
@@ -435,6 +441,9 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 	}
 	t, err := e.addTorrent(mi, ent.data)
 	if err != nil {
+		if e.super != nil {
+			e.super.remove(mi.HashInfoBytes())
+		}
 		e.remove(ent, err)
 		return err
 	}
@@ -482,7 +491,7 @@ func (e *Engine) newAnnouncers() []*announcer {
 	}
 	var as []*announcer
 	for _, u := range e.cfg.Trackers {
-		as = append(as, &announcer{url: u, client: client, peerID: e.cl.PeerID(), port: port, numWant: e.cfg.DialPeers})
+		as = append(as, &announcer{url: u, client: client, peerID: e.cl.PeerID(), port: port})
 	}
 	return as
 }
@@ -624,6 +633,9 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 	e.wg.Wait()
 	errs := e.cl.Close()
+	if e.super != nil {
+		e.super.close()
+	}
 	if e.listener != nil {
 		e.listener.Close()
 	}

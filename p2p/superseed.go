@@ -60,6 +60,7 @@ func (s *superSeeder) add(ih metainfo.Hash, n int) {
 	defer s.mu.Unlock()
 	if _, ok := s.swarms[ih]; !ok {
 		s.swarms[ih] = &ssSwarm{
+			ss:      s,
 			n:       n,
 			have:    make([]int32, n),
 			offered: make([]int32, n),
@@ -74,15 +75,29 @@ func (s *superSeeder) remove(ih metainfo.Hash) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sw, ok := s.swarms[ih]; ok {
-		sw.closed = true
+		sw.close()
+		delete(s.swarms, ih)
+	}
+}
+
+// close stops super-seeding everything.
+func (s *superSeeder) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ih, sw := range s.swarms {
+		sw.close()
 		delete(s.swarms, ih)
 	}
 }
 
 // ssSwarm is one super-seeded torrent. Guarded by superSeeder.mu.
 type ssSwarm struct {
-	n       int
-	closed  bool
+	ss     *superSeeder
+	n      int
+	closed bool
+	// expiry runs fill once the offers made so far are past their TTL,
+	// should nothing else happen in the swarm before then.
+	expiry  *time.Timer
 	have    []int32 // connected peers that have each piece
 	offered []int32 // outstanding offers of each piece
 	slots   int     // outstanding offers holding a slot
@@ -101,6 +116,13 @@ type ssPeer struct {
 	started bool
 	// lastOffer orders peers for new offers, longest waiting first.
 	lastOffer time.Time
+}
+
+func (sw *ssSwarm) close() {
+	sw.closed = true
+	if sw.expiry != nil {
+		sw.expiry.Stop()
+	}
 }
 
 func (sw *ssSwarm) join(c *ssConn) *ssPeer {
@@ -152,11 +174,13 @@ func (sw *ssSwarm) dropOffer(p *ssPeer, i int) {
 
 // fill makes offers until the swarm's slots are taken or no started peer
 // lacks a piece it was not told of. It calls tell for each offer to a
-// started peer.
+// started peer (an offer to a peer not started yet goes into its opening
+// bitfield).
 func (sw *ssSwarm) fill(now time.Time, tell func(c *ssConn, piece int)) {
 	if sw.closed {
 		return
 	}
+	defer sw.armExpiry()
 	// Offers past their time give up their slot.
 	for _, p := range sw.peers {
 		for i, at := range p.offers {
@@ -188,6 +212,27 @@ func (sw *ssSwarm) fill(now time.Time, tell func(c *ssConn, piece int)) {
 		}
 	}
 }
+
+// armExpiry makes sure fill runs again when the offers holding slots are
+// past their TTL, even if no peer reports anything until then. Called with
+// ss.mu held.
+func (sw *ssSwarm) armExpiry() {
+	if sw.slots == 0 || sw.ss == nil {
+		return
+	}
+	if sw.expiry != nil {
+		sw.expiry.Reset(superSeedOfferTTL + time.Millisecond)
+		return
+	}
+	sw.expiry = time.AfterFunc(superSeedOfferTTL+time.Millisecond, func() {
+		sw.ss.mu.Lock()
+		defer sw.ss.mu.Unlock()
+		sw.fill(time.Now(), offer)
+	})
+}
+
+// offer sends c an offer of piece i.
+func offer(c *ssConn, i int) { c.queue(haveMessage(i)) }
 
 // nextPeer is the peer waiting longest for an offer among those with fewer
 // than their share of the slots and some piece they lack and were not told
@@ -237,11 +282,16 @@ type ssConn struct {
 
 	in wireScanner // read side; used by the reading goroutine only
 
-	wmu     sync.Mutex // serializes writes; guards out and outBuf
-	out     wireScanner
-	outBuf  []byte
-	pmu     sync.Mutex
-	pending []byte // offers waiting for the next message boundary
+	wmu    sync.Mutex // serializes writes; guards out and outBuf
+	out    wireScanner
+	outBuf []byte
+
+	pmu      sync.Mutex
+	pending  []byte // offers waiting for the next message boundary
+	flushing bool   // the flusher goroutine runs
+	wake     chan struct{}
+	closed   chan struct{}
+	wg       sync.WaitGroup
 
 	// Guarded by ss.mu.
 	swarm *ssSwarm
@@ -250,7 +300,7 @@ type ssConn struct {
 }
 
 func (s *superSeeder) wrap(c net.Conn) net.Conn {
-	w := &ssConn{Conn: c, ss: s}
+	w := &ssConn{Conn: c, ss: s, wake: make(chan struct{}, 1), closed: make(chan struct{})}
 	w.in = wireScanner{keep: isHaveMessage, handshake: w.onHandshake}
 	w.out = wireScanner{keep: w.keepOutbound}
 	return w
@@ -289,11 +339,10 @@ func (c *ssConn) Read(b []byte) (int, error) {
 }
 
 func (c *ssConn) onInbound(id byte, payload []byte) {
-	var tells []*ssConn
 	c.ss.mu.Lock()
+	defer c.ss.mu.Unlock()
 	sw, p := c.swarm, c.peer
 	if sw == nil || c.done {
-		c.ss.mu.Unlock()
 		return
 	}
 	switch id {
@@ -312,14 +361,7 @@ func (c *ssConn) onInbound(id byte, payload []byte) {
 			sw.got(p, i)
 		}
 	}
-	sw.fill(time.Now(), func(o *ssConn, piece int) {
-		o.queue(haveMessage(piece))
-		tells = append(tells, o)
-	})
-	c.ss.mu.Unlock()
-	for _, o := range tells {
-		o.flush()
-	}
+	sw.fill(time.Now(), offer)
 }
 
 func (c *ssConn) keepOutbound(id byte) bool {
@@ -333,25 +375,17 @@ func (c *ssConn) keepOutbound(id byte) bool {
 
 // onOutbound replaces the seeder's opening HaveAll or Bitfield with a
 // Bitfield of the pieces offered to this peer. Called with wmu held.
-func (c *ssConn) onOutbound(id byte, payload []byte) []byte {
-	var tells []*ssConn
+func (c *ssConn) onOutbound(byte, []byte) []byte {
 	c.ss.mu.Lock()
+	defer c.ss.mu.Unlock()
 	sw, p := c.swarm, c.peer
+	// p is not started yet: what fill offers it goes into the bitfield.
+	sw.fill(time.Now(), offer)
 	p.started = true
-	sw.fill(time.Now(), func(o *ssConn, piece int) {
-		o.queue(haveMessage(piece))
-		tells = append(tells, o)
-	})
 	bf := make([]byte, (sw.n+7)/8)
 	for i, t := range p.told {
 		if t {
 			bf[i/8] |= 0x80 >> (i % 8)
-		}
-	}
-	c.ss.mu.Unlock()
-	for _, o := range tells {
-		if o != c { // c's own queue is flushed by the Write in progress
-			o.flush()
 		}
 	}
 	return wireMessage(msgBitfield, bf)
@@ -361,6 +395,7 @@ func (c *ssConn) onOutbound(id byte, payload []byte) []byte {
 // pending offers inserted between messages.
 func (c *ssConn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.outBuf = c.outBuf[:0]
 	c.out.scan(b, func(raw []byte) {
 		c.outBuf = append(c.outBuf, raw...)
@@ -368,24 +403,63 @@ func (c *ssConn) Write(b []byte) (int, error) {
 		c.outBuf = append(c.outBuf, c.onOutbound(id, payload)...)
 	})
 	c.outBuf = c.takePending(c.outBuf)
-	_, err := c.Conn.Write(c.outBuf)
-	c.wmu.Unlock()
-	if err != nil {
+	if _, err := c.Conn.Write(c.outBuf); err != nil {
 		return 0, err
 	}
-	c.flush()
 	return len(b), nil
 }
 
-// queue adds an offer to send at the next message boundary.
+// queue adds an offer to send at the next message boundary: with the next
+// Write, or by the connection's flusher goroutine if anacrolix has nothing
+// to write (a peer waiting for an offer may well not be interested in
+// anything else). It never blocks: it is called with ss.mu held, often on
+// another connection's goroutine.
 func (c *ssConn) queue(msg []byte) {
 	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	select {
+	case <-c.closed:
+		return
+	default:
+	}
 	c.pending = append(c.pending, msg...)
-	c.pmu.Unlock()
+	if !c.flushing {
+		c.flushing = true
+		c.wg.Add(1)
+		go c.flusher()
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// flusher writes queued offers until the connection is closed. A write
+// that blocks (a peer not reading) holds up only this connection.
+func (c *ssConn) flusher() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.closed:
+			return
+		case <-c.wake:
+		}
+		c.wmu.Lock()
+		buf := c.takePending(nil)
+		var err error
+		if len(buf) > 0 {
+			_, err = c.Conn.Write(buf)
+		}
+		c.wmu.Unlock()
+		if err != nil {
+			return // anacrolix sees the error on its next Write or Read
+		}
+	}
 }
 
 // takePending appends the queued offers to buf if the stream written so far
-// ends at a message boundary. Called with wmu held.
+// ends at a message boundary; otherwise the Write that completes the
+// current message takes them. Called with wmu held.
 func (c *ssConn) takePending(buf []byte) []byte {
 	if !c.out.atBoundary() {
 		return buf
@@ -397,42 +471,28 @@ func (c *ssConn) takePending(buf []byte) []byte {
 	return buf
 }
 
-// flush writes queued offers now, unless a Write is in progress: that
-// Write flushes them when it ends (it calls flush after unlocking, so an
-// offer queued while it held the lock is not left behind).
-func (c *ssConn) flush() {
-	c.pmu.Lock()
-	empty := len(c.pending) == 0
-	c.pmu.Unlock()
-	if empty || !c.wmu.TryLock() {
-		return
-	}
-	defer c.wmu.Unlock()
-	if buf := c.takePending(nil); len(buf) > 0 {
-		c.Conn.Write(buf) // an error shows in anacrolix's next Write
-	}
-}
-
 // leave takes the connection out of its swarm's accounting.
 func (c *ssConn) leave() {
-	var tells []*ssConn
 	c.ss.mu.Lock()
+	defer c.ss.mu.Unlock()
 	c.done = true
 	if sw := c.swarm; sw != nil {
 		sw.leave(c)
-		sw.fill(time.Now(), func(o *ssConn, piece int) {
-			o.queue(haveMessage(piece))
-			tells = append(tells, o)
-		})
-	}
-	c.ss.mu.Unlock()
-	for _, o := range tells {
-		o.flush()
+		sw.fill(time.Now(), offer)
 	}
 }
 
-// Close closes the connection and leaves its swarm.
+// Close closes the connection, leaves its swarm and stops the flusher.
 func (c *ssConn) Close() error {
 	c.leave()
-	return c.Conn.Close()
+	c.pmu.Lock()
+	select {
+	case <-c.closed:
+	default:
+		close(c.closed)
+	}
+	c.pmu.Unlock()
+	err := c.Conn.Close() // ends a flusher's blocked write
+	c.wg.Wait()
+	return err
 }

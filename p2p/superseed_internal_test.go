@@ -301,3 +301,84 @@ func TestSuperSeedConnRewritesTheSeedersBitfield(t *testing.T) {
 		}
 	}
 }
+
+// discardConn is a net.Conn whose writes vanish.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(b []byte) (int, error) { return len(b), nil }
+func (discardConn) Close() error                { return nil }
+
+// BenchmarkSuperSeedWrite measures the seeder-side wrapper on its hot
+// path: piece messages (16 KiB chunks, as anacrolix sends them) scanned and
+// passed through.
+func BenchmarkSuperSeedWrite(b *testing.B) {
+	var ih metainfo.Hash
+	ss := newSuperSeeder()
+	ss.add(ih, 512)
+	c := ss.wrap(discardConn{}).(*ssConn)
+	c.in.scan(testHandshake(ih, true), func([]byte) {}, c.onInbound)
+	if _, err := c.Write(append(testHandshake(ih, true), wireMessage(msgHaveAll, nil)...)); err != nil {
+		b.Fatal(err)
+	}
+	msg := wireMessage(7, append([]byte{0, 0, 0, 1, 0, 0, 0, 0}, make([]byte, 16<<10)...))
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestSuperSeedOffersMoreWhenOffersGoStale checks that offers a peer sits
+// on give their slots up after superSeedOfferTTL even when nothing else
+// happens in the swarm: the peer is sent fresh offers without sending
+// anything itself.
+func TestSuperSeedOffersMoreWhenOffersGoStale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the offer TTL")
+	}
+	var ih metainfo.Hash
+	ih[5] = 1
+	ss := newSuperSeeder()
+	defer ss.close()
+	ss.add(ih, 64)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	peer, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	raw, err := lis.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := ss.wrap(raw)
+	defer seed.Close()
+	go peer.Write(testHandshake(ih, true))
+	if _, err := io.ReadFull(seed, make([]byte, handshakeLen)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seed.Write(append(testHandshake(ih, true), wireMessage(msgHaveAll, nil)...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(peer, make([]byte, handshakeLen)); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := readMessage(t, peer); id != msgBitfield {
+		t.Fatalf("opening message %d, want a Bitfield", id)
+	}
+	start := time.Now()
+	peer.SetReadDeadline(start.Add(superSeedOfferTTL + 3*time.Second))
+	id, p := readMessage(t, peer)
+	if id != msgHave || len(p) != 4 {
+		t.Fatalf("got message %d %x, want a Have", id, p)
+	}
+	if waited := time.Since(start); waited < superSeedOfferTTL-100*time.Millisecond {
+		t.Errorf("a new offer came after %v, before the old ones were stale", waited)
+	}
+}

@@ -155,7 +155,7 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 	misses := 0 // answers in a row that brought no peer we lacked
 	for {
 		st := t.Stats()
-		res, err := a.announce(ctx, ih, ev, min(target.n+st.ActivePeers, maxNumWant), st.BytesReadUsefulData.Int64(), st.BytesWrittenData.Int64(), ent.data.left())
+		res, err := a.announce(ctx, ih, ev, min(target.n, maxNumWant), st.BytesReadUsefulData.Int64(), st.BytesWrittenData.Int64(), ent.data.left())
 		wait := announceRetry
 		if err != nil {
 			if ctx.Err() != nil {

@@ -210,7 +210,7 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 		c.OnEvict(e.evicted)
 	}
 	if cfg.Role == RoleSeeder {
-		e.super = newSuperSeeder(cfg.UploadLimit)
+		e.super = newSuperSeeder()
 	}
 	cl, err := torrent.NewClient(e.clientConfig())
 	if err != nil {

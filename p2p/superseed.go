@@ -4,7 +4,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -26,13 +25,11 @@ import (
 // piece a peer asks for, and peers only ask for pieces they were told of.
 
 const (
-	// superSeedSlots is how many offers may be outstanding in one swarm
-	// (pieces the seeder told a peer of and the peer does not have yet) at
-	// least, and at first. Few, so that each offered piece arrives fast
-	// and can be passed on soon; with a fast round trip 4 keeps the
-	// seeder's uplink full and measured best against 2, 8 and 16
-	// (BENCHMARKS.md). More are used while the uplink is not full (see
-	// superSeeder.limit).
+	// superSeedSlots is how many offers may be outstanding in one swarm:
+	// pieces the seeder told a peer of and the peer does not have yet.
+	// Few, so that each offered piece arrives fast and can be passed on
+	// soon; enough to keep the seeder's uplink busy. 4 measured best
+	// against 2, 8 and 16 (BENCHMARKS.md).
 	superSeedSlots = 4
 	// superSeedOfferTTL is how long an offer holds its slot. A peer that
 	// has not got the piece by then (it is slow, or stuck) no longer holds
@@ -45,58 +42,16 @@ const (
 	// peers from all wanting the same few pieces. Strictly in order (1)
 	// left some peers well behind the others; 32 did not (BENCHMARKS.md).
 	pickWindow = 32
-	// maxSuperSeedSlots bounds the slots an uplink that is not full may
-	// grow to (see superSeeder.limit).
-	maxSuperSeedSlots = 32
-	// superSeedWindow is how often the slots are adapted.
-	superSeedWindow = 250 * time.Millisecond
 )
 
 // superSeeder keeps the super-seeding state of one engine's swarms.
 type superSeeder struct {
 	mu     sync.Mutex
 	swarms map[metainfo.Hash]*ssSwarm
-
-	// limit is the engine's upload limit in bytes per second (0: none).
-	// While the swarms are short of slots and the uplink is not full (a
-	// long round trip between an offer and the peer's request), slots
-	// grows, up to maxSuperSeedSlots; once the uplink is full it shrinks
-	// back towards superSeedSlots.
-	limit    float64
-	slots    int
-	sent     atomic.Int64 // bytes written to peers
-	winAt    time.Time
-	winBytes int64
-	short    bool // some swarm wanted more slots in this window
 }
 
-func newSuperSeeder(limit Rate) *superSeeder {
-	return &superSeeder{swarms: make(map[metainfo.Hash]*ssSwarm), limit: float64(limit), slots: superSeedSlots}
-}
-
-// adapt moves s.slots by the uplink's use over the last window. Called with
-// mu held.
-func (s *superSeeder) adapt(now time.Time) {
-	if s.limit <= 0 {
-		return
-	}
-	if s.winAt.IsZero() {
-		s.winAt, s.winBytes = now, s.sent.Load()
-		return
-	}
-	dt := now.Sub(s.winAt).Seconds()
-	if dt < superSeedWindow.Seconds() {
-		return
-	}
-	sent := s.sent.Load()
-	rate := float64(sent-s.winBytes) / dt
-	switch {
-	case s.short && rate < 0.9*s.limit:
-		s.slots = min(s.slots+1, maxSuperSeedSlots)
-	case rate >= 0.97*s.limit:
-		s.slots = max(s.slots-1, superSeedSlots)
-	}
-	s.winAt, s.winBytes, s.short = now, sent, false
+func newSuperSeeder() *superSeeder {
+	return &superSeeder{swarms: make(map[metainfo.Hash]*ssSwarm)}
 }
 
 // add starts super-seeding the torrent ih of n pieces.
@@ -236,18 +191,7 @@ func (sw *ssSwarm) fill(now time.Time, tell func(c *ssConn, piece int)) {
 			}
 		}
 	}
-	limit := superSeedSlots
-	if sw.ss != nil {
-		sw.ss.adapt(now)
-		limit = sw.ss.slots
-	}
-	for {
-		if sw.slots >= limit {
-			if sw.ss != nil {
-				sw.ss.short = true
-			}
-			return
-		}
+	for sw.slots < superSeedSlots {
 		c, p := sw.nextPeer()
 		if p == nil {
 			return
@@ -294,11 +238,7 @@ func offer(c *ssConn, i int) { c.queue(haveMessage(i)) }
 // than their share of the slots and some piece they lack and were not told
 // of.
 func (sw *ssSwarm) nextPeer() (*ssConn, *ssPeer) {
-	slots := superSeedSlots
-	if sw.ss != nil {
-		slots = sw.ss.slots
-	}
-	share := max(1, slots/max(1, len(sw.peers)))
+	share := max(1, superSeedSlots/max(1, len(sw.peers)))
 	var bc *ssConn
 	var best *ssPeer
 	for c, p := range sw.peers {
@@ -463,9 +403,7 @@ func (c *ssConn) Write(b []byte) (int, error) {
 		c.outBuf = append(c.outBuf, c.onOutbound(id, payload)...)
 	})
 	c.outBuf = c.takePending(c.outBuf)
-	n, err := c.Conn.Write(c.outBuf)
-	c.ss.sent.Add(int64(n))
-	if err != nil {
+	if _, err := c.Conn.Write(c.outBuf); err != nil {
 		return 0, err
 	}
 	return len(b), nil

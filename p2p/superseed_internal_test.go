@@ -230,7 +230,7 @@ func TestSuperSeedConnRewritesTheSeedersBitfield(t *testing.T) {
 	const pieces = 40
 	var ih metainfo.Hash
 	ih[3] = 9
-	ss := newSuperSeeder(0)
+	ss := newSuperSeeder()
 	ss.add(ih, pieces)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -313,7 +313,7 @@ func (discardConn) Close() error                { return nil }
 // passed through.
 func BenchmarkSuperSeedWrite(b *testing.B) {
 	var ih metainfo.Hash
-	ss := newSuperSeeder(0)
+	ss := newSuperSeeder()
 	ss.add(ih, 512)
 	c := ss.wrap(discardConn{}).(*ssConn)
 	c.in.scan(testHandshake(ih, true), func([]byte) {}, c.onInbound)
@@ -340,7 +340,7 @@ func TestSuperSeedOffersMoreWhenOffersGoStale(t *testing.T) {
 	}
 	var ih metainfo.Hash
 	ih[5] = 1
-	ss := newSuperSeeder(0)
+	ss := newSuperSeeder()
 	defer ss.close()
 	ss.add(ih, 64)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -380,45 +380,5 @@ func TestSuperSeedOffersMoreWhenOffersGoStale(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < superSeedOfferTTL-100*time.Millisecond {
 		t.Errorf("a new offer came after %v, before the old ones were stale", waited)
-	}
-}
-
-// TestSuperSeedSlotsFollowTheUplink checks that the slot count grows while
-// swarms want more slots and the uplink is below its limit (a long round
-// trip between offer and request), and shrinks back once it is full.
-func TestSuperSeedSlotsFollowTheUplink(t *testing.T) {
-	ss := newSuperSeeder(1 << 20)
-	now := time.Now()
-	ss.adapt(now)
-	for range 10 {
-		now = now.Add(superSeedWindow)
-		ss.short = true
-		ss.sent.Add(1 << 17) // half the limit
-		ss.adapt(now)
-	}
-	if ss.slots != superSeedSlots+10 {
-		t.Fatalf("after 10 short windows at half the limit: %d slots, want %d", ss.slots, superSeedSlots+10)
-	}
-	now = now.Add(superSeedWindow)
-	ss.sent.Add(1 << 17)
-	ss.adapt(now) // not short: no growth
-	if ss.slots != superSeedSlots+10 {
-		t.Fatalf("a window without demand changed slots to %d", ss.slots)
-	}
-	for range 20 {
-		now = now.Add(superSeedWindow)
-		ss.short = true
-		ss.sent.Add(1 << 18) // the whole limit
-		ss.adapt(now)
-	}
-	if ss.slots != superSeedSlots {
-		t.Fatalf("after 20 full windows: %d slots, want back at %d", ss.slots, superSeedSlots)
-	}
-	unlimited := newSuperSeeder(0)
-	unlimited.short = true
-	unlimited.adapt(now)
-	unlimited.adapt(now.Add(time.Second))
-	if unlimited.slots != superSeedSlots {
-		t.Fatalf("without an upload limit: %d slots, want %d", unlimited.slots, superSeedSlots)
 	}
 }

@@ -300,7 +300,6 @@ func resetPeakRSS() {
 	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
-
 // traceSwarm prints, every 100 ms until stop, the piece bytes the agents
 // received (in total and the least any one did) and the seeders sent.
 func traceSwarm(w io.Writer, c *cluster.Cluster, size int64) (stop func()) {

@@ -436,7 +436,11 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 	close(ent.done)
 	e.blobs[dgst] = ent
 	e.mu.Unlock()
-	if e.super != nil {
+	if e.super != nil && info.PieceLength == MinPieceLength {
+		// Only blobs cut into the smallest pieces (up to 64 MiB) are
+		// super-seeded: with longer pieces, agents were seen not to ask
+		// for the offered pieces at all (no Interested), and the cause is
+		// not found yet. Plain seeding is slower, never stuck.
 		e.super.add(mi.HashInfoBytes(), info.NumPieces())
 	}
 	t, err := e.addTorrent(mi, ent.data)

@@ -62,3 +62,40 @@ func TestSuperSeedingSendsAboutOneCopy(t *testing.T) {
 		t.Errorf("seeder sent %.2f copies of the blob to six agents, want about 1", copies)
 	}
 }
+
+// TestSeederServesLongPieces fetches a blob cut into 128 KiB pieces (over
+// 64 MiB) from a super-seeding engine. A 128 MiB one once hung: agents never
+// asked for the pieces offered to them. They are seeded plainly now; this
+// keeps them working.
+func TestSeederServesLongPieces(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 2 × 128 MiB")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := startOrigin(t)
+	trk := startTracker(t)
+	addr, _ := startLimitedSeeder(t, trk, 64<<20)
+	const size = 128 << 20
+	if p2p.PieceLength(size) <= p2p.MinPieceLength {
+		t.Fatalf("piece length %d: the test needs pieces longer than the minimum", p2p.PieceLength(size))
+	}
+	ref, content := pushBlob(t, o, "superseed/long", size)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		a := newEngine(t, p2p.RoleAgent, trk, newFSStore(t), newSeederClient(t, addr))
+		wg.Go(func() {
+			b, err := a.Fetch(ctx, ref)
+			if err != nil {
+				t.Errorf("agent %d: %v", i, err)
+				return
+			}
+			defer b.Close()
+			got, err := io.ReadAll(b)
+			if err != nil || !bytes.Equal(got, content) {
+				t.Errorf("agent %d: %d bytes, err %v, equal %v", i, len(got), err, bytes.Equal(got, content))
+			}
+		})
+	}
+	wg.Wait()
+}

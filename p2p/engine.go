@@ -297,8 +297,9 @@ func (e *Engine) boundIP() net.IP {
 }
 
 // ownsSockets reports whether the engine brings its own peer-wire listener
-// and dialer instead of anacrolix's: when it listens on one IP, or is a
-// seeder (which wraps its connections to super-seed).
+// and dialer instead of anacrolix's: when it listens on one IP, is a seeder
+// (which wraps its connections to super-seed), or has a download limit
+// (paced on its sockets).
 func (e *Engine) ownsSockets() bool {
 	return e.boundIP() != nil || e.super != nil || e.cfg.DownloadLimit > 0
 }

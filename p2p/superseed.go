@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -293,6 +294,10 @@ type ssConn struct {
 	closed   chan struct{}
 	wg       sync.WaitGroup
 
+	// plain is set once the peer's handshake names a torrent that is not
+	// super-seeded: from then on Write passes bytes straight through.
+	plain atomic.Bool
+
 	// Guarded by ss.mu.
 	swarm *ssSwarm
 	peer  *ssPeer
@@ -323,13 +328,15 @@ func (c *ssConn) onHandshake(hs []byte) {
 	defer c.ss.mu.Unlock()
 	if sw, ok := c.ss.swarms[ih]; ok && !c.done {
 		c.swarm, c.peer = sw, sw.join(c)
+		return
 	}
+	c.plain.Store(true)
 }
 
 // Read passes the peer's bytes on unchanged, noting the pieces it has.
 func (c *ssConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if n > 0 {
+	if n > 0 && !c.plain.Load() {
 		c.in.scan(b[:n], func([]byte) {}, c.onInbound)
 	}
 	if err != nil {
@@ -396,6 +403,9 @@ func (c *ssConn) onOutbound(byte, []byte) []byte {
 func (c *ssConn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.plain.Load() {
+		return c.Conn.Write(b)
+	}
 	c.outBuf = c.outBuf[:0]
 	c.out.scan(b, func(raw []byte) {
 		c.outBuf = append(c.outBuf, raw...)

@@ -244,6 +244,14 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 	}
 	cc.Seed = true
 	cc.EstablishedConnsPerTorrent = e.cfg.MaxPeers
+	// No budget of unverified bytes. anacrolix walks a torrent's wanted
+	// pieces rarest first, pieces no peer has included, and stops once they
+	// add up to 64 MiB. A super-seeder shows each agent only a few pieces,
+	// so those sort after every piece nobody offers: in a blob over 64 MiB
+	// (pieces over 64 KiB) the agent was interested in nothing it was
+	// offered, and the pull hung. Pieces go to disk as they arrive, so the
+	// budget saved no memory here.
+	cc.MaxUnverifiedBytes = 0
 	// anacrolix paces dials at 10/s by sleeping in a goroutine that Close
 	// does not wait for. Peers come from our tracker, 50 at most per
 	// announce, and the half-open limits already bound a dial burst.
@@ -437,11 +445,7 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 	close(ent.done)
 	e.blobs[dgst] = ent
 	e.mu.Unlock()
-	if e.super != nil && info.PieceLength == MinPieceLength {
-		// Only blobs cut into the smallest pieces (up to 64 MiB) are
-		// super-seeded: with longer pieces, agents were seen not to ask
-		// for the offered pieces at all (no Interested), and the cause is
-		// not found yet. Plain seeding is slower, never stuck.
+	if e.super != nil {
 		e.super.add(mi.HashInfoBytes(), info.NumPieces())
 	}
 	t, err := e.addTorrent(mi, ent.data)

@@ -79,7 +79,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	}
 	c, err := cluster.Start(ctx, cluster.Options{
 		Dir: filepath.Join(dir, "cluster"), Seeders: o.seeders, AnnounceInterval: o.announce, Logger: log,
-		UploadLimit: o.cap, DownloadLimit: o.cap, ListenHost: netnsBridgeAddr,
+		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap, ListenHost: netnsBridgeAddr,
 	})
 	if err != nil {
 		return fmt.Errorf("bench swarm -netns: start cluster: %w", err)
@@ -112,7 +112,13 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 
 	var r swarmResult
 	c.Origin.ResetCounts()
-	if r.eagle, err = fetchAllNetns(ctx, bin, lab, agents, path, layer.Digest, L); err != nil {
+	stopTrace := func() {}
+	if o.verbose {
+		stopTrace = traceSeeders(stderr, c)
+	}
+	r.eagle, err = fetchAllNetns(ctx, bin, lab, agents, path, layer.Digest, L)
+	stopTrace()
+	if err != nil {
 		return fmt.Errorf("bench swarm -netns: eagle pull: %w", err)
 	}
 	rss := make([]int64, len(agents))

@@ -27,6 +27,7 @@ type swarmOptions struct {
 	nodes, seeders int
 	size           storage.Size
 	cap            p2p.Rate
+	seederCap      p2p.Rate
 	out            string
 	announce       time.Duration
 	verbose        bool
@@ -43,6 +44,7 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.IntVar(&o.seeders, "seeders", 3, "number of seeders (S)")
 	fs.Var(&o.size, "size", "blob size (L), e.g. 256MiB")
 	fs.Var(&o.cap, "cap", "upload and download cap of every host (C), e.g. 32MiB/s")
+	fs.Var(&o.seederCap, "seeder-cap", "upload cap of the seeders (default: -cap)")
 	fs.StringVar(&o.out, "out", ".", "directory for bench-swarm.csv and bench-swarm.svg")
 	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
@@ -140,7 +142,7 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) e
 	fmt.Fprintf(stdout, "bench swarm: nodes=%d seeders=%d size=%s cap=%s floor=%.2fs\n", o.nodes, o.seeders, o.size, o.cap, floor)
 	c, err := cluster.Start(ctx, cluster.Options{
 		Seeders: o.seeders, Agents: o.nodes, AnnounceInterval: o.announce, Logger: log,
-		UploadLimit: o.cap, DownloadLimit: o.cap,
+		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap,
 	})
 	if err != nil {
 		return fmt.Errorf("bench swarm: start cluster: %w", err)
@@ -168,7 +170,7 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) e
 	}
 	stopTrace := func() {}
 	if o.verbose {
-		stopTrace = traceSwarm(stderr, c, L)
+		stopTrace = traceSwarm(stderr, c, L, int64(o.cap))
 	}
 	r.eagle, err = pullAll(ctx, urls, layer.Digest, L)
 	stopTrace()
@@ -301,13 +303,18 @@ func resetPeakRSS() {
 }
 
 // traceSwarm prints, every 100 ms until stop, the piece bytes the agents
-// received (in total and the least any one did) and the seeders sent.
-func traceSwarm(w io.Writer, c *cluster.Cluster, size int64) (stop func()) {
+// received (in total and the least any one did) and the seeders sent, and
+// how many agents used under half their cap up (of all) and down (of
+// those not done) in that interval.
+func traceSwarm(w io.Writer, c *cluster.Cluster, size, capBps int64) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	start := time.Now()
 	// When each agent first had received something, half, and all.
 	marks := make([][3]float64, len(c.Agents))
+	prevUp := make([]int64, len(c.Agents))
+	prevDown := make([]int64, len(c.Agents))
+	last := start
 	wg.Go(func() {
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
@@ -331,19 +338,54 @@ func traceSwarm(w io.Writer, c *cluster.Cluster, size int64) (stop func()) {
 				}
 			}
 			var total, least, seeders int64 = 0, math.MaxInt64, 0
-			leastPeers := 0
-			for _, a := range c.Agents {
+			leastPeers, slowUp, slowDown := 0, 0, 0
+			// Half of what the interval since the last sample allowed.
+			half := int64(float64(capBps) * time.Since(last).Seconds() / 2)
+			last = time.Now()
+			for i, a := range c.Agents {
 				st := a.Node.Engine.Stats()
 				n := st.BytesFromSeeders + st.BytesFromAgents
 				total += n
 				if n < least {
 					least, leastPeers = n, st.Peers
 				}
+				if st.BytesUploaded-prevUp[i] < half {
+					slowUp++
+				}
+				if n < size && n-prevDown[i] < half {
+					slowDown++
+				}
+				prevUp[i], prevDown[i] = st.BytesUploaded, n
 			}
 			for _, s := range c.Seeders {
 				seeders += s.Engine.Stats().BytesUploaded
 			}
-			fmt.Fprintf(w, "trace: t=%.1fs agents_received=%d least=%d seeders_sent=%d least_peers=%d\n", time.Since(start).Seconds(), total, least, seeders, leastPeers)
+			fmt.Fprintf(w, "trace: t=%.1fs agents_received=%d least=%d seeders_sent=%d least_peers=%d slow_up=%d slow_down=%d\n", time.Since(start).Seconds(), total, least, seeders, leastPeers, slowUp, slowDown)
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// traceSeeders prints, every 100 ms until stop, the piece bytes the seeders
+// sent: in a -netns run the agents are other processes.
+func traceSeeders(w io.Writer, c *cluster.Cluster) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	start := time.Now()
+	wg.Go(func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			var sent int64
+			for _, s := range c.Seeders {
+				sent += s.Engine.Stats().BytesUploaded
+			}
+			fmt.Fprintf(w, "trace: t=%.1fs seeders_sent=%d\n", time.Since(start).Seconds(), sent)
 		}
 	})
 	return func() { close(done); wg.Wait() }

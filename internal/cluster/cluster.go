@@ -5,6 +5,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,6 +53,9 @@ type Options struct {
 	// and agent, each host on its own (p2p.Config's limits). Default 0:
 	// unlimited.
 	UploadLimit, DownloadLimit p2p.Rate
+	// SeederUploadLimit, if set, caps the seeders' uploads instead of
+	// UploadLimit: seeders are often better connected than the nodes.
+	SeederUploadLimit p2p.Rate
 	// ListenHost is the IP address every component listens on. Default
 	// 127.0.0.1; the netns benchmark uses the address of a bridge it made.
 	ListenHost string
@@ -216,7 +220,7 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 		Logger:     log,
 		Metrics:    reg,
 
-		UploadLimit:   c.opts.UploadLimit,
+		UploadLimit:   cmp.Or(c.opts.SeederUploadLimit, c.opts.UploadLimit),
 		DownloadLimit: c.opts.DownloadLimit,
 	}, store, nil)
 	if err != nil {

@@ -29,9 +29,14 @@ const (
 	// superSeedSlots is how many offers may be outstanding in one swarm:
 	// pieces the seeder told a peer of and the peer does not have yet.
 	// Few, so that each offered piece arrives fast and can be passed on
-	// soon; enough to keep the seeder's uplink busy. 4 measured best
-	// against 2, 8 and 16 (BENCHMARKS.md).
-	superSeedSlots = 4
+	// soon; enough to keep the seeder's uplink busy. Over real sockets
+	// each offered piece travels on its own TCP stream, which gets only a
+	// share of its peer's downlink (the peer downloads from others too),
+	// so the seeder needs several at once to send at its cap: 6 measured
+	// best against 4, 8 and 12 over network namespaces (more left
+	// stragglers and duplicates), and no worse than 4 in-process
+	// (BENCHMARKS.md).
+	superSeedSlots = 6
 	// superSeedOfferTTL is how long an offer holds its slot. A peer that
 	// has not got the piece by then (it is slow, or stuck) no longer holds
 	// up the others; the offer stays valid.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -109,6 +111,58 @@ func TestRestartSeedsStoredBlobs(t *testing.T) {
 	}
 	if _, err := a.Fetch(ctx, ref); err != nil {
 		t.Errorf("restarted node: %v", err)
+	}
+}
+
+// A node upgraded from an Eagle version that cut blobs into longer pieces
+// finds that version's metainfo kept next to its store. It goes on seeding
+// the blob under it (the piece length is part of the infohash), and a node
+// holding the same metainfo gets the blob from it.
+func TestRestartSeedsOlderMetaInfo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := startOrigin(t)
+	trk := startTracker(t)
+	addr, seederSrv, seederEngine := startSeeder(t, trk)
+	ref, want := pushBlob(t, o, "upgrade/app", 3<<20+3)
+	dataDir := t.TempDir()
+	store := newFSStore(t)
+	newA := func() *p2p.Engine {
+		e, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet}, store, newSeederClient(t, addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	a := newA()
+	if got := readAll(t, ctx, a, ref); !bytes.Equal(got, want) {
+		t.Fatal("bytes differ")
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seederSrv.Close()
+	seederEngine.Close()
+	// What the older version kept: the same blob in 256 KiB pieces.
+	old := buildMetaInfo(t, want, 256<<10)
+	kept := filepath.Join(dataDir, "metainfo", ref.Digest.Encoded()+".torrent")
+	if _, err := os.Stat(kept); err != nil {
+		t.Fatalf("no kept metainfo where the test expects it: %v", err)
+	}
+	if err := os.WriteFile(kept, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a = newA()
+	defer a.Close()
+	if _, err := os.Stat(kept); err != nil {
+		t.Fatalf("the older metainfo was dropped at start-up: %v", err)
+	}
+	b := newEngine(t, p2p.RoleAgent, trk, memoryStore(), staticSource{ref.Digest: old})
+	if got := readAll(t, ctx, b, ref); !bytes.Equal(got, want) {
+		t.Fatal("bytes from the upgraded node differ")
+	}
+	if st := b.Stats(); st.BytesFromAgents < int64(len(want)) {
+		t.Errorf("the new node got %d bytes from agents, want all %d from the upgraded node", st.BytesFromAgents, len(want))
 	}
 }
 

@@ -122,7 +122,13 @@ func (ih *InfoHasher) MetaInfo() ([]byte, error) {
 
 // ParseMetaInfo decodes bencoded metainfo and checks that it describes the
 // blob dgst in the shape Eagle builds: one file named after the digest, a
-// piece length PieceLength would choose, and one 20-byte hash per piece.
+// power-of-two piece length from the one PieceLength chooses up to
+// MaxPieceLength, and one 20-byte hash per piece. Longer pieces than
+// PieceLength's are accepted so that nodes and seeders of different Eagle
+// versions (an older one cut blobs under 256 MiB into 256 KiB pieces) work
+// together during a rolling upgrade, and a node keeps seeding what it
+// stored before one; shorter ones, which would mean more pieces to track
+// than Eagle ever makes, are not.
 func ParseMetaInfo(dgst digest.Digest, b []byte) (*metainfo.MetaInfo, metainfo.Info, error) {
 	if err := storage.ValidateDigest(dgst); err != nil {
 		return nil, metainfo.Info{}, err
@@ -142,8 +148,8 @@ func ParseMetaInfo(dgst digest.Digest, b []byte) (*metainfo.MetaInfo, metainfo.I
 		return nil, info, fmt.Errorf("%w: not a single-file v1 torrent", ErrBadMetaInfo)
 	case info.Length <= 0:
 		return nil, info, fmt.Errorf("%w: length %d", ErrBadMetaInfo, info.Length)
-	case info.PieceLength != PieceLength(info.Length):
-		return nil, info, fmt.Errorf("%w: piece length %d, want %d", ErrBadMetaInfo, info.PieceLength, PieceLength(info.Length))
+	case info.PieceLength < PieceLength(info.Length) || info.PieceLength > MaxPieceLength || info.PieceLength&(info.PieceLength-1) != 0:
+		return nil, info, fmt.Errorf("%w: piece length %d, want a power of two from %d to %d", ErrBadMetaInfo, info.PieceLength, PieceLength(info.Length), MaxPieceLength)
 	}
 	want := 20 * ((info.Length + info.PieceLength - 1) / info.PieceLength)
 	if int64(len(info.Pieces)) != want {

@@ -151,8 +151,11 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	blobs map[digest.Digest]*entry
+	// seedMu serializes Seed, so that moving a blob to new metainfo (and
+	// its kept file) does not race another Seed of the same blob.
+	seedMu sync.Mutex
+	mu     sync.Mutex
+	blobs  map[digest.Digest]*entry
 	// metaCache keeps metainfo that Stat fetched so that the Fetch which
 	// usually follows a HEAD does not ask the seeder again.
 	metaCache *lru.Cache[digest.Digest, []byte]
@@ -178,6 +181,22 @@ type entry struct {
 	doneErr error
 	// stopAnnouncing ends the entry's announce loops.
 	stopAnnouncing context.CancelFunc
+}
+
+// seedsOther reports whether ent is a committed blob seeded under another
+// infohash than ih.
+func (ent *entry) seedsOther(ih metainfo.Hash) bool {
+	select {
+	case <-ent.ready:
+	default:
+		return false
+	}
+	select {
+	case <-ent.done:
+	default:
+		return false
+	}
+	return ent.err == nil && ent.doneErr == nil && ent.t != nil && ent.t.InfoHash() != ih
 }
 
 // New starts an Engine that keeps blobs in store and asks src for metainfo.
@@ -414,21 +433,34 @@ func (e *Engine) reseed() error {
 }
 
 // Seed starts seeding a blob that is already committed in the store, with
-// the metainfo built for it, and announces it to the trackers.
+// the metainfo built for it, and announces it to the trackers. A blob
+// already seeded under other metainfo (kept from an Eagle version that cut
+// it into longer pieces) moves to this one: whoever hands this metainfo out
+// expects this node in its swarm.
 func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) error {
 	mi, info, err := ParseMetaInfo(dgst, metaInfo)
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	if e.ctx.Err() != nil {
+	e.seedMu.Lock()
+	defer e.seedMu.Unlock()
+	for {
+		e.mu.Lock()
+		if e.ctx.Err() != nil {
+			e.mu.Unlock()
+			return fmt.Errorf("p2p: seed %s: engine closed", dgst)
+		}
+		old, ok := e.blobs[dgst]
+		if !ok {
+			break // with e.mu held
+		}
 		e.mu.Unlock()
-		return fmt.Errorf("p2p: seed %s: engine closed", dgst)
-	}
-	if _, ok := e.blobs[dgst]; ok {
-		// Already seeding, or downloading (and then seeding) it.
-		e.mu.Unlock()
-		return nil
+		if !old.seedsOther(mi.HashInfoBytes()) {
+			// Already seeding it, or downloading (and then seeding) it.
+			return nil
+		}
+		e.log.Info("seeding under new metainfo", "digest", dgst, "old", old.t.InfoHash().HexString(), "new", mi.HashInfoBytes().HexString())
+		e.forget(dgst, old)
 	}
 	blob, err := e.store.Open(ctx, dgst)
 	if err != nil {

@@ -117,7 +117,10 @@ func TestRestartSeedsStoredBlobs(t *testing.T) {
 // A node upgraded from an Eagle version that cut blobs into longer pieces
 // finds that version's metainfo kept next to its store. It goes on seeding
 // the blob under it (the piece length is part of the infohash), and a node
-// holding the same metainfo gets the blob from it.
+// holding the same metainfo gets the blob from it. Once asked to seed the
+// blob under today's metainfo (a seeder does when a node asks it for the
+// metainfo), it moves to that swarm: a node holding the new metainfo gets
+// the blob from it, and a restart finds the new metainfo kept.
 func TestRestartSeedsOlderMetaInfo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -163,6 +166,25 @@ func TestRestartSeedsOlderMetaInfo(t *testing.T) {
 	}
 	if st := b.Stats(); st.BytesFromAgents < int64(len(want)) {
 		t.Errorf("the new node got %d bytes from agents, want all %d from the upgraded node", st.BytesFromAgents, len(want))
+	}
+
+	canonical := buildMetaInfo(t, want, p2p.PieceLength(int64(len(want))))
+	if err := a.Seed(ctx, ref.Digest, canonical); err != nil {
+		t.Fatal(err)
+	}
+	c := newEngine(t, p2p.RoleAgent, trk, memoryStore(), staticSource{ref.Digest: canonical})
+	if got := readAll(t, ctx, c, ref); !bytes.Equal(got, want) {
+		t.Fatal("bytes from the node that moved to the new metainfo differ")
+	}
+	if st := c.Stats(); st.BytesFromAgents < int64(len(want)) {
+		t.Errorf("got %d bytes from agents under the new metainfo, want all %d", st.BytesFromAgents, len(want))
+	}
+	now, err := os.ReadFile(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, info, err := p2p.ParseMetaInfo(ref.Digest, now); err != nil || info.PieceLength != p2p.PieceLength(int64(len(want))) {
+		t.Errorf("kept metainfo after the move: piece length %d, err %v; want the new metainfo", info.PieceLength, err)
 	}
 }
 

@@ -77,7 +77,7 @@ func TestSeederServesLongPieces(t *testing.T) {
 	defer cancel()
 	o := startOrigin(t)
 	trk := startTracker(t)
-	addr, _ := startLimitedSeeder(t, trk, 64<<20)
+	addr, seed := startLimitedSeeder(t, trk, 64<<20)
 	const size = 128 << 20
 	if p2p.PieceLength(size) <= p2p.MinPieceLength {
 		t.Fatalf("piece length %d: the test needs pieces longer than the minimum", p2p.PieceLength(size))
@@ -100,6 +100,9 @@ func TestSeederServesLongPieces(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// Super-seeded (not seeded plainly, as it once was for long pieces):
+	// each piece leaves the seeder about once.
+	checkSeederCopies(t, seed, size, 1.06)
 }
 
 // TestSuperSeededBlobsPulledTogether has two agents each fetch three blobs
@@ -113,7 +116,7 @@ func TestSuperSeededBlobsPulledTogether(t *testing.T) {
 	defer cancel()
 	o := startOrigin(t)
 	trk := startTracker(t)
-	addr, _ := startLimitedSeeder(t, trk, 64<<20)
+	addr, seed := startLimitedSeeder(t, trk, 64<<20)
 	const size = 32 << 20
 	var refs []p2p.BlobRef
 	var contents [][]byte
@@ -141,4 +144,18 @@ func TestSuperSeededBlobsPulledTogether(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	// Super-seeded, each piece of each blob leaves the seeder about once.
+	checkSeederCopies(t, seed, 3*size, 1.06)
+}
+
+// checkSeederCopies fails t unless seed sent from 1 to most copies of the
+// total bytes of the blobs it seeded. With two agents, a seeder that seeds
+// plainly sent 1.13–1.16 copies; super-seeding, 1.00.
+func checkSeederCopies(t *testing.T, seed *p2p.Engine, total int64, most float64) {
+	t.Helper()
+	copies := float64(seed.Stats().BytesUploaded) / float64(total)
+	t.Logf("seeder sent %.2f copies", copies)
+	if copies < 1 || copies > most {
+		t.Errorf("seeder sent %.2f copies, want about 1", copies)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,7 +60,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	}
 	L, C := int64(o.size), float64(o.cap)
 	floor := float64(L) / C
-	fmt.Fprintf(stdout, "bench swarm -netns: nodes=%d seeders=%d size=%s cap=%s floor=%.2fs\n", o.nodes, o.seeders, o.size, o.cap, floor)
+	fmt.Fprintf(stdout, "bench swarm -netns: nodes=%d seeders=%d size=%s cap=%s seeder_cap=%s floor=%.2fs\n", o.nodes, o.seeders, o.size, o.cap, cmp.Or(o.seederCap, o.cap), floor)
 
 	dir, err := os.MkdirTemp("", "eagle-bench-netns-")
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -44,7 +45,7 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.IntVar(&o.seeders, "seeders", 3, "number of seeders (S)")
 	fs.Var(&o.size, "size", "blob size (L), e.g. 256MiB")
 	fs.Var(&o.cap, "cap", "upload and download cap of every host (C), e.g. 32MiB/s")
-	fs.Var(&o.seederCap, "seeder-cap", "upload cap of the seeders (default: -cap)")
+	fs.Var(&o.seederCap, "seeder-cap", "upload cap of the seeders (default, or 0: the same as -cap)")
 	fs.StringVar(&o.out, "out", ".", "directory for bench-swarm.csv and bench-swarm.svg")
 	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
@@ -139,7 +140,7 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) e
 	}
 	L, C := int64(o.size), float64(o.cap)
 	floor := float64(L) / C
-	fmt.Fprintf(stdout, "bench swarm: nodes=%d seeders=%d size=%s cap=%s floor=%.2fs\n", o.nodes, o.seeders, o.size, o.cap, floor)
+	fmt.Fprintf(stdout, "bench swarm: nodes=%d seeders=%d size=%s cap=%s seeder_cap=%s floor=%.2fs\n", o.nodes, o.seeders, o.size, o.cap, cmp.Or(o.seederCap, o.cap), floor)
 	c, err := cluster.Start(ctx, cluster.Options{
 		Seeders: o.seeders, Agents: o.nodes, AnnounceInterval: o.announce, Logger: log,
 		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap,

@@ -478,7 +478,7 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 	e.blobs[dgst] = ent
 	e.mu.Unlock()
 	if e.super != nil {
-		e.super.add(mi.HashInfoBytes(), info.NumPieces(), info.PieceLength)
+		e.super.add(mi.HashInfoBytes(), info.NumPieces())
 	}
 	t, err := e.addTorrent(mi, ent.data)
 	if err != nil {

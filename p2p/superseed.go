@@ -37,12 +37,10 @@ const (
 	// stragglers and duplicates), and no worse than 4 in-process
 	// (BENCHMARKS.md).
 	superSeedSlots = 6
-	// superSeedOfferTTL is how long an offer holds its slot, for pieces up
-	// to ttlPieceLength; longer pieces get proportionally longer (see
-	// ssSwarm.ttl). A peer that has not got the piece by then (it is slow,
-	// or stuck) no longer holds up the others; the offer stays valid.
+	// superSeedOfferTTL is how long an offer holds its slot. A peer that
+	// has not got the piece by then (it is slow, or stuck) no longer holds
+	// up the others; the offer stays valid.
 	superSeedOfferTTL = 3 * time.Second
-	ttlPieceLength    = 1 << 20
 	// pickWindow is how many of the lowest-numbered candidate pieces an
 	// offer is drawn from. Offering roughly in order lets peers store a
 	// blob as its pieces arrive (a blob is committed in order) instead of
@@ -62,8 +60,8 @@ func newSuperSeeder() *superSeeder {
 	return &superSeeder{swarms: make(map[metainfo.Hash]*ssSwarm)}
 }
 
-// add starts super-seeding the torrent ih of n pieces of pieceLen.
-func (s *superSeeder) add(ih metainfo.Hash, n int, pieceLen int64) {
+// add starts super-seeding the torrent ih of n pieces.
+func (s *superSeeder) add(ih metainfo.Hash, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.swarms[ih]; !ok {
@@ -73,11 +71,6 @@ func (s *superSeeder) add(ih metainfo.Hash, n int, pieceLen int64) {
 			have:    make([]int32, n),
 			offered: make([]int32, n),
 			peers:   make(map[*ssConn]*ssPeer),
-			// A 16 MiB piece sent on one of a few slots of a modest
-			// uplink takes well over 3 s; a TTL that short would free
-			// its slot while it is still arriving, and so on, until
-			// every piece is on offer at once.
-			ttl: superSeedOfferTTL * time.Duration(max(1, pieceLen/ttlPieceLength)),
 		}
 	}
 }
@@ -111,10 +104,9 @@ type ssSwarm struct {
 	// expiry runs fill once the offers made so far are past their TTL,
 	// should nothing else happen in the swarm before then.
 	expiry  *time.Timer
-	ttl     time.Duration // how long an offer holds its slot; 0: superSeedOfferTTL
-	have    []int32       // connected peers that have each piece
-	offered []int32       // outstanding offers of each piece
-	slots   int           // outstanding offers holding a slot
+	have    []int32 // connected peers that have each piece
+	offered []int32 // outstanding offers of each piece
+	slots   int     // outstanding offers holding a slot
 	peers   map[*ssConn]*ssPeer
 }
 
@@ -198,7 +190,7 @@ func (sw *ssSwarm) fill(now time.Time, tell func(c *ssConn, piece int)) {
 	// Offers past their time give up their slot.
 	for _, p := range sw.peers {
 		for i, at := range p.offers {
-			if !at.IsZero() && now.Sub(at) > sw.offerTTL() {
+			if !at.IsZero() && now.Sub(at) > superSeedOfferTTL {
 				p.offers[i] = time.Time{}
 				sw.slots--
 				p.active--
@@ -235,22 +227,14 @@ func (sw *ssSwarm) armExpiry() {
 		return
 	}
 	if sw.expiry != nil {
-		sw.expiry.Reset(sw.offerTTL() + time.Millisecond)
+		sw.expiry.Reset(superSeedOfferTTL + time.Millisecond)
 		return
 	}
-	sw.expiry = time.AfterFunc(sw.offerTTL()+time.Millisecond, func() {
+	sw.expiry = time.AfterFunc(superSeedOfferTTL+time.Millisecond, func() {
 		sw.ss.mu.Lock()
 		defer sw.ss.mu.Unlock()
 		sw.fill(time.Now(), offer)
 	})
-}
-
-// offerTTL is how long an offer holds its slot in sw.
-func (sw *ssSwarm) offerTTL() time.Duration {
-	if sw.ttl == 0 {
-		return superSeedOfferTTL
-	}
-	return sw.ttl
 }
 
 // offer sends c an offer of piece i.

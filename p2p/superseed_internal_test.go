@@ -231,7 +231,7 @@ func TestSuperSeedConnRewritesTheSeedersBitfield(t *testing.T) {
 	var ih metainfo.Hash
 	ih[3] = 9
 	ss := newSuperSeeder()
-	ss.add(ih, pieces, MinPieceLength)
+	ss.add(ih, pieces)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -314,7 +314,7 @@ func (discardConn) Close() error                { return nil }
 func BenchmarkSuperSeedWrite(b *testing.B) {
 	var ih metainfo.Hash
 	ss := newSuperSeeder()
-	ss.add(ih, 512, MinPieceLength)
+	ss.add(ih, 512)
 	c := ss.wrap(discardConn{}).(*ssConn)
 	c.in.scan(testHandshake(ih, true), func([]byte) {}, c.onInbound)
 	if _, err := c.Write(append(testHandshake(ih, true), wireMessage(msgHaveAll, nil)...)); err != nil {
@@ -342,7 +342,7 @@ func TestSuperSeedOffersMoreWhenOffersGoStale(t *testing.T) {
 	ih[5] = 1
 	ss := newSuperSeeder()
 	defer ss.close()
-	ss.add(ih, 64, MinPieceLength)
+	ss.add(ih, 64)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -381,27 +381,4 @@ func TestSuperSeedOffersMoreWhenOffersGoStale(t *testing.T) {
 	if waited := time.Since(start); waited < superSeedOfferTTL-100*time.Millisecond {
 		t.Errorf("a new offer came after %v, before the old ones were stale", waited)
 	}
-}
-
-// Offers of long pieces hold their slot longer: a 16 MiB piece takes far
-// longer than 3 s on a slot's share of a modest uplink.
-func TestSuperSeedOfferTTLGrowsWithPieceLength(t *testing.T) {
-	ss := newSuperSeeder()
-	for _, tc := range []struct {
-		pieceLen int64
-		want     time.Duration
-	}{
-		{MinPieceLength, superSeedOfferTTL},
-		{1 << 20, superSeedOfferTTL},
-		{4 << 20, 4 * superSeedOfferTTL},
-		{MaxPieceLength, 16 * superSeedOfferTTL},
-	} {
-		var ih metainfo.Hash
-		ih[0] = byte(tc.pieceLen >> 16)
-		ss.add(ih, 8, tc.pieceLen)
-		if got := ss.swarms[ih].offerTTL(); got != tc.want {
-			t.Errorf("pieces of %d: offer TTL %v, want %v", tc.pieceLen, got, tc.want)
-		}
-	}
-	ss.close()
 }

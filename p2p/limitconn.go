@@ -2,12 +2,11 @@ package p2p
 
 import (
 	"context"
-
-	"github.com/anacrolix/torrent"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/anacrolix/torrent"
 	"golang.org/x/time/rate"
 )
 
@@ -52,6 +51,59 @@ func (c *readLimitedConn) Read(b []byte) (int, error) {
 
 // Close closes the connection and ends a wait in Read.
 func (c *readLimitedConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+// writeLimitedConn paces what a peer connection writes with the host-wide
+// upload limiter, first come first served. The engine does this itself
+// rather than hand the limiter to anacrolix, because anacrolix shares it
+// unfairly: a connection that finds the bucket short gives its reservation
+// back and retries on a timer, while connections that are awake take the
+// tokens, so one connection could get nothing for seconds. On a seeder
+// that left a piece only it had, offered to that one peer, undelivered
+// while the whole swarm waited for it.
+type writeLimitedConn struct {
+	net.Conn
+	l         *rate.Limiter
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func limitWrites(c net.Conn, l *rate.Limiter) net.Conn {
+	if l == nil {
+		return c
+	}
+	return &writeLimitedConn{Conn: c, l: l, closed: make(chan struct{})}
+}
+
+// Write writes b a burst at a time, each once the limiter allows it (or
+// until the connection is closed).
+func (c *writeLimitedConn) Write(b []byte) (int, error) {
+	var n int
+	for len(b) > 0 {
+		chunk := b[:min(len(b), c.l.Burst())]
+		if d := c.l.ReserveN(time.Now(), len(chunk)).Delay(); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-c.closed:
+				t.Stop()
+				return n, net.ErrClosed
+			}
+		}
+		m, err := c.Conn.Write(chunk)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		b = b[m:]
+	}
+	return n, nil
+}
+
+// Close closes the connection and ends a wait in Write.
+func (c *writeLimitedConn) Close() error {
 	c.closeOnce.Do(func() { close(c.closed) })
 	return c.Conn.Close()
 }

@@ -278,7 +278,7 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 	// announce, and the half-open limits already bound a dial burst.
 	cc.DialRateLimiter = rate.NewLimiter(rate.Inf, 0)
 	// A seeder's upload limit, and every download limit, are applied on
-	// the engine's own sockets (see writeLimitedConn, readLimitedConn and
+	// the engine's own sockets (see limitedConn and
 	// bindSockets). An agent's upload limit stays with anacrolix, which
 	// paces piece data only: pacing its sockets would queue the agent's
 	// own requests behind the pieces it uploads (in-process N = 64 went
@@ -377,7 +377,7 @@ func (e *Engine) bindSockets() error {
 		if e.super != nil {
 			c = e.super.wrap(c)
 		}
-		return limitWrites(limitReads(c, dl), ul)
+		return limitConn(c, dl, ul)
 	}
 	e.cl.AddListener(wrappingListener{Listener: lis, wrap: wrap})
 	e.cl.AddDialer(wrappingDialer{Dialer: torrent.NetworkDialer{Network: network, Dialer: d}, wrap: wrap})

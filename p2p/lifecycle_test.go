@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/storage"
 )
 
 // Closing an engine while fetches and reads are in flight ends them with
@@ -80,13 +81,7 @@ func TestRestartSeedsStoredBlobs(t *testing.T) {
 	}
 	dataDir := t.TempDir()
 	store := newFSStore(t)
-	newA := func() *p2p.Engine {
-		e, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet}, store, src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
+	newA := func() *p2p.Engine { return engineOnDir(t, dataDir, trk, store, src) }
 	a := newA()
 	if got := readAll(t, ctx, a, ref); !bytes.Equal(got, want) {
 		t.Fatal("bytes differ")
@@ -130,13 +125,8 @@ func TestRestartSeedsOlderMetaInfo(t *testing.T) {
 	ref, want := pushBlob(t, o, "upgrade/app", 3<<20+3)
 	dataDir := t.TempDir()
 	store := newFSStore(t)
-	newA := func() *p2p.Engine {
-		e, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet}, store, newSeederClient(t, addr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
+	src := newSeederClient(t, addr)
+	newA := func() *p2p.Engine { return engineOnDir(t, dataDir, trk, store, src) }
 	a := newA()
 	if got := readAll(t, ctx, a, ref); !bytes.Equal(got, want) {
 		t.Fatal("bytes differ")
@@ -222,4 +212,15 @@ func TestStreamsBeforeDownloadCompletes(t *testing.T) {
 	if !bytes.Equal(rest, want[1<<20:]) {
 		t.Fatal("rest differs")
 	}
+}
+
+// engineOnDir starts an agent engine on dataDir and store, to be started
+// again on the same ones after Close. The caller closes it.
+func engineOnDir(t *testing.T, dataDir, trk string, store storage.Store, src p2p.MetaInfoSource) *p2p.Engine {
+	t.Helper()
+	e, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet}, store, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

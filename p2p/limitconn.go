@@ -10,87 +10,81 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// readLimitedConn paces what a peer connection reads with the host-wide
-// download limiter. The engine does this itself rather than hand the
-// limiter to anacrolix, because anacrolix also reads the limiter as a
-// signal to accept no new peer connections whenever its bucket is empty,
-// which on a node downloading at its cap is nearly always: a node that came
-// late then found every peer refusing it and waited a whole announce
-// interval for more.
-type readLimitedConn struct {
+// limitedConn paces a peer connection with host-wide limiters shared by
+// all of the engine's connections, each taking its turn (a reservation is
+// never given back):
+//
+//   - reads with the download limiter. The engine does this itself rather
+//     than hand the limiter to anacrolix, because anacrolix also reads the
+//     limiter as a signal to accept no new peer connections whenever its
+//     bucket is empty, which on a node downloading at its cap is nearly
+//     always: a node that came late then found every peer refusing it and
+//     waited a whole announce interval for more.
+//   - a seeder's writes with its upload limiter, first come first served.
+//     anacrolix shares its upload limiter unfairly: a connection that finds
+//     the bucket short gives its reservation back and retries on a timer,
+//     while connections that are awake take the tokens, so one connection
+//     could get nothing for seconds. On a seeder that left a piece only it
+//     had, offered to that one peer, undelivered while the whole swarm
+//     waited for it.
+type limitedConn struct {
 	net.Conn
-	l         *rate.Limiter
-	closeOnce sync.Once
-	closed    chan struct{}
+	read, write *rate.Limiter // nil: not limited
+	closeOnce   sync.Once
+	closed      chan struct{}
 }
 
-func limitReads(c net.Conn, l *rate.Limiter) net.Conn {
-	if l == nil {
+// limitConn wraps c to pace its reads and writes with the given limiters
+// (nil: that direction is not limited).
+func limitConn(c net.Conn, read, write *rate.Limiter) net.Conn {
+	if read == nil && write == nil {
 		return c
 	}
-	return &readLimitedConn{Conn: c, l: l, closed: make(chan struct{})}
+	return &limitedConn{Conn: c, read: read, write: write, closed: make(chan struct{})}
+}
+
+// take reserves n bytes of l and waits for them; false if the connection
+// was closed first.
+func (c *limitedConn) take(l *rate.Limiter, n int) bool {
+	d := l.ReserveN(time.Now(), n).Delay()
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.closed:
+		return false
+	}
 }
 
 // Read reads at most a burst, then waits until the limiter allows what
 // was read (or the connection is closed).
-func (c *readLimitedConn) Read(b []byte) (int, error) {
-	b = b[:min(len(b), c.l.Burst())]
+func (c *limitedConn) Read(b []byte) (int, error) {
+	if c.read == nil {
+		return c.Conn.Read(b)
+	}
+	b = b[:min(len(b), c.read.Burst())]
 	n, err := c.Conn.Read(b)
 	if n > 0 {
-		if d := c.l.ReserveN(time.Now(), n).Delay(); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-c.closed:
-				t.Stop()
-			}
-		}
+		c.take(c.read, n)
 	}
 	return n, err
 }
 
-// Close closes the connection and ends a wait in Read.
-func (c *readLimitedConn) Close() error {
-	c.closeOnce.Do(func() { close(c.closed) })
-	return c.Conn.Close()
-}
-
-// writeLimitedConn paces what a peer connection writes with the host-wide
-// upload limiter, first come first served. The engine does this itself
-// rather than hand the limiter to anacrolix, because anacrolix shares it
-// unfairly: a connection that finds the bucket short gives its reservation
-// back and retries on a timer, while connections that are awake take the
-// tokens, so one connection could get nothing for seconds. On a seeder
-// that left a piece only it had, offered to that one peer, undelivered
-// while the whole swarm waited for it.
-type writeLimitedConn struct {
-	net.Conn
-	l         *rate.Limiter
-	closeOnce sync.Once
-	closed    chan struct{}
-}
-
-func limitWrites(c net.Conn, l *rate.Limiter) net.Conn {
-	if l == nil {
-		return c
-	}
-	return &writeLimitedConn{Conn: c, l: l, closed: make(chan struct{})}
-}
-
 // Write writes b a burst at a time, each once the limiter allows it (or
 // until the connection is closed).
-func (c *writeLimitedConn) Write(b []byte) (int, error) {
+func (c *limitedConn) Write(b []byte) (int, error) {
+	if c.write == nil {
+		return c.Conn.Write(b)
+	}
 	var n int
 	for len(b) > 0 {
-		chunk := b[:min(len(b), c.l.Burst())]
-		if d := c.l.ReserveN(time.Now(), len(chunk)).Delay(); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-c.closed:
-				t.Stop()
-				return n, net.ErrClosed
-			}
+		chunk := b[:min(len(b), c.write.Burst())]
+		if !c.take(c.write, len(chunk)) {
+			return n, net.ErrClosed
 		}
 		m, err := c.Conn.Write(chunk)
 		n += m
@@ -102,8 +96,8 @@ func (c *writeLimitedConn) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// Close closes the connection and ends a wait in Write.
-func (c *writeLimitedConn) Close() error {
+// Close closes the connection and ends a wait in Read or Write.
+func (c *limitedConn) Close() error {
 	c.closeOnce.Do(func() { close(c.closed) })
 	return c.Conn.Close()
 }

@@ -9,34 +9,43 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// tcpPair returns both ends of a loopback TCP connection, with the far end
-// read and discarded until it is closed.
-func tcpPair(t *testing.T) net.Conn {
+// loopbackPair returns both ends of a loopback TCP connection, closed at
+// the end of the test.
+func loopbackPair(t *testing.T) (near, far net.Conn) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lis.Close()
-	c, err := net.Dial("tcp", lis.Addr().String())
+	near, err = net.Dial("tcp", lis.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	far, err := lis.Accept()
+	t.Cleanup(func() { near.Close() })
+	far, err = lis.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { far.Close() })
+	return near, far
+}
+
+// tcpPair returns one end of a loopback TCP connection whose far end is
+// read and discarded until the test ends.
+func tcpPair(t *testing.T) net.Conn {
+	t.Helper()
+	near, far := loopbackPair(t)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		io.Copy(io.Discard, far)
 	}()
 	t.Cleanup(func() {
-		c.Close()
 		far.Close()
 		<-done
 	})
-	return c
+	return near
 }
 
 // Connections sharing an upload limiter are served in turn: one that
@@ -45,8 +54,8 @@ func tcpPair(t *testing.T) net.Conn {
 func TestWriteLimitedConnsTakeTurns(t *testing.T) {
 	const limit = 1 << 20 // 1 MiB/s
 	l := rate.NewLimiter(limit, 64<<10)
-	busy := limitWrites(tcpPair(t), l)
-	quiet := limitWrites(tcpPair(t), l)
+	busy := limitConn(tcpPair(t), nil, l)
+	quiet := limitConn(tcpPair(t), nil, l)
 	chunk := make([]byte, 16<<10)
 	start := time.Now()
 	busyDone := make(chan error, 1)
@@ -79,7 +88,7 @@ func TestWriteLimitedConnsTakeTurns(t *testing.T) {
 // Closing a connection ends a write waiting for the limiter.
 func TestWriteLimitedConnCloseEndsWait(t *testing.T) {
 	l := rate.NewLimiter(1<<10, 16<<10) // 1 KiB/s: a 32 KiB write waits ~16 s
-	c := limitWrites(tcpPair(t), l)
+	c := limitConn(tcpPair(t), nil, l)
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Write(make([]byte, 32<<10))

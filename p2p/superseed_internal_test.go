@@ -232,20 +232,7 @@ func TestSuperSeedConnRewritesTheSeedersBitfield(t *testing.T) {
 	ih[3] = 9
 	ss := newSuperSeeder()
 	ss.add(ih, pieces)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	peer, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	raw, err := lis.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	peer, raw := loopbackPair(t)
 	seed := ss.wrap(raw)
 	defer seed.Close()
 
@@ -343,20 +330,7 @@ func TestSuperSeedOffersMoreWhenOffersGoStale(t *testing.T) {
 	ss := newSuperSeeder()
 	defer ss.close()
 	ss.add(ih, 64)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	peer, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	raw, err := lis.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	peer, raw := loopbackPair(t)
 	seed := ss.wrap(raw)
 	defer seed.Close()
 	go peer.Write(testHandshake(ih, true))

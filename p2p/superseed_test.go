@@ -38,18 +38,7 @@ func TestSuperSeedingSendsAboutOneCopy(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for i, a := range agents {
-		wg.Go(func() {
-			b, err := a.Fetch(ctx, ref)
-			if err != nil {
-				t.Errorf("agent %d: %v", i, err)
-				return
-			}
-			defer b.Close()
-			got, err := io.ReadAll(b)
-			if err != nil || !bytes.Equal(got, content) {
-				t.Errorf("agent %d: %d bytes, err %v, equal %v", i, len(got), err, bytes.Equal(got, content))
-			}
-		})
+		wg.Go(func() { checkFetch(t, ctx, a, ref, content, fmt.Sprintf("agent %d", i)) })
 	}
 	wg.Wait()
 	sent := seed.Stats().BytesUploaded
@@ -86,18 +75,7 @@ func TestSeederServesLongPieces(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 2 {
 		a := newEngine(t, p2p.RoleAgent, trk, newFSStore(t), newSeederClient(t, addr))
-		wg.Go(func() {
-			b, err := a.Fetch(ctx, ref)
-			if err != nil {
-				t.Errorf("agent %d: %v", i, err)
-				return
-			}
-			defer b.Close()
-			got, err := io.ReadAll(b)
-			if err != nil || !bytes.Equal(got, content) {
-				t.Errorf("agent %d: %d bytes, err %v, equal %v", i, len(got), err, bytes.Equal(got, content))
-			}
-		})
+		wg.Go(func() { checkFetch(t, ctx, a, ref, content, fmt.Sprintf("agent %d", i)) })
 	}
 	wg.Wait()
 	// Super-seeded (not seeded plainly, as it once was for long pieces):
@@ -129,18 +107,7 @@ func TestSuperSeededBlobsPulledTogether(t *testing.T) {
 	for i := range 2 {
 		a := newEngine(t, p2p.RoleAgent, trk, newFSStore(t), newSeederClient(t, addr))
 		for j, ref := range refs {
-			wg.Go(func() {
-				b, err := a.Fetch(ctx, ref)
-				if err != nil {
-					t.Errorf("agent %d blob %d: %v", i, j, err)
-					return
-				}
-				defer b.Close()
-				got, err := io.ReadAll(b)
-				if err != nil || !bytes.Equal(got, contents[j]) {
-					t.Errorf("agent %d blob %d: %d bytes, err %v, equal %v", i, j, len(got), err, bytes.Equal(got, contents[j]))
-				}
-			})
+			wg.Go(func() { checkFetch(t, ctx, a, ref, contents[j], fmt.Sprintf("agent %d blob %d", i, j)) })
 		}
 	}
 	wg.Wait()
@@ -157,5 +124,21 @@ func checkSeederCopies(t *testing.T, seed *p2p.Engine, total int64, most float64
 	t.Logf("seeder sent %.2f copies", copies)
 	if copies < 1 || copies > most {
 		t.Errorf("seeder sent %.2f copies, want about 1", copies)
+	}
+}
+
+// checkFetch fetches ref through e and reports (with Errorf, so it may run
+// on its own goroutine) unless it reads exactly want.
+func checkFetch(t *testing.T, ctx context.Context, e *p2p.Engine, ref p2p.BlobRef, want []byte, who string) {
+	t.Helper()
+	b, err := e.Fetch(ctx, ref)
+	if err != nil {
+		t.Errorf("%s: %v", who, err)
+		return
+	}
+	defer b.Close()
+	got, err := io.ReadAll(b)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("%s: %d bytes, err %v, equal %v", who, len(got), err, bytes.Equal(got, want))
 	}
 }

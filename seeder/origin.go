@@ -109,22 +109,24 @@ func (s *Server) fromOrigin(ctx context.Context, r blobRequest) (entry, error) {
 	}
 	defer w.Cancel()
 
-	var ih *p2p.InfoHasher
-	dst := io.Writer(w)
-	if size >= 0 {
-		// With the size known up front the pieces are hashed as the
-		// bytes go by; otherwise they are hashed from the store after.
-		if size == 0 {
-			return entry{}, errEmptyBlob
-		}
-		ih = p2p.NewInfoHasher(r.digest, size)
-		dst = io.MultiWriter(w, ih)
+	if size == 0 {
+		return entry{}, errEmptyBlob
 	}
 	var body io.Reader = resp.Body
 	if s.originLimit != nil {
 		body = &limitedReader{ctx: ctx, r: body, l: s.originLimit}
 	}
-	n, err := io.Copy(dst, body)
+	var ih *p2p.InfoHasher
+	var n int64
+	if size > 0 {
+		// With the size known up front the pieces are hashed as the
+		// bytes go by, beside the store's digest; otherwise they are
+		// hashed from the store after.
+		ih = p2p.NewInfoHasher(r.digest, size)
+		n, err = copyBoth(w, ih, body)
+	} else {
+		n, err = io.Copy(w, body)
+	}
 	s.originBytes.Add(n)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -167,7 +169,7 @@ func (s *Server) fromStore(ctx context.Context, dgst digest.Digest) (entry, erro
 		return entry{}, err
 	}
 	ih := p2p.NewInfoHasher(dgst, b.Size())
-	if _, err := io.Copy(io.MultiWriter(ih, v), &ctxReader{ctx: ctx, r: storage.NewReader(b, 0)}); err != nil {
+	if _, err := copyBoth(v, ih, &ctxReader{ctx: ctx, r: storage.NewReader(b, 0)}); err != nil {
 		return entry{}, fmt.Errorf("read %s from store: %w", dgst, err)
 	}
 	if err := v.Verify(); err != nil {

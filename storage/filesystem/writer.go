@@ -18,13 +18,16 @@ type writer struct {
 	dest  string // blob path, relative to the root
 	tmp   string // temporary file, relative to the root
 
-	mu     sync.Mutex
-	f      *os.File // nil once closed
-	v      *storage.Verifier
-	werr   error // first write error; Commit fails with it
-	done   bool  // Commit or Cancel has run
-	info   storage.Info
-	result error // what Commit returns once done
+	mu   sync.Mutex
+	f    *os.File // nil once closed
+	v    *storage.Verifier
+	werr error // first write error; Commit fails with it
+	// written counts the bytes written; those before flushed were handed
+	// to the kernel's writeback (see writebackEvery).
+	written, flushed int64
+	done             bool // Commit or Cancel has run
+	info             storage.Info
+	result           error // what Commit returns once done
 }
 
 // Write implements io.Writer. After a failed write the writer accepts no
@@ -40,12 +43,24 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.v.Write(p[:n])
+	w.written += int64(n)
 	if err != nil {
 		w.werr = fmt.Errorf("filesystem: write %s: %w", w.v.Digest(), err)
 		return n, w.werr
 	}
+	if w.written-w.flushed >= writebackEvery {
+		startWriteback(w.f, w.flushed, w.written-w.flushed)
+		w.flushed = w.written
+	}
 	return n, nil
 }
+
+// writebackEvery is how many written bytes the writer lets pile up before
+// it asks the kernel to start writing them to disk. Left alone, the kernel
+// may keep a whole large blob dirty in memory until the fsync at commit,
+// which then waits for all of it: 0.2-0.3 s for 1 GiB here, on the path
+// of a cold pull twice (the seeder's commit, then the agent's).
+const writebackEvery = 8 << 20
 
 // Commit implements storage.Writer. Only the first call does anything;
 // later calls return the same result.

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 
 	"github.com/anacrolix/torrent/metainfo"
 	tstorage "github.com/anacrolix/torrent/storage"
 
+	"github.com/eagle-p2p/eagle/internal/writeback"
 	"github.com/eagle-p2p/eagle/storage"
 )
 
@@ -199,7 +201,31 @@ func (d *blobData) commit(b storage.Blob) error {
 		return nil
 	}
 	name := f.Name()
-	return errors.Join(f.Close(), os.Remove(name))
+	err := os.Remove(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil // the store adopted it
+	}
+	return errors.Join(f.Close(), err)
+}
+
+// partialName is the partial file's path ("" once committed or failed).
+func (d *blobData) partialName() string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.partial == nil {
+		return ""
+	}
+	return d.partial.Name()
+}
+
+// startWriteback asks the kernel to start writing bytes [off, off+n) of
+// the partial file to disk.
+func (d *blobData) startWriteback(off, n int64) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.partial != nil {
+		writeback.Start(d.partial, off, n)
+	}
 }
 
 // fail abandons the data: readers get err, the partial file is removed,

@@ -221,6 +221,16 @@ func (e *Engine) runDownload(ent *entry, ref BlobRef) error {
 // store, whose Commit checks the whole-blob digest; then it switches the
 // torrent's reads to the committed blob.
 func (e *Engine) commit(ctx context.Context, ent *entry, ref BlobRef) error {
+	if a, ok := e.store.(storage.Adopter); ok {
+		err := e.adopt(ctx, a, ent, ref)
+		if !errors.Is(err, storage.ErrCannotAdopt) {
+			if err != nil {
+				return err
+			}
+			return e.switchToStore(ctx, ent)
+		}
+		e.log.Debug("the store cannot adopt the download; copying it", "digest", ent.dgst, "err", err)
+	}
 	w, err := e.store.Create(ctx, ent.dgst)
 	if err != nil {
 		return fmt.Errorf("p2p: store %s: %w", ent.dgst, err)
@@ -240,6 +250,52 @@ func (e *Engine) commit(ctx context.Context, ent *entry, ref BlobRef) error {
 		}
 		return fmt.Errorf("p2p: store %s: %w", ent.dgst, err)
 	}
+	return e.switchToStore(ctx, ent)
+}
+
+// adopt hashes the pieces in order as they complete, then hands the
+// partial file itself to the store, so the blob is written to disk once.
+// Pieces are not written to again once complete, so the file holds the
+// bytes that were hashed.
+func (e *Engine) adopt(ctx context.Context, a storage.Adopter, ent *entry, ref BlobRef) error {
+	v, err := storage.NewVerifier(ent.dgst)
+	if err != nil {
+		return err
+	}
+	var flushed int64
+	for i := range ent.data.complete {
+		if err := e.waitPiece(ctx, ent, ref, i); err != nil {
+			return fmt.Errorf("p2p: download %s: %w", ent.dgst, err)
+		}
+		if err := ent.data.copyPiece(v, i); err != nil {
+			return fmt.Errorf("p2p: hash %s: %w", ent.dgst, err)
+		}
+		if v.Size()-flushed >= writebackEvery {
+			ent.data.startWriteback(flushed, v.Size()-flushed)
+			flushed = v.Size()
+		}
+	}
+	if err := v.Verify(); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrDigestMismatch, ent.dgst, err)
+	}
+	if _, err := a.Adopt(ctx, ent.data.partialName(), v); err != nil {
+		if errors.Is(err, storage.ErrCannotAdopt) {
+			return err
+		}
+		return fmt.Errorf("p2p: store %s: %w", ent.dgst, err)
+	}
+	return nil
+}
+
+// writebackEvery is how many hashed bytes of a download pile up before
+// the engine asks the kernel to start writing them to disk, so that the
+// fsync when the store adopts the file does not wait for a whole large
+// blob.
+const writebackEvery = 8 << 20
+
+// switchToStore switches the torrent's reads from the partial file to the
+// committed blob.
+func (e *Engine) switchToStore(ctx context.Context, ent *entry) error {
 	blob, err := e.store.Open(ctx, ent.dgst)
 	if err != nil {
 		return fmt.Errorf("p2p: reopen %s: %w", ent.dgst, err)

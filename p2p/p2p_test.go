@@ -354,8 +354,21 @@ func putBlob(t *testing.T, s storage.Store, content []byte) digest.Digest {
 
 // A swarm whose every piece passes its hash but whose whole blob does not
 // match the digest: the reader gets an error before the last byte, and
-// nothing is cached.
+// nothing is cached, whether the agent's store copies the download (memory)
+// or adopts its file (filesystem).
 func TestDigestMismatchFailsReadAndCachesNothing(t *testing.T) {
+	t.Run("copied", func(t *testing.T) { digestMismatch(t, memory.New()) })
+	t.Run("adopted", func(t *testing.T) {
+		fs, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fs.Close()
+		digestMismatch(t, fs)
+	})
+}
+
+func digestMismatch(t *testing.T, agentStore storage.Store) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	trk := startTracker(t)
@@ -371,7 +384,6 @@ func TestDigestMismatchFailsReadAndCachesNothing(t *testing.T) {
 	}
 
 	dataDir := t.TempDir()
-	agentStore := memory.New()
 	agent, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet},
 		agentStore, staticSource{claimed: mi})
 	if err != nil {

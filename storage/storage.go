@@ -98,6 +98,26 @@ func NewReader(b Blob, off int64) io.Reader {
 	return io.NewSectionReader(b, off, b.Size()-off)
 }
 
+// Adopter is a Store that can take in a complete file from its own
+// filesystem by renaming it rather than copying its bytes: the p2p engine
+// adopts the file a blob was downloaded into, so each byte is written to
+// disk once.
+type Adopter interface {
+	// Adopt makes the file at path the blob v was fed for, as Commit
+	// would: v must have been fed exactly the file's bytes, and nothing
+	// may write to the file afterwards. Adopt refuses a v that does not
+	// verify (an error wrapping ErrDigestMismatch) or a file of another
+	// size. On success the file is gone from path (renamed, or removed
+	// when the blob was already stored). An error wrapping ErrCannotAdopt
+	// means nothing was done and the caller should copy the bytes instead:
+	// the file is on another filesystem, or the store keeps blobs
+	// elsewhere.
+	Adopt(ctx context.Context, path string, v *Verifier) (Info, error)
+}
+
+// ErrCannotAdopt reports that a store cannot adopt a file (see Adopter).
+var ErrCannotAdopt = errors.New("storage: cannot adopt the file")
+
 // ErrTooLarge reports a blob that cannot fit in a size-limited store even
 // when it is empty.
 var ErrTooLarge = errors.New("storage: blob larger than the cache")

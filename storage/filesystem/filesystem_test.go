@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/eagle-p2p/eagle/storage"
@@ -326,4 +327,45 @@ func FuzzDigestPath(f *testing.F) {
 			t.Fatalf("Stat(%q) = %v, want ErrNotFound", in, serr)
 		}
 	})
+}
+
+func TestAdopterConformance(t *testing.T) {
+	storagetest.RunAdopter(t, func(t *testing.T) (storage.Store, string) {
+		return newStore(t, t.TempDir()), t.TempDir()
+	})
+}
+
+// TestAdoptAcrossFilesystems checks that a file on another filesystem is
+// refused with storage.ErrCannotAdopt and left where it was.
+func TestAdoptAcrossFilesystems(t *testing.T) {
+	s := newStore(t, t.TempDir())
+	other, err := os.MkdirTemp("/dev/shm", "eagle-adopt-")
+	if err != nil {
+		t.Skipf("no /dev/shm to put a file on another filesystem: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(other) })
+	var st, so syscall.Statfs_t
+	if syscall.Statfs(s.Root(), &st) != nil || syscall.Statfs(other, &so) != nil || st.Fsid == so.Fsid {
+		t.Skip("/dev/shm is on the store's filesystem")
+	}
+	data := []byte("bytes on another filesystem")
+	dgst := digest.FromBytes(data)
+	path := filepath.Join(other, "blob")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := storage.NewVerifier(dgst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Write(data)
+	if _, err := s.Adopt(t.Context(), path, v); !errors.Is(err, storage.ErrCannotAdopt) {
+		t.Fatalf("Adopt across filesystems: %v, want ErrCannotAdopt", err)
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the refused file changed: %q, %v", got, err)
+	}
+	if _, err := s.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Stat after a refused adoption: %v", err)
+	}
 }

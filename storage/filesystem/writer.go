@@ -9,6 +9,7 @@ import (
 	"path"
 	"sync"
 
+	"github.com/eagle-p2p/eagle/internal/writeback"
 	"github.com/eagle-p2p/eagle/storage"
 )
 
@@ -49,7 +50,7 @@ func (w *writer) Write(p []byte) (int, error) {
 		return n, w.werr
 	}
 	if w.written-w.flushed >= writebackEvery {
-		startWriteback(w.f, w.flushed, w.written-w.flushed)
+		writeback.Start(w.f, w.flushed, w.written-w.flushed)
 		w.flushed = w.written
 	}
 	return n, nil
@@ -105,26 +106,37 @@ func (w *writer) commit(ctx context.Context) (storage.Info, error) {
 		return fail(err)
 	}
 
-	root := w.store.root
-	if old, err := root.Lstat(w.dest); err == nil && old.Mode().IsRegular() {
+	info, err := w.store.install(w.tmp, w.dest, storage.Info{Digest: dgst, Size: w.v.Size(), ModTime: fi.ModTime()})
+	if err != nil {
+		return fail(err)
+	}
+	return info, nil
+}
+
+// install moves tmp, a verified and fsynced file under the root, to dest,
+// and returns the stored blob's Info (info, or the Info of a copy already
+// there, in which case tmp is removed).
+func (s *Store) install(tmp, dest string, info storage.Info) (storage.Info, error) {
+	root := s.root
+	if old, err := root.Lstat(dest); err == nil && old.Mode().IsRegular() {
 		// Already stored: the bytes are the same, keep the existing copy
 		// (readers may have it open) and drop ours.
-		if err := w.discard(); err != nil {
-			return storage.Info{}, fmt.Errorf("filesystem: commit %s: %w", dgst, err)
+		if err := root.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return storage.Info{}, err
 		}
-		return storage.Info{Digest: dgst, Size: old.Size(), ModTime: old.ModTime()}, nil
+		return storage.Info{Digest: info.Digest, Size: old.Size(), ModTime: old.ModTime()}, nil
 	}
-	dir := path.Dir(w.dest)
+	dir := path.Dir(dest)
 	if err := root.MkdirAll(dir, dirPerm); err != nil {
-		return fail(err)
+		return storage.Info{}, err
 	}
-	if err := root.Rename(w.tmp, w.dest); err != nil {
-		return fail(err)
+	if err := root.Rename(tmp, dest); err != nil {
+		return storage.Info{}, err
 	}
 	// Best effort: the file's bytes are already on disk, so if the rename
 	// itself is lost to a power cut the blob is merely absent, never partial.
 	syncDir(root, dir)
-	return storage.Info{Digest: dgst, Size: w.v.Size(), ModTime: fi.ModTime()}, nil
+	return info, nil
 }
 
 // Cancel implements storage.Writer.

@@ -249,11 +249,31 @@ func (w *writer) Commit(ctx context.Context) (storage.Info, error) {
 	if err != nil {
 		return info, err
 	}
-	s := w.s
+	return info, w.s.committed(ctx, w.dgst, info)
+}
+
+// Adopt implements storage.Adopter when the inner store does; otherwise it
+// returns an error wrapping storage.ErrCannotAdopt. The adopted blob is
+// accounted as a committed one.
+func (s *Store) Adopt(ctx context.Context, path string, v *storage.Verifier) (storage.Info, error) {
+	a, ok := s.inner.(storage.Adopter)
+	if !ok {
+		return storage.Info{}, fmt.Errorf("lru: %w: the inner store adopts no files", storage.ErrCannotAdopt)
+	}
+	info, err := a.Adopt(ctx, path, v)
+	if err != nil {
+		return info, err
+	}
+	return info, s.committed(ctx, v.Digest(), info)
+}
+
+// committed accounts a blob just committed (or adopted) and turns its
+// reservation into the blob's own accounting.
+func (s *Store) committed(ctx context.Context, dgst digest.Digest, info storage.Info) error {
 	s.mu.Lock()
-	delete(s.reserve, w.dgst)
-	if _, ok := s.index.Get(w.dgst); !ok {
-		s.index.Add(w.dgst, info.Size)
+	delete(s.reserve, dgst)
+	if _, ok := s.index.Get(dgst); !ok {
+		s.index.Add(dgst, info.Size)
 		s.used += info.Size
 	}
 	s.mu.Unlock()
@@ -262,7 +282,7 @@ func (w *writer) Commit(ctx context.Context) (storage.Info, error) {
 	// reservation makes room; callers that must not pass the limit Reserve
 	// before they write.
 	if err := s.makeRoom(ctx); err != nil && !errors.Is(err, storage.ErrFull) {
-		return info, fmt.Errorf("lru: %s committed, but making room failed: %w", w.dgst, err)
+		return fmt.Errorf("lru: %s committed, but making room failed: %w", dgst, err)
 	}
-	return info, nil
+	return nil
 }

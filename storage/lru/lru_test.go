@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -163,5 +165,66 @@ func TestLRUIndexRebuiltFromDisk(t *testing.T) {
 	got, _ := io.ReadAll(storage.NewReader(r, 0))
 	if !bytes.Equal(got, blob(2, 1000)) {
 		t.Fatal("bytes differ")
+	}
+}
+
+// Over a store that adopts files, the LRU store adopts them too.
+func TestLRUAdopterConformance(t *testing.T) {
+	storagetest.RunAdopter(t, func(t *testing.T) (storage.Store, string) {
+		fs, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { fs.Close() })
+		s, err := lru.New(context.Background(), fs, 1<<40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, t.TempDir()
+	})
+}
+
+// An adopted blob is accounted like a committed one, its reservation
+// released; over a store that keeps blobs elsewhere, adoption is refused
+// with ErrCannotAdopt.
+func TestLRUAdoptAccounting(t *testing.T) {
+	ctx := context.Background()
+	fs, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	s, err := lru.New(ctx, fs, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := blob(7, 300<<10)
+	d := digest.FromBytes(content)
+	if err := s.Reserve(ctx, d, int64(len(content))); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "partial")
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := storage.NewVerifier(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Write(content)
+	if _, err := s.Adopt(ctx, path, v); err != nil {
+		t.Fatal(err)
+	}
+	s.Release(d)
+	if used, reserved := s.Usage(); used != int64(len(content)) || reserved != 0 {
+		t.Errorf("after Adopt: used %d, reserved %d; want %d, 0", used, reserved, len(content))
+	}
+
+	mem, err := lru.New(ctx, memory.New(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mem.Adopt(ctx, path, v); !errors.Is(err, storage.ErrCannotAdopt) {
+		t.Errorf("Adopt over a memory store: %v, want ErrCannotAdopt", err)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package filesystem
+package writeback
 
 import (
 	"os"
@@ -8,15 +8,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// startWriteback asks the kernel to start writing bytes [off, off+n) of f
+// Start asks the kernel to start writing bytes [off, off+n) of f
 // to disk, without waiting for them.
-func startWriteback(f *os.File, off, n int64) {
+func Start(f *os.File, off, n int64) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return
 	}
 	_ = rc.Control(func(fd uintptr) {
-		// Best effort: the fsync at commit is what makes the bytes durable.
+		// Best effort: only a later fsync makes the bytes durable.
 		_ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
 	})
 }

@@ -11,13 +11,15 @@ import (
 	"time"
 
 	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/filesystem"
+	"github.com/eagle-p2p/eagle/storage/lru"
 )
 
-// TestDownloadIsWrittenOnce checks that a filesystem store adopts the file a
-// blob was downloaded into (the stored blob is that very file) and, when
-// the download lives on another filesystem, that the engine copies it
-// instead. Either way the bytes are the origin's and no partial file is
+// TestDownloadIsWrittenOnce checks that a filesystem store, alone or behind
+// an LRU cache, adopts the file a blob was downloaded into (the stored blob
+// is that very file) and, when the download lives on another filesystem,
+// that the engine copies it instead. Either way the bytes are the origin's and no partial file is
 // left.
 func TestDownloadIsWrittenOnce(t *testing.T) {
 	o := startOrigin(t)
@@ -34,23 +36,33 @@ func TestDownloadIsWrittenOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		dataDir string
+		inLRU   bool // the filesystem store behind an LRU cache
 		adopted bool
 	}{
-		{"same filesystem", t.TempDir(), true},
-		{"other filesystem", shm, false},
+		{"same filesystem", t.TempDir(), false, true},
+		{"same filesystem, in a cache", t.TempDir(), true, true},
+		{"other filesystem", shm, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			store, err := filesystem.New(t.TempDir())
+			fs, err := filesystem.New(t.TempDir())
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer store.Close()
-			if !tc.adopted && !otherFilesystem(tc.dataDir, store.Root()) {
+			defer fs.Close()
+			if !tc.adopted && !otherFilesystem(tc.dataDir, fs.Root()) {
 				t.Skip("no directory on another filesystem (/dev/shm)")
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			e, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: tc.dataDir, Trackers: []string{trk}, Logger: quiet},
+			var store storage.Store = fs
+			if tc.inLRU {
+				if store, err = lru.New(ctx, fs, 1<<30); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Slow enough (0.5 s) that the partial file is still there
+			// when Fetch returns.
+			e, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: tc.dataDir, Trackers: []string{trk}, Logger: quiet, DownloadLimit: 8 << 20},
 				store, newSeederClient(t, addr))
 			if err != nil {
 				t.Fatal(err)
@@ -70,7 +82,7 @@ func TestDownloadIsWrittenOnce(t *testing.T) {
 				t.Fatalf("read %d bytes (err %v) that differ from the origin's %d", len(got), err, len(want))
 			}
 			hex := ref.Digest.Encoded()
-			stored, err := os.Stat(filepath.Join(store.Root(), "blobs", "sha256", hex[:2], hex))
+			stored, err := os.Stat(filepath.Join(fs.Root(), "blobs", "sha256", hex[:2], hex))
 			if err != nil {
 				t.Fatalf("blob not in the store after the read: %v", err)
 			}

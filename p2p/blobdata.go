@@ -200,10 +200,24 @@ func (d *blobData) commit(b storage.Blob) error {
 	if f == nil {
 		return nil
 	}
+	return removePartial(f)
+}
+
+// removePartial closes a partial file and removes it from its path, unless
+// the path no longer names it: the store adopted it (renamed it away), or a
+// later download of the same blob has created its own file there.
+func removePartial(f *os.File) error {
 	name := f.Name()
-	err := os.Remove(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		err = nil // the store adopted it
+	mine, err := f.Stat()
+	if err == nil {
+		var there os.FileInfo
+		there, err = os.Stat(name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			err = nil
+		case err == nil && os.SameFile(mine, there):
+			err = os.Remove(name)
+		}
 	}
 	return errors.Join(f.Close(), err)
 }
@@ -222,9 +236,12 @@ func (d *blobData) partialName() string {
 // the partial file to disk.
 func (d *blobData) startWriteback(off, n int64) {
 	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.partial != nil {
-		writeback.Start(d.partial, off, n)
+	f := d.partial
+	d.mu.RUnlock()
+	if f != nil {
+		// Outside the lock: it may wait for the disk's queue. A file closed
+		// meanwhile makes it a no-op.
+		writeback.Start(f, off, n)
 	}
 }
 
@@ -247,8 +264,7 @@ func (d *blobData) fail(err error) error {
 	if f == nil {
 		return nil
 	}
-	name := f.Name()
-	return errors.Join(f.Close(), os.Remove(name))
+	return removePartial(f)
 }
 
 // close releases the committed blob handle.
@@ -264,8 +280,7 @@ func (d *blobData) close() error {
 		d.failed = errDataClosed
 	}
 	if d.partial != nil {
-		name := d.partial.Name()
-		err = errors.Join(err, d.partial.Close(), os.Remove(name))
+		err = errors.Join(err, removePartial(d.partial))
 		d.partial = nil
 	}
 	close(d.changed)
@@ -302,7 +317,13 @@ func (p pieceData) ReadAt(b []byte, off int64) (int, error) {
 	return p.d.ReadAt(b, p.p.Offset()+off)
 }
 
+// WriteAt drops writes to a piece that is complete: its bytes were hashed
+// (and may already be the store's blob, see Engine.adopt). anacrolix does
+// not write complete pieces; this keeps it so whatever it does.
 func (p pieceData) WriteAt(b []byte, off int64) (int, error) {
+	if p.d.isComplete(p.p.Index()) {
+		return len(b), nil
+	}
 	return p.d.WriteAt(b, p.p.Offset()+off)
 }
 

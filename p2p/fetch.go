@@ -221,7 +221,7 @@ func (e *Engine) runDownload(ent *entry, ref BlobRef) error {
 // store, whose Commit checks the whole-blob digest; then it switches the
 // torrent's reads to the committed blob.
 func (e *Engine) commit(ctx context.Context, ent *entry, ref BlobRef) error {
-	if a, ok := e.store.(storage.Adopter); ok {
+	if a, ok := e.store.(storage.Adopter); ok && a.CanAdopt(partialDir(e.cfg.DataDir)) {
 		err := e.adopt(ctx, a, ent, ref)
 		if !errors.Is(err, storage.ErrCannotAdopt) {
 			if err != nil {

@@ -23,7 +23,7 @@ type twoWriter struct {
 }
 
 func newTwoWriter(first, second io.Writer) *twoWriter {
-	w := &twoWriter{first: first, second: second, in: make(chan []byte), out: make(chan error)}
+	w := &twoWriter{first: first, second: second, in: make(chan []byte), out: make(chan error, 1)}
 	go func() {
 		for p := range w.in {
 			n, err := w.second.Write(p)
@@ -45,7 +45,7 @@ func (w *twoWriter) Write(p []byte) (int, error) {
 	w.in <- p
 	n, err := w.first.Write(p)
 	if err2 := <-w.out; err == nil && err2 != nil {
-		return 0, err2
+		return n, err2
 	}
 	return n, err
 }

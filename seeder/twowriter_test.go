@@ -34,7 +34,7 @@ func TestCopyBoth(t *testing.T) {
 		"first":  {&failAfter{n: copyBufSize, err: boom}, io.Discard},
 		"second": {io.Discard, &failAfter{n: copyBufSize, err: boom}},
 	} {
-		if _, err := copyBoth(w[0], w[1], bytes.NewReader(src)); !errors.Is(err, boom) {
+		if _, err := copyBoth(w[0], w[1], iotest.HalfReader(bytes.NewReader(src))); !errors.Is(err, boom) {
 			t.Errorf("%s writer failing: copy returned %v, want %v", name, err, boom)
 		}
 	}

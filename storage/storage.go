@@ -113,6 +113,10 @@ type Adopter interface {
 	// the file is on another filesystem, or the store keeps blobs
 	// elsewhere.
 	Adopt(ctx context.Context, path string, v *Verifier) (Info, error)
+	// CanAdopt reports whether Adopt can take files from directory dir
+	// (it is on the store's filesystem), so that a caller that would have
+	// to copy anyway can stream the copy as it goes instead.
+	CanAdopt(dir string) bool
 }
 
 // ErrCannotAdopt reports that a store cannot adopt a file (see Adopter).

@@ -15,10 +15,10 @@ import (
 
 var _ storage.Adopter = (*Store)(nil)
 
-// Adopt implements storage.Adopter. It fsyncs the file, renames it into
-// the store's temporary directory (which fails with an error wrapping
-// storage.ErrCannotAdopt if file is on another filesystem) and installs
-// it as Commit does.
+// Adopt implements storage.Adopter. It renames the file into the store's
+// temporary directory (which fails with an error wrapping
+// storage.ErrCannotAdopt if the file is on another filesystem), fsyncs it
+// and installs it as Commit does.
 func (s *Store) Adopt(ctx context.Context, file string, v *storage.Verifier) (storage.Info, error) {
 	dgst := v.Digest()
 	dest, err := s.resolve(ctx, dgst)
@@ -28,7 +28,7 @@ func (s *Store) Adopt(ctx context.Context, file string, v *storage.Verifier) (st
 	if err := v.Verify(); err != nil {
 		return storage.Info{}, fmt.Errorf("filesystem: adopt %s: %w", dgst, err)
 	}
-	fi, err := syncFile(file)
+	fi, err := os.Lstat(file)
 	if err != nil {
 		return storage.Info{}, fmt.Errorf("filesystem: adopt %s: %w", dgst, err)
 	}
@@ -42,6 +42,10 @@ func (s *Store) Adopt(ctx context.Context, file string, v *storage.Verifier) (st
 		}
 		return storage.Info{}, fmt.Errorf("filesystem: adopt %s: %w", dgst, err)
 	}
+	if err := s.syncTmp(tmp); err != nil {
+		s.root.Remove(tmp)
+		return storage.Info{}, fmt.Errorf("filesystem: adopt %s: %w", dgst, err)
+	}
 	info, err := s.install(tmp, dest, storage.Info{Digest: dgst, Size: fi.Size(), ModTime: fi.ModTime()})
 	if err != nil {
 		s.root.Remove(tmp)
@@ -50,19 +54,26 @@ func (s *Store) Adopt(ctx context.Context, file string, v *storage.Verifier) (st
 	return info, nil
 }
 
-// syncFile fsyncs the file at name and returns its FileInfo.
-func syncFile(name string) (os.FileInfo, error) {
-	f, err := os.Open(name)
+// syncTmp fsyncs the file tmp (relative to the root).
+func (s *Store) syncTmp(tmp string) error {
+	f, err := s.root.Open(tmp)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	return f.Sync()
+}
+
+// CanAdopt implements storage.Adopter: dir must be on the root's
+// filesystem.
+func (s *Store) CanAdopt(dir string) bool {
+	a, err := os.Stat(dir)
 	if err != nil {
-		return nil, err
+		return false
 	}
-	if err := f.Sync(); err != nil {
-		return nil, err
+	b, err := os.Stat(s.root.Name())
+	if err != nil {
+		return false
 	}
-	return fi, nil
+	return sameDevice(a, b)
 }

@@ -348,6 +348,9 @@ func TestAdoptAcrossFilesystems(t *testing.T) {
 	if syscall.Statfs(s.Root(), &st) != nil || syscall.Statfs(other, &so) != nil || st.Fsid == so.Fsid {
 		t.Skip("/dev/shm is on the store's filesystem")
 	}
+	if s.CanAdopt(other) {
+		t.Error("CanAdopt is true for a directory on another filesystem")
+	}
 	data := []byte("bytes on another filesystem")
 	dgst := digest.FromBytes(data)
 	path := filepath.Join(other, "blob")

@@ -267,6 +267,13 @@ func (s *Store) Adopt(ctx context.Context, path string, v *storage.Verifier) (st
 	return info, s.committed(ctx, v.Digest(), info)
 }
 
+// CanAdopt implements storage.Adopter: the inner store must adopt files
+// from dir.
+func (s *Store) CanAdopt(dir string) bool {
+	a, ok := s.inner.(storage.Adopter)
+	return ok && a.CanAdopt(dir)
+}
+
 // committed accounts a blob just committed (or adopted) and turns its
 // reservation into the blob's own accounting.
 func (s *Store) committed(ctx context.Context, dgst digest.Digest, info storage.Info) error {

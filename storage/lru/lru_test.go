@@ -212,17 +212,23 @@ func TestLRUAdoptAccounting(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.Write(content)
+	if !s.CanAdopt(filepath.Dir(path)) {
+		t.Fatal("CanAdopt is false for a directory on the inner store's filesystem")
+	}
 	if _, err := s.Adopt(ctx, path, v); err != nil {
 		t.Fatal(err)
 	}
-	s.Release(d)
 	if used, reserved := s.Usage(); used != int64(len(content)) || reserved != 0 {
 		t.Errorf("after Adopt: used %d, reserved %d; want %d, 0", used, reserved, len(content))
 	}
+	s.Release(d)
 
 	mem, err := lru.New(ctx, memory.New(), 1<<20)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if mem.CanAdopt(filepath.Dir(path)) {
+		t.Error("CanAdopt over a memory store")
 	}
 	if _, err := mem.Adopt(ctx, path, v); !errors.Is(err, storage.ErrCannotAdopt) {
 		t.Errorf("Adopt over a memory store: %v, want ErrCannotAdopt", err)

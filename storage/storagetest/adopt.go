@@ -33,6 +33,9 @@ func RunAdopter(t *testing.T, newStore func(t *testing.T) (storage.Store, string
 			if !ok {
 				t.Fatalf("%T does not implement storage.Adopter", s)
 			}
+			if !a.CanAdopt(dir) {
+				t.Fatalf("CanAdopt(%s) is false for the directory newStore gave", dir)
+			}
 			tc.fn(t, s, a, dir)
 		})
 	}

@@ -353,15 +353,7 @@ func TestAdoptAcrossFilesystems(t *testing.T) {
 	}
 	data := []byte("bytes on another filesystem")
 	dgst := digest.FromBytes(data)
-	path := filepath.Join(other, "blob")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	v, err := storage.NewVerifier(dgst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.Write(data)
+	path, v := storagetest.FileToAdopt(t, other, dgst, data)
 	if _, err := s.Adopt(t.Context(), path, v); !errors.Is(err, storage.ErrCannotAdopt) {
 		t.Fatalf("Adopt across filesystems: %v, want ErrCannotAdopt", err)
 	}

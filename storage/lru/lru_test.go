@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -203,15 +202,7 @@ func TestLRUAdoptAccounting(t *testing.T) {
 	if err := s.Reserve(ctx, d, int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "partial")
-	if err := os.WriteFile(path, content, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	v, err := storage.NewVerifier(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.Write(content)
+	path, v := storagetest.FileToAdopt(t, t.TempDir(), d, content)
 	if !s.CanAdopt(filepath.Dir(path)) {
 		t.Fatal("CanAdopt is false for a directory on the inner store's filesystem")
 	}

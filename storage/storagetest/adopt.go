@@ -41,9 +41,9 @@ func RunAdopter(t *testing.T, newStore func(t *testing.T) (storage.Store, string
 	}
 }
 
-// fileToAdopt writes data to a new file in dir and returns its path and a
-// Verifier fed with data for dgst.
-func fileToAdopt(t *testing.T, dir string, dgst digest.Digest, data []byte) (string, *storage.Verifier) {
+// FileToAdopt writes data to a new file in dir and returns its path and a
+// Verifier for dgst fed with data, ready for storage.Adopter.Adopt.
+func FileToAdopt(t *testing.T, dir string, dgst digest.Digest, data []byte) (string, *storage.Verifier) {
 	t.Helper()
 	f, err := os.CreateTemp(dir, "adopt-*")
 	if err != nil {
@@ -73,7 +73,7 @@ func checkGone(t *testing.T, path string) {
 func testAdopt(t *testing.T, s storage.Store, a storage.Adopter, dir string) {
 	data := randomBytes(41, 3<<20+17)
 	dgst := digest.FromBytes(data)
-	path, v := fileToAdopt(t, dir, dgst, data)
+	path, v := FileToAdopt(t, dir, dgst, data)
 	info, err := a.Adopt(t.Context(), path, v)
 	if err != nil {
 		t.Fatalf("Adopt: %v", err)
@@ -91,7 +91,7 @@ func testAdopt(t *testing.T, s storage.Store, a storage.Adopter, dir string) {
 func testAdoptMismatch(t *testing.T, s storage.Store, a storage.Adopter, dir string) {
 	data := randomBytes(42, 100003)
 	claimed := digest.FromBytes(randomBytes(43, 100003))
-	path, v := fileToAdopt(t, dir, claimed, data)
+	path, v := FileToAdopt(t, dir, claimed, data)
 	if _, err := a.Adopt(t.Context(), path, v); !errors.Is(err, storage.ErrDigestMismatch) {
 		t.Fatalf("Adopt of bytes that do not match: %v, want ErrDigestMismatch", err)
 	}
@@ -104,7 +104,7 @@ func testAdoptMismatch(t *testing.T, s storage.Store, a storage.Adopter, dir str
 func testAdoptWrongSize(t *testing.T, s storage.Store, a storage.Adopter, dir string) {
 	data := randomBytes(44, 65536)
 	dgst := digest.FromBytes(data)
-	path, v := fileToAdopt(t, dir, dgst, data)
+	path, v := FileToAdopt(t, dir, dgst, data)
 	// Bytes written after they were hashed.
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -122,7 +122,7 @@ func testAdoptExisting(t *testing.T, s storage.Store, a storage.Adopter, dir str
 	data := randomBytes(45, 200000)
 	dgst := digest.FromBytes(data)
 	put(t, s, data)
-	path, v := fileToAdopt(t, dir, dgst, data)
+	path, v := FileToAdopt(t, dir, dgst, data)
 	info, err := a.Adopt(t.Context(), path, v)
 	if err != nil {
 		t.Fatalf("Adopt of a stored blob: %v", err)
@@ -137,7 +137,7 @@ func testAdoptExisting(t *testing.T, s storage.Store, a storage.Adopter, dir str
 func testAdoptContextCancelled(t *testing.T, s storage.Store, a storage.Adopter, dir string) {
 	data := randomBytes(46, 4096)
 	dgst := digest.FromBytes(data)
-	path, v := fileToAdopt(t, dir, dgst, data)
+	path, v := FileToAdopt(t, dir, dgst, data)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := a.Adopt(ctx, path, v); !errors.Is(err, context.Canceled) {

@@ -217,9 +217,10 @@ func (e *Engine) runDownload(ent *entry, ref BlobRef) error {
 	return nil
 }
 
-// commit copies the verified pieces, in order as they complete, into the
-// store, whose Commit checks the whole-blob digest; then it switches the
-// torrent's reads to the committed blob.
+// commit stores the blob as its verified pieces complete, in order: a
+// store that can adopts the partial file once the pieces hash to the
+// digest (see adopt); any other gets a copy, whose Commit checks the
+// digest. Then it switches the torrent's reads to the committed blob.
 func (e *Engine) commit(ctx context.Context, ent *entry, ref BlobRef) error {
 	if a, ok := e.store.(storage.Adopter); ok && a.CanAdopt(partialDir(e.cfg.DataDir)) {
 		err := e.adopt(ctx, a, ent, ref)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
-	"github.com/eagle-p2p/eagle/storage/filesystem"
 	"github.com/eagle-p2p/eagle/storage/lru"
 )
 
@@ -44,11 +43,7 @@ func TestDownloadIsWrittenOnce(t *testing.T) {
 		{"other filesystem", shm, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fs, err := filesystem.New(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fs.Close()
+			fs := newFSStore(t)
 			if !tc.adopted && !otherFilesystem(tc.dataDir, fs.Root()) {
 				t.Skip("no directory on another filesystem (/dev/shm)")
 			}
@@ -56,6 +51,7 @@ func TestDownloadIsWrittenOnce(t *testing.T) {
 			defer cancel()
 			var store storage.Store = fs
 			if tc.inLRU {
+				var err error
 				if store, err = lru.New(ctx, fs, 1<<30); err != nil {
 					t.Fatal(err)
 				}

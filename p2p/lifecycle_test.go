@@ -70,29 +70,9 @@ func TestCloseWhileFetching(t *testing.T) {
 func TestRestartSeedsStoredBlobs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
-	addr, seederSrv, seederEngine := startSeeder(t, trk)
-	ref, want := pushBlob(t, o, "restart/app", 3<<20+3)
-	src := newSeederClient(t, addr)
-	mi, err := src.MetaInfo(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dataDir := t.TempDir()
-	store := newFSStore(t)
-	newA := func() *p2p.Engine { return engineOnDir(t, dataDir, trk, store, src) }
-	a := newA()
-	if got := readAll(t, ctx, a, ref); !bytes.Equal(got, want) {
-		t.Fatal("bytes differ")
-	}
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// The seeder goes away: from now on only the restarted node has the blob.
-	seederSrv.Close()
-	seederEngine.Close()
-	a = newA()
+	n := pullThenLoseSeeder(t, ctx, "restart/app")
+	ref, want, trk, mi := n.ref, n.want, n.trk, n.metaInfo
+	a := n.start()
 	defer a.Close()
 	b := newEngine(t, p2p.RoleAgent, trk, memoryStore(), staticSource{ref.Digest: mi})
 	if got := readAll(t, ctx, b, ref); !bytes.Equal(got, want) {
@@ -119,23 +99,8 @@ func TestRestartSeedsStoredBlobs(t *testing.T) {
 func TestRestartSeedsOlderMetaInfo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
-	addr, seederSrv, seederEngine := startSeeder(t, trk)
-	ref, want := pushBlob(t, o, "upgrade/app", 3<<20+3)
-	dataDir := t.TempDir()
-	store := newFSStore(t)
-	src := newSeederClient(t, addr)
-	newA := func() *p2p.Engine { return engineOnDir(t, dataDir, trk, store, src) }
-	a := newA()
-	if got := readAll(t, ctx, a, ref); !bytes.Equal(got, want) {
-		t.Fatal("bytes differ")
-	}
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
-	seederSrv.Close()
-	seederEngine.Close()
+	n := pullThenLoseSeeder(t, ctx, "upgrade/app")
+	ref, want, trk, dataDir := n.ref, n.want, n.trk, n.dataDir
 	// What the older version kept: the same blob in 256 KiB pieces.
 	old := buildMetaInfo(t, want, 256<<10)
 	kept := filepath.Join(dataDir, "metainfo", ref.Digest.Encoded()+".torrent")
@@ -145,7 +110,7 @@ func TestRestartSeedsOlderMetaInfo(t *testing.T) {
 	if err := os.WriteFile(kept, old, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a = newA()
+	a := n.start()
 	defer a.Close()
 	if _, err := os.Stat(kept); err != nil {
 		t.Fatalf("the older metainfo was dropped at start-up: %v", err)
@@ -212,6 +177,43 @@ func TestStreamsBeforeDownloadCompletes(t *testing.T) {
 	if !bytes.Equal(rest, want[1<<20:]) {
 		t.Fatal("rest differs")
 	}
+}
+
+// restartedNode is a node that pulled a blob and was closed, after which
+// the seeder went away: only the node's data dir and store hold the blob.
+type restartedNode struct {
+	ref      p2p.BlobRef
+	want     []byte // the blob
+	metaInfo []byte // the seeder's metainfo for it
+	trk      string
+	dataDir  string
+	start    func() *p2p.Engine // starts the node again; the caller closes it
+}
+
+func pullThenLoseSeeder(t *testing.T, ctx context.Context, repo string) restartedNode {
+	t.Helper()
+	o := startOrigin(t)
+	trk := startTracker(t)
+	addr, seederSrv, seederEngine := startSeeder(t, trk)
+	ref, want := pushBlob(t, o, repo, 3<<20+3)
+	src := newSeederClient(t, addr)
+	mi, err := src.MetaInfo(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	store := newFSStore(t)
+	start := func() *p2p.Engine { return engineOnDir(t, dataDir, trk, store, src) }
+	a := start()
+	if got := readAll(t, ctx, a, ref); !bytes.Equal(got, want) {
+		t.Fatal("bytes differ")
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seederSrv.Close()
+	seederEngine.Close()
+	return restartedNode{ref: ref, want: want, metaInfo: mi, trk: trk, dataDir: dataDir, start: start}
 }
 
 // engineOnDir starts an agent engine on dataDir and store, to be started

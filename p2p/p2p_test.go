@@ -358,14 +358,7 @@ func putBlob(t *testing.T, s storage.Store, content []byte) digest.Digest {
 // or adopts its file (filesystem).
 func TestDigestMismatchFailsReadAndCachesNothing(t *testing.T) {
 	t.Run("copied", func(t *testing.T) { digestMismatch(t, memory.New()) })
-	t.Run("adopted", func(t *testing.T) {
-		fs, err := filesystem.New(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer fs.Close()
-		digestMismatch(t, fs)
-	})
+	t.Run("adopted", func(t *testing.T) { digestMismatch(t, newFSStore(t)) })
 }
 
 func digestMismatch(t *testing.T, agentStore storage.Store) {

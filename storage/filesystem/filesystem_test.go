@@ -364,3 +364,55 @@ func TestAdoptAcrossFilesystems(t *testing.T) {
 		t.Errorf("Stat after a refused adoption: %v", err)
 	}
 }
+
+// TestInstallFailureLeavesNothing makes the last step of a commit and of an
+// adoption fail (a directory squats where the blob belongs, so the rename
+// onto it fails) and checks that neither leaves a file behind in tmp/ or
+// reports the blob as stored.
+func TestInstallFailureLeavesNothing(t *testing.T) {
+	root := t.TempDir()
+	s := newStore(t, root)
+	data := []byte("bytes that cannot be installed")
+	dgst := digest.FromBytes(data)
+	hex := dgst.Encoded()
+	squat := filepath.Join(root, "blobs", "sha256", hex[:2], hex)
+	if err := os.MkdirAll(filepath.Join(squat, "inside"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	checkClean := func(t *testing.T) {
+		t.Helper()
+		tmp, err := os.ReadDir(filepath.Join(root, "tmp"))
+		if err != nil || len(tmp) != 0 {
+			t.Errorf("tmp/ holds %v (err %v), want nothing", tmp, err)
+		}
+		if _, err := s.Stat(t.Context(), dgst); err == nil {
+			t.Error("Stat reports the blob as stored")
+		}
+		if fi, err := os.Stat(squat); err != nil || !fi.IsDir() {
+			t.Errorf("the squatting directory changed: %v", err)
+		}
+	}
+	t.Run("commit", func(t *testing.T) {
+		w, err := s.Create(t.Context(), dgst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Commit(t.Context()); err == nil {
+			t.Fatal("Commit onto a directory succeeded")
+		}
+		checkClean(t)
+	})
+	t.Run("adopt", func(t *testing.T) {
+		path, v := storagetest.FileToAdopt(t, t.TempDir(), dgst, data)
+		if !s.CanAdopt(filepath.Dir(path)) {
+			t.Skip("the test's temporary directories are on different filesystems")
+		}
+		if _, err := s.Adopt(t.Context(), path, v); err == nil {
+			t.Fatal("Adopt onto a directory succeeded")
+		}
+		checkClean(t)
+	})
+}

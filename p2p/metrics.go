@@ -105,6 +105,8 @@ var (
 		"Blobs being downloaded through the swarm now.", nil, nil)
 	cacheDesc = prometheus.NewDesc("eagle_p2p_cache_bytes",
 		"Bytes of the complete, verified blobs the engine holds and seeds.", nil, nil)
+	peersDesc = prometheus.NewDesc("eagle_p2p_peers",
+		"Peer connections open now, over all blobs.", nil, nil)
 )
 
 // engineCollector reads an Engine's counters and its blob table at scrape
@@ -117,6 +119,7 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- uploadedDesc
 	ch <- activeDesc
 	ch <- cacheDesc
+	ch <- peersDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -128,6 +131,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(uploadedDesc, prometheus.CounterValue, float64(st.BytesUploaded))
 	ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(active))
 	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.GaugeValue, float64(cached))
+	ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(st.Peers))
 }
 
 // blobCounts returns the number of downloads in progress and the total size

@@ -194,6 +194,29 @@ func TestMetricsActiveAndNotFound(t *testing.T) {
 	if got := metric(t, reg, "eagle_p2p_cache_bytes"); got != 0 {
 		t.Errorf("cache gauge = %v with nothing complete, want 0", got)
 	}
+	if got := metric(t, reg, "eagle_p2p_peers"); got != 0 {
+		t.Errorf("peers gauge = %v alone in the swarm, want 0", got)
+	}
+	// A second node after the same blob: the two connect.
+	other, err := p2p.New(p2p.Config{
+		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
+	}, memory.New(), staticSource{stuck: metaInfoFor(t, stuck, content)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	otherBlob, err := other.Fetch(ctx, p2p.BlobRef{Upstream: "http://127.0.0.1:1", Repository: "x", Digest: stuck})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer otherBlob.Close()
+	// Both dial (the tracker hands each the other), so the gauge may show
+	// one connection or two for a while.
+	for deadline := time.Now().Add(10 * time.Second); metric(t, reg, "eagle_p2p_peers") < 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("peers gauge stayed 0 with a second node in the swarm")
+		}
+	}
 
 	missing := digest.FromString("not at the origin")
 	if _, err := e.Fetch(ctx, p2p.BlobRef{Upstream: "http://127.0.0.1:1", Repository: "x", Digest: missing}); !errors.Is(err, p2p.ErrNotFound) {

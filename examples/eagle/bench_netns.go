@@ -115,7 +115,12 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	c.Origin.ResetCounts()
 	stopTrace := func() {}
 	if o.verbose {
-		stopTrace = traceSeeders(stderr, c)
+		urls := make([]string, len(agents))
+		for i, a := range agents {
+			urls[i] = a.url
+		}
+		// Each sample is an HTTP request to every agent: every 250 ms.
+		stopTrace = traceSwarm(stderr, metricsProbe(ctx, c, urls), L, int64(o.cap), 250*time.Millisecond)
 	}
 	r.eagle, err = fetchAllNetns(ctx, bin, lab, agents, path, layer.Digest, L)
 	stopTrace()

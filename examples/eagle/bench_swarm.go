@@ -171,7 +171,7 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) e
 	}
 	stopTrace := func() {}
 	if o.verbose {
-		stopTrace = traceSwarm(stderr, c, L, int64(o.cap))
+		stopTrace = traceSwarm(stderr, clusterProbe(c), L, int64(o.cap), 100*time.Millisecond)
 	}
 	r.eagle, err = pullAll(ctx, urls, layer.Digest, L)
 	stopTrace()
@@ -301,89 +301,4 @@ func pullOne(ctx context.Context, client *http.Client, url string, want digest.D
 // peak since start, which can only overstate.
 func resetPeakRSS() {
 	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-}
-
-// traceSwarm prints, every 100 ms until stop, the piece bytes the agents
-// received (in total and the least any one did) and the seeders sent, and
-// how many agents used under half their cap up (of all) and down (of
-// those not done) in that interval.
-func traceSwarm(w io.Writer, c *cluster.Cluster, size, capBps int64) (stop func()) {
-	start := time.Now()
-	// When each agent first had received something, half, and all.
-	marks := make([][3]float64, len(c.Agents))
-	prevUp := make([]int64, len(c.Agents))
-	prevDown := make([]int64, len(c.Agents))
-	last := start
-	sample := func() {
-		now := time.Since(start).Seconds()
-		var total, least, seeders int64 = 0, math.MaxInt64, 0
-		leastPeers, slowUp, slowDown := 0, 0, 0
-		// Half of what the interval since the last sample allowed.
-		half := int64(float64(capBps) * time.Since(last).Seconds() / 2)
-		last = time.Now()
-		for i, a := range c.Agents {
-			st := a.Node.Engine.Stats()
-			n := st.BytesFromSeeders + st.BytesFromAgents
-			for j, at := range []int64{1, size / 2, size} {
-				if marks[i][j] == 0 && n >= at {
-					marks[i][j] = now
-				}
-			}
-			total += n
-			if n < least {
-				least, leastPeers = n, st.Peers
-			}
-			if st.BytesUploaded-prevUp[i] < half {
-				slowUp++
-			}
-			if n < size && n-prevDown[i] < half {
-				slowDown++
-			}
-			prevUp[i], prevDown[i] = st.BytesUploaded, n
-		}
-		for _, s := range c.Seeders {
-			seeders += s.Engine.Stats().BytesUploaded
-		}
-		fmt.Fprintf(w, "trace: t=%.1fs agents_received=%d least=%d seeders_sent=%d least_peers=%d slow_up=%d slow_down=%d\n", now, total, least, seeders, leastPeers, slowUp, slowDown)
-	}
-	return everyTick(func() {
-		sample() // so that the marks include the pull's end
-		for i, m := range marks {
-			fmt.Fprintf(w, "trace: agent=%d first_s=%.1f half_s=%.1f all_s=%.1f peers=%d\n", i, m[0], m[1], m[2], c.Agents[i].Node.Engine.Stats().Peers)
-		}
-	}, sample)
-}
-
-// traceSeeders prints, every 100 ms until stop, the piece bytes the seeders
-// sent: in a -netns run the agents are other processes.
-func traceSeeders(w io.Writer, c *cluster.Cluster) (stop func()) {
-	start := time.Now()
-	return everyTick(func() {}, func() {
-		var sent int64
-		for _, s := range c.Seeders {
-			sent += s.Engine.Stats().BytesUploaded
-		}
-		fmt.Fprintf(w, "trace: t=%.1fs seeders_sent=%d\n", time.Since(start).Seconds(), sent)
-	})
-}
-
-// everyTick runs tick every 100 ms on a goroutine of its own until stop is
-// called, then last once, before stop returns.
-func everyTick(last, tick func()) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				last()
-				return
-			case <-t.C:
-				tick()
-			}
-		}
-	})
-	return func() { close(done); wg.Wait() }
 }

@@ -414,9 +414,9 @@ func (s *swarmBlob) Read(p []byte) (int, error) {
 			}
 		default:
 		}
-		if !prioritized && !st.committed && s.ent.t != nil {
+		if i := int(s.pos / d.pieceLen); !prioritized && !st.committed && s.ent.t != nil && d.wantsPriority(i) {
 			// Ask the swarm for the piece this reader waits on first.
-			s.ent.t.Piece(int(s.pos / d.pieceLen)).SetPriority(torrent.PiecePriorityNow)
+			s.ent.t.Piece(i).SetPriority(torrent.PiecePriorityNow)
 			prioritized = true
 		}
 		select {

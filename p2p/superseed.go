@@ -33,10 +33,18 @@ const (
 	// each offered piece travels on its own TCP stream, which gets only a
 	// share of its peer's downlink (the peer downloads from others too),
 	// so the seeder needs several at once to send at its cap: 6 measured
-	// best against 4, 8 and 12 over network namespaces (more left
-	// stragglers and duplicates), and no worse than 4 in-process
-	// (BENCHMARKS.md).
+	// best against 4, 8 and 12 over network namespaces at 8 and 16 nodes
+	// (more left stragglers and duplicates), and no worse than 4
+	// in-process (BENCHMARKS.md). A swarm of many peers gets up to
+	// maxSuperSeedSlots (see slotLimit).
 	superSeedSlots = 6
+	// maxSuperSeedSlots is the most offers outstanding in a swarm of many
+	// peers. With readers at the download's front no longer pulling every
+	// connection towards the same piece (swarmBlob.Read), 8 offers took 16
+	// and 32 nodes over real sockets from 1.27-1.42 to 1.20-1.31 times the
+	// floor, and 64 in-process from 1.19-1.21 to 1.15-1.17; but with an
+	// offer outstanding at every peer (8 of 8) one node fell 2 s behind.
+	maxSuperSeedSlots = 8
 	// superSeedOfferTTL is how long an offer holds its slot. A peer that
 	// has not got the piece by then (it is slow, or stuck) no longer holds
 	// up the others; the offer stays valid.
@@ -197,7 +205,7 @@ func (sw *ssSwarm) fill(now time.Time, tell func(c *ssConn, piece int)) {
 			}
 		}
 	}
-	for sw.slots < superSeedSlots {
+	for sw.slots < sw.slotLimit() {
 		c, p := sw.nextPeer()
 		if p == nil {
 			return
@@ -217,6 +225,13 @@ func (sw *ssSwarm) fill(now time.Time, tell func(c *ssConn, piece int)) {
 			tell(c, i)
 		}
 	}
+}
+
+// slotLimit is how many offers may be outstanding: superSeedSlots, or up
+// to maxSuperSeedSlots while that leaves a quarter of the peers without
+// one, to trade among themselves.
+func (sw *ssSwarm) slotLimit() int {
+	return min(maxSuperSeedSlots, max(superSeedSlots, 3*len(sw.peers)/4))
 }
 
 // armExpiry makes sure fill runs again when the offers holding slots are
@@ -244,7 +259,7 @@ func offer(c *ssConn, i int) { c.queue(haveMessage(i)) }
 // than their share of the slots and some piece they lack and were not told
 // of.
 func (sw *ssSwarm) nextPeer() (*ssConn, *ssPeer) {
-	share := max(1, superSeedSlots/max(1, len(sw.peers)))
+	share := max(1, sw.slotLimit()/max(1, len(sw.peers)))
 	var bc *ssConn
 	var best *ssPeer
 	for c, p := range sw.peers {

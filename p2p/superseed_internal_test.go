@@ -202,6 +202,30 @@ func TestSwarmOffersDistinctPieces(t *testing.T) {
 	}
 }
 
+// TestSwarmSlotsGrowWithPeers checks that a swarm of many peers gets more
+// offers outstanding, up to maxSuperSeedSlots, while a quarter of its peers
+// are left without one.
+func TestSwarmSlotsGrowWithPeers(t *testing.T) {
+	for _, tc := range []struct{ peers, want int }{
+		{1, superSeedSlots},
+		{8, superSeedSlots},
+		{10, 7},
+		{11, maxSuperSeedSlots},
+		{24, maxSuperSeedSlots},
+	} {
+		const pieces = 64
+		sw := &ssSwarm{n: pieces, have: make([]int32, pieces), offered: make([]int32, pieces), peers: map[*ssConn]*ssPeer{}}
+		for range tc.peers {
+			sw.join(&ssConn{}).started = true
+		}
+		offers := 0
+		sw.fill(time.Now(), func(*ssConn, int) { offers++ })
+		if offers != tc.want || sw.slots != tc.want {
+			t.Errorf("%d peers: %d offers holding %d slots, want %d", tc.peers, offers, sw.slots, tc.want)
+		}
+	}
+}
+
 // readMessage reads one peer-wire message: its ID and payload.
 func readMessage(t *testing.T, r io.Reader) (byte, []byte) {
 	t.Helper()

@@ -40,10 +40,11 @@ const (
 	superSeedSlots = 6
 	// maxSuperSeedSlots is the most offers outstanding in a swarm of many
 	// peers. With readers at the download's front no longer pulling every
-	// connection towards the same piece (swarmBlob.Read), 8 offers took 16
-	// and 32 nodes over real sockets from 1.27-1.42 to 1.20-1.31 times the
-	// floor, and 64 in-process from 1.19-1.21 to 1.15-1.17; but with an
-	// offer outstanding at every peer (8 of 8) one node fell 2 s behind.
+	// connection towards the same piece (blobData.wantsPriority), 8 offers
+	// took the median of 16 and 32 nodes over real sockets from 1.28-1.44
+	// to 1.20-1.33 times the floor, and the slowest of 64 in-process from
+	// 1.20-1.35 to 1.14-1.21; but with an offer outstanding at every peer
+	// (8 of 8) a node fell 1.4-2 s behind.
 	maxSuperSeedSlots = 8
 	// superSeedOfferTTL is how long an offer holds its slot. A peer that
 	// has not got the piece by then (it is slow, or stuck) no longer holds

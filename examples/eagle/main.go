@@ -39,6 +39,7 @@ var commands = []command{
 	{"agent", "run a node: registry mirror for the runtime + peer", runAgent},
 	{"demo", "run a whole cluster in this process and pull an image through it", runDemo},
 	{"bench", "measure the swarm, the tracker or a warm hit (eagle bench swarm|tracker|hit)", runBench},
+	{"certs", "make a cluster CA and member certificates", runCerts},
 }
 
 func usage(w io.Writer) {

@@ -41,7 +41,7 @@ var quiet = slog.New(slog.DiscardHandler)
 func startTracker(t *testing.T) string {
 	t.Helper()
 	cfg := tracker.Config{Interval: time.Second, MinInterval: time.Second}.WithDefaults()
-	store := tracker.NewMemoryStore(cfg.PeerTTL)
+	store := tracker.NewMemoryStore(cfg.StoreConfig())
 	h, err := tracker.New(cfg, store, quiet)
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,10 @@ func TestConfigDefaults(t *testing.T) {
 		MaxNumWant:  50,
 		NumWant:     50,
 		Policy:      "completeness",
+
+		MaxSwarms:        100_000,
+		MaxPeers:         1_000_000,
+		MaxPeersPerSwarm: 20_000,
 	}
 	if got != want {
 		t.Errorf("defaults = %+v, want %+v", got, want)
@@ -31,6 +35,11 @@ func TestConfigDefaults(t *testing.T) {
 	got = tracker.Config{Interval: 20 * time.Second, MaxNumWant: 10}.WithDefaults()
 	if got.PeerTTL != time.Minute || got.NumWant != 10 {
 		t.Errorf("derived defaults: PeerTTL %v NumWant %d, want 1m0s and 10", got.PeerTTL, got.NumWant)
+	}
+	// The store a Server builds takes the TTL and limits of its Config.
+	sc := tracker.Config{Interval: 20 * time.Second, MaxPeers: 7}.StoreConfig()
+	if want := (tracker.StoreConfig{PeerTTL: time.Minute, MaxSwarms: 100_000, MaxPeers: 7, MaxPeersPerSwarm: 20_000}); sc != want {
+		t.Errorf("StoreConfig = %+v, want %+v", sc, want)
 	}
 }
 
@@ -48,6 +57,9 @@ func TestConfigValidate(t *testing.T) {
 		{tracker.Config{NumWant: -5}, "num_want -5"},
 		{tracker.Config{NumWant: 60}, "num_want 60: must not exceed max_num_want 50"},
 		{tracker.Config{Policy: "nearest"}, `policy: tracker: unknown policy "nearest"`},
+		{tracker.Config{MaxSwarms: -1}, "max_swarms -1: must be positive"},
+		{tracker.Config{MaxPeers: -2}, "max_peers -2: must be positive"},
+		{tracker.Config{MaxPeersPerSwarm: -3}, "max_peers_per_swarm -3: must be positive"},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -72,6 +84,9 @@ max_num_want: 80
 num_want: 30
 policy: random
 trust_client_ip: true
+max_swarms: 5000
+max_peers: 200000
+max_peers_per_swarm: 3000
 `
 	var cfg tracker.Config
 	if err := yaml.Unmarshal([]byte(doc), &cfg); err != nil {
@@ -80,6 +95,7 @@ trust_client_ip: true
 	want := tracker.Config{
 		Interval: 15 * time.Second, MinInterval: 3 * time.Second, PeerTTL: time.Minute,
 		MaxNumWant: 80, NumWant: 30, Policy: "random", TrustClientIP: true,
+		MaxSwarms: 5000, MaxPeers: 200_000, MaxPeersPerSwarm: 3000,
 	}
 	if cfg != want {
 		t.Errorf("YAML gave %+v, want %+v", cfg, want)

@@ -14,6 +14,15 @@
 // tracker replicas can serve one cluster. Every PeerStore must pass the
 // conformance suite in package tracker/storetest.
 //
+// Announces come from the network, so a store trusts them only so far. It
+// holds at most the swarms and peers its StoreConfig allows, and refuses
+// more with ErrFull (the Server answers HTTP 503 "tracker full"), so that
+// made-up info hashes and peer IDs cannot exhaust the tracker's memory. And
+// a peer entry belongs to the IP address that created it until it expires:
+// an announce or stop with the same peer ID from another address gets
+// ErrPeerConflict and changes nothing, so that nobody can move or remove
+// another node's entry by sending its peer ID.
+//
 // The order in which peers are handed out is decided by a Policy, chosen by
 // name from a registry (see NewPolicy and RegisterPolicy). The built-in
 // policies are "random" and "completeness".

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,14 +18,48 @@ const DefaultPeerTTL = peerTTLIntervals * DefaultInterval
 // Info hashes are SHA-1 output, so their first byte spreads swarms evenly.
 const memShards = 256
 
+// Heap a MemoryStore needs, at most, per swarm besides its peers and per
+// peer (amd64, Go 1.26). Measured: a swarm of one peer takes 290 bytes in
+// all; a peer of a larger swarm 140 to 260 bytes, depending on where the
+// swarm's index and slice are in their growth. TestMaliciousAnnounceFlood
+// holds the store to these figures.
+const (
+	memSwarmBytes = 200
+	memPeerBytes  = 280
+)
+
+// memSmallSwarm is the size up to which a swarm finds peers by scanning its
+// slice instead of keeping an index by ID: most swarms are small, and a map
+// would more than double what a one-peer swarm costs.
+const memSmallSwarm = 8
+
 // MemoryStore is a PeerStore held in process memory: the default for a single
 // tracker. Swarms are spread over independently locked shards. Expired peers
 // are dropped whenever their swarm is touched, so Peers and Counts are exact,
 // and a janitor goroutine, stopped by Close, reclaims swarms nobody asks about.
+//
+// The store enforces the limits of its StoreConfig. Its heap stays under 200
+// bytes per swarm plus 280 bytes per peer (amd64, Go 1.26; measured, a swarm
+// of one peer takes 290 bytes in all): at the default limits, 100,000 swarms
+// and 1,000,000 peers, under 300 MB, and a flood of made-up info hashes, one
+// peer each, under 48 MB. With the default GOGC the process may need up to
+// twice its heap. When a store-wide limit is reached the store sweeps
+// expired entries out of all swarms before refusing an announce (a sweep at
+// most every tenth of the TTL, or every second if that is sooner), so a full
+// store takes new swarms and peers as soon as old ones expire.
 type MemoryStore struct {
-	ttl    time.Duration
+	cfg    StoreConfig
 	shards [memShards]memShard
 
+	// swarms and peers count what all shards hold, for the limits and Stats.
+	swarms atomic.Int64
+	peers  atomic.Int64
+	// reclaimEvery is the least time between two sweeps caused by a full
+	// store; lastReclaim is when the last one started (Unix nanoseconds).
+	reclaimEvery time.Duration
+	lastReclaim  atomic.Int64
+
+	closed    atomic.Bool
 	closeOnce sync.Once
 	stop      chan struct{}
 	done      chan struct{}
@@ -32,13 +68,13 @@ type MemoryStore struct {
 type memShard struct {
 	mu     sync.Mutex
 	swarms map[InfoHash]*memSwarm // nil once the store is closed
-	peers  int                    // over all swarms, for Stats
 }
 
 // memSwarm keeps its peers twice: in a slice, for O(k) random sampling, and
 // in a list ordered by LastSeen (oldest first), for O(1) expiry per peer.
+// Past memSmallSwarm peers it also indexes them by ID.
 type memSwarm struct {
-	byID       map[PeerID]*memPeer
+	byID       map[PeerID]*memPeer // nil while the swarm is small
 	all        []*memPeer
 	oldest     *memPeer
 	newest     *memPeer
@@ -56,22 +92,21 @@ type memPeer struct {
 
 var _ StatsStore = (*MemoryStore)(nil)
 
-// NewMemoryStore returns an empty MemoryStore in which a peer expires ttl
-// after its last announce; ttl <= 0 means DefaultPeerTTL. The store starts a
+// NewMemoryStore returns an empty MemoryStore with cfg's TTL and limits
+// (zero fields take their defaults; see StoreConfig). The store starts a
 // janitor goroutine: call Close to stop it.
-func NewMemoryStore(ttl time.Duration) *MemoryStore {
-	if ttl <= 0 {
-		ttl = DefaultPeerTTL
-	}
+func NewMemoryStore(cfg StoreConfig) *MemoryStore {
+	cfg = cfg.WithDefaults()
 	s := &MemoryStore{
-		ttl:  ttl,
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		cfg:          cfg,
+		reclaimEvery: min(max(cfg.PeerTTL/10, 10*time.Millisecond), time.Second),
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
 	}
 	for i := range s.shards {
 		s.shards[i].swarms = make(map[InfoHash]*memSwarm)
 	}
-	go s.janitor(max(ttl/2, 10*time.Millisecond))
+	go s.janitor(max(cfg.PeerTTL/2, 10*time.Millisecond))
 	return s
 }
 
@@ -99,12 +134,15 @@ func (s *MemoryStore) live(sh *memShard, ih InfoHash, now time.Time) *memSwarm {
 	if sw == nil {
 		return nil
 	}
-	cutoff := now.Add(-s.ttl)
+	cutoff := now.Add(-s.cfg.PeerTTL)
 	n := len(sw.all)
 	sw.expire(cutoff)
-	sh.peers -= n - len(sw.all)
+	if gone := n - len(sw.all); gone > 0 {
+		s.peers.Add(-int64(gone))
+	}
 	if len(sw.all) == 0 && !sw.touched.After(cutoff) {
 		delete(sh.swarms, ih)
+		s.swarms.Add(-1)
 		return nil
 	}
 	return sw
@@ -115,42 +153,101 @@ func (s *MemoryStore) Announce(ctx context.Context, ih InfoHash, p Peer) error {
 	if !p.valid() {
 		return fmt.Errorf("%w: %s left %d", ErrInvalidPeer, p.Addr, p.Left)
 	}
+	storeWide, err := s.announce(ctx, ih, p)
+	if storeWide && s.reclaim() {
+		// Expired peers in other swarms may have held the places.
+		_, err = s.announce(ctx, ih, p)
+	}
+	return err
+}
+
+// announce does the work of Announce. storeWide reports an ErrFull caused
+// by a limit over all swarms, which a sweep of expired entries may lift.
+func (s *MemoryStore) announce(ctx context.Context, ih InfoHash, p Peer) (storeWide bool, err error) {
 	sh, now, err := s.lock(ctx, ih)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer sh.mu.Unlock()
-	sw := s.live(sh, ih, now)
-	if sw == nil {
-		sw = &memSwarm{byID: make(map[PeerID]*memPeer)}
-		sh.swarms[ih] = sw
-	}
 	p.LastSeen = now
-	sw.touched = now
-	mp := sw.byID[p.ID]
-	if mp == nil {
-		mp = &memPeer{pos: len(sw.all)}
-		sw.all = append(sw.all, mp)
-		sw.byID[p.ID] = mp
-		sh.peers++
-	} else {
-		sw.unlink(mp)
-		if mp.Complete() {
-			sw.complete--
-		} else if p.Complete() {
-			sw.downloaded++
+	sw := s.live(sh, ih, now)
+	if sw != nil {
+		if mp := sw.find(p.ID); mp != nil {
+			if !sameIP(mp.Addr.Addr(), p.Addr.Addr()) {
+				return false, fmt.Errorf("%w: peer %s of swarm %s announced from %s, registered from %s",
+					ErrPeerConflict, p.ID, ih, p.Addr.Addr(), mp.Addr.Addr())
+			}
+			sw.unlink(mp)
+			if mp.Complete() {
+				sw.complete--
+			} else if p.Complete() {
+				sw.downloaded++
+			}
+			mp.Peer = p
+			if p.Complete() {
+				sw.complete++
+			}
+			sw.pushNewest(mp)
+			sw.touched = now
+			return false, nil
+		}
+		if len(sw.all) >= s.cfg.MaxPeersPerSwarm {
+			return false, fmt.Errorf("%w: swarm %s holds max_peers_per_swarm %d peers", ErrFull, ih, s.cfg.MaxPeersPerSwarm)
 		}
 	}
-	mp.Peer = p
+	// A new peer, perhaps in a new swarm. The swarm's place is taken first:
+	// a place taken and given back is then one only a new swarm wanted.
+	if sw == nil && !reserve(&s.swarms, s.cfg.MaxSwarms) {
+		return true, fmt.Errorf("%w: max_swarms %d swarms stored", ErrFull, s.cfg.MaxSwarms)
+	}
+	if !reserve(&s.peers, s.cfg.MaxPeers) {
+		if sw == nil {
+			s.swarms.Add(-1)
+		}
+		return true, fmt.Errorf("%w: max_peers %d peers stored", ErrFull, s.cfg.MaxPeers)
+	}
+	if sw == nil {
+		sw = &memSwarm{}
+		sh.swarms[ih] = sw
+	}
+	mp := &memPeer{Peer: p}
+	sw.add(mp)
 	if p.Complete() {
 		sw.complete++
 	}
 	sw.pushNewest(mp)
-	return nil
+	sw.touched = now
+	return false, nil
+}
+
+// reserve takes one place in n under limit, reporting whether there was one.
+func reserve(n *atomic.Int64, limit int) bool {
+	if n.Load() >= int64(limit) {
+		return false
+	}
+	if n.Add(1) > int64(limit) {
+		n.Add(-1)
+		return false
+	}
+	return true
+}
+
+// reclaim sweeps expired entries out of every shard, unless another reclaim
+// started less than reclaimEvery ago: a flood against a full store must not
+// turn every refused announce into a walk over the whole store. It reports
+// whether it swept. The caller must hold no shard lock.
+func (s *MemoryStore) reclaim() bool {
+	now := time.Now().UnixNano()
+	last := s.lastReclaim.Load()
+	if now-last < int64(s.reclaimEvery) || !s.lastReclaim.CompareAndSwap(last, now) {
+		return false
+	}
+	s.sweep()
+	return true
 }
 
 // Remove implements PeerStore.
-func (s *MemoryStore) Remove(ctx context.Context, ih InfoHash, id PeerID) error {
+func (s *MemoryStore) Remove(ctx context.Context, ih InfoHash, id PeerID, from netip.Addr) error {
 	sh, now, err := s.lock(ctx, ih)
 	if err != nil {
 		return err
@@ -160,9 +257,13 @@ func (s *MemoryStore) Remove(ctx context.Context, ih InfoHash, id PeerID) error 
 	if sw == nil {
 		return nil
 	}
-	if mp := sw.byID[id]; mp != nil {
+	if mp := sw.find(id); mp != nil {
+		if !sameIP(mp.Addr.Addr(), from) {
+			return fmt.Errorf("%w: stop of peer %s of swarm %s from %s, registered from %s",
+				ErrPeerConflict, id, ih, from, mp.Addr.Addr())
+		}
 		sw.remove(mp)
-		sh.peers--
+		s.peers.Add(-1)
 	}
 	return nil
 }
@@ -216,39 +317,38 @@ func (s *MemoryStore) Counts(ctx context.Context, ih InfoHash) (SwarmCounts, err
 
 // Stats implements StatsStore. It counts swarms and peers the store still
 // holds, which includes peers that expired since their swarm was last
-// touched or swept (the janitor sweeps every TTL/2). It locks each shard
-// once, briefly, and does not scan the swarms.
+// touched or swept (the janitor sweeps every TTL/2), and reports the
+// store's limits. It takes no lock.
 func (s *MemoryStore) Stats(ctx context.Context) (StoreStats, error) {
 	if err := ctx.Err(); err != nil {
 		return StoreStats{}, fmt.Errorf("tracker: memory store: %w", err)
 	}
-	var st StoreStats
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		closed := sh.swarms == nil
-		st.Swarms += len(sh.swarms)
-		st.Peers += sh.peers
-		sh.mu.Unlock()
-		if closed {
-			return StoreStats{}, ErrStoreClosed
-		}
+	if s.closed.Load() {
+		return StoreStats{}, ErrStoreClosed
 	}
-	return st, nil
+	return StoreStats{
+		Swarms:           int(s.swarms.Load()),
+		Peers:            int(s.peers.Load()),
+		MaxSwarms:        s.cfg.MaxSwarms,
+		MaxPeers:         s.cfg.MaxPeers,
+		MaxPeersPerSwarm: s.cfg.MaxPeersPerSwarm,
+	}, nil
 }
 
 // Close stops the janitor and drops every swarm. It is idempotent.
 func (s *MemoryStore) Close() error {
 	s.closeOnce.Do(func() {
+		s.closed.Store(true)
 		close(s.stop)
 		<-s.done
 		for i := range s.shards {
 			sh := &s.shards[i]
 			sh.mu.Lock()
 			sh.swarms = nil
-			sh.peers = 0
 			sh.mu.Unlock()
 		}
+		s.swarms.Store(0)
+		s.peers.Store(0)
 	})
 	return nil
 }
@@ -282,6 +382,37 @@ func (s *MemoryStore) sweep() {
 	}
 }
 
+// find returns the peer id of the swarm, or nil.
+func (sw *memSwarm) find(id PeerID) *memPeer {
+	if sw.byID != nil {
+		return sw.byID[id]
+	}
+	for _, mp := range sw.all {
+		if mp.ID == id {
+			return mp
+		}
+	}
+	return nil
+}
+
+// add puts mp, not yet in the swarm, in the slice and the index. It does not
+// link mp into the expiry list.
+func (sw *memSwarm) add(mp *memPeer) {
+	mp.pos = len(sw.all)
+	sw.all = append(sw.all, mp)
+	switch {
+	case sw.byID != nil:
+		sw.byID[mp.ID] = mp
+	case len(sw.all) > memSmallSwarm:
+		// The index stays once built, so that a swarm around the threshold
+		// does not rebuild it again and again.
+		sw.byID = make(map[PeerID]*memPeer, len(sw.all))
+		for _, p := range sw.all {
+			sw.byID[p.ID] = p
+		}
+	}
+}
+
 // expire removes the peers last seen at or before cutoff.
 func (sw *memSwarm) expire(cutoff time.Time) {
 	for sw.oldest != nil && !sw.oldest.LastSeen.After(cutoff) {
@@ -300,7 +431,9 @@ func (sw *memSwarm) remove(mp *memPeer) {
 	last.pos = mp.pos
 	sw.all[len(sw.all)-1] = nil
 	sw.all = sw.all[:len(sw.all)-1]
-	delete(sw.byID, mp.ID)
+	if sw.byID != nil {
+		delete(sw.byID, mp.ID)
+	}
 }
 
 // unlink takes mp out of the expiry list.

@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func (s *MemoryStore) swarmCount() int {
 func TestMemoryStoreJanitorReclaimsIdleSwarms(t *testing.T) {
 	t.Parallel()
 	const ttl = 100 * time.Millisecond
-	s := NewMemoryStore(ttl)
+	s := NewMemoryStore(StoreConfig{PeerTTL: ttl})
 	defer s.Close()
 	for i := range 50 {
 		ih := InfoHash{byte(i), 1}
@@ -47,10 +48,67 @@ func TestMemoryStoreJanitorReclaimsIdleSwarms(t *testing.T) {
 	}
 }
 
-func TestNewMemoryStoreDefaultTTL(t *testing.T) {
-	s := NewMemoryStore(0)
+func TestNewMemoryStoreDefaults(t *testing.T) {
+	s := NewMemoryStore(StoreConfig{})
 	defer s.Close()
-	if s.ttl != DefaultPeerTTL || DefaultPeerTTL != 30*time.Second {
-		t.Errorf("ttl = %v, want DefaultPeerTTL 30s", s.ttl)
+	want := StoreConfig{PeerTTL: 30 * time.Second, MaxSwarms: 100_000, MaxPeers: 1_000_000, MaxPeersPerSwarm: 20_000}
+	if s.cfg != want || DefaultPeerTTL != want.PeerTTL {
+		t.Errorf("config = %+v, want %+v", s.cfg, want)
+	}
+	// Negative fields mean the defaults too.
+	n := NewMemoryStore(StoreConfig{PeerTTL: -1, MaxSwarms: -1, MaxPeers: -1, MaxPeersPerSwarm: -1})
+	defer n.Close()
+	if n.cfg != want {
+		t.Errorf("config from negative fields = %+v, want %+v", n.cfg, want)
+	}
+}
+
+// A full store sweeps expired entries out of every swarm before it refuses
+// an announce, instead of waiting for the janitor.
+func TestMemoryStoreFullReclaimsExpired(t *testing.T) {
+	t.Parallel()
+	// The janitor sweeps 200ms, 400ms, 600ms... after creation; the peers
+	// announced at 100ms expire at 500ms, and are wanted at 520ms.
+	const ttl = 400 * time.Millisecond
+	created := time.Now()
+	s := NewMemoryStore(StoreConfig{PeerTTL: ttl, MaxSwarms: 4})
+	defer s.Close()
+	ctx := context.Background()
+	peer := func(n int) Peer {
+		return Peer{ID: PeerID{byte(n)}, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(n)}), 6881), Left: 1}
+	}
+	time.Sleep(time.Until(created.Add(100 * time.Millisecond)))
+	for i := range 4 {
+		if err := s.Announce(ctx, InfoHash{byte(i), 1}, peer(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	filled := time.Now()
+	if err := s.Announce(ctx, InfoHash{9, 1}, peer(9)); !errors.Is(err, ErrFull) {
+		t.Fatalf("announce of a fifth swarm: %v, want ErrFull", err)
+	}
+	time.Sleep(time.Until(filled.Add(ttl + 20*time.Millisecond)))
+	if err := s.Announce(ctx, InfoHash{9, 1}, peer(9)); err != nil {
+		t.Fatalf("announce %v after the other swarms expired: %v, want it taken", time.Since(filled), err)
+	}
+	if since := time.Since(created); since > 600*time.Millisecond {
+		t.Logf("checked %v after creation: the janitor may have done the work", since)
+	}
+	// A flood against the full store sweeps at most every TTL/10.
+	for i := range 3 {
+		if err := s.Announce(ctx, InfoHash{10 + byte(i), 1}, peer(10+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// As if a sweep had just run: none may run again for reclaimEvery.
+	swept := time.Now().UnixNano()
+	s.lastReclaim.Store(swept)
+	for i := range 1000 {
+		if err := s.Announce(ctx, InfoHash{20, byte(i), byte(i >> 8)}, peer(20)); !errors.Is(err, ErrFull) {
+			t.Fatalf("flood announce %d: %v, want ErrFull", i, err)
+		}
+	}
+	if took := time.Duration(time.Now().UnixNano() - swept); took < s.reclaimEvery && s.lastReclaim.Load() != swept {
+		t.Errorf("a flood of %v against a full store swept within %v of the last sweep", took, s.reclaimEvery)
 	}
 }

@@ -2,7 +2,6 @@ package tracker_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/eagle-p2p/eagle/tracker"
 	"github.com/eagle-p2p/eagle/tracker/storetest"
@@ -10,7 +9,7 @@ import (
 
 func TestMemoryStore(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, ttl time.Duration) tracker.PeerStore {
-		return tracker.NewMemoryStore(ttl)
+	storetest.Run(t, func(t *testing.T, cfg tracker.StoreConfig) tracker.PeerStore {
+		return tracker.NewMemoryStore(cfg)
 	})
 }

@@ -1,29 +1,33 @@
 package tracker
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// StoreStats is the size of a PeerStore.
+// StoreStats is the size of a PeerStore and its limits.
 type StoreStats struct {
 	// Swarms is the number of swarms the store holds.
 	Swarms int
 	// Peers is the number of peers over all swarms.
 	Peers int
+	// MaxSwarms, MaxPeers and MaxPeersPerSwarm are the store's limits (see
+	// StoreConfig); zero means the store does not report that limit.
+	MaxSwarms        int
+	MaxPeers         int
+	MaxPeersPerSwarm int
 }
 
 // StatsStore is a PeerStore that can report its size cheaply. A Server
 // whose store implements it exports the eagle_tracker_swarms and
-// eagle_tracker_peers gauges; MemoryStore implements it.
+// eagle_tracker_peers gauges, and the eagle_tracker_max_* gauges of the
+// limits the store reports; MemoryStore implements it.
 type StatsStore interface {
 	PeerStore
-	// Stats returns the store's current size.
+	// Stats returns the store's current size and its limits.
 	Stats(ctx context.Context) (StoreStats, error)
 }
 
@@ -31,12 +35,26 @@ type StatsStore interface {
 // shared store cannot hang the scrape.
 const statsTimeout = 5 * time.Second
 
-// Label values of eagle_tracker_announces_total.
+// result is the outcome of an announce, the result label of
+// eagle_tracker_announces_total.
+type result uint8
+
 const (
-	resultOK       = "ok"       // answered with peers
-	resultRejected = "rejected" // malformed: answered with a failure reason
-	resultError    = "error"    // the PeerStore failed: HTTP 500
+	resultOK       result = iota // answered with peers, or the stop done
+	resultRejected               // malformed: answered with a failure reason
+	resultError                  // the PeerStore failed: HTTP 500
+	resultFull                   // the PeerStore is full (ErrFull): HTTP 503
+	resultConflict               // the peer ID is another address's (ErrPeerConflict)
+	numResults
 )
+
+var resultLabels = [numResults]string{
+	resultOK:       "ok",
+	resultRejected: "rejected",
+	resultError:    "error",
+	resultFull:     "full",
+	resultConflict: "conflict",
+}
 
 // eventLabels are the event label values, indexed by event; a rejected
 // announce, whose event may not even parse, is counted as "unknown".
@@ -55,7 +73,7 @@ type serverMetrics struct {
 	reg prometheus.Registerer
 	// announces is resolved up front, one counter per event and result, so
 	// that counting an announce is a single atomic add.
-	announces [eventUnknown + 1][3]prometheus.Counter
+	announces [eventUnknown + 1][numResults]prometheus.Counter
 	vec       *prometheus.CounterVec
 	store     *storeCollector
 }
@@ -69,18 +87,21 @@ func newServerMetrics(reg prometheus.Registerer, store PeerStore) (*serverMetric
 	}
 	m.vec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "eagle_tracker_announces_total",
-		Help: "Announces served, by BEP 3 event (none, started, completed, stopped; unknown when rejected) and result (ok, rejected: malformed, error: peer store failure).",
+		Help: "Announces served, by BEP 3 event (none, started, completed, stopped; unknown when rejected) and result (ok; rejected: malformed; error: peer store failure; full: refused, the peer store is at a limit; conflict: refused, the peer ID is registered from another address).",
 	}, []string{"event", "result"})
 	for ev := range m.announces {
 		label := "unknown"
 		if ev < eventUnknown {
 			label = eventLabels[ev]
 		}
-		for i, res := range [...]string{resultOK, resultRejected, resultError} {
+		for res := range numResults {
 			if (ev == eventUnknown) != (res == resultRejected) {
 				continue // a rejected announce has no event; others have one
 			}
-			m.announces[ev][i] = m.vec.WithLabelValues(label, res)
+			if event(ev) == eventStopped && res == resultFull {
+				continue // a stop adds nothing
+			}
+			m.announces[ev][res] = m.vec.WithLabelValues(label, resultLabels[res])
 		}
 	}
 	if err := reg.Register(m.vec); err != nil {
@@ -109,22 +130,14 @@ func (m *serverMetrics) unregister() {
 	}
 }
 
-// announced counts one announce by its event and by the response it got:
-// HTTP 500 is a store failure, a failure reason with HTTP 200 a rejected
-// request. parsed is false when the query did not parse (ev is then
-// meaningless).
-func (m *serverMetrics) announced(ev event, parsed bool, status int, body []byte) {
+// announced counts one announce by its event and result. A rejected
+// announce is counted under the event "unknown" (its event may not even
+// parse).
+func (m *serverMetrics) announced(ev event, res result) {
 	if m.reg == nil {
 		return
 	}
-	var res int // index into resultOK, resultRejected, resultError
-	switch {
-	case status == http.StatusInternalServerError:
-		res = 2
-	case !parsed || bytes.HasPrefix(body, failurePrefix):
-		res = 1
-	}
-	if res == 1 || int(ev) >= eventUnknown {
+	if res == resultRejected || int(ev) >= eventUnknown {
 		ev = event(eventUnknown)
 	}
 	if c := m.announces[ev][res]; c != nil {
@@ -132,15 +145,15 @@ func (m *serverMetrics) announced(ev event, parsed bool, status int, body []byte
 	}
 }
 
-// failurePrefix starts every failure response (see appendFailure).
-var failurePrefix = []byte("d14:failure reason")
-
-// storeCollector exports a StatsStore's size at scrape time, so that the
-// announce path pays nothing for it.
+// storeCollector exports a StatsStore's size and limits at scrape time, so
+// that the announce path pays nothing for it.
 type storeCollector struct {
-	store  StatsStore
-	swarms *prometheus.Desc
-	peers  *prometheus.Desc
+	store            StatsStore
+	swarms           *prometheus.Desc
+	peers            *prometheus.Desc
+	maxSwarms        *prometheus.Desc
+	maxPeers         *prometheus.Desc
+	maxPeersPerSwarm *prometheus.Desc
 }
 
 func newStoreCollector(s StatsStore) *storeCollector {
@@ -150,6 +163,12 @@ func newStoreCollector(s StatsStore) *storeCollector {
 			"Swarms (blobs) the tracker's peer store holds.", nil, nil),
 		peers: prometheus.NewDesc("eagle_tracker_peers",
 			"Peers over all swarms in the tracker's peer store (a peer in two swarms counts twice).", nil, nil),
+		maxSwarms: prometheus.NewDesc("eagle_tracker_max_swarms",
+			"Most swarms the tracker's peer store holds (max_swarms); announces that would start more are refused as full.", nil, nil),
+		maxPeers: prometheus.NewDesc("eagle_tracker_max_peers",
+			"Most peers over all swarms the tracker's peer store holds (max_peers); new peers beyond it are refused as full.", nil, nil),
+		maxPeersPerSwarm: prometheus.NewDesc("eagle_tracker_max_peers_per_swarm",
+			"Most peers one swarm holds (max_peers_per_swarm); new peers beyond it are refused as full.", nil, nil),
 	}
 }
 
@@ -157,10 +176,14 @@ func newStoreCollector(s StatsStore) *storeCollector {
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.swarms
 	ch <- c.peers
+	ch <- c.maxSwarms
+	ch <- c.maxPeers
+	ch <- c.maxPeersPerSwarm
 }
 
 // Collect implements prometheus.Collector. A failing store makes the scrape
-// report the error rather than a made-up zero.
+// report the error rather than a made-up zero; a limit the store does not
+// report is left out.
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
@@ -173,4 +196,12 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.swarms, prometheus.GaugeValue, float64(st.Swarms))
 	ch <- prometheus.MustNewConstMetric(c.peers, prometheus.GaugeValue, float64(st.Peers))
+	for _, l := range [...]struct {
+		desc *prometheus.Desc
+		v    int
+	}{{c.maxSwarms, st.MaxSwarms}, {c.maxPeers, st.MaxPeers}, {c.maxPeersPerSwarm, st.MaxPeersPerSwarm}} {
+		if l.v > 0 {
+			ch <- prometheus.MustNewConstMetric(l.desc, prometheus.GaugeValue, float64(l.v))
+		}
+	}
 }

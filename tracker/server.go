@@ -10,7 +10,10 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Server is the tracker's http.Handler. It serves GET on "/announce" and
@@ -19,6 +22,18 @@ import (
 // Malformed announces and scrapes are answered, as BEP 3 requires, with
 // HTTP 200 and a bencoded "failure reason" naming the bad parameter. A
 // failing PeerStore gives HTTP 500 with a failure reason, and is logged.
+//
+// An announce the PeerStore refuses as full (ErrFull: a new swarm or peer
+// beyond the store's limits) gets HTTP 503 and the failure reason "tracker
+// full": the client retries later, or uses another tracker. It is logged at
+// warn, at most one line every five seconds, with the number refused since
+// the previous line, so that a flood does not flood the log.
+//
+// An announce or a stop carrying a peer ID that is registered from another
+// IP address (ErrPeerConflict) is refused the BEP 3 way, HTTP 200 with a
+// failure reason, and the entry stays as it is: nobody can move or remove
+// another node's entry by sending its peer ID. The ID is free again once
+// the entry expires.
 //
 // Responses are always compact (BEP 23), whatever the client's compact
 // parameter says. A peer is never handed itself, and a seeder is handed only
@@ -36,12 +51,27 @@ type Server struct {
 	metrics     *serverMetrics
 	closeOnce   sync.Once
 	closeErr    error
+
+	// fullLog lets through one "tracker full" log line per fullLogEvery;
+	// fullRefused counts the refusals not yet logged.
+	fullLog     *rate.Limiter
+	fullRefused atomic.Int64
 }
 
+// fullLogEvery is the least time between two "tracker full" log lines.
+const fullLogEvery = 5 * time.Second
+
+// Failure reasons of announces refused by the PeerStore.
+const (
+	reasonFull     = "tracker full"
+	reasonConflict = "peer_id: registered from another address"
+)
+
 // New returns a Server for cfg (zero fields take their defaults; see Config).
-// If store is nil, New creates a MemoryStore with cfg.PeerTTL, which the
-// Server owns and Close closes; a store passed in stays the caller's to
-// close. A nil logger means slog.Default().
+// If store is nil, New creates a MemoryStore with cfg.StoreConfig() (its
+// PeerTTL and limits), which the Server owns and Close closes; a store
+// passed in stays the caller's to close, and keeps its own TTL and limits. A
+// nil logger means slog.Default().
 func New(cfg Config, store PeerStore, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -61,9 +91,10 @@ func New(cfg Config, store PeerStore, logger *slog.Logger) (*Server, error) {
 		log:         logger,
 		interval:    int64(cfg.Interval / time.Second),
 		minInterval: int64(cfg.MinInterval / time.Second),
+		fullLog:     rate.NewLimiter(rate.Every(fullLogEvery), 1),
 	}
 	if store == nil {
-		s.store = NewMemoryStore(cfg.PeerTTL)
+		s.store = NewMemoryStore(cfg.StoreConfig())
 		s.ownStore = true
 	}
 	if s.metrics, err = newServerMetrics(cfg.Metrics, s.store); err != nil {
@@ -126,8 +157,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // announce serves one announce and returns the response body and status.
 func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 	req, err := parseAnnounce(r.URL.RawQuery, s.cfg.TrustClientIP)
-	parsed := err == nil
-	defer func() { s.metrics.announced(req.event, parsed, status, body) }()
+	res := resultRejected
+	defer func() { s.metrics.announced(req.event, res) }()
 	if err != nil {
 		return s.badRequest(r, b, err)
 	}
@@ -143,12 +174,14 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 	ctx := r.Context()
 	var peers []Peer
 	if req.event == eventStopped {
-		if err := s.store.Remove(ctx, req.infoHash, req.peerID); err != nil {
-			return s.storeFailure(r, b, "remove", err)
+		if err := s.store.Remove(ctx, req.infoHash, req.peerID, addr); err != nil {
+			body, status, res = s.refused(r, b, "remove", err)
+			return body, status
 		}
 	} else {
 		if err := s.store.Announce(ctx, req.infoHash, self); err != nil {
-			return s.storeFailure(r, b, "announce", err)
+			body, status, res = s.refused(r, b, "announce", err)
+			return body, status
 		}
 		numWant := req.numWant
 		if numWant < 0 {
@@ -158,6 +191,7 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 		if numWant > 0 {
 			candidates, err := s.store.Peers(ctx, req.infoHash, 2*numWant+1)
 			if err != nil {
+				res = resultError
 				return s.storeFailure(r, b, "peers", err)
 			}
 			candidates = slices.DeleteFunc(candidates, func(p Peer) bool {
@@ -170,9 +204,34 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 	}
 	counts, err := s.store.Counts(ctx, req.infoHash)
 	if err != nil {
+		res = resultError
 		return s.storeFailure(r, b, "counts", err)
 	}
+	res = resultOK
 	return appendAnnounce(b, counts, s.interval, s.minInterval, peers), http.StatusOK
+}
+
+// refused answers an announce or stop the PeerStore did not take: full,
+// a peer ID conflict, or a store failure.
+func (s *Server) refused(r *http.Request, b []byte, op string, err error) ([]byte, int, result) {
+	switch {
+	case errors.Is(err, ErrFull):
+		s.fullRefused.Add(1)
+		if s.fullLog.Allow() {
+			n := s.fullRefused.Swap(0) // this one and those not logged since the last line
+			s.log.LogAttrs(r.Context(), slog.LevelWarn, "tracker: peer store full, refusing new swarms and peers",
+				slog.Int64("refused", n), slog.String("last_error", err.Error()))
+		}
+		return appendFailure(b, reasonFull), http.StatusServiceUnavailable, resultFull
+	case errors.Is(err, ErrPeerConflict):
+		if s.log.Enabled(r.Context(), slog.LevelDebug) {
+			s.log.LogAttrs(r.Context(), slog.LevelDebug, "tracker: refused peer ID of another address",
+				slog.String("op", op), slog.String("remote", r.RemoteAddr), slog.String("error", err.Error()))
+		}
+		return appendFailure(b, reasonConflict), http.StatusOK, resultConflict
+	}
+	body, status := s.storeFailure(r, b, op, err)
+	return body, status, resultError
 }
 
 // scrape serves one scrape and returns the response body and status.

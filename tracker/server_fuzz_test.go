@@ -11,14 +11,25 @@ import (
 )
 
 // FuzzServeAnnounce drives arbitrary queries through the whole handler: every
-// answer must be 200 with a bencoded dictionary that is either a lone failure
-// reason or a complete announce response.
+// answer must be a bencoded dictionary, either a lone failure reason or a
+// complete announce response, with HTTP 200, or 503 for "tracker full". The
+// server is shared by all inputs and holds at most 4 peers per swarm, so
+// that the seeds, run in order, reach the full and the conflict paths.
 func FuzzServeAnnounce(f *testing.F) {
-	f.Add("info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=bbbbbbbbbbbbbbbbbbbb&port=6881&left=0")
-	f.Add("info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=cccccccccccccccccccc&port=6882&left=7&numwant=3&ip=::1")
-	f.Add("info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=bbbbbbbbbbbbbbbbbbbb&port=6881&left=0&event=stopped")
+	const a = "info_hash=aaaaaaaaaaaaaaaaaaaa"
+	f.Add(a + "&peer_id=bbbbbbbbbbbbbbbbbbbb&port=6881&left=0")
+	f.Add(a + "&peer_id=cccccccccccccccccccc&port=6882&left=7&numwant=3&ip=::1")
+	f.Add(a + "&peer_id=bbbbbbbbbbbbbbbbbbbb&port=6881&left=0&event=stopped")
 	f.Add("info_hash=%%%&port=x")
-	s, err := tracker.New(tracker.Config{TrustClientIP: true}, nil, nil)
+	// Peer c is ::1's: from another address it is refused, stop included.
+	f.Add(a + "&peer_id=cccccccccccccccccccc&port=6882&left=0&ip=127.0.0.9")
+	f.Add(a + "&peer_id=cccccccccccccccccccc&port=6882&left=7&event=stopped")
+	// Peers d, e, f fill swarm a with c; g finds it full.
+	f.Add(a + "&peer_id=dddddddddddddddddddd&port=6883&left=1")
+	f.Add(a + "&peer_id=eeeeeeeeeeeeeeeeeeee&port=6884&left=1&ip=127.0.0.5")
+	f.Add(a + "&peer_id=ffffffffffffffffffff&port=6885&left=0&event=started")
+	f.Add(a + "&peer_id=gggggggggggggggggggg&port=6886&left=1")
+	s, err := tracker.New(tracker.Config{TrustClientIP: true, MaxPeersPerSwarm: 4}, nil, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -29,18 +40,24 @@ func FuzzServeAnnounce(f *testing.F) {
 		req.RemoteAddr = "127.0.0.1:5000"
 		rec := httptest.NewRecorder()
 		s.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
+		if rec.Code != http.StatusOK && rec.Code != http.StatusServiceUnavailable {
 			t.Fatalf("status %d for %q", rec.Code, raw)
 		}
 		var d map[string]any
 		if err := bencode.Unmarshal(rec.Body.Bytes(), &d); err != nil {
 			t.Fatalf("body %q is not bencode: %v", rec.Body.Bytes(), err)
 		}
-		if _, failed := d["failure reason"]; failed {
+		if reason, failed := d["failure reason"]; failed {
 			if len(d) != 1 {
 				t.Fatalf("failure with other keys: %q", rec.Body.Bytes())
 			}
+			if (rec.Code == http.StatusServiceUnavailable) != (reason == "tracker full") {
+				t.Fatalf("status %d with failure reason %q", rec.Code, reason)
+			}
 			return
+		}
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d for a successful announce %q", rec.Code, rec.Body.Bytes())
 		}
 		for _, key := range []string{"complete", "incomplete", "interval", "min interval", "peers", "peers6"} {
 			if _, ok := d[key]; !ok {

@@ -74,7 +74,7 @@ func get(t *testing.T, h http.Handler, remote, target string) response {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	r := response{status: rec.Code, raw: rec.Body.String()}
-	if r.status == http.StatusOK || r.status == http.StatusInternalServerError {
+	if r.status == http.StatusOK || r.status == http.StatusInternalServerError || r.status == http.StatusServiceUnavailable {
 		if err := bencode.Unmarshal(rec.Body.Bytes(), &r.dict); err != nil {
 			t.Fatalf("GET %s: body %q is not bencode: %v", target, r.raw, err)
 		}
@@ -395,7 +395,7 @@ func TestRoutes(t *testing.T) {
 }
 
 func TestStoreFailure(t *testing.T) {
-	store := tracker.NewMemoryStore(time.Minute)
+	store := tracker.NewMemoryStore(tracker.StoreConfig{PeerTTL: time.Minute})
 	var logs bytes.Buffer
 	s, err := tracker.New(tracker.Config{}, store, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {

@@ -15,6 +15,18 @@ var (
 	// ErrInvalidPeer is returned by Announce for a peer that cannot be handed
 	// out: an invalid address, a zero port or a negative Left.
 	ErrInvalidPeer = errors.New("tracker: invalid peer")
+	// ErrFull is returned by Announce for a peer that would take the store
+	// past one of its limits (StoreConfig): a new swarm beyond MaxSwarms, or
+	// a new peer beyond MaxPeers or MaxPeersPerSwarm. Nothing is stored.
+	// Peers already in a swarm keep re-announcing, and the store takes new
+	// ones again as entries expire.
+	ErrFull = errors.New("tracker: peer store full")
+	// ErrPeerConflict is returned by Announce and Remove for a peer ID that
+	// is live in the swarm with another IP address: an entry belongs to the
+	// address that created it until it expires, so that nobody who learns a
+	// peer's ID can move the peer's entry or remove it. The entry is left
+	// as it is.
+	ErrPeerConflict = errors.New("tracker: peer ID registered from another address")
 )
 
 // InfoHash identifies a swarm: the SHA-1 of a torrent's info dictionary.
@@ -64,6 +76,51 @@ type SwarmCounts struct {
 	Downloaded int
 }
 
+// StoreConfig is the expiry and the limits of a PeerStore. NewMemoryStore
+// takes it; other stores are expected to honour the same fields. A zero or
+// negative field means its default. Config.StoreConfig derives it from a
+// Server's Config.
+//
+// The limits exist because announces come from the network: without them,
+// announces with made-up info hashes and peer IDs grow the store until the
+// tracker runs out of memory.
+type StoreConfig struct {
+	// PeerTTL is how long a peer is kept after its last announce.
+	// Default DefaultPeerTTL.
+	PeerTTL time.Duration
+	// MaxSwarms caps the swarms the store holds. Default DefaultMaxSwarms.
+	MaxSwarms int
+	// MaxPeers caps the peers over all swarms (a peer in two swarms counts
+	// twice). Default DefaultMaxPeers.
+	MaxPeers int
+	// MaxPeersPerSwarm caps the peers of one swarm. Default
+	// DefaultMaxPeersPerSwarm.
+	MaxPeersPerSwarm int
+}
+
+// WithDefaults returns a copy of c with every zero or negative field set to
+// its default.
+func (c StoreConfig) WithDefaults() StoreConfig {
+	if c.PeerTTL <= 0 {
+		c.PeerTTL = DefaultPeerTTL
+	}
+	if c.MaxSwarms <= 0 {
+		c.MaxSwarms = DefaultMaxSwarms
+	}
+	if c.MaxPeers <= 0 {
+		c.MaxPeers = DefaultMaxPeers
+	}
+	if c.MaxPeersPerSwarm <= 0 {
+		c.MaxPeersPerSwarm = DefaultMaxPeersPerSwarm
+	}
+	return c
+}
+
+// sameIP reports whether a and b are the same IP address, an IPv4-mapped
+// IPv6 address being the same as its IPv4 form. Ports do not matter: a
+// client restarted on another port is still the same peer.
+func sameIP(a, b netip.Addr) bool { return a.Unmap() == b.Unmap() }
+
 // PeerStore records swarm membership. Implementations must be safe for
 // concurrent use, and are expected to be shared by several tracker replicas
 // (for example over Redis), so every method takes a context and returns an
@@ -77,10 +134,22 @@ type PeerStore interface {
 	// there, and sets its LastSeen to now. When a peer that was incomplete
 	// announces Left == 0, the swarm's Downloaded count grows by one. A peer
 	// with an invalid address, zero port or negative Left gives ErrInvalidPeer.
+	//
+	// An entry is bound to the IP address that created it: while it is live,
+	// an announce of its ID from another IP changes nothing and gives an
+	// error wrapping ErrPeerConflict. A new port from the same IP is taken
+	// (a restarted client). Once the entry expired, the ID is free again.
+	//
+	// An announce that would add a swarm beyond the store's MaxSwarms, or a
+	// peer beyond MaxPeers or MaxPeersPerSwarm, adds nothing and gives an
+	// error wrapping ErrFull. Expired entries are reclaimed before the store
+	// reports itself full, and peers already stored keep re-announcing.
 	Announce(ctx context.Context, ih InfoHash, p Peer) error
-	// Remove drops the peer id from the swarm ih (BitTorrent event=stopped).
-	// Removing a peer that is not there is not an error.
-	Remove(ctx context.Context, ih InfoHash, id PeerID) error
+	// Remove drops the peer id from the swarm ih (BitTorrent event=stopped)
+	// when from is the IP address the entry was announced from. From any
+	// other address it leaves the entry and returns an error wrapping
+	// ErrPeerConflict. Removing a peer that is not there is not an error.
+	Remove(ctx context.Context, ih InfoHash, id PeerID, from netip.Addr) error
 	// Peers returns up to limit live peers of the swarm ih, chosen uniformly
 	// at random when the swarm holds more. The caller owns the slice. An
 	// unknown swarm, or limit <= 0, gives no peers and no error.

@@ -73,7 +73,7 @@ func waitCounts(t *testing.T, store tracker.PeerStore, ih tracker.InfoHash, want
 // clients, find each other through the tracker alone and move a torrent.
 func TestSwarmThroughTracker(t *testing.T) {
 	t.Parallel()
-	store := tracker.NewMemoryStore(time.Minute)
+	store := tracker.NewMemoryStore(tracker.StoreConfig{PeerTTL: time.Minute})
 	defer store.Close()
 	srv, err := tracker.New(tracker.Config{}, store, nil)
 	if err != nil {

@@ -104,7 +104,7 @@ func trackerEvent(r *rand.Rand) string {
 }
 
 func benchTracker(ctx context.Context, o trackerBenchOptions, stdout io.Writer) error {
-	srv, err := tracker.New(tracker.Config{}, nil, slog.New(slog.DiscardHandler))
+	srv, err := tracker.New(tracker.Config{MaxSwarms: o.swarms, MaxPeers: o.swarms * o.peers, MaxPeersPerSwarm: o.peers}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := tc.Validate(); err != nil {
 		return fmt.Errorf("tracker: %w", err)
 	}
-	store := tracker.NewMemoryStore(tc.PeerTTL)
+	store := tracker.NewMemoryStore(tc.StoreConfig())
 	defer store.Close()
 	reg := serve.NewRegistry()
 	tc.Metrics = reg

@@ -184,7 +184,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 func (c *Cluster) startTracker() error {
 	c.TrackerMetrics = prometheus.NewRegistry()
 	cfg := tracker.Config{Interval: c.opts.AnnounceInterval, MinInterval: min(c.opts.AnnounceInterval, max(c.opts.AnnounceInterval/2, time.Second)), Metrics: c.TrackerMetrics}.WithDefaults()
-	c.peerStore = tracker.NewMemoryStore(cfg.PeerTTL)
+	c.peerStore = tracker.NewMemoryStore(cfg.StoreConfig())
 	h, err := tracker.New(cfg, c.peerStore, c.opts.Logger)
 	if err != nil {
 		return fmt.Errorf("cluster: tracker: %w", err)

@@ -1,6 +1,9 @@
 // Package storetest is the conformance suite for tracker.PeerStore
 // implementations. A store's tests call Run with a constructor; every store
-// Eagle ships (memory, Redis) must pass it unchanged.
+// Eagle ships (memory, Redis) must pass it unchanged. Besides membership and
+// expiry it checks what keeps a store safe on a network with an attacker on
+// it: the limits of tracker.StoreConfig (ErrFull) and the binding of a peer
+// entry to the address that created it (ErrPeerConflict).
 package storetest
 
 import (
@@ -16,10 +19,10 @@ import (
 	"github.com/eagle-p2p/eagle/tracker"
 )
 
-// NewStore returns an empty store in which peers expire ttl after their last
-// announce. Run closes every store it creates; the constructor may register
-// more cleanup with t.Cleanup.
-type NewStore func(t *testing.T, ttl time.Duration) tracker.PeerStore
+// NewStore returns an empty store with cfg's peer TTL and limits; a zero
+// limit means the store's default. Run closes every store it creates; the
+// constructor may register more cleanup with t.Cleanup.
+type NewStore func(t *testing.T, cfg tracker.StoreConfig) tracker.PeerStore
 
 // longTTL is the TTL of every subtest that is not about expiry.
 const longTTL = time.Minute
@@ -27,9 +30,9 @@ const longTTL = time.Minute
 // Run runs the conformance suite against the stores newStore makes. It takes
 // a few seconds, most of it waiting for peers to expire.
 func Run(t *testing.T, newStore NewStore) {
-	open := func(t *testing.T, ttl time.Duration) tracker.PeerStore {
+	open := func(t *testing.T, cfg tracker.StoreConfig) tracker.PeerStore {
 		t.Helper()
-		s := newStore(t, ttl)
+		s := newStore(t, cfg)
 		t.Cleanup(func() {
 			if err := s.Close(); err != nil {
 				t.Errorf("Close: %v", err)
@@ -37,26 +40,36 @@ func Run(t *testing.T, newStore NewStore) {
 		})
 		return s
 	}
+	long := tracker.StoreConfig{PeerTTL: longTTL}
 	for _, tc := range []struct {
 		name string
+		cfg  tracker.StoreConfig
 		run  func(t *testing.T, s tracker.PeerStore)
 	}{
-		{"AnnounceThenPeers", testAnnounceThenPeers},
-		{"ReannounceUpdates", testReannounceUpdates},
-		{"Counts", testCounts},
-		{"Downloaded", testDownloaded},
-		{"Remove", testRemove},
-		{"Limit", testLimit},
-		{"SampleCoversSwarm", testSampleCoversSwarm},
-		{"SwarmsIsolated", testSwarmsIsolated},
-		{"InvalidPeer", testInvalidPeer},
-		{"CanceledContext", testCanceledContext},
-		{"Concurrent", testConcurrent},
+		{"AnnounceThenPeers", long, testAnnounceThenPeers},
+		{"ReannounceUpdates", long, testReannounceUpdates},
+		{"Counts", long, testCounts},
+		{"Downloaded", long, testDownloaded},
+		{"Remove", long, testRemove},
+		{"Limit", long, testLimit},
+		{"SampleCoversSwarm", long, testSampleCoversSwarm},
+		{"SwarmsIsolated", long, testSwarmsIsolated},
+		{"InvalidPeer", long, testInvalidPeer},
+		{"CanceledContext", long, testCanceledContext},
+		{"Concurrent", long, testConcurrent},
+		{"AddressBinding", long, testAddressBinding},
+		{"MaxSwarms", tracker.StoreConfig{PeerTTL: longTTL, MaxSwarms: 3}, testMaxSwarms},
+		{"MaxPeers", tracker.StoreConfig{PeerTTL: longTTL, MaxPeers: 4, MaxSwarms: 3}, testMaxPeers},
+		{"MaxPeersPerSwarm", tracker.StoreConfig{PeerTTL: longTTL, MaxPeersPerSwarm: 2}, testMaxPeersPerSwarm},
+		{"LimitsConcurrent", tracker.StoreConfig{PeerTTL: longTTL, MaxSwarms: 50, MaxPeers: 120}, testLimitsConcurrent},
 	} {
-		t.Run(tc.name, func(t *testing.T) { tc.run(t, open(t, longTTL)) })
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, open(t, tc.cfg)) })
 	}
-	t.Run("Expiry", func(t *testing.T) { testExpiry(t, open(t, time.Second)) })
-	t.Run("Close", func(t *testing.T) { testClose(t, newStore(t, longTTL)) })
+	t.Run("Expiry", func(t *testing.T) { testExpiry(t, open(t, tracker.StoreConfig{PeerTTL: time.Second})) })
+	t.Run("ExpiryFreesLimitsAndIDs", func(t *testing.T) {
+		testExpiryFreesLimitsAndIDs(t, open(t, tracker.StoreConfig{PeerTTL: time.Second, MaxSwarms: 2, MaxPeers: 3}))
+	})
+	t.Run("Close", func(t *testing.T) { testClose(t, newStore(t, long)) })
 }
 
 // Hash returns a distinct info hash for every n.
@@ -82,6 +95,9 @@ func MakePeer(n int, left int64) tracker.Peer {
 		Left: left,
 	}
 }
+
+// From returns the IP address peer n of MakePeer announces from.
+func From(n int) netip.Addr { return MakePeer(n, 0).Addr.Addr() }
 
 func announce(t *testing.T, s tracker.PeerStore, ih tracker.InfoHash, ps ...tracker.Peer) {
 	t.Helper()
@@ -156,7 +172,7 @@ func testReannounceUpdates(t *testing.T, s tracker.PeerStore) {
 	announce(t, s, ih, p)
 	first := peers(t, s, ih, 10)[0].LastSeen
 	time.Sleep(5 * time.Millisecond)
-	p.Addr = netip.MustParseAddrPort("127.0.0.9:7000")
+	p.Addr = netip.AddrPortFrom(p.Addr.Addr(), 7000) // restarted on another port
 	p.Left = 10
 	announce(t, s, ih, p)
 	got := peers(t, s, ih, 10)
@@ -198,7 +214,7 @@ func testDownloaded(t *testing.T, s tracker.PeerStore) {
 	}
 	// The count outlives the swarm emptying (within the TTL).
 	for n := 1; n <= 3; n++ {
-		if err := s.Remove(context.Background(), ih, ID(n)); err != nil {
+		if err := s.Remove(context.Background(), ih, ID(n), From(n)); err != nil {
 			t.Fatalf("Remove: %v", err)
 		}
 	}
@@ -211,7 +227,7 @@ func testRemove(t *testing.T, s tracker.PeerStore) {
 	ctx := context.Background()
 	ih := Hash(1)
 	announce(t, s, ih, MakePeer(1, 0), MakePeer(2, 10))
-	if err := s.Remove(ctx, ih, ID(1)); err != nil {
+	if err := s.Remove(ctx, ih, ID(1), From(1)); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
 	got := peers(t, s, ih, 10)
@@ -221,13 +237,13 @@ func testRemove(t *testing.T, s tracker.PeerStore) {
 	if c := counts(t, s, ih); c.Complete != 0 || c.Incomplete != 1 {
 		t.Errorf("after Remove Counts = %+v, want 0 complete, 1 incomplete", c)
 	}
-	if err := s.Remove(ctx, ih, ID(1)); err != nil {
+	if err := s.Remove(ctx, ih, ID(1), From(5)); err != nil {
 		t.Errorf("Remove of an absent peer: %v, want nil", err)
 	}
-	if err := s.Remove(ctx, Hash(99), ID(1)); err != nil {
+	if err := s.Remove(ctx, Hash(99), ID(1), From(1)); err != nil {
 		t.Errorf("Remove from an unknown swarm: %v, want nil", err)
 	}
-	if err := s.Remove(ctx, ih, ID(2)); err != nil {
+	if err := s.Remove(ctx, ih, ID(2), From(2)); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
 	if got := peers(t, s, ih, 10); len(got) != 0 {
@@ -322,7 +338,7 @@ func testCanceledContext(t *testing.T, s tracker.PeerStore) {
 	if err := s.Announce(ctx, ih, MakePeer(1, 0)); !errors.Is(err, context.Canceled) {
 		t.Errorf("Announce with canceled context: %v, want context.Canceled", err)
 	}
-	if err := s.Remove(ctx, ih, ID(1)); !errors.Is(err, context.Canceled) {
+	if err := s.Remove(ctx, ih, ID(1), From(1)); !errors.Is(err, context.Canceled) {
 		t.Errorf("Remove with canceled context: %v, want context.Canceled", err)
 	}
 	if _, err := s.Peers(ctx, ih, 1); !errors.Is(err, context.Canceled) {
@@ -349,7 +365,7 @@ func testConcurrent(t *testing.T, s tracker.PeerStore) {
 					err = s.Announce(ctx, ih, MakePeer(n, 0))
 				}
 				if err == nil && n%3 == 0 {
-					err = s.Remove(ctx, ih, ID(n))
+					err = s.Remove(ctx, ih, ID(n), From(n))
 				}
 				if err == nil {
 					_, err = s.Peers(ctx, ih, 5)
@@ -445,7 +461,7 @@ func testClose(t *testing.T, s tracker.PeerStore) {
 	if err := s.Announce(ctx, ih, MakePeer(2, 0)); !errors.Is(err, tracker.ErrStoreClosed) {
 		t.Errorf("Announce after Close: %v, want ErrStoreClosed", err)
 	}
-	if err := s.Remove(ctx, ih, ID(1)); !errors.Is(err, tracker.ErrStoreClosed) {
+	if err := s.Remove(ctx, ih, ID(1), From(1)); !errors.Is(err, tracker.ErrStoreClosed) {
 		t.Errorf("Remove after Close: %v, want ErrStoreClosed", err)
 	}
 	if _, err := s.Peers(ctx, ih, 1); !errors.Is(err, tracker.ErrStoreClosed) {
@@ -453,5 +469,245 @@ func testClose(t *testing.T, s tracker.PeerStore) {
 	}
 	if _, err := s.Counts(ctx, ih); !errors.Is(err, tracker.ErrStoreClosed) {
 		t.Errorf("Counts after Close: %v, want ErrStoreClosed", err)
+	}
+}
+
+// testAddressBinding: while an entry is live, its peer ID belongs to the IP
+// address that announced it. Another address can neither move it, nor
+// refresh it, nor remove it; the same address on another port can.
+func testAddressBinding(t *testing.T, s tracker.PeerStore) {
+	ctx := context.Background()
+	ih := Hash(1)
+	victim := tracker.Peer{ID: ID(1), Addr: netip.MustParseAddrPort("127.0.0.2:6881"), Left: 100}
+	other := netip.MustParseAddr("127.0.0.3")
+	announce(t, s, ih, victim)
+	seen := peers(t, s, ih, 10)[0].LastSeen
+	time.Sleep(5 * time.Millisecond)
+
+	for _, addr := range []netip.AddrPort{
+		netip.AddrPortFrom(other, 6881),
+		netip.AddrPortFrom(other, 7000),
+		netip.MustParseAddrPort("[::1]:6881"),
+	} {
+		attacker := tracker.Peer{ID: victim.ID, Addr: addr, Left: 0}
+		if err := s.Announce(ctx, ih, attacker); !errors.Is(err, tracker.ErrPeerConflict) {
+			t.Errorf("announce of the victim's ID from %v: %v, want ErrPeerConflict", addr, err)
+		}
+	}
+	got := peers(t, s, ih, 10)
+	if len(got) != 1 || !samePeer(got[0], victim) {
+		t.Fatalf("after announces from other addresses Peers = %+v, want only the victim %+v", got, victim)
+	}
+	if !got[0].LastSeen.Equal(seen) {
+		t.Errorf("a refused announce refreshed the victim: LastSeen %v, was %v", got[0].LastSeen, seen)
+	}
+	// The attacker's left=0 was not taken: no completion, no seeder.
+	if c := counts(t, s, ih); c != (tracker.SwarmCounts{Incomplete: 1}) {
+		t.Errorf("after refused announces Counts = %+v, want only the victim, incomplete", c)
+	}
+
+	if err := s.Remove(ctx, ih, victim.ID, other); !errors.Is(err, tracker.ErrPeerConflict) {
+		t.Errorf("Remove of the victim's ID from %v: %v, want ErrPeerConflict", other, err)
+	}
+	if err := s.Remove(ctx, ih, victim.ID, netip.Addr{}); !errors.Is(err, tracker.ErrPeerConflict) {
+		t.Errorf("Remove of the victim's ID from no address: %v, want ErrPeerConflict", err)
+	}
+	if got := peers(t, s, ih, 10); len(got) != 1 || !samePeer(got[0], victim) {
+		t.Fatalf("after Removes from other addresses Peers = %+v, want the victim %+v", got, victim)
+	}
+
+	// The binding is per swarm: the same ID elsewhere is another entry.
+	announce(t, s, Hash(2), tracker.Peer{ID: victim.ID, Addr: netip.AddrPortFrom(other, 6881), Left: 1})
+
+	// The victim restarts on another port: same IP, so it is still its own.
+	restarted := victim
+	restarted.Addr = netip.AddrPortFrom(victim.Addr.Addr(), 7001)
+	announce(t, s, ih, restarted)
+	if got := peers(t, s, ih, 10); len(got) != 1 || !samePeer(got[0], restarted) {
+		t.Fatalf("after a restart on another port Peers = %+v, want %+v", got, restarted)
+	}
+	// Its stop counts from any port of its address.
+	if err := s.Remove(ctx, ih, victim.ID, victim.Addr.Addr()); err != nil {
+		t.Fatalf("Remove by the victim: %v", err)
+	}
+	if got := peers(t, s, ih, 10); len(got) != 0 {
+		t.Fatalf("after the victim's own Remove Peers = %+v, want none", got)
+	}
+	// A removed entry frees the ID.
+	taker := tracker.Peer{ID: victim.ID, Addr: netip.AddrPortFrom(other, 6881), Left: 5}
+	announce(t, s, ih, taker)
+	if got := peers(t, s, ih, 10); len(got) != 1 || !samePeer(got[0], taker) {
+		t.Errorf("after the ID was freed Peers = %+v, want %+v", got, taker)
+	}
+}
+
+// wantFull checks that announcing p to ih is refused with ErrFull and
+// leaves no trace.
+func wantFull(t *testing.T, s tracker.PeerStore, ih tracker.InfoHash, p tracker.Peer) {
+	t.Helper()
+	before := counts(t, s, ih)
+	if err := s.Announce(context.Background(), ih, p); !errors.Is(err, tracker.ErrFull) {
+		t.Fatalf("Announce(%v, %v) to a full store: %v, want ErrFull", ih, p.ID, err)
+	}
+	if c := counts(t, s, ih); c != before {
+		t.Errorf("refused announce changed the swarm's Counts from %+v to %+v", before, c)
+	}
+	for _, q := range peers(t, s, ih, 1000) {
+		if q.ID == p.ID {
+			t.Errorf("refused peer %v is in the swarm", p.ID)
+		}
+	}
+}
+
+// testMaxSwarms needs a store with MaxSwarms 3.
+func testMaxSwarms(t *testing.T, s tracker.PeerStore) {
+	for n := range 3 {
+		announce(t, s, Hash(n), MakePeer(n, 1))
+	}
+	wantFull(t, s, Hash(3), MakePeer(3, 1))
+	// Known swarms take re-announces and new peers.
+	announce(t, s, Hash(0), MakePeer(0, 0), MakePeer(10, 1))
+	announce(t, s, Hash(2), MakePeer(2, 1))
+	if c := counts(t, s, Hash(0)); c != (tracker.SwarmCounts{Complete: 1, Incomplete: 1, Downloaded: 1}) {
+		t.Errorf("swarm 0 Counts = %+v, want 1 complete, 1 incomplete, 1 downloaded", c)
+	}
+	// The refusals took no place.
+	wantFull(t, s, Hash(4), MakePeer(4, 1))
+	wantFull(t, s, Hash(3), MakePeer(3, 1))
+}
+
+// testMaxPeers needs a store with MaxPeers 4 and MaxSwarms 3.
+func testMaxPeers(t *testing.T, s tracker.PeerStore) {
+	announce(t, s, Hash(1), MakePeer(1, 1), MakePeer(2, 1))
+	announce(t, s, Hash(2), MakePeer(3, 1), MakePeer(4, 1))
+	wantFull(t, s, Hash(1), MakePeer(5, 1))
+	// Nor in a new swarm, and the refusal takes no swarm's place either.
+	wantFull(t, s, Hash(3), MakePeer(5, 1))
+	wantFull(t, s, Hash(4), MakePeer(5, 1))
+	for n := 1; n <= 4; n++ {
+		announce(t, s, Hash(1+(n-1)/2), MakePeer(n, 0))
+	}
+	// A stop frees a place at once.
+	if err := s.Remove(context.Background(), Hash(1), ID(1), From(1)); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	announce(t, s, Hash(3), MakePeer(5, 1))
+	wantFull(t, s, Hash(3), MakePeer(6, 1))
+	if c := counts(t, s, Hash(3)); c.Incomplete != 1 {
+		t.Errorf("swarm 3 Counts = %+v, want the one new peer", c)
+	}
+}
+
+// testMaxPeersPerSwarm needs a store with MaxPeersPerSwarm 2.
+func testMaxPeersPerSwarm(t *testing.T, s tracker.PeerStore) {
+	announce(t, s, Hash(1), MakePeer(1, 1), MakePeer(2, 1))
+	wantFull(t, s, Hash(1), MakePeer(3, 1))
+	// Other swarms have their own places; known peers re-announce.
+	announce(t, s, Hash(2), MakePeer(3, 1), MakePeer(4, 1))
+	announce(t, s, Hash(1), MakePeer(1, 0), MakePeer(2, 1))
+	if c := counts(t, s, Hash(1)); c != (tracker.SwarmCounts{Complete: 1, Incomplete: 1, Downloaded: 1}) {
+		t.Errorf("swarm 1 Counts = %+v, want 1 complete, 1 incomplete, 1 downloaded", c)
+	}
+	wantFull(t, s, Hash(1), MakePeer(5, 1))
+}
+
+// testLimitsConcurrent needs a store with MaxSwarms 50 and MaxPeers 120:
+// racing announces take exactly the places there are.
+func testLimitsConcurrent(t *testing.T, s tracker.PeerStore) {
+	const workers, perWorker = 8, 30
+	ctx := context.Background()
+	announce(t, s, Hash(0), MakePeer(0, 1))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var ok, full int
+	var other []error
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				n := 1 + w*perWorker + i
+				// Every peer starts its own swarm, and every third joins
+				// swarm 0 as well: the swarms run out first, then the
+				// peers.
+				errs := []error{s.Announce(ctx, Hash(n), MakePeer(n, 1))}
+				if n%3 == 0 {
+					errs = append(errs, s.Announce(ctx, Hash(0), MakePeer(1000+n, 1)))
+				}
+				mu.Lock()
+				for _, err := range errs {
+					switch {
+					case err == nil:
+						ok++
+					case errors.Is(err, tracker.ErrFull):
+						full++
+					default:
+						other = append(other, err)
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range other {
+		t.Fatal(err)
+	}
+	var swarms, stored int
+	for n := range workers*perWorker + 1 {
+		if c := counts(t, s, Hash(n)); c.Incomplete > 0 {
+			swarms++
+			stored += c.Incomplete
+		}
+	}
+	const attempts = workers*perWorker + workers*perWorker/3
+	if swarms != 50 || stored != 120 || ok != 119 || full != attempts-119 {
+		t.Errorf("%d swarms of %d peers stored, %d announces succeeded and %d were full; want 50 swarms (MaxSwarms), 120 peers (MaxPeers), 119 and %d",
+			swarms, stored, ok, full, attempts-119)
+	}
+}
+
+// testExpiryFreesLimitsAndIDs needs a store with a one-second TTL,
+// MaxSwarms 2 and MaxPeers 3: once entries expire, a full store takes new
+// swarms and peers again, and a peer ID is free for another address.
+func testExpiryFreesLimitsAndIDs(t *testing.T, s tracker.PeerStore) {
+	const ttl = time.Second
+	ctx := context.Background()
+	start := time.Now()
+	announce(t, s, Hash(1), MakePeer(1, 1), MakePeer(2, 1))
+	announce(t, s, Hash(2), MakePeer(3, 1))
+	filled := time.Now()
+	wantFull(t, s, Hash(3), MakePeer(4, 1))
+	wantFull(t, s, Hash(2), MakePeer(4, 1))
+	taker := tracker.Peer{ID: ID(1), Addr: netip.MustParseAddrPort("[::1]:6881"), Left: 1}
+	if err := s.Announce(ctx, Hash(1), taker); !errors.Is(err, tracker.ErrPeerConflict) {
+		t.Fatalf("announce of a live peer's ID from another address: %v, want ErrPeerConflict", err)
+	}
+	// The ID is taken over as soon as its entry expires.
+	for {
+		err := s.Announce(ctx, Hash(1), taker)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, tracker.ErrPeerConflict) {
+			t.Fatalf("announce of an expiring peer's ID from another address: %v, want ErrPeerConflict or success", err)
+		}
+		if time.Since(filled) > ttl+time.Second {
+			t.Fatalf("peer ID still bound %v after its last announce, TTL %v", time.Since(filled), ttl)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Allow for a store whose clock is a little off ours.
+	if since := time.Since(start); since < ttl-50*time.Millisecond {
+		t.Errorf("a live peer's ID was taken by another address %v after its announce, TTL %v", since, ttl)
+	}
+	// Once everything has expired, the places are free at once: a full
+	// store reclaims expired entries before it refuses.
+	time.Sleep(time.Until(filled.Add(ttl + 10*time.Millisecond)))
+	announce(t, s, Hash(3), MakePeer(4, 1)) // swarm 2's place
+	announce(t, s, Hash(3), MakePeer(5, 1))
+	// The places of the expired peers are free, and only those.
+	wantFull(t, s, Hash(1), MakePeer(6, 1))
+	wantFull(t, s, Hash(4), MakePeer(6, 1))
+	if got := peers(t, s, Hash(1), 10); len(got) != 1 || !samePeer(got[0], taker) {
+		t.Errorf("swarm 1 Peers = %+v, want only the new holder of ID 1 %+v", got, taker)
 	}
 }

@@ -10,6 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/eagle-p2p/eagle/auth"
+	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/proxy"
 	"github.com/eagle-p2p/eagle/seeder"
@@ -19,7 +22,7 @@ import (
 )
 
 // Config configures a Node. The zero value is not usable: DataDir,
-// Trackers and Seeders are required.
+// Seeders, P2P.Trackers and TLS (or TLS.Insecure) are required.
 type Config struct {
 	// DataDir holds the node's blob cache (DataDir/blobs) and its partial
 	// downloads and metainfo (DataDir/p2p). Required.
@@ -36,6 +39,11 @@ type Config struct {
 	P2P p2p.Config `yaml:"p2p"`
 	// Proxy configures the registry endpoint the runtime talks to.
 	Proxy proxy.Config `yaml:"proxy"`
+	// TLS is the node's cluster membership: mutual TLS with certificates
+	// from the cluster CA on its internal planes (the seeders' gRPC, the
+	// peer wire, the trackers). Required: the three files, or an explicit
+	// Insecure. P2P.TLS defaults to it.
+	TLS mtls.Config `yaml:"tls"`
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 	// Metrics is where the node's proxy and engine register their
@@ -67,6 +75,12 @@ func (c *Config) Validate() error {
 	if c.P2P.DataDir == "" {
 		c.P2P.DataDir = filepath.Join(c.DataDir, "p2p")
 	}
+	if c.TLS.Logger == nil {
+		c.TLS.Logger = c.Logger
+	}
+	if c.P2P.TLS == (mtls.Config{}) {
+		c.P2P.TLS = c.TLS
+	}
 	if c.P2P.Logger == nil {
 		c.P2P.Logger = c.Logger
 	}
@@ -76,11 +90,18 @@ func (c *Config) Validate() error {
 	if c.Proxy.Metrics == nil {
 		c.Proxy.Metrics = c.Metrics
 	}
-	if err := c.P2P.Validate(); err != nil {
-		return fmt.Errorf("eagle: p2p: %w", err)
+	if !c.Proxy.AuthorizeBlobsEnabled() {
+		// The proxy's authorize_blobs: false is the switch, by name.
+		c.P2P.SkipAuthorization = true
 	}
 	if err := c.Proxy.Validate(); err != nil {
 		return fmt.Errorf("eagle: proxy: %w", err)
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("eagle: %w", err)
+	}
+	if err := c.P2P.Validate(); err != nil {
+		return fmt.Errorf("eagle: p2p: %w", err)
 	}
 	return nil
 }
@@ -90,45 +111,82 @@ func (c *Config) Validate() error {
 // mirror.
 type Node struct {
 	// Engine is the node's peer, for callers that fetch blobs directly.
+	// Its Fetch and Stat ask the node's Authorizer first, as the proxy
+	// does.
 	Engine  *p2p.Engine
 	handler *proxy.Handler
 	seeders *seeder.Client
+	auth    *auth.Authorizer // nil when blobs are not authorized
 	store   *filesystem.Store
 }
 
 // NewNode starts a node. Close stops it.
-func NewNode(cfg Config) (*Node, error) {
+//
+// Its proxy and engine share one Authorizer: a blob read is checked at
+// the origin with the client's credentials, once per auth_cache_ttl, and
+// a blob at an upstream the proxy has not configured (allow_any_upstream)
+// is served only when a seeder vouches that this very upstream served its
+// bytes to Eagle.
+func NewNode(cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	store, err := filesystem.New(filepath.Join(cfg.DataDir, "blobs"))
+	n := &Node{}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	n.store, err = filesystem.New(filepath.Join(cfg.DataDir, "blobs"))
 	if err != nil {
 		return nil, fmt.Errorf("eagle: %w", err)
 	}
-	cache, err := lru.New(context.Background(), store, cfg.CacheSize)
+	cache, err := lru.New(context.Background(), n.store, cfg.CacheSize)
 	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("eagle: %w", err)
 	}
-	seeders, err := seeder.NewClient(cfg.Seeders, seeder.WithLogger(cfg.Logger))
+	creds, err := mtls.Load(cfg.TLS)
 	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("eagle: %w", err)
 	}
-	engine, err := p2p.New(cfg.P2P, cache, seeders)
+	n.seeders, err = seeder.NewClient(cfg.Seeders, seeder.WithLogger(cfg.Logger), seeder.WithCredentials(creds))
 	if err != nil {
-		seeders.Close()
-		store.Close()
 		return nil, fmt.Errorf("eagle: %w", err)
 	}
-	handler, err := proxy.New(cfg.Proxy, engine, cfg.Logger)
+	if !cfg.P2P.SkipAuthorization && cfg.P2P.Authorizer == nil {
+		trusted, err := cfg.Proxy.Trusted()
+		if err != nil {
+			return nil, fmt.Errorf("eagle: proxy: %w", err)
+		}
+		seeders := n.seeders
+		n.auth, err = auth.New(auth.Config{
+			Transport: cfg.Proxy.Transport,
+			TTL:       cfg.Proxy.AuthCacheTTL,
+			CacheSize: cfg.Proxy.AuthCacheSize,
+			Timeout:   cfg.Proxy.AuthTimeout,
+			Trusted:   trusted,
+			Vouch: func(ctx context.Context, ref blob.Ref) error {
+				_, err := seeders.MetaInfo(ctx, ref)
+				return err
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("eagle: %w", err)
+		}
+		cfg.P2P.Authorizer = n.auth
+		if cfg.Proxy.Authorizer == nil {
+			cfg.Proxy.Authorizer = n.auth
+		}
+	}
+	n.Engine, err = p2p.New(cfg.P2P, cache, n.seeders)
 	if err != nil {
-		engine.Close()
-		seeders.Close()
-		store.Close()
 		return nil, fmt.Errorf("eagle: %w", err)
 	}
-	return &Node{Engine: engine, handler: handler, seeders: seeders, store: store}, nil
+	n.handler, err = proxy.New(cfg.Proxy, n.Engine, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("eagle: %w", err)
+	}
+	return n, nil
 }
 
 // ServeHTTP serves the registry v2 API.
@@ -136,5 +194,21 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.handler.Ser
 
 // Close stops the node and releases everything it holds.
 func (n *Node) Close() error {
-	return errors.Join(n.handler.Close(), n.Engine.Close(), n.seeders.Close(), n.store.Close())
+	var errs []error
+	if n.handler != nil {
+		errs = append(errs, n.handler.Close())
+	}
+	if n.Engine != nil {
+		errs = append(errs, n.Engine.Close())
+	}
+	if n.auth != nil {
+		errs = append(errs, n.auth.Close())
+	}
+	if n.seeders != nil {
+		errs = append(errs, n.seeders.Close())
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	return errors.Join(errs...)
 }

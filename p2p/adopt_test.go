@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/lru"
@@ -58,7 +59,7 @@ func TestDownloadIsWrittenOnce(t *testing.T) {
 			}
 			// Slow enough (0.5 s) that the partial file is still there
 			// when Fetch returns.
-			e, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: tc.dataDir, Trackers: []string{trk}, Logger: quiet, DownloadLimit: 8 << 20},
+			e, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "node"), Authorizer: testAuthorizer(t), ListenAddr: "127.0.0.1:0", DataDir: tc.dataDir, Trackers: []string{trk}, Logger: quiet, DownloadLimit: 8 << 20},
 				store, newSeederClient(t, addr))
 			if err != nil {
 				t.Fatal(err)

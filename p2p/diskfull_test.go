@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/filesystem"
@@ -55,7 +56,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	dataDir := filepath.Join(disk, "p2p")
-	agent, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet},
+	agent, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "node"), Authorizer: testAuthorizer(t), ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet},
 		store, newSeederClient(t, addr))
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/storage"
 )
 
@@ -79,6 +81,23 @@ type Config struct {
 	MaxPeers int `yaml:"max_peers"`
 	// Role is the kind of peer. Default RoleAgent.
 	Role Role `yaml:"-"`
+	// Authorizer is asked, before Fetch or Stat hands out anything about
+	// a blob (from the store or the swarm), whether the caller's
+	// credentials in the blob.Ref may read it. Required unless
+	// SkipAuthorization is set. Share it with the proxy in front of the
+	// engine, so that a read is checked at the origin once.
+	Authorizer Authorizer `yaml:"-"`
+	// TLS is the cluster membership on the peer wire and the tracker
+	// announces: mutual TLS with certificates from the cluster CA, so that
+	// only members can fetch pieces from this engine or learn its swarms.
+	// Either the three files or an explicit TLS.Insecure (plaintext,
+	// logged as a warning). With TLS on, tracker URLs must be https.
+	TLS mtls.Config `yaml:"-"`
+	// SkipAuthorization makes Fetch and Stat serve every caller without
+	// asking an Authorizer: only for engines whose reads nobody outside
+	// the process can cause (a seeder's), or a node every client of which
+	// may read every blob.
+	SkipAuthorization bool `yaml:"-"`
 	// Logger receives the engine's logs. Default slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 	// Metrics is where the Engine registers its Prometheus metrics
@@ -112,15 +131,30 @@ func (c *Config) Validate() error {
 	if len(c.Trackers) == 0 {
 		return errors.New("p2p: trackers: at least one announce URL is required")
 	}
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("p2p: %w", err)
+	}
 	for _, t := range c.Trackers {
 		if !strings.HasPrefix(t, "http://") && !strings.HasPrefix(t, "https://") {
 			return fmt.Errorf("p2p: trackers: %q is not an http(s) announce URL", t)
+		}
+		if !c.TLS.Insecure && strings.HasPrefix(t, "http://") {
+			return fmt.Errorf("p2p: trackers: %q is plain http, but tls is on: trackers accept cluster members over https", t)
 		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	return nil
+}
+
+// Authorizer decides whether a client may read a blob; *auth.Authorizer
+// implements it.
+type Authorizer interface {
+	// Authorize returns nil when ref.Authorization may read the blob, a
+	// *blob.OriginError with the origin's refusal, or another error when
+	// it cannot tell.
+	Authorize(ctx context.Context, ref blob.Ref) error
 }
 
 // Stats counts the piece data an Engine moved, by the kind of peer.
@@ -144,6 +178,9 @@ type Engine struct {
 	cache storage.Cache
 	src   MetaInfoSource
 	cl    *torrent.Client
+	// creds are the cluster credentials of the peer wire and the tracker
+	// client; nil without mutual TLS.
+	creds *mtls.Credentials
 	// listener is the peer-wire listener the engine owns (see bindSockets).
 	listener net.Listener
 	// announcers talk to the trackers, one each.
@@ -207,6 +244,9 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Authorizer == nil && !cfg.SkipAuthorization {
+		return nil, errors.New("p2p: an Authorizer is required (or SkipAuthorization, to serve every caller)")
+	}
 	for _, dir := range []string{partialDir(cfg.DataDir), metaInfoDir(cfg.DataDir)} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("p2p: %w", err)
@@ -217,8 +257,16 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 	if err := clearDir(partialDir(cfg.DataDir)); err != nil {
 		return nil, fmt.Errorf("p2p: clear partial downloads: %w", err)
 	}
+	if cfg.TLS.Logger == nil {
+		cfg.TLS.Logger = cfg.Logger
+	}
+	creds, err := mtls.Load(cfg.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: %w", err)
+	}
 	metaCache, _ := lru.New[digest.Digest, []byte](1024)
 	e := &Engine{
+		creds:     creds,
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "p2p"),
 		store:     store,
@@ -331,10 +379,10 @@ func (e *Engine) boundIP() net.IP {
 
 // ownsSockets reports whether the engine brings its own peer-wire listener
 // and dialer instead of anacrolix's: when it listens on one IP, is a seeder
-// (which wraps its connections to super-seed and paces their writes), or
-// has a download limit (paced on its sockets).
+// (which wraps its connections to super-seed and paces their writes), has
+// a download limit (paced on its sockets) or speaks mutual TLS.
 func (e *Engine) ownsSockets() bool {
-	return e.boundIP() != nil || e.super != nil || e.cfg.DownloadLimit > 0
+	return e.boundIP() != nil || e.super != nil || e.cfg.DownloadLimit > 0 || e.creds != nil
 }
 
 // bindSockets gives the engine its own listener and dialer when
@@ -368,19 +416,13 @@ func (e *Engine) bindSockets() error {
 		ul = e.cfg.UploadLimit.Limiter()
 	}
 	wrap := func(c net.Conn) net.Conn {
-		if tc, ok := c.(*net.TCPConn); ok {
-			// What anacrolix does to the connections it makes itself, and
-			// cannot once they are wrapped: no TIME_WAIT pile-up from peers
-			// coming and going.
-			tc.SetLinger(0)
-		}
 		if e.super != nil {
 			c = e.super.wrap(c)
 		}
 		return limitConn(c, dl, ul)
 	}
-	e.cl.AddListener(wrappingListener{Listener: lis, wrap: wrap})
-	e.cl.AddDialer(wrappingDialer{Dialer: torrent.NetworkDialer{Network: network, Dialer: d}, wrap: wrap})
+	e.cl.AddListener(wrappingListener{Listener: lis, creds: e.creds, wrap: wrap})
+	e.cl.AddDialer(wrappingDialer{Dialer: torrent.NetworkDialer{Network: network, Dialer: d}, creds: e.creds, wrap: wrap})
 	return nil
 }
 
@@ -533,6 +575,8 @@ func (e *Engine) newAnnouncers() []*announcer {
 	}
 	client := &http.Client{Transport: &http.Transport{
 		DialContext:         dialer.DialContext,
+		TLSClientConfig:     e.creds.ClientConfig(),
+		TLSHandshakeTimeout: 10 * time.Second,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
 	}}

@@ -13,15 +13,32 @@ import (
 	"github.com/anacrolix/torrent"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/storage"
 )
 
 // emptyDigest is the digest of the empty blob, which no torrent can describe.
 var emptyDigest = digest.SHA256.FromBytes(nil)
 
-// Stat returns the blob's size, from the local store or from its metainfo.
-func (e *Engine) Stat(ctx context.Context, ref BlobRef) (int64, error) {
+// authorize asks the Authorizer whether ref's credentials may read its
+// blob.
+func (e *Engine) authorize(ctx context.Context, ref blob.Ref) error {
+	if e.cfg.SkipAuthorization {
+		return nil
+	}
+	if err := e.cfg.Authorizer.Authorize(ctx, ref); err != nil {
+		return fmt.Errorf("p2p: %s: %w", ref.Digest, err)
+	}
+	return nil
+}
+
+// Stat returns the blob's size, from the local store or from its metainfo,
+// once the Authorizer let ref's credentials read it.
+func (e *Engine) Stat(ctx context.Context, ref blob.Ref) (int64, error) {
 	if err := storage.ValidateDigest(ref.Digest); err != nil {
+		return 0, err
+	}
+	if err := e.authorize(ctx, ref); err != nil {
 		return 0, err
 	}
 	if ref.Digest == emptyDigest {
@@ -57,7 +74,7 @@ func (e *Engine) Stat(ctx context.Context, ref BlobRef) (int64, error) {
 	return info.Length, nil
 }
 
-func (e *Engine) metaInfo(ctx context.Context, ref BlobRef) ([]byte, error) {
+func (e *Engine) metaInfo(ctx context.Context, ref blob.Ref) ([]byte, error) {
 	if b, ok := e.metaCache.Get(ref.Digest); ok {
 		return b, nil
 	}
@@ -66,9 +83,9 @@ func (e *Engine) metaInfo(ctx context.Context, ref BlobRef) ([]byte, error) {
 
 // askSeeder asks the metainfo source, which makes sure some seeder holds
 // (and seeds) the blob.
-func (e *Engine) askSeeder(ctx context.Context, ref BlobRef) ([]byte, error) {
+func (e *Engine) askSeeder(ctx context.Context, ref blob.Ref) ([]byte, error) {
 	if e.src == nil {
-		return nil, fmt.Errorf("%w: %s (this engine has no metainfo source)", ErrNotFound, ref.Digest)
+		return nil, fmt.Errorf("%w: %s (this engine has no metainfo source)", blob.ErrNotFound, ref.Digest)
 	}
 	b, err := e.src.MetaInfo(ctx, ref)
 	if err != nil {
@@ -77,14 +94,18 @@ func (e *Engine) askSeeder(ctx context.Context, ref BlobRef) ([]byte, error) {
 	return b, nil
 }
 
-// Fetch returns the blob ref names: from the local store when it is there,
-// else through the swarm. A swarm fetch returns as soon as the download has
+// Fetch returns the blob ref names, once the Authorizer let ref's
+// credentials read it: from the local store when it is there, else through
+// the swarm. A swarm fetch returns as soon as the download has
 // started; reads block until the bytes they need have passed their piece
 // hash, and the last byte is released only after the whole blob passed its
 // digest. Concurrent fetches of one blob share one download. The download
 // goes on when the caller goes away: the blob is cached for the next one.
-func (e *Engine) Fetch(ctx context.Context, ref BlobRef) (Blob, error) {
+func (e *Engine) Fetch(ctx context.Context, ref blob.Ref) (blob.Reader, error) {
 	if err := storage.ValidateDigest(ref.Digest); err != nil {
+		return nil, err
+	}
+	if err := e.authorize(ctx, ref); err != nil {
 		return nil, err
 	}
 	if ref.Digest == emptyDigest {
@@ -134,7 +155,7 @@ func (e *Engine) Fetch(ctx context.Context, ref BlobRef) (Blob, error) {
 	}
 }
 
-func (e *Engine) openStored(ctx context.Context, dgst digest.Digest) (Blob, error) {
+func (e *Engine) openStored(ctx context.Context, dgst digest.Digest) (blob.Reader, error) {
 	unpin := e.pin(dgst)
 	b, err := e.store.Open(ctx, dgst)
 	if err != nil {
@@ -145,7 +166,7 @@ func (e *Engine) openStored(ctx context.Context, dgst digest.Digest) (Blob, erro
 }
 
 // download runs one blob's download to its end; it owns ent.
-func (e *Engine) download(ent *entry, ref BlobRef) {
+func (e *Engine) download(ent *entry, ref blob.Ref) {
 	defer e.wg.Done()
 	err := e.runDownload(ent, ref)
 	e.metrics.downloadEnded(err, e.ctx.Err() != nil)
@@ -157,7 +178,7 @@ func (e *Engine) download(ent *entry, ref BlobRef) {
 	close(ent.done)
 }
 
-func (e *Engine) runDownload(ent *entry, ref BlobRef) error {
+func (e *Engine) runDownload(ent *entry, ref blob.Ref) error {
 	ctx := e.ctx
 	// Metainfo that a Stat left for this download is used once: a later
 	// download (after a failure or an eviction) asks a seeder again, which
@@ -221,7 +242,7 @@ func (e *Engine) runDownload(ent *entry, ref BlobRef) error {
 // store that can adopts the partial file once the pieces hash to the
 // digest (see adopt); any other gets a copy, whose Commit checks the
 // digest. Then it switches the torrent's reads to the committed blob.
-func (e *Engine) commit(ctx context.Context, ent *entry, ref BlobRef) error {
+func (e *Engine) commit(ctx context.Context, ent *entry, ref blob.Ref) error {
 	if a, ok := e.store.(storage.Adopter); ok && a.CanAdopt(partialDir(e.cfg.DataDir)) {
 		err := e.adopt(ctx, a, ent, ref)
 		if !errors.Is(err, storage.ErrCannotAdopt) {
@@ -247,7 +268,7 @@ func (e *Engine) commit(ctx context.Context, ent *entry, ref BlobRef) error {
 	}
 	if _, err := w.Commit(ctx); err != nil {
 		if errors.Is(err, storage.ErrDigestMismatch) {
-			return fmt.Errorf("%w: %s: %v", ErrDigestMismatch, ent.dgst, err)
+			return fmt.Errorf("%w: %s: %v", blob.ErrDigestMismatch, ent.dgst, err)
 		}
 		return fmt.Errorf("p2p: store %s: %w", ent.dgst, err)
 	}
@@ -258,7 +279,7 @@ func (e *Engine) commit(ctx context.Context, ent *entry, ref BlobRef) error {
 // partial file itself to the store, so the blob is written to disk once.
 // Pieces are not written to again once complete, so the file holds the
 // bytes that were hashed.
-func (e *Engine) adopt(ctx context.Context, a storage.Adopter, ent *entry, ref BlobRef) error {
+func (e *Engine) adopt(ctx context.Context, a storage.Adopter, ent *entry, ref blob.Ref) error {
 	v, err := storage.NewVerifier(ent.dgst)
 	if err != nil {
 		return err
@@ -277,7 +298,7 @@ func (e *Engine) adopt(ctx context.Context, a storage.Adopter, ent *entry, ref B
 		}
 	}
 	if err := v.Verify(); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrDigestMismatch, ent.dgst, err)
+		return fmt.Errorf("%w: %s: %v", blob.ErrDigestMismatch, ent.dgst, err)
 	}
 	if _, err := a.Adopt(ctx, ent.data.partialName(), v); err != nil {
 		if errors.Is(err, storage.ErrCannotAdopt) {
@@ -318,7 +339,7 @@ const stallTimeout = 30 * time.Second
 // held the blob lost it — it asks the seeders again (one of them fetches
 // and seeds the blob anew) and keeps waiting: readers wait rather than fall
 // back to the origin.
-func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref BlobRef, i int) error {
+func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int) error {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, stallTimeout)
 		err := ent.data.waitPiece(wctx, i)

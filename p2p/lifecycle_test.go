@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
 )
@@ -182,7 +184,7 @@ func TestStreamsBeforeDownloadCompletes(t *testing.T) {
 // restartedNode is a node that pulled a blob and was closed, after which
 // the seeder went away: only the node's data dir and store hold the blob.
 type restartedNode struct {
-	ref      p2p.BlobRef
+	ref      blob.Ref
 	want     []byte // the blob
 	metaInfo []byte // the seeder's metainfo for it
 	trk      string
@@ -220,7 +222,7 @@ func pullThenLoseSeeder(t *testing.T, ctx context.Context, repo string) restarte
 // again on the same ones after Close. The caller closes it.
 func engineOnDir(t *testing.T, dataDir, trk string, store storage.Store, src p2p.MetaInfoSource) *p2p.Engine {
 	t.Helper()
-	e, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet}, store, src)
+	e, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "node"), Authorizer: testAuthorizer(t), ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet}, store, src)
 	if err != nil {
 		t.Fatal(err)
 	}

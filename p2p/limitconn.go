@@ -2,11 +2,14 @@ package p2p
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/anacrolix/torrent"
+	"github.com/eagle-p2p/eagle/mtls"
 	"golang.org/x/time/rate"
 )
 
@@ -102,10 +105,27 @@ func (c *limitedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// wrappingListener wraps every connection it accepts.
+// peerTLSHandshakeTimeout bounds the TLS handshake of a peer connection
+// this engine dials: a peer that accepts and never answers (a tarpit)
+// holds a dial slot for at most this long. Accepted connections shake
+// hands lazily, under anacrolix's handshake deadline.
+const peerTLSHandshakeTimeout = 3 * time.Second
+
+// prepare does to a new TCP connection what anacrolix does to the
+// connections it makes itself, and cannot once they are wrapped: no
+// TIME_WAIT pile-up from peers coming and going.
+func prepare(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+}
+
+// wrappingListener accepts peer connections, in mutual TLS with the
+// cluster's credentials when creds is set, and wraps each.
 type wrappingListener struct {
 	net.Listener
-	wrap func(net.Conn) net.Conn
+	creds *mtls.Credentials // nil: plaintext
+	wrap  func(net.Conn) net.Conn
 }
 
 func (l wrappingListener) Accept() (net.Conn, error) {
@@ -113,19 +133,37 @@ func (l wrappingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	prepare(c)
+	if l.creds != nil {
+		c = tls.Server(c, l.creds.ServerConfig())
+	}
 	return l.wrap(c), nil
 }
 
-// wrappingDialer wraps every connection it dials.
+// wrappingDialer dials peer connections, in mutual TLS with the cluster's
+// credentials when creds is set, and wraps each.
 type wrappingDialer struct {
 	torrent.Dialer
-	wrap func(net.Conn) net.Conn
+	creds *mtls.Credentials // nil: plaintext
+	wrap  func(net.Conn) net.Conn
 }
 
 func (d wrappingDialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	c, err := d.Dialer.Dial(ctx, addr)
 	if err != nil {
 		return nil, err
+	}
+	prepare(c)
+	if d.creds != nil {
+		tc := tls.Client(c, d.creds.ClientConfig())
+		hctx, cancel := context.WithTimeout(ctx, peerTLSHandshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("p2p: TLS handshake with %s: %w", addr, err)
+		}
+		c = tc
 	}
 	return d.wrap(c), nil
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 
+	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/lru"
@@ -22,7 +24,9 @@ import (
 func scrapeComplete(t *testing.T, announceURL string, ih metainfo.Hash) int {
 	t.Helper()
 	u := strings.Replace(announceURL, "/announce", "/scrape", 1) + "?info_hash=" + url.QueryEscape(string(ih[:]))
-	resp, err := http.Get(u)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: testtls.Credentials(t, "client").ClientConfig()}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +42,7 @@ func scrapeComplete(t *testing.T, announceURL string, ih metainfo.Hash) int {
 	return body.Files[string(ih[:])].Complete
 }
 
-func infoHash(t *testing.T, ctx context.Context, src p2p.MetaInfoSource, ref p2p.BlobRef) metainfo.Hash {
+func infoHash(t *testing.T, ctx context.Context, src p2p.MetaInfoSource, ref blob.Ref) metainfo.Hash {
 	t.Helper()
 	b, err := src.MetaInfo(ctx, ref)
 	if err != nil {

@@ -4,13 +4,14 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // FromSwarm reports whether b, returned by Engine.Fetch, is being read
 // while its download through the swarm goes on, rather than from the local
 // store. A caller such as the proxy uses it to account the bytes it serves.
-func FromSwarm(b Blob) bool {
+func FromSwarm(b blob.Reader) bool {
 	_, ok := b.(*swarmBlob)
 	return ok
 }
@@ -78,14 +79,14 @@ func (m *engineMetrics) downloadEnded(err error, closing bool) {
 	if m == nil || m.reg == nil {
 		return
 	}
-	var oe *OriginError
+	var oe *blob.OriginError
 	result := downloadError
 	switch {
 	case err == nil:
 		result = downloadSuccess
-	case errors.Is(err, ErrDigestMismatch):
+	case errors.Is(err, blob.ErrDigestMismatch):
 		result = downloadDigestMismatch
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, blob.ErrNotFound):
 		result = downloadNotFound
 	case errors.As(err, &oe) && oe.StatusCode >= 400 && oe.StatusCode < 500:
 		result = downloadRefused

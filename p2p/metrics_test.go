@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/filesystem"
@@ -21,7 +23,7 @@ import (
 // newMeteredEngine is newEngine with the engine's metrics on reg.
 func newMeteredEngine(t *testing.T, trackerURL string, store storage.Store, src p2p.MetaInfoSource, reg prometheus.Registerer) *p2p.Engine {
 	t.Helper()
-	e, err := p2p.New(p2p.Config{
+	e, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "node"), Authorizer: testAuthorizer(t),
 		ListenAddr: "127.0.0.1:0",
 		DataDir:    t.TempDir(),
 		Trackers:   []string{trackerURL},
@@ -126,14 +128,14 @@ func TestMetricsSwarmFetch(t *testing.T) {
 	}
 
 	// Served from the store now: not a swarm read, no new download.
-	blob, err := a.Fetch(ctx, ref)
+	br, err := a.Fetch(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p2p.FromSwarm(blob) {
+	if p2p.FromSwarm(br) {
 		t.Error("a stored blob reports that it comes from the swarm")
 	}
-	blob.Close()
+	br.Close()
 	if got := metric(t, regA, "eagle_p2p_downloads_total", "result", "success"); got != 1 {
 		t.Errorf("a cached read counted as download: %v downloads", got)
 	}
@@ -165,7 +167,7 @@ func TestMetricsActiveAndNotFound(t *testing.T) {
 	stuck := digest.FromBytes(content)
 	reg := prometheus.NewRegistry()
 	// Nobody seeds the blob: the download waits for peers that never come.
-	e, err := p2p.New(p2p.Config{
+	e, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "node"), Authorizer: testAuthorizer(t),
 		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet, Metrics: reg,
 	}, memory.New(), staticSource{stuck: metaInfoFor(t, stuck, content)})
 	if err != nil {
@@ -180,12 +182,12 @@ func TestMetricsActiveAndNotFound(t *testing.T) {
 		}
 	}()
 
-	blob, err := e.Fetch(ctx, p2p.BlobRef{Upstream: "http://127.0.0.1:1", Repository: "x", Digest: stuck})
+	b, err := e.Fetch(ctx, blob.Ref{Upstream: permissiveOrigin(t), Repository: "x", Digest: stuck})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer blob.Close()
-	if !p2p.FromSwarm(blob) {
+	defer b.Close()
+	if !p2p.FromSwarm(b) {
 		t.Error("a blob still downloading does not report that it comes from the swarm")
 	}
 	if got := metric(t, reg, "eagle_p2p_active_downloads"); got != 1 {
@@ -198,14 +200,14 @@ func TestMetricsActiveAndNotFound(t *testing.T) {
 		t.Errorf("peers gauge = %v alone in the swarm, want 0", got)
 	}
 	// A second node after the same blob: the two connect.
-	other, err := p2p.New(p2p.Config{
+	other, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "node"), Authorizer: testAuthorizer(t),
 		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
 	}, memory.New(), staticSource{stuck: metaInfoFor(t, stuck, content)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	otherBlob, err := other.Fetch(ctx, p2p.BlobRef{Upstream: "http://127.0.0.1:1", Repository: "x", Digest: stuck})
+	otherBlob, err := other.Fetch(ctx, blob.Ref{Upstream: permissiveOrigin(t), Repository: "x", Digest: stuck})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,8 +221,8 @@ func TestMetricsActiveAndNotFound(t *testing.T) {
 	}
 
 	missing := digest.FromString("not at the origin")
-	if _, err := e.Fetch(ctx, p2p.BlobRef{Upstream: "http://127.0.0.1:1", Repository: "x", Digest: missing}); !errors.Is(err, p2p.ErrNotFound) {
-		t.Fatalf("fetch of an unknown blob: %v, want ErrNotFound", err)
+	if _, err := e.Fetch(ctx, blob.Ref{Upstream: permissiveOrigin(t), Repository: "x", Digest: missing}); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("fetch of an unknown blob: %v, want blob.ErrNotFound", err)
 	}
 	waitMetric(t, reg, 1, "eagle_p2p_downloads_total", "result", "not_found")
 	if got := metric(t, reg, "eagle_p2p_active_downloads"); got != 1 {
@@ -228,7 +230,7 @@ func TestMetricsActiveAndNotFound(t *testing.T) {
 	}
 
 	// A second engine cannot take the same registry while this one runs.
-	_, err = p2p.New(p2p.Config{
+	_, err = p2p.New(p2p.Config{TLS: testtls.Member(t, "node"), Authorizer: testAuthorizer(t),
 		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet, Metrics: reg,
 	}, memory.New(), nil)
 	if err == nil || !strings.Contains(err.Error(), "register metrics") {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
@@ -19,8 +20,12 @@ import (
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/eagle-p2p/eagle/auth"
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder"
 	"github.com/eagle-p2p/eagle/storage"
@@ -37,6 +42,28 @@ func TestMain(m *testing.M) {
 
 var quiet = slog.New(slog.DiscardHandler)
 
+// permissiveOrigin is a registry that lets everyone read every blob (it
+// answers every authorization HEAD with 200), for tests whose blobs come
+// from a static metainfo source rather than a real origin.
+func permissiveOrigin(t *testing.T) string {
+	t.Helper()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+// testAuthorizer is a real origin authorizer (a HEAD at the blob's origin
+// with the caller's credentials) that Cleanup closes.
+func testAuthorizer(t *testing.T) *auth.Authorizer {
+	t.Helper()
+	a, err := auth.New(auth.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
 // startTracker serves a real tracker on 127.0.0.1 and returns its announce URL.
 func startTracker(t *testing.T) string {
 	t.Helper()
@@ -46,19 +73,9 @@ func startTracker(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(lis) }()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
-		store.Close()
-	})
-	return "http://" + lis.Addr().String() + "/announce"
+	t.Cleanup(func() { store.Close() })
+	url, _ := testtls.Server(t, h)
+	return url + "/announce"
 }
 
 func newEngine(t *testing.T, role p2p.Role, trackerURL string, store storage.Store, src p2p.MetaInfoSource) *p2p.Engine {
@@ -71,13 +88,21 @@ func newEngine(t *testing.T, role p2p.Role, trackerURL string, store storage.Sto
 // their own loopback address.
 func newEngineAt(t *testing.T, ip string, role p2p.Role, trackerURL string, store storage.Store, src p2p.MetaInfoSource) *p2p.Engine {
 	t.Helper()
-	e, err := p2p.New(p2p.Config{
+	cfg := p2p.Config{
+		TLS:        testtls.Member(t, "node"),
 		ListenAddr: ip + ":0",
 		DataDir:    t.TempDir(),
 		Trackers:   []string{trackerURL},
 		Role:       role,
 		Logger:     quiet,
-	}, store, src)
+	}
+	if role == p2p.RoleSeeder {
+		// Its reads are the seeder service's, which authorizes them.
+		cfg.SkipAuthorization = true
+	} else {
+		cfg.Authorizer = testAuthorizer(t)
+	}
+	e, err := p2p.New(cfg, store, src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +122,15 @@ func startSeeder(t *testing.T, trackerURL string) (string, *seeder.Server, *p2p.
 		t.Fatal(err)
 	}
 	eng := newEngine(t, p2p.RoleSeeder, trackerURL, store, nil)
-	srv, err := seeder.NewServer(seeder.Config{}, store, eng, quiet)
+	srv, addr := serveSeeder(t, store, eng)
+	return addr, srv, eng
+}
+
+// serveSeeder runs the seeder service over store and eng on a loopback
+// gRPC port, in mutual TLS, and returns it with its address.
+func serveSeeder(t *testing.T, store storage.Store, eng *p2p.Engine) (*seeder.Server, string) {
+	t.Helper()
+	srv, err := seeder.NewServer(seeder.Config{AllowedUpstreams: []string{"127.0.0.1"}}, store, eng, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,21 +138,21 @@ func startSeeder(t *testing.T, trackerURL string) (string, *seeder.Server, *p2p.
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(testtls.Credentials(t, "seeder").ServerConfig())))
 	srv.Register(g)
 	done := make(chan struct{})
 	go func() { defer close(done); g.Serve(lis) }()
 	t.Cleanup(func() {
+		srv.Close()
 		g.Stop()
 		<-done
-		srv.Close()
 	})
-	return lis.Addr().String(), srv, eng
+	return srv, lis.Addr().String()
 }
 
 func newSeederClient(t *testing.T, addrs ...string) *seeder.Client {
 	t.Helper()
-	c, err := seeder.NewClient(addrs)
+	c, err := seeder.NewClient(addrs, seeder.WithCredentials(testtls.Credentials(t, "node")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +168,7 @@ func randomBytes(t *testing.T, n int) []byte {
 }
 
 // pushBlob stores content at the origin as a blob of repo and returns its ref.
-func pushBlob(t *testing.T, o *origin.Registry, repo string, layerSize int64) (p2p.BlobRef, []byte) {
+func pushBlob(t *testing.T, o *origin.Registry, repo string, layerSize int64) (blob.Ref, []byte) {
 	t.Helper()
 	img, err := origin.PushRandomImage(context.Background(), nil, o.URL, repo, "v1", []int64{layerSize}, time.Now().UnixNano())
 	if err != nil {
@@ -152,7 +185,7 @@ func pushBlob(t *testing.T, o *origin.Registry, repo string, layerSize int64) (p
 		t.Fatal(err)
 	}
 	o.ResetCounts()
-	return p2p.BlobRef{Upstream: o.URL, Repository: repo, Digest: layer.Digest}, content
+	return blob.Ref{Upstream: o.URL, Repository: repo, Digest: layer.Digest}, content
 }
 
 func startOrigin(t *testing.T) *origin.Registry {
@@ -165,7 +198,7 @@ func startOrigin(t *testing.T) *origin.Registry {
 	return o
 }
 
-func readAll(t *testing.T, ctx context.Context, e *p2p.Engine, ref p2p.BlobRef) []byte {
+func readAll(t *testing.T, ctx context.Context, e *p2p.Engine, ref blob.Ref) []byte {
 	t.Helper()
 	b, err := e.Fetch(ctx, ref)
 	if err != nil {
@@ -185,7 +218,7 @@ type countingSource struct {
 	n atomic.Int64
 }
 
-func (c *countingSource) MetaInfo(ctx context.Context, ref p2p.BlobRef) ([]byte, error) {
+func (c *countingSource) MetaInfo(ctx context.Context, ref blob.Ref) ([]byte, error) {
 	c.n.Add(1)
 	return c.MetaInfoSource.MetaInfo(ctx, ref)
 }
@@ -306,11 +339,11 @@ func TestSeekWhileDownloading(t *testing.T) {
 // staticSource hands out fixed metainfo: it stands for a seeder that lies.
 type staticSource map[digest.Digest][]byte
 
-func (s staticSource) MetaInfo(_ context.Context, ref p2p.BlobRef) ([]byte, error) {
+func (s staticSource) MetaInfo(_ context.Context, ref blob.Ref) ([]byte, error) {
 	if b, ok := s[ref.Digest]; ok {
 		return b, nil
 	}
-	return nil, p2p.ErrNotFound
+	return nil, blob.ErrNotFound
 }
 
 // swappedStore serves the bytes of one blob under another blob's digest: a
@@ -377,21 +410,21 @@ func digestMismatch(t *testing.T, agentStore storage.Store) {
 	}
 
 	dataDir := t.TempDir()
-	agent, err := p2p.New(p2p.Config{ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet},
+	agent, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "node"), Authorizer: testAuthorizer(t), ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet},
 		agentStore, staticSource{claimed: mi})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer agent.Close()
-	ref := p2p.BlobRef{Upstream: "http://127.0.0.1:1", Repository: "evil/app", Digest: claimed}
+	ref := blob.Ref{Upstream: permissiveOrigin(t), Repository: "evil/app", Digest: claimed}
 	b, err := agent.Fetch(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	got, err := io.ReadAll(b)
-	if !errors.Is(err, p2p.ErrDigestMismatch) {
-		t.Fatalf("read ended with %v after %d bytes, want ErrDigestMismatch", err, len(got))
+	if !errors.Is(err, blob.ErrDigestMismatch) {
+		t.Fatalf("read ended with %v after %d bytes, want blob.ErrDigestMismatch", err, len(got))
 	}
 	if len(got) >= len(actual) {
 		t.Fatalf("reader got all %d bytes of a blob that fails its digest", len(got))
@@ -411,8 +444,8 @@ func digestMismatch(t *testing.T, agentStore storage.Store) {
 		_, err = io.ReadAll(b2)
 		b2.Close()
 	}
-	if !errors.Is(err, p2p.ErrDigestMismatch) {
-		t.Fatalf("second fetch: %v, want ErrDigestMismatch", err)
+	if !errors.Is(err, blob.ErrDigestMismatch) {
+		t.Fatalf("second fetch: %v, want blob.ErrDigestMismatch", err)
 	}
 }
 
@@ -453,7 +486,7 @@ func TestBadPiecesNeverReachTheReader(t *testing.T) {
 	}
 	agentStore := memory.New()
 	agent := newEngine(t, p2p.RoleAgent, trk, agentStore, staticSource{d: mi})
-	ref := p2p.BlobRef{Upstream: "http://127.0.0.1:1", Repository: "bad/app", Digest: d}
+	ref := blob.Ref{Upstream: permissiveOrigin(t), Repository: "bad/app", Digest: d}
 	b, err := agent.Fetch(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
@@ -525,7 +558,7 @@ func newFSStore(t *testing.T) *filesystem.Store {
 // capped at down; cleanup closes it (Close may also be called earlier).
 func newLimitedAgent(t *testing.T, trackerURL string, store storage.Store, src p2p.MetaInfoSource, down p2p.Rate) *p2p.Engine {
 	t.Helper()
-	e, err := p2p.New(p2p.Config{
+	e, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "node"), Authorizer: testAuthorizer(t),
 		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trackerURL}, Logger: quiet,
 		DownloadLimit: down,
 	}, store, src)

@@ -6,22 +6,20 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
+	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
-	"github.com/eagle-p2p/eagle/seeder"
 )
 
 // startLimitedSeeder runs a real seeder whose engine's upload is capped.
 func startLimitedSeeder(t *testing.T, trackerURL string, upload p2p.Rate) (string, *p2p.Engine) {
 	t.Helper()
 	store := newFSStore(t)
-	eng, err := p2p.New(p2p.Config{
+	eng, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "seeder"), SkipAuthorization: true,
 		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trackerURL},
 		Role: p2p.RoleSeeder, Logger: quiet, UploadLimit: upload,
 	}, store, nil)
@@ -29,30 +27,14 @@ func startLimitedSeeder(t *testing.T, trackerURL string, upload p2p.Rate) (strin
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	srv, err := seeder.NewServer(seeder.Config{}, store, eng, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	srv.Register(g)
-	done := make(chan struct{})
-	go func() { defer close(done); g.Serve(lis) }()
-	t.Cleanup(func() {
-		srv.Close()
-		g.Stop()
-		<-done
-	})
-	return lis.Addr().String(), eng
+	_, addr := serveSeeder(t, store, eng)
+	return addr, eng
 }
 
 // measureRate fetches every ref through e at once and returns the achieved
 // rate in bytes per second. The seeder is warmed first, so that only the
 // peer-to-peer transfer is timed.
-func measureRate(t *testing.T, ctx context.Context, e *p2p.Engine, src p2p.MetaInfoSource, refs []p2p.BlobRef, want [][]byte) float64 {
+func measureRate(t *testing.T, ctx context.Context, e *p2p.Engine, src p2p.MetaInfoSource, refs []blob.Ref, want [][]byte) float64 {
 	t.Helper()
 	var total int64
 	for i, ref := range refs {
@@ -103,7 +85,7 @@ func TestRateLimitDownload(t *testing.T) {
 	addr, _ := startLimitedSeeder(t, trk, 0)
 	const limit = p2p.Rate(4 << 20)
 	for _, n := range []int{1, 4} {
-		var refs []p2p.BlobRef
+		var refs []blob.Ref
 		var want [][]byte
 		for i := range n {
 			ref, content := pushBlob(t, o, fmt.Sprintf("limit/down%d-%d", n, i), int64(16<<20/n))
@@ -129,7 +111,7 @@ func TestRateLimitUpload(t *testing.T) {
 	const limit = p2p.Rate(4 << 20)
 	addr, _ := startLimitedSeeder(t, trk, limit)
 	for _, n := range []int{1, 4} {
-		var refs []p2p.BlobRef
+		var refs []blob.Ref
 		var want [][]byte
 		for i := range n {
 			ref, content := pushBlob(t, o, fmt.Sprintf("limit/up%d-%d", n, i), int64(16<<20/n))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/p2p"
 )
 
@@ -96,7 +97,7 @@ func TestSuperSeededBlobsPulledTogether(t *testing.T) {
 	trk := startTracker(t)
 	addr, seed := startLimitedSeeder(t, trk, 64<<20)
 	const size = 32 << 20
-	var refs []p2p.BlobRef
+	var refs []blob.Ref
 	var contents [][]byte
 	for i := range 3 {
 		ref, content := pushBlob(t, o, fmt.Sprintf("superseed/layer%d", i), size)
@@ -129,7 +130,7 @@ func checkSeederCopies(t *testing.T, seed *p2p.Engine, total int64, most float64
 
 // checkFetch fetches ref through e and reports (with Errorf, so it may run
 // on its own goroutine) unless it reads exactly want.
-func checkFetch(t *testing.T, ctx context.Context, e *p2p.Engine, ref p2p.BlobRef, want []byte, who string) {
+func checkFetch(t *testing.T, ctx context.Context, e *p2p.Engine, ref blob.Ref, want []byte, who string) {
 	t.Helper()
 	b, err := e.Fetch(ctx, ref)
 	if err != nil {

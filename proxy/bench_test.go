@@ -11,7 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/filesystem"
 )
@@ -20,7 +20,7 @@ import (
 // store, as the p2p engine serves a warm local hit.
 type fileSource struct{ store *filesystem.Store }
 
-func (s fileSource) Stat(ctx context.Context, ref p2p.BlobRef) (int64, error) {
+func (s fileSource) Stat(ctx context.Context, ref blob.Ref) (int64, error) {
 	info, err := s.store.Stat(ctx, ref.Digest)
 	if err != nil {
 		return 0, err
@@ -28,7 +28,7 @@ func (s fileSource) Stat(ctx context.Context, ref p2p.BlobRef) (int64, error) {
 	return info.Size, nil
 }
 
-func (s fileSource) Fetch(ctx context.Context, ref p2p.BlobRef) (p2p.Blob, error) {
+func (s fileSource) Fetch(ctx context.Context, ref blob.Ref) (blob.Reader, error) {
 	b, err := s.store.Open(ctx, ref.Digest)
 	if err != nil {
 		return nil, err

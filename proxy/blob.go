@@ -10,9 +10,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/gorilla/mux"
-
-	"github.com/eagle-p2p/eagle/p2p"
 )
 
 // copyBufSize is the size of the pooled buffers blob bodies are copied
@@ -55,15 +54,15 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request) {
 		herr.write(w)
 		return
 	}
-	ref := p2p.BlobRef{
+	ref := blob.Ref{
 		Upstream:      up.String(),
 		Repository:    name,
 		Digest:        dgst,
 		Authorization: r.Header.Get("Authorization"),
 	}
 	ctx := r.Context()
-	if h.cfg.authorizeBlobs() {
-		if herr := h.auth.authorize(ctx, ref); herr != nil {
+	if h.cfg.AuthorizeBlobsEnabled() {
+		if herr := h.authorize(ctx, ref); herr != nil {
 			herr.write(w)
 			return
 		}
@@ -195,11 +194,11 @@ func (h *Handler) copyBody(w http.ResponseWriter, src io.Reader, n int64) error 
 }
 
 // sourceError maps a BlobSource error to the answer for the client.
-func (h *Handler) sourceError(ctx context.Context, ref p2p.BlobRef, err error) *httpError {
+func (h *Handler) sourceError(ctx context.Context, ref blob.Ref, err error) *httpError {
 	detail := map[string]string{"repository": ref.Repository, "digest": ref.Digest.String()}
-	var oe *p2p.OriginError
+	var oe *blob.OriginError
 	switch {
-	case errors.Is(err, p2p.ErrNotFound):
+	case errors.Is(err, blob.ErrNotFound):
 		return newError(http.StatusNotFound, CodeBlobUnknown, "blob unknown to registry", detail)
 	case errors.As(err, &oe) && oe.StatusCode >= 400 && oe.StatusCode < 500:
 		herr := newError(oe.StatusCode, codeForStatus(oe.StatusCode), "origin refused the blob: "+http.StatusText(oe.StatusCode), detail)

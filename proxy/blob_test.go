@@ -9,9 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/opencontainers/go-digest"
-
-	"github.com/eagle-p2p/eagle/p2p"
 )
 
 func TestBlobGET(t *testing.T) {
@@ -197,10 +196,10 @@ func TestBlobAbortMidStream(t *testing.T) {
 		err       error
 		rng       string
 	}{
-		{"digest mismatch at the end", size - 10, p2p.ErrDigestMismatch, ""},
-		{"mismatch after first chunk", 300 * kib, p2p.ErrDigestMismatch, ""},
+		{"digest mismatch at the end", size - 10, blob.ErrDigestMismatch, ""},
+		{"mismatch after first chunk", 300 * kib, blob.ErrDigestMismatch, ""},
 		{"source ends early", size / 2, io.EOF, ""},
-		{"mismatch in a range", 100, p2p.ErrDigestMismatch, "bytes=1000-"},
+		{"mismatch in a range", 100, blob.ErrDigestMismatch, "bytes=1000-"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, Config{}, func(m *memSource) BlobSource {

@@ -70,6 +70,16 @@ type Config struct {
 	// client may read every blob this node could cache.
 	AuthorizeBlobs *bool `yaml:"authorize_blobs"`
 
+	// Authorizer decides whether a client may read a blob. Nil: New builds
+	// an *auth.Authorizer from AuthCacheTTL, AuthCacheSize and AuthTimeout
+	// over Transport that trusts the configured upstreams, so that a blob
+	// at an upstream only AllowAnyUpstream admits is refused (a registry
+	// the operator did not configure proves nothing by answering yes).
+	// eagle.Node passes one that asks a seeder to vouch for those. Share
+	// one Authorizer between the proxy and the engine serving it, so that
+	// a read is checked at the origin once.
+	Authorizer Authorizer `yaml:"-"`
+
 	// AuthCacheTTL is how long a positive authorization answer is reused.
 	// Zero means DefaultAuthCacheTTL; negative disables the cache.
 	AuthCacheTTL time.Duration `yaml:"auth_cache_ttl"`
@@ -97,8 +107,8 @@ type Config struct {
 	Metrics prometheus.Registerer `yaml:"-"`
 }
 
-// authorizeBlobs reports the effective AuthorizeBlobs setting.
-func (c *Config) authorizeBlobs() bool {
+// AuthorizeBlobsEnabled reports the effective AuthorizeBlobs setting.
+func (c *Config) AuthorizeBlobsEnabled() bool {
 	return c.AuthorizeBlobs == nil || *c.AuthorizeBlobs
 }
 
@@ -125,6 +135,28 @@ type upstreamSet struct {
 	def    *url.URL            // nil when no DefaultUpstream
 	byHost map[string]*url.URL // lower-case host[:port] → base URL
 	any    bool
+}
+
+// trusted reports whether upstream (a base URL) is one of the configured
+// upstreams, as opposed to one only AllowAnyUpstream admits.
+func (s *upstreamSet) trusted(upstream string) bool {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		return false
+	}
+	c, ok := s.byHost[strings.ToLower(u.Host)]
+	return ok && c.Scheme == u.Scheme
+}
+
+// Trusted returns a func that reports whether an upstream base URL is one
+// the Config names (DefaultUpstream or Upstreams), for an Authorizer's
+// Config.Trusted: upstreams only AllowAnyUpstream admits are not.
+func (c *Config) Trusted() (func(upstream string) bool, error) {
+	s, err := c.upstreams()
+	if err != nil {
+		return nil, err
+	}
+	return s.trusted, nil
 }
 
 // upstreams parses DefaultUpstream and Upstreams.

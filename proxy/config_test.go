@@ -66,14 +66,14 @@ trust_forwarded_headers: true
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.DefaultUpstream != "docker.io" || len(cfg.Upstreams) != 1 || cfg.authorizeBlobs() ||
+	if cfg.DefaultUpstream != "docker.io" || len(cfg.Upstreams) != 1 || cfg.AuthorizeBlobsEnabled() ||
 		cfg.AuthCacheTTL != 30*time.Second || cfg.AuthCacheSize != 10 || cfg.AuthTimeout != 5*time.Second || !cfg.TrustForwardedHeaders {
 		t.Fatalf("decoded %+v", cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if !(&Config{}).authorizeBlobs() {
+	if !(&Config{}).AuthorizeBlobsEnabled() {
 		t.Fatal("AuthorizeBlobs must default to true")
 	}
 }

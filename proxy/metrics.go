@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/p2p"
 )
 
@@ -108,7 +109,7 @@ func (m *handlerMetrics) blobServed(source string, n int64) {
 }
 
 // sourceOf is the blob_bytes source label of a blob from the BlobSource.
-func sourceOf(b p2p.Blob) string {
+func sourceOf(b blob.Reader) string {
 	if p2p.FromSwarm(b) {
 		return sourceSwarm
 	}

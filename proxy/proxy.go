@@ -23,21 +23,21 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eagle-p2p/eagle/auth"
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/gorilla/mux"
-
-	"github.com/eagle-p2p/eagle/p2p"
 )
 
 // BlobSource serves blobs; *p2p.Engine implements it.
 //
-// Errors wrapping p2p.ErrNotFound become 404 BLOB_UNKNOWN, a *p2p.OriginError
+// Errors wrapping blob.ErrNotFound become 404 BLOB_UNKNOWN, a *blob.OriginError
 // is answered with the origin's status, and any other error with a 5xx so
 // that the runtime falls back to its next host.
 type BlobSource interface {
 	// Stat returns the blob's size.
-	Stat(ctx context.Context, ref p2p.BlobRef) (int64, error)
+	Stat(ctx context.Context, ref blob.Ref) (int64, error)
 	// Fetch opens the blob for reading.
-	Fetch(ctx context.Context, ref p2p.BlobRef) (p2p.Blob, error)
+	Fetch(ctx context.Context, ref blob.Ref) (blob.Reader, error)
 }
 
 // Handler is the registry v2 interceptor. Create it with New, serve it
@@ -49,7 +49,8 @@ type Handler struct {
 	upstreams *upstreamSet
 	transport http.RoundTripper
 	ownsRT    bool // transport was made by New; Close releases it
-	auth      *authorizer
+	auth      Authorizer
+	ownAuth   *auth.Authorizer // auth, when New made it; Close closes it
 	rp        *httputil.ReverseProxy
 	router    *mux.Router
 	metrics   *handlerMetrics
@@ -88,9 +89,20 @@ func New(cfg Config, src BlobSource, logger *slog.Logger) (*Handler, error) {
 		h.transport = t
 		h.ownsRT = true
 	}
-	h.auth, err = newAuthorizer(h.transport, cfg.AuthCacheTTL, cfg.AuthCacheSize, cfg.AuthTimeout)
-	if err != nil {
-		return nil, err
+	h.auth = cfg.Authorizer
+	if h.auth == nil {
+		trusted := ups.trusted
+		h.ownAuth, err = auth.New(auth.Config{
+			Transport: h.transport,
+			TTL:       cfg.AuthCacheTTL,
+			CacheSize: cfg.AuthCacheSize,
+			Timeout:   cfg.AuthTimeout,
+			Trusted:   trusted,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		h.auth = h.ownAuth
 	}
 	if h.metrics, err = newHandlerMetrics(cfg.Metrics); err != nil {
 		h.Close()
@@ -133,7 +145,9 @@ func (h *Handler) Close() error {
 	if h.metrics != nil {
 		h.metrics.unregister()
 	}
-	h.auth.close()
+	if h.ownAuth != nil {
+		h.ownAuth.Close()
+	}
 	if h.ownsRT {
 		h.transport.(*http.Transport).CloseIdleConnections()
 	}
@@ -150,7 +164,7 @@ type reqState struct {
 	ns       string
 	// deleted is the blob a DELETE passed to the upstream names; when
 	// the upstream accepts it, its authorizations are forgotten.
-	deleted *p2p.BlobRef
+	deleted *blob.Ref
 	// blobFrom is the source label of the blob the body carries, if any.
 	blobFrom string
 }
@@ -283,7 +297,7 @@ func (h *Handler) serveBlobDelete(w http.ResponseWriter, r *http.Request) {
 	name, nerr := parseName(vars["name"])
 	dgst, derr := parseDigest(vars["digest"])
 	if nerr == nil && derr == nil {
-		stateOf(r).deleted = &p2p.BlobRef{Repository: name, Digest: dgst}
+		stateOf(r).deleted = &blob.Ref{Repository: name, Digest: dgst}
 	}
 	// Malformed names and digests are the upstream's to refuse.
 	h.servePassthrough(w, r)
@@ -303,7 +317,7 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 	if st.deleted != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		// Before the client hears of the delete, so that its next read
 		// asks the origin again.
-		h.auth.forget(st.upstream.String(), st.deleted.Repository, st.deleted.Digest)
+		h.auth.Forget(st.upstream.String(), st.deleted.Repository, st.deleted.Digest)
 	}
 	loc := resp.Header.Get("Location")
 	if loc == "" || st.ns == "" {

@@ -20,6 +20,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/goleak"
 
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/internal/origin"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
@@ -57,7 +58,7 @@ func newMemSource(t *testing.T) *memSource {
 	return &memSource{store: memory.New(), client: &http.Client{Transport: tr}}
 }
 
-// storeBlob adapts a storage.Blob to p2p.Blob.
+// storeBlob adapts a storage.Blob to blob.Reader.
 type storeBlob struct {
 	*io.SectionReader
 	b storage.Blob
@@ -65,7 +66,7 @@ type storeBlob struct {
 
 func (s storeBlob) Close() error { return s.b.Close() }
 
-func (s *memSource) Stat(ctx context.Context, ref p2p.BlobRef) (int64, error) {
+func (s *memSource) Stat(ctx context.Context, ref blob.Ref) (int64, error) {
 	s.stats.Add(1)
 	if err := s.fill(ctx, ref); err != nil {
 		return 0, err
@@ -77,7 +78,7 @@ func (s *memSource) Stat(ctx context.Context, ref p2p.BlobRef) (int64, error) {
 	return info.Size, nil
 }
 
-func (s *memSource) Fetch(ctx context.Context, ref p2p.BlobRef) (p2p.Blob, error) {
+func (s *memSource) Fetch(ctx context.Context, ref blob.Ref) (blob.Reader, error) {
 	s.fetches.Add(1)
 	if err := s.fill(ctx, ref); err != nil {
 		return nil, err
@@ -90,7 +91,7 @@ func (s *memSource) Fetch(ctx context.Context, ref p2p.BlobRef) (p2p.Blob, error
 }
 
 // fill copies the blob from the origin into the store unless it is there.
-func (s *memSource) fill(ctx context.Context, ref p2p.BlobRef) error {
+func (s *memSource) fill(ctx context.Context, ref blob.Ref) error {
 	if _, err := s.store.Stat(ctx, ref.Digest); err == nil {
 		return nil
 	} else if !errors.Is(err, storage.ErrNotFound) {
@@ -112,10 +113,9 @@ func (s *memSource) fill(ctx context.Context, ref p2p.BlobRef) error {
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("origin: %w", p2p.ErrNotFound)
+		return fmt.Errorf("origin: %w", blob.ErrNotFound)
 	case resp.StatusCode != http.StatusOK:
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4*kib))
-		return &p2p.OriginError{StatusCode: resp.StatusCode, WWWAuthenticate: resp.Header.Get("WWW-Authenticate"), Body: string(body)}
+		return &blob.OriginError{StatusCode: resp.StatusCode, WWWAuthenticate: resp.Header.Get("WWW-Authenticate")}
 	}
 	w, err := s.store.Create(ctx, ref.Digest)
 	if err != nil {
@@ -127,7 +127,7 @@ func (s *memSource) fill(ctx context.Context, ref p2p.BlobRef) error {
 	}
 	if _, err := w.Commit(ctx); err != nil {
 		if errors.Is(err, storage.ErrDigestMismatch) {
-			return fmt.Errorf("%w: %w", p2p.ErrDigestMismatch, err)
+			return fmt.Errorf("%w: %w", blob.ErrDigestMismatch, err)
 		}
 		return err
 	}
@@ -143,16 +143,16 @@ type failingSource struct {
 	failErr   error
 }
 
-func (s *failingSource) Fetch(ctx context.Context, ref p2p.BlobRef) (p2p.Blob, error) {
+func (s *failingSource) Fetch(ctx context.Context, ref blob.Ref) (blob.Reader, error) {
 	b, err := s.memSource.Fetch(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	return &failingBlob{Blob: b, left: s.failAfter, err: s.failErr}, nil
+	return &failingBlob{Reader: b, left: s.failAfter, err: s.failErr}, nil
 }
 
 type failingBlob struct {
-	p2p.Blob
+	blob.Reader
 	left int64
 	err  error
 }
@@ -164,7 +164,7 @@ func (b *failingBlob) Read(p []byte) (int, error) {
 	if int64(len(p)) > b.left {
 		p = p[:b.left]
 	}
-	n, err := b.Blob.Read(p)
+	n, err := b.Reader.Read(p)
 	b.left -= int64(n)
 	return n, err
 }

@@ -16,9 +16,12 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder/seederpb"
 	"github.com/eagle-p2p/eagle/storage"
@@ -48,9 +51,20 @@ func WithLogger(l *slog.Logger) ClientOption {
 	return func(o *clientOptions) { o.logger = l }
 }
 
+// WithCredentials makes every seeder connection mutual TLS with the
+// cluster's credentials (see package mtls). Nil credentials — what
+// mtls.Load returns for an explicit insecure config — keep plaintext.
+func WithCredentials(creds *mtls.Credentials) ClientOption {
+	return func(o *clientOptions) {
+		if creds != nil {
+			o.dialOpts = append(o.dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig())))
+		}
+	}
+}
+
 // WithDialOptions adds options to every seeder connection, after the
 // default insecure transport credentials, which a
-// grpc.WithTransportCredentials option here replaces.
+// grpc.WithTransportCredentials option here (or WithCredentials) replaces.
 func WithDialOptions(opts ...grpc.DialOption) ClientOption {
 	return func(o *clientOptions) { o.dialOpts = append(o.dialOpts, opts...) }
 }
@@ -109,11 +123,11 @@ func (c *Client) Close() error {
 // seeder is unreachable or fails internally. It waits as long as ctx allows:
 // a cold blob takes as long as the seeder's origin fetch.
 //
-// Errors wrap p2p.ErrNotFound when the origin has no such blob, are (or
-// wrap) a *p2p.OriginError when the origin refused the credentials in ref,
-// wrap p2p.ErrDigestMismatch when the origin's bytes did not match the
+// Errors wrap blob.ErrNotFound when the origin has no such blob, are (or
+// wrap) a *blob.OriginError when the origin refused the credentials in ref,
+// wrap blob.ErrDigestMismatch when the origin's bytes did not match the
 // digest, and otherwise wrap the seeder's gRPC status error.
-func (c *Client) MetaInfo(ctx context.Context, ref p2p.BlobRef) ([]byte, error) {
+func (c *Client) MetaInfo(ctx context.Context, ref blob.Ref) ([]byte, error) {
 	if err := storage.ValidateDigest(ref.Digest); err != nil {
 		return nil, fmt.Errorf("seeder: %w", err)
 	}
@@ -171,9 +185,9 @@ func checkResponse(dgst digest.Digest, resp *seederpb.GetMetaInfoResponse) ([]by
 func convertError(addr string, st *status.Status, err error) error {
 	switch st.Code() {
 	case codes.NotFound:
-		return fmt.Errorf("seeder %s: %w: %s", addr, p2p.ErrNotFound, st.Message())
+		return fmt.Errorf("seeder %s: %w: %s", addr, blob.ErrNotFound, st.Message())
 	case codes.DataLoss:
-		return fmt.Errorf("seeder %s: %w: %s", addr, p2p.ErrDigestMismatch, st.Message())
+		return fmt.Errorf("seeder %s: %w: %s", addr, blob.ErrDigestMismatch, st.Message())
 	case codes.DeadlineExceeded:
 		// The seeder ran out of the deadline propagated from the caller's
 		// context (the client sets none of its own), a moment before the
@@ -190,7 +204,7 @@ func convertError(addr string, st *status.Status, err error) error {
 
 // originError extracts an origin refusal from a status's ErrorInfo, or
 // returns nil if the status carries none.
-func originError(st *status.Status) *p2p.OriginError {
+func originError(st *status.Status) *blob.OriginError {
 	for _, d := range st.Details() {
 		info, ok := d.(*errdetails.ErrorInfo)
 		if !ok || info.GetDomain() != ErrorDomain || info.GetReason() != ReasonOriginRefused {
@@ -201,10 +215,10 @@ func originError(st *status.Status) *p2p.OriginError {
 		if err != nil || code < 100 || code > 999 {
 			continue
 		}
-		return &p2p.OriginError{
+		return &blob.OriginError{
 			StatusCode:      code,
 			WWWAuthenticate: md[MetadataWWWAuthenticate],
-			Body:            md[MetadataOriginBody],
+			RetryAfter:      md[MetadataRetryAfter],
 		}
 	}
 	return nil

@@ -3,11 +3,14 @@ package seeder
 import (
 	"errors"
 	"fmt"
-	"github.com/eagle-p2p/eagle/p2p"
 	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/eagle-p2p/eagle/auth"
+	"github.com/eagle-p2p/eagle/internal/netguard"
+	"github.com/eagle-p2p/eagle/p2p"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -15,30 +18,72 @@ import (
 // Defaults for the zero values of Config fields.
 const (
 	DefaultOriginTimeout        = 30 * time.Second
+	DefaultOriginIdleTimeout    = 30 * time.Second
 	DefaultMaxConcurrentFetches = 16
 	DefaultMetaInfoCacheSize    = 10000
+	DefaultAuthCacheTTL         = auth.DefaultTTL
+	DefaultAuthTimeout          = auth.DefaultTimeout
 )
 
-// Config configures a Server. The zero value is valid and means "all
-// defaults"; the example binaries load it from YAML.
+// ErrInvalidConfig reports a Config that Validate rejected.
+var ErrInvalidConfig = errors.New("seeder: invalid config")
+
+// Config configures a Server. AllowedUpstreams (or an explicit
+// AllowAnyUpstream) is required; every other zero field means its
+// default. The example binaries load it from YAML.
 type Config struct {
 	// AllowedUpstreams lists the origin registries the seeder may fetch
 	// from, as "host" (any port) or "host:port", compared case-insensitively
-	// with the host of a request's upstream URL. Empty allows any upstream:
-	// then anyone who can reach the seeder's gRPC port can make it send HTTP
-	// requests (carrying the Authorization value they choose) to any host it
-	// can reach, including internal services, and fill its disk. Set it in
-	// production.
+	// with the host of a request's upstream URL. They are trusted: their
+	// answer to whether a client may read a blob counts whoever served the
+	// blob's bytes, and they are reached whatever their address. Required
+	// unless AllowAnyUpstream is set.
 	AllowedUpstreams []string `yaml:"allowed_upstreams"`
+
+	// AllowAnyUpstream lets clients name registries beyond
+	// AllowedUpstreams. Those are not trusted: they are reached only at
+	// public addresses (or RedirectHosts), and a blob is handed out for one
+	// only after this seeder fetched the blob's bytes from it and they
+	// verified — a registry that answers yes to every HEAD proves nothing.
+	// Default false.
+	AllowAnyUpstream bool `yaml:"allow_any_upstream"`
+
+	// RedirectHosts lists the hosts an origin may redirect blob GETs to
+	// (its storage or CDN) even at a non-public address: "host",
+	// "host:port", "*.example.com". A redirect to any other host is
+	// followed only when the host's address is public — never to loopback,
+	// private, link-local or metadata addresses. Hosts of the HTTP(S)_PROXY
+	// environment variables are reachable too.
+	RedirectHosts []string `yaml:"redirect_hosts"`
 
 	// OriginTimeout bounds connecting to an origin (TCP and TLS) and waiting
 	// for its response headers. It does not bound reading the body: a large
-	// blob may take as long as it takes. Default 30s.
+	// blob may take as long as it takes (see OriginIdleTimeout). Default 30s.
 	OriginTimeout time.Duration `yaml:"origin_timeout"`
+
+	// OriginIdleTimeout cuts an origin body that sends nothing for this
+	// long. Default 30s.
+	OriginIdleTimeout time.Duration `yaml:"origin_idle_timeout"`
 
 	// MaxConcurrentFetches caps how many blobs are fetched from origins at
 	// once; further cold requests wait (they do not fail). Default 16.
 	MaxConcurrentFetches int `yaml:"max_concurrent_fetches"`
+
+	// MaxFetchesPerCaller caps the origin fetches one caller (a cluster
+	// member by its certificate's name, or an address without mutual TLS)
+	// can have started and not finished, so that one caller's slow origins
+	// cannot hold every fetch slot. Its further cold requests wait. Joining
+	// a fetch someone else started does not count. Default half of
+	// MaxConcurrentFetches (at least 1).
+	MaxFetchesPerCaller int `yaml:"max_fetches_per_caller"`
+
+	// AuthCacheTTL is how long the origin's yes to "may this client read
+	// this blob" is reused for the same credential, upstream, repository
+	// and digest. Zero means 60s; negative asks the origin every time.
+	AuthCacheTTL time.Duration `yaml:"auth_cache_ttl"`
+
+	// AuthTimeout bounds one such check at the origin. Default 30s.
+	AuthTimeout time.Duration `yaml:"auth_timeout"`
 
 	// MetaInfoCacheSize is how many blobs' metainfo is kept in memory (LRU).
 	// A metainfo is about 20 bytes per piece, at most ~20 KiB for blobs up to
@@ -56,26 +101,39 @@ type Config struct {
 	Metrics prometheus.Registerer `yaml:"-"`
 }
 
-// Validate reports the first invalid field. Zero values are valid (they
-// select the defaults).
+// Validate reports every invalid field, naming its YAML key, in an error
+// wrapping ErrInvalidConfig.
 func (c Config) Validate() error {
 	var errs []error
+	if len(c.AllowedUpstreams) == 0 && !c.AllowAnyUpstream {
+		errs = append(errs, errors.New("allowed_upstreams is empty: list the origin registries the seeder may fetch from, or set allow_any_upstream: true"))
+	}
 	for i, h := range c.AllowedUpstreams {
 		if err := validateAllowedHost(h); err != nil {
 			errs = append(errs, fmt.Errorf("allowed_upstreams[%d] %q: %w", i, h, err))
 		}
 	}
-	if c.OriginTimeout < 0 {
-		errs = append(errs, fmt.Errorf("origin_timeout %v is negative", c.OriginTimeout))
+	if _, err := netguard.ParseHosts(c.RedirectHosts); err != nil {
+		errs = append(errs, fmt.Errorf("redirect_hosts%w", err))
 	}
-	if c.MaxConcurrentFetches < 0 {
-		errs = append(errs, fmt.Errorf("max_concurrent_fetches %d is negative", c.MaxConcurrentFetches))
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"origin_timeout", c.OriginTimeout}, {"origin_idle_timeout", c.OriginIdleTimeout}, {"auth_timeout", c.AuthTimeout}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v is negative", d.key, d.v))
+		}
 	}
-	if c.MetaInfoCacheSize < 0 {
-		errs = append(errs, fmt.Errorf("metainfo_cache_size %d is negative", c.MetaInfoCacheSize))
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"max_concurrent_fetches", c.MaxConcurrentFetches}, {"max_fetches_per_caller", c.MaxFetchesPerCaller}, {"metainfo_cache_size", c.MetaInfoCacheSize}} {
+		if n.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %d is negative", n.key, n.v))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("seeder: invalid config: %w", err)
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
 }
@@ -85,8 +143,20 @@ func (c Config) withDefaults() Config {
 	if c.OriginTimeout == 0 {
 		c.OriginTimeout = DefaultOriginTimeout
 	}
+	if c.OriginIdleTimeout == 0 {
+		c.OriginIdleTimeout = DefaultOriginIdleTimeout
+	}
 	if c.MaxConcurrentFetches == 0 {
 		c.MaxConcurrentFetches = DefaultMaxConcurrentFetches
+	}
+	if c.MaxFetchesPerCaller == 0 {
+		c.MaxFetchesPerCaller = max(1, c.MaxConcurrentFetches/2)
+	}
+	if c.AuthCacheTTL == 0 {
+		c.AuthCacheTTL = DefaultAuthCacheTTL
+	}
+	if c.AuthTimeout == 0 {
+		c.AuthTimeout = DefaultAuthTimeout
 	}
 	if c.MetaInfoCacheSize == 0 {
 		c.MetaInfoCacheSize = DefaultMetaInfoCacheSize
@@ -121,11 +191,8 @@ func validateAllowedHost(h string) error {
 }
 
 // allowed reports whether the upstream host (as in url.URL.Host) matches one
-// of the allowed entries. An empty list allows everything.
+// of the allowed entries.
 func allowed(list []string, host, hostname string) bool {
-	if len(list) == 0 {
-		return true
-	}
 	for _, a := range list {
 		if strings.EqualFold(a, host) || strings.EqualFold(a, hostname) {
 			return true

@@ -21,9 +21,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder/seederpb"
 	"github.com/eagle-p2p/eagle/storage"
@@ -129,12 +130,9 @@ func startTracker(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(tr)
-	t.Cleanup(func() {
-		hs.Close()
-		tr.Close()
-	})
-	return hs.URL + "/announce"
+	t.Cleanup(func() { tr.Close() })
+	url, _ := testtls.Server(t, tr)
+	return url + "/announce"
 }
 
 // testSeeder is a seeder server on a loopback gRPC port with its own p2p
@@ -159,6 +157,10 @@ func startSeeder(t *testing.T, cfg Config, store storage.Store) *testSeeder {
 // announceURL.
 func startSeederAnnouncing(t *testing.T, cfg Config, store storage.Store, announceURL string) *testSeeder {
 	t.Helper()
+	if len(cfg.AllowedUpstreams) == 0 && !cfg.AllowAnyUpstream {
+		// The test origin and every gateway in front of it.
+		cfg.AllowedUpstreams = []string{"127.0.0.1"}
+	}
 	if store == nil {
 		fs, err := filesystem.New(t.TempDir())
 		if err != nil {
@@ -168,11 +170,14 @@ func startSeederAnnouncing(t *testing.T, cfg Config, store storage.Store, announ
 		store = fs
 	}
 	eng, err := p2p.New(p2p.Config{
-		ListenAddr: "127.0.0.1:0",
-		DataDir:    t.TempDir(),
-		Trackers:   []string{announceURL},
-		Role:       p2p.RoleSeeder,
-		Logger:     engineLogger(t),
+		TLS: testtls.Member(t, "seeder"),
+		// The seeder service authorizes every read of its engine's blobs.
+		SkipAuthorization: true,
+		ListenAddr:        "127.0.0.1:0",
+		DataDir:           t.TempDir(),
+		Trackers:          []string{announceURL},
+		Role:              p2p.RoleSeeder,
+		Logger:            engineLogger(t),
 	}, store, nil)
 	if err != nil {
 		t.Fatalf("p2p engine: %v", err)
@@ -187,7 +192,7 @@ func startSeederAnnouncing(t *testing.T, cfg Config, store storage.Store, announ
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(testtls.Credentials(t, "seeder").ServerConfig())))
 	srv.Register(g)
 	done := make(chan struct{})
 	go func() {
@@ -216,7 +221,7 @@ func (ts *testSeeder) dial(t *testing.T) seederpb.MetaInfoServiceClient {
 // dialConn opens a gRPC connection that Cleanup closes.
 func dialConn(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(testtls.Credentials(t, "agent").ClientConfig())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +237,19 @@ func request(upstream, repo string, d digest.Digest) *seederpb.GetMetaInfoReques
 // test change what the origin answers: refuse, stall or corrupt.
 type gateway struct {
 	URL  string
-	hits atomic.Int64
+	hits atomic.Int64 // GETs
+}
+
+// getsOnly applies handle to GETs and passes every other request (the
+// seeder's authorization HEAD) to the registry untouched.
+func getsOnly(handle func(w http.ResponseWriter, r *http.Request, next http.Handler)) func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	return func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method != http.MethodGet {
+			next.ServeHTTP(w, r)
+			return
+		}
+		handle(w, r, next)
+	}
 }
 
 // startGateway proxies to testOrigin through handle, which gets the
@@ -246,7 +263,9 @@ func startGateway(t *testing.T, handle func(w http.ResponseWriter, r *http.Reque
 	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }}
 	gw := &gateway{}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gw.hits.Add(1)
+		if r.Method == http.MethodGet {
+			gw.hits.Add(1)
+		}
 		handle(w, r, rp)
 	}))
 	t.Cleanup(hs.Close)

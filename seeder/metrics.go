@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/status"
 
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/storage"
 )
 
@@ -102,7 +103,7 @@ func (m *serverMetrics) originFetched(err error) {
 	if m.reg == nil {
 		return
 	}
-	var refusal *originRefusal
+	var refusal *blob.OriginError
 	result := fetchError
 	switch {
 	case err == nil:

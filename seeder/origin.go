@@ -4,16 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/time/rate"
 	"io"
 	"net"
 	"net/http"
-	"strings"
+	"net/url"
+	"os"
+	"slices"
 	"time"
-	"unicode/utf8"
+
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/netguard"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
 )
@@ -21,37 +26,44 @@ import (
 // userAgent identifies the seeder to origins.
 const userAgent = "eagle-seeder"
 
-// maxErrorBody is how much of an origin's error body is kept for the client.
-const maxErrorBody = 1024
-
 // Errors of the origin fetch; toStatus maps them to gRPC codes.
 var (
 	// errOriginNotFound is the origin's 404.
 	errOriginNotFound = errors.New("origin has no such blob")
-	// errOriginUnavailable is a network error, a 5xx or an unexpected
-	// status: the origin may answer later, or another seeder may reach it.
+	// errOriginUnavailable is a network error, a 5xx, an unexpected status,
+	// a stalled body or a refused redirect: the origin may answer later, or
+	// another seeder may reach it. It is wrapped only around a short reason
+	// that callers may see; the details are logged.
 	errOriginUnavailable = errors.New("origin unavailable")
 	// errEmptyBlob is a zero-length blob, which has no torrent.
 	errEmptyBlob = errors.New("blob is empty and cannot be distributed as a torrent")
+	// errOriginStalled is the cause of a fetch cut by OriginIdleTimeout.
+	errOriginStalled = errors.New("origin sent nothing for too long")
 )
 
-// originRefusal is an origin's 4xx other than 404: the client's credentials
-// do not let it read the blob, or it is being rate limited.
-type originRefusal struct {
-	status  int
-	wwwAuth string
-	body    string
-}
-
-func (e *originRefusal) Error() string {
-	return fmt.Sprintf("origin refused: %d %s: %s", e.status, http.StatusText(e.status), e.body)
+// newGuard is the SSRF fence of cfg: allowed upstreams, redirect hosts and
+// the environment's proxies are reached at any address, every other host
+// only at public ones.
+func newGuard(cfg Config) (*netguard.Guard, error) {
+	listed := append(slices.Clone(cfg.AllowedUpstreams), cfg.RedirectHosts...)
+	for _, v := range []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"} {
+		if u, err := url.Parse(os.Getenv(v)); err == nil && u.Host != "" {
+			listed = append(listed, u.Host)
+		}
+	}
+	hosts, err := netguard.ParseHosts(listed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return &netguard.Guard{Listed: hosts}, nil
 }
 
 // newOriginTransport is http.DefaultTransport with the connect and header
-// timeouts bounded by timeout. The body has no deadline.
-func newOriginTransport(timeout time.Duration) *http.Transport {
+// timeouts bounded by timeout, dialling through guard. The body has no
+// deadline; fromOrigin cuts it when it stalls.
+func newOriginTransport(timeout time.Duration, guard *netguard.Guard) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = guard.DialContext(&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second})
 	t.TLSHandshakeTimeout = timeout
 	t.ResponseHeaderTimeout = timeout
 	t.ExpectContinueTimeout = time.Second
@@ -61,15 +73,61 @@ func newOriginTransport(timeout time.Duration) *http.Transport {
 	return t
 }
 
+// acquire takes a fetch slot for caller: one of its own (at most
+// MaxFetchesPerCaller), then one of the server's. The returned func gives
+// both back.
+func (s *Server) acquire(ctx context.Context, caller string) (release func(), err error) {
+	s.mu.Lock()
+	cs := s.callers[caller]
+	if cs == nil {
+		cs = &callerSlots{sem: semaphore.NewWeighted(int64(s.cfg.MaxFetchesPerCaller))}
+		s.callers[caller] = cs
+	}
+	cs.refs++
+	s.mu.Unlock()
+	drop := func() {
+		s.mu.Lock()
+		if cs.refs--; cs.refs == 0 {
+			delete(s.callers, caller)
+		}
+		s.mu.Unlock()
+	}
+	if err := cs.sem.Acquire(ctx, 1); err != nil {
+		drop()
+		return nil, err
+	}
+	if err := s.fetchSlots.Acquire(ctx, 1); err != nil {
+		cs.sem.Release(1)
+		drop()
+		return nil, err
+	}
+	return func() {
+		s.fetchSlots.Release(1)
+		cs.sem.Release(1)
+		drop()
+	}, nil
+}
+
+// callerSlots are one caller's fetch slots, kept while it has fetches
+// running or waiting.
+type callerSlots struct {
+	sem  *semaphore.Weighted
+	refs int // guarded by Server.mu
+}
+
 // fromOrigin fetches r's blob from its origin into the store and returns
 // its metainfo. The body streams into the store and the piece hasher in
-// one pass; nothing is committed unless it matches the digest.
-func (s *Server) fromOrigin(ctx context.Context, r blobRequest) (entry, error) {
-	if err := s.fetchSlots.Acquire(ctx, 1); err != nil {
+// one pass; nothing is committed unless it matches the digest. Cache space
+// is reserved as bytes arrive, never from what the origin declares.
+func (s *Server) fromOrigin(ctx context.Context, r blobRequest, caller string) (entry, error) {
+	release, err := s.acquire(ctx, caller)
+	if err != nil {
 		return entry{}, err
 	}
-	defer s.fetchSlots.Release(1)
+	defer release()
 
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.blobURL(), nil)
 	if err != nil {
 		return entry{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
@@ -84,35 +142,46 @@ func (s *Server) fromOrigin(ctx context.Context, r blobRequest) (entry, error) {
 	s.originFetches.Add(1)
 	resp, err := s.http.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && context.Cause(ctx) == ctx.Err() {
 			return entry{}, ctx.Err()
 		}
-		return entry{}, fmt.Errorf("%w: %w", errOriginUnavailable, err)
+		s.log.WarnContext(ctx, "origin fetch failed", "upstream", r.upstream.Host, "digest", r.digest, "error", err)
+		if errors.Is(err, netguard.ErrBlocked) {
+			return entry{}, fmt.Errorf("%w: origin redirected to a host that is not allowed", errOriginUnavailable)
+		}
+		return entry{}, fmt.Errorf("%w: origin did not answer", errOriginUnavailable)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return entry{}, statusError(resp)
+		return entry{}, s.statusError(ctx, r, resp)
 	}
 
 	size := resp.ContentLength
-	if c, ok := s.store.(storage.Cache); ok && size > 0 {
-		// Make room before the bytes arrive; the commit turns the
-		// reservation into the blob's own accounting.
-		if err := c.Reserve(ctx, r.digest, size); err != nil {
-			return entry{}, fmt.Errorf("store %s: %w", r.digest, err)
-		}
-		defer c.Release(r.digest)
-	}
-	w, err := s.store.Create(ctx, r.digest)
-	if err != nil {
-		return entry{}, fmt.Errorf("store %s: %w", r.digest, err)
-	}
-	defer w.Cancel()
-
 	if size == 0 {
 		return entry{}, errEmptyBlob
 	}
-	var body io.Reader = resp.Body
+	var w io.Writer
+	sw, err := s.store.Create(ctx, r.digest)
+	if err != nil {
+		return entry{}, fmt.Errorf("store %s: %w", r.digest, err)
+	}
+	defer sw.Cancel()
+	w = sw
+	if c, ok := s.store.(storage.Cache); ok {
+		if l, ok := s.store.(interface{ Limit() int64 }); ok && size > l.Limit() {
+			// Refused before a byte is reserved or evicted for it.
+			return entry{}, fmt.Errorf("%w: %s declares %d bytes, the cache holds %d", storage.ErrTooLarge, r.digest, size, l.Limit())
+		}
+		rw := &reservingWriter{ctx: ctx, w: sw, c: c, dgst: r.digest}
+		defer c.Release(r.digest)
+		w = rw
+	}
+
+	// The idle timer starts with the headers: a body that sends nothing
+	// for OriginIdleTimeout is cut, whatever its declared length.
+	idle := time.AfterFunc(s.cfg.OriginIdleTimeout, func() { cancel(errOriginStalled) })
+	defer idle.Stop()
+	var body io.Reader = &idleReader{r: resp.Body, t: idle, d: s.cfg.OriginIdleTimeout}
 	if s.originLimit != nil {
 		body = &limitedReader{ctx: ctx, r: body, l: s.originLimit}
 	}
@@ -129,15 +198,31 @@ func (s *Server) fromOrigin(ctx context.Context, r blobRequest) (entry, error) {
 	}
 	s.originBytes.Add(n)
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case errors.Is(context.Cause(ctx), errOriginStalled):
+			s.log.WarnContext(ctx, "origin stalled; fetch cut", "upstream", r.upstream.Host, "digest", r.digest,
+				"bytes", n, "idle_timeout", s.cfg.OriginIdleTimeout)
+			return entry{}, fmt.Errorf("%w: origin stalled", errOriginUnavailable)
+		case ctx.Err() != nil:
 			return entry{}, ctx.Err()
+		case errors.Is(err, storage.ErrTooLarge), errors.Is(err, storage.ErrFull):
+			return entry{}, fmt.Errorf("store %s: %w", r.digest, err)
 		}
-		return entry{}, fmt.Errorf("%w: reading %s after %d bytes: %w", errOriginUnavailable, r.digest, n, err)
+		s.log.WarnContext(ctx, "origin body failed", "upstream", r.upstream.Host, "digest", r.digest, "bytes", n, "error", err)
+		return entry{}, fmt.Errorf("%w: origin cut the blob short", errOriginUnavailable)
 	}
-	info, err := w.Commit(ctx)
+	info, err := sw.Commit(ctx)
 	if err != nil {
+		if errors.Is(err, storage.ErrDigestMismatch) {
+			// The real digest and size stay in the log: telling the
+			// caller would turn the seeder into a hashing oracle for
+			// whatever the upstream names.
+			s.log.WarnContext(ctx, "origin sent bytes that do not match the digest",
+				"upstream", r.upstream.Host, "digest", r.digest, "error", err)
+		}
 		return entry{}, fmt.Errorf("commit %s from %s: %w", r.digest, r.upstream.Host, err)
 	}
+	s.served(r.digest, r.upstream.Host)
 	s.log.InfoContext(ctx, "fetched blob from origin",
 		"digest", r.digest, "upstream", r.upstream.Host, "repository", r.repository,
 		"bytes", info.Size, "duration", time.Since(start))
@@ -149,6 +234,42 @@ func (s *Server) fromOrigin(ctx context.Context, r blobRequest) (entry, error) {
 		return entry{}, err
 	}
 	return entry{metaInfo: mi, size: info.Size}, nil
+}
+
+// reservingWriter reserves cache space for the bytes written through it,
+// as they arrive, so that an origin that declares a huge blob and sends
+// little evicts nothing for what it never sent.
+type reservingWriter struct {
+	ctx      context.Context
+	w        io.Writer
+	c        storage.Cache
+	dgst     digest.Digest
+	reserved int64
+}
+
+func (rw *reservingWriter) Write(p []byte) (int, error) {
+	if need := rw.reserved + int64(len(p)); len(p) > 0 {
+		if err := rw.c.Reserve(rw.ctx, rw.dgst, need); err != nil {
+			return 0, err
+		}
+		rw.reserved = need
+	}
+	return rw.w.Write(p)
+}
+
+// idleReader pushes t back by d whenever bytes arrive.
+type idleReader struct {
+	r io.Reader
+	t *time.Timer
+	d time.Duration
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if n > 0 {
+		ir.t.Reset(ir.d)
+	}
+	return n, err
 }
 
 // fromStore rebuilds the metainfo of a blob already in the store (after a
@@ -187,19 +308,25 @@ func (s *Server) fromStore(ctx context.Context, dgst digest.Digest) (entry, erro
 	return entry{metaInfo: mi, size: b.Size()}, nil
 }
 
-// statusError turns a non-200 origin response into errOriginNotFound, an
-// *originRefusal or errOriginUnavailable.
-func statusError(resp *http.Response) error {
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	text := strings.TrimSpace(strings.ToValidUTF8(string(body), string(utf8.RuneError)))
+// statusError turns a non-200 origin response into errOriginNotFound, a
+// *blob.OriginError or errOriginUnavailable. The body is not read into the
+// error: it is the origin's (or whatever answered in its name), not the
+// caller's to see.
+func (s *Server) statusError(ctx context.Context, r blobRequest, resp *http.Response) error {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		// Only host and path: a redirect target's query may hold a signature.
-		return fmt.Errorf("%w: %s%s", errOriginNotFound, resp.Request.URL.Host, resp.Request.URL.Path)
+		return errOriginNotFound
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		return &originRefusal{status: resp.StatusCode, wwwAuth: resp.Header.Get("WWW-Authenticate"), body: text}
+		return &blob.OriginError{
+			StatusCode:      resp.StatusCode,
+			WWWAuthenticate: resp.Header.Get("WWW-Authenticate"),
+			RetryAfter:      resp.Header.Get("Retry-After"),
+		}
 	default:
-		return fmt.Errorf("%w: %s answered %s: %s", errOriginUnavailable, resp.Request.URL.Host, resp.Status, text)
+		s.log.WarnContext(ctx, "origin answered with an error", "upstream", r.upstream.Host,
+			"digest", r.digest, "status", resp.StatusCode, "from", resp.Request.URL.Host)
+		return fmt.Errorf("%w: origin answered %d", errOriginUnavailable, resp.StatusCode)
 	}
 }
 

@@ -82,9 +82,10 @@ func FuzzParseRequest(f *testing.F) {
 
 func TestConfigValidate(t *testing.T) {
 	for _, c := range []Config{
-		{},
+		{AllowAnyUpstream: true},
 		{AllowedUpstreams: []string{"registry.example.com", "127.0.0.1:5000", "[::1]:5000", "::1"}},
-		{OriginTimeout: time.Second, MaxConcurrentFetches: 1, MetaInfoCacheSize: 1},
+		{AllowAnyUpstream: true, OriginTimeout: time.Second, MaxConcurrentFetches: 1, MetaInfoCacheSize: 1},
+		{AllowedUpstreams: []string{"r.example.com"}, RedirectHosts: []string{"*.s3.amazonaws.com", "cdn.example.com:443", "10.0.0.7"}},
 	} {
 		if err := c.Validate(); err != nil {
 			t.Errorf("Validate(%+v) = %v", c, err)
@@ -98,12 +99,17 @@ func TestConfigValidate(t *testing.T) {
 		{Config{AllowedUpstreams: []string{"ok", "http://registry.example.com"}}, "allowed_upstreams[1]"},
 		{Config{AllowedUpstreams: []string{"host:0"}}, "port"},
 		{Config{AllowedUpstreams: []string{"host/path"}}, "allowed_upstreams[0]"},
+		{Config{}, "allowed_upstreams is empty"},
+		{Config{AllowAnyUpstream: true, RedirectHosts: []string{"https://cdn.example.com"}}, "redirect_hosts[0]"},
+		{Config{AllowAnyUpstream: true, RedirectHosts: []string{"a.*.example.com"}}, "redirect_hosts[0]"},
+		{Config{AllowAnyUpstream: true, OriginIdleTimeout: -time.Second}, "origin_idle_timeout"},
+		{Config{AllowAnyUpstream: true, MaxFetchesPerCaller: -1}, "max_fetches_per_caller"},
 		{Config{OriginTimeout: -time.Second}, "origin_timeout"},
 		{Config{MaxConcurrentFetches: -1}, "max_concurrent_fetches"},
 		{Config{MetaInfoCacheSize: -1}, "metainfo_cache_size"},
 	} {
 		err := tc.c.Validate()
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("Validate(%+v) = %v, want an error about %s", tc.c, err, tc.want)
 		}
 	}
@@ -154,7 +160,7 @@ func TestAllowed(t *testing.T) {
 			t.Errorf("allowed(%q) = %v, want %v", tc.host, got, tc.want)
 		}
 	}
-	if !allowed(nil, "anything", "anything") {
-		t.Error("an empty list must allow everything")
+	if allowed(nil, "anything", "anything") {
+		t.Error("an empty list must allow nothing")
 	}
 }

@@ -12,24 +12,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/time/rate"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/time/rate"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/sync/singleflight"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/eagle-p2p/eagle/auth"
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/seeder/seederpb"
 	"github.com/eagle-p2p/eagle/storage"
 )
@@ -55,9 +61,9 @@ const (
 	// MetadataWWWAuthenticate is the ErrorInfo metadata key holding the
 	// origin's WWW-Authenticate header.
 	MetadataWWWAuthenticate = "www_authenticate"
-	// MetadataOriginBody is the ErrorInfo metadata key holding (a prefix
-	// of) the origin's error body.
-	MetadataOriginBody = "origin_body"
+	// MetadataRetryAfter is the ErrorInfo metadata key holding the
+	// origin's Retry-After header.
+	MetadataRetryAfter = "retry_after"
 )
 
 // errClosed reports a request that arrived, or was still waiting, when the
@@ -94,10 +100,16 @@ type Server struct {
 	seeding Seeding
 	log     *slog.Logger
 
-	transport  *http.Transport
-	http       *http.Client
-	cache      *lru.Cache[digest.Digest, entry]
-	group      singleflight.Group
+	transport *http.Transport
+	http      *http.Client
+	// auth asks origins whether a caller may read a blob; every call is
+	// checked, cache hit or not.
+	auth  *auth.Authorizer
+	cache *lru.Cache[digest.Digest, entry]
+	// provenance holds, per blob, the upstream hosts that served its
+	// bytes to this seeder and saw them verify: what makes a blob
+	// servable for an upstream that is not trusted.
+	provenance *lru.Cache[digest.Digest, []string]
 	fetchSlots *semaphore.Weighted
 	// originLimit paces reads from origins; nil means unlimited.
 	originLimit *rate.Limiter
@@ -110,6 +122,10 @@ type Server struct {
 	mu     sync.Mutex
 	closed bool
 	wg     sync.WaitGroup
+	// flights are the fills under way, by key (see get); callers are the
+	// per-caller fetch slots in use. Both are guarded by mu.
+	flights map[string]*flight
+	callers map[string]*callerSlots
 
 	originFetches atomic.Int64
 	originBytes   atomic.Int64
@@ -138,7 +154,19 @@ func NewServer(cfg Config, store storage.Store, seeding Seeding, logger *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("seeder: metainfo cache: %w", err)
 	}
-	t := newOriginTransport(cfg.OriginTimeout)
+	provenance, err := lru.New[digest.Digest, []string](cfg.MetaInfoCacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("seeder: provenance cache: %w", err)
+	}
+	guard, err := newGuard(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t := newOriginTransport(cfg.OriginTimeout, guard)
+	az, err := auth.New(auth.Config{Transport: t, TTL: cfg.AuthCacheTTL, Timeout: cfg.AuthTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("seeder: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg:        cfg,
@@ -146,18 +174,27 @@ func NewServer(cfg Config, store storage.Store, seeding Seeding, logger *slog.Lo
 		seeding:    seeding,
 		log:        logger,
 		transport:  t,
-		http:       &http.Client{Transport: t},
+		http:       &http.Client{Transport: t, CheckRedirect: guard.CheckRedirect},
+		auth:       az,
 		cache:      cache,
+		provenance: provenance,
 		fetchSlots: semaphore.NewWeighted(int64(cfg.MaxConcurrentFetches)),
 
 		originLimit: cfg.OriginLimit.Limiter(),
 		health:      health.NewServer(),
 		ctx:         ctx,
 		cancel:      cancel,
+		flights:     make(map[string]*flight),
+		callers:     make(map[string]*callerSlots),
 	}
 	if s.metrics, err = newServerMetrics(cfg.Metrics, s); err != nil {
 		cancel()
+		az.Close()
 		return nil, err
+	}
+	if cfg.AllowAnyUpstream {
+		logger.Warn("seeder: allow_any_upstream is on: clients may name any public registry; blobs from registries outside allowed_upstreams are handed out only after this seeder fetched them from there",
+			"allowed_upstreams", cfg.AllowedUpstreams)
 	}
 	s.health.SetServingStatus(seederpb.MetaInfoService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return s, nil
@@ -196,36 +233,66 @@ func (s *Server) Close() error {
 	s.health.Shutdown()
 	s.cancel()
 	s.wg.Wait()
+	s.auth.Close()
 	s.transport.CloseIdleConnections()
 	return nil
 }
 
 // GetMetaInfo implements seederpb.MetaInfoServiceServer. See seeder.proto
-// for the error codes.
+// for the error codes. Every call is authorized at the named upstream with
+// the caller's credentials, whether the seeder holds the blob or not.
 func (s *Server) GetMetaInfo(ctx context.Context, req *seederpb.GetMetaInfoRequest) (_ *seederpb.GetMetaInfoResponse, err error) {
 	defer func() { s.metrics.request(err) }()
 	r, err := parseRequest(req)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if !allowed(s.cfg.AllowedUpstreams, r.upstream.Host, r.upstream.Hostname()) {
+	trusted := allowed(s.cfg.AllowedUpstreams, r.upstream.Host, r.upstream.Hostname())
+	if !trusted && !s.cfg.AllowAnyUpstream {
 		return nil, status.Errorf(codes.PermissionDenied,
 			"seeder: upstream %q is not in allowed_upstreams", r.upstream.Host)
 	}
-	e, err := s.get(ctx, r)
+	caller := callerOf(ctx)
+	ref := blob.Ref{Upstream: r.upstream.String(), Repository: r.repository, Digest: r.digest, Authorization: r.authorization}
+	if err := s.auth.Authorize(ctx, ref); err != nil {
+		st := authStatus(ctx, err)
+		s.logFailure(ctx, st, "authorize", r, caller, err)
+		return nil, st
+	}
+	e, err := s.get(ctx, r, trusted, caller)
 	if err != nil {
 		st := toStatus(ctx, err)
-		level := slog.LevelWarn
-		switch status.Code(st) {
-		case codes.NotFound, codes.Unauthenticated, codes.PermissionDenied, codes.Canceled, codes.DeadlineExceeded:
-			// The client's business, not the seeder's.
-			level = slog.LevelDebug
-		}
-		s.log.Log(ctx, level, "get metainfo", "digest", r.digest, "upstream", r.upstream.Host,
-			"repository", r.repository, "error", err)
+		s.logFailure(ctx, st, "get metainfo", r, caller, err)
 		return nil, st
 	}
 	return &seederpb.GetMetaInfoResponse{Metainfo: e.metaInfo, Size: e.size}, nil
+}
+
+// logFailure logs a failed call: at debug when it is the caller's business
+// (a refusal, a cancel), at warn otherwise. The log carries the details
+// the caller's status leaves out.
+func (s *Server) logFailure(ctx context.Context, st error, what string, r blobRequest, caller string, err error) {
+	level := slog.LevelWarn
+	switch status.Code(st) {
+	case codes.NotFound, codes.Unauthenticated, codes.PermissionDenied, codes.Canceled, codes.DeadlineExceeded, codes.ResourceExhausted:
+		level = slog.LevelDebug
+	}
+	s.log.Log(ctx, level, what, "digest", r.digest, "upstream", r.upstream.Host,
+		"repository", r.repository, "caller", caller, "error", err)
+}
+
+// callerOf names the caller of a gRPC call for per-caller limits and logs:
+// its address, and the name in its cluster certificate when it has one.
+func callerOf(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return "unknown"
+	}
+	addr := p.Addr.String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	return addr
 }
 
 // sharedError is a shared fill's error, labelled with who asked for it.
@@ -243,74 +310,131 @@ func (r blobRequest) requester() string {
 	return r.upstream.Host + "\x00" + r.repository + "\x00" + r.authorization
 }
 
+// flight is one fill under way, shared by every caller that asks for the
+// same blob meanwhile. It is cancelled when the last of them has gone.
+type flight struct {
+	done    chan struct{}
+	e       entry
+	err     error // a *sharedError
+	waiters int   // guarded by Server.mu
+	cancel  context.CancelFunc
+}
+
 // get returns r's metainfo from the cache, or joins (or starts) the one
-// fill of r's digest. The caller waits for the fill however long it takes,
-// unless ctx ends first; the fill itself runs on, for the other callers.
-func (s *Server) get(ctx context.Context, r blobRequest) (entry, error) {
-	if e, ok := s.cached(ctx, r.digest); ok {
-		s.cacheHits.Add(1)
-		return e, nil
+// fill of r's digest. For an upstream that is not trusted the blob must
+// have come from that very upstream: unless it did before, the fill
+// fetches it from there, whatever the store holds. The caller waits for
+// the fill however long it takes, unless ctx ends first; the fill runs on
+// while anyone waits for it, and is cancelled when nobody does.
+func (s *Server) get(ctx context.Context, r blobRequest, trusted bool, caller string) (entry, error) {
+	if trusted || s.servedBy(r.digest, r.upstream.Host) {
+		if e, ok := s.cached(ctx, r.digest); ok {
+			s.cacheHits.Add(1)
+			return e, nil
+		}
 	}
 	key := r.digest.String()
+	if !trusted && !s.servedBy(r.digest, r.upstream.Host) {
+		key += "\x00" + r.upstream.Host
+	}
 	for retried := false; ; retried = true {
-		ch := s.group.DoChan(key, func() (any, error) { return s.fill(r) })
-		var res singleflight.Result
-		select {
-		case res = <-ch:
-		case <-ctx.Done():
-			return entry{}, ctx.Err()
+		f, err := s.join(key, r, trusted, caller)
+		if err != nil {
+			return entry{}, err
 		}
-		if res.Err == nil {
-			return res.Val.(entry), nil
+		e, err := s.wait(ctx, key, f)
+		if err == nil {
+			return e, nil
 		}
 		var se *sharedError
-		if !errors.As(res.Err, &se) {
-			return entry{}, res.Err
+		if !errors.As(err, &se) {
+			return entry{}, err
 		}
-		var refusal *originRefusal
+		var refusal *blob.OriginError
 		refused := errors.As(se.err, &refusal) || errors.Is(se.err, errOriginNotFound)
 		if refused && !retried && se.requester != r.requester() {
 			// The origin refused someone else's credentials (or repository);
 			// ours may do: fetch on our own.
-			key = r.digest.String() + "\x00" + r.requester()
+			key += "\x00" + r.requester()
 			continue
 		}
 		return entry{}, se.err
 	}
 }
 
-// fill makes sure the blob is stored and seeded and its metainfo cached.
-// It runs once per digest at a time, on the Server's context.
-func (s *Server) fill(r blobRequest) (entry, error) {
+// join adds the caller to the fill of key, starting it if none runs.
+func (s *Server) join(key string, r blobRequest, trusted bool, caller string) (*flight, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		return entry{}, &sharedError{r.requester(), errClosed}
+		return nil, &sharedError{r.requester(), errClosed}
 	}
+	if f := s.flights[key]; f != nil {
+		f.waiters++
+		return f, nil
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	f := &flight{done: make(chan struct{}), waiters: 1, cancel: cancel}
+	s.flights[key] = f
 	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
-
-	e, err := s.fillOn(s.ctx, r)
-	if err != nil {
-		if s.ctx.Err() != nil {
-			err = errClosed
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		e, err := s.fill(ctx, r, trusted, caller)
+		if err != nil {
+			if s.ctx.Err() != nil {
+				err = errClosed
+			}
+			err = &sharedError{r.requester(), err}
 		}
-		return entry{}, &sharedError{r.requester(), err}
-	}
-	return e, nil
+		f.e, f.err = e, err
+		s.mu.Lock()
+		if s.flights[key] == f {
+			delete(s.flights, key)
+		}
+		s.mu.Unlock()
+		close(f.done)
+	}()
+	return f, nil
 }
 
-// fillOn is fill's work: metainfo from the cache, else rebuilt from the
-// store, else fetched from the origin; then seeded and cached.
-func (s *Server) fillOn(ctx context.Context, r blobRequest) (entry, error) {
-	// A fill that finished just before this one started left it here.
-	if e, ok := s.cached(ctx, r.digest); ok {
-		return e, nil
+// wait waits for f or for ctx. The last caller to give up cancels the fill
+// (its origin fetch, its slots) and takes it off the map, so that a later
+// caller starts afresh instead of joining a cancelled fill.
+func (s *Server) wait(ctx context.Context, key string, f *flight) (entry, error) {
+	select {
+	case <-f.done:
+		return f.e, f.err
+	case <-ctx.Done():
 	}
-	e, err := s.fromStore(ctx, r.digest)
+	s.mu.Lock()
+	f.waiters--
+	if f.waiters == 0 {
+		f.cancel()
+		if s.flights[key] == f {
+			delete(s.flights, key)
+		}
+	}
+	s.mu.Unlock()
+	return entry{}, ctx.Err()
+}
+
+// fill makes sure the blob is stored and seeded and its metainfo cached:
+// from the cache, else rebuilt from the store, else fetched from the
+// origin — always fetched when the upstream is not trusted, since only
+// its serving the bytes counts.
+func (s *Server) fill(ctx context.Context, r blobRequest, trusted bool, caller string) (entry, error) {
+	var e entry
+	err := storage.ErrNotFound
+	if trusted {
+		// A fill that finished just before this one started left it here.
+		if e, ok := s.cached(ctx, r.digest); ok {
+			return e, nil
+		}
+		e, err = s.fromStore(ctx, r.digest)
+	}
 	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrDigestMismatch) {
-		e, err = s.fromOrigin(ctx, r)
+		e, err = s.fromOrigin(ctx, r, caller)
 		s.metrics.originFetched(err)
 	}
 	if err != nil {
@@ -321,6 +445,24 @@ func (s *Server) fillOn(ctx context.Context, r blobRequest) (entry, error) {
 	}
 	s.cache.Add(r.digest, e)
 	return e, nil
+}
+
+// servedBy reports whether the upstream host served dgst's bytes to this
+// seeder and they verified.
+func (s *Server) servedBy(dgst digest.Digest, host string) bool {
+	hosts, ok := s.provenance.Get(dgst)
+	return ok && slices.Contains(hosts, strings.ToLower(host))
+}
+
+// served records that host served dgst's verified bytes.
+func (s *Server) served(dgst digest.Digest, host string) {
+	host = strings.ToLower(host)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hosts, _ := s.provenance.Peek(dgst)
+	if !slices.Contains(hosts, host) {
+		s.provenance.Add(dgst, append(slices.Clip(hosts), host))
+	}
 }
 
 // cached returns the cached metainfo of dgst if the blob is still in the
@@ -339,53 +481,75 @@ func (s *Server) cached(ctx context.Context, dgst digest.Digest) (entry, bool) {
 	return e, true
 }
 
+// authStatus maps an Authorize error to the caller's status.
+func authStatus(ctx context.Context, err error) error {
+	var oe *blob.OriginError
+	switch {
+	case errors.As(err, &oe):
+		return refusalStatus(oe)
+	case ctx.Err() != nil:
+		return status.FromContextError(ctx.Err()).Err()
+	default:
+		// auth's texts name the upstream and the origin's status, nothing
+		// of what it answered.
+		return status.Error(codes.Unavailable, err.Error())
+	}
+}
+
 // toStatus maps an error of get to the gRPC status the client branches on.
+// Its messages are a short reason: never an origin's body, never what the
+// origin's bytes hashed to.
 func toStatus(ctx context.Context, err error) error {
-	var refusal *originRefusal
+	var refusal *blob.OriginError
 	switch {
 	case errors.Is(err, errClosed):
-		return status.Error(codes.Unavailable, err.Error())
+		return status.Error(codes.Unavailable, "seeder: shutting down")
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		return status.FromContextError(err).Err()
 	case errors.Is(err, ErrInvalidRequest):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, errOriginNotFound):
-		return status.Error(codes.NotFound, err.Error())
+		return status.Error(codes.NotFound, "seeder: origin has no such blob")
 	case errors.As(err, &refusal):
 		return refusalStatus(refusal)
 	case errors.Is(err, storage.ErrDigestMismatch):
-		return status.Error(codes.DataLoss, "origin sent bytes that do not match the digest: "+err.Error())
+		return status.Error(codes.DataLoss, "seeder: origin sent bytes that do not match the digest")
 	case errors.Is(err, errOriginUnavailable):
-		return status.Error(codes.Unavailable, err.Error())
+		// errOriginUnavailable is only ever wrapped around a short reason
+		// (see origin.go).
+		return status.Error(codes.Unavailable, "seeder: "+err.Error())
 	case errors.Is(err, storage.ErrTooLarge), errors.Is(err, storage.ErrFull):
 		// Another seeder may have room: the client fails over on Unavailable.
-		return status.Error(codes.Unavailable, err.Error())
+		return status.Error(codes.Unavailable, "seeder: no room for the blob in the seeder's cache")
 	case errors.Is(err, errEmptyBlob):
-		return status.Error(codes.FailedPrecondition, err.Error())
+		return status.Error(codes.FailedPrecondition, "seeder: "+errEmptyBlob.Error())
 	default:
-		return status.Error(codes.Internal, err.Error())
+		return status.Error(codes.Internal, "seeder: cannot store or seed the blob")
 	}
 }
 
 // refusalStatus is an origin's 4xx as a gRPC status with an ErrorInfo
-// carrying the HTTP status, WWW-Authenticate and body.
-func refusalStatus(r *originRefusal) error {
+// carrying the HTTP status and the WWW-Authenticate and Retry-After
+// headers a client needs to log in or back off.
+func refusalStatus(r *blob.OriginError) error {
 	code := codes.FailedPrecondition
-	switch r.status {
+	switch r.StatusCode {
 	case http.StatusUnauthorized:
 		code = codes.Unauthenticated
 	case http.StatusForbidden:
 		code = codes.PermissionDenied
+	case http.StatusNotFound:
+		code = codes.NotFound
 	case http.StatusTooManyRequests:
 		code = codes.ResourceExhausted
 	}
-	st := status.New(code, r.Error())
-	md := map[string]string{MetadataOriginStatus: strconv.Itoa(r.status)}
-	if r.wwwAuth != "" {
-		md[MetadataWWWAuthenticate] = r.wwwAuth
+	st := status.New(code, "seeder: "+r.Error())
+	md := map[string]string{MetadataOriginStatus: strconv.Itoa(r.StatusCode)}
+	if r.WWWAuthenticate != "" {
+		md[MetadataWWWAuthenticate] = r.WWWAuthenticate
 	}
-	if r.body != "" {
-		md[MetadataOriginBody] = r.body
+	if r.RetryAfter != "" {
+		md[MetadataRetryAfter] = r.RetryAfter
 	}
 	withDetails, err := st.WithDetails(&errdetails.ErrorInfo{
 		Reason:   ReasonOriginRefused,

@@ -237,7 +237,7 @@ func TestOriginRefusals(t *testing.T) {
 		{"Bearer forbidden", codes.PermissionDenied, "403", "", "DENIED"},
 		{"Bearer slow-down", codes.ResourceExhausted, "429", "", "TOOMANYREQUESTS"},
 		{"Bearer teapot", codes.FailedPrecondition, "418", "", "short and stout"},
-		{"Bearer broken", codes.Unavailable, "", "", ""},
+		{"Bearer broken", codes.Unavailable, "", "", "exploded"},
 	} {
 		req := request(gw.URL, testRepo(t), layer.Digest)
 		req.Authorization = tc.auth
@@ -257,6 +257,9 @@ func TestOriginRefusals(t *testing.T) {
 			if info != nil {
 				t.Errorf("auth %q: unexpected ErrorInfo %v", tc.auth, info)
 			}
+			if strings.Contains(st.Message(), tc.bodyMatch) {
+				t.Errorf("auth %q: message %q carries the origin's body", tc.auth, st.Message())
+			}
 			continue
 		}
 		if info == nil || info.GetReason() != ReasonOriginRefused || info.GetDomain() != ErrorDomain {
@@ -264,10 +267,18 @@ func TestOriginRefusals(t *testing.T) {
 			continue
 		}
 		md := info.GetMetadata()
-		if md[MetadataOriginStatus] != tc.httpCode || md[MetadataWWWAuthenticate] != tc.wwwAuthn ||
-			!strings.Contains(md[MetadataOriginBody], tc.bodyMatch) {
-			t.Errorf("auth %q: metadata %v, want status %s, WWW-Authenticate %q, body with %q",
-				tc.auth, md, tc.httpCode, tc.wwwAuthn, tc.bodyMatch)
+		if md[MetadataOriginStatus] != tc.httpCode || md[MetadataWWWAuthenticate] != tc.wwwAuthn {
+			t.Errorf("auth %q: metadata %v, want status %s, WWW-Authenticate %q",
+				tc.auth, md, tc.httpCode, tc.wwwAuthn)
+		}
+		// The origin's body is not the caller's to see.
+		for k, v := range md {
+			if strings.Contains(v, tc.bodyMatch) {
+				t.Errorf("auth %q: metadata %s = %q carries the origin's body", tc.auth, k, v)
+			}
+		}
+		if strings.Contains(st.Message(), tc.bodyMatch) {
+			t.Errorf("auth %q: message %q carries the origin's body", tc.auth, st.Message())
 		}
 	}
 	if _, err := ts.store.Stat(context.Background(), layer.Digest); !errors.Is(err, storage.ErrNotFound) {
@@ -403,11 +414,11 @@ func TestCallerGivingUpDoesNotCancelSharedFetch(t *testing.T) {
 	layer := pushImage(t, 9, 600<<10)[0]
 	arrived := make(chan struct{}, 1)
 	release := make(chan struct{})
-	gw := startGateway(t, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	gw := startGateway(t, getsOnly(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		arrived <- struct{}{}
 		<-release
 		next.ServeHTTP(w, r)
-	})
+	}))
 	ts := startSeeder(t, Config{}, nil)
 	stub := ts.dial(t)
 	req := request(gw.URL, testRepo(t), layer.Digest)
@@ -426,6 +437,7 @@ func TestCallerGivingUpDoesNotCancelSharedFetch(t *testing.T) {
 		secondMI = resp.GetMetainfo()
 		second <- err
 	}()
+	waitWaiters(t, ts.srv, layer.Digest.String(), 2)
 	cancel()
 	if err := <-firstErr; status.Code(err) != codes.Canceled {
 		t.Errorf("first caller: %v, want Canceled", err)
@@ -444,7 +456,7 @@ func TestCallerGivingUpDoesNotCancelSharedFetch(t *testing.T) {
 func TestCloseCancelsInFlightFetch(t *testing.T) {
 	layer := pushImage(t, 10, 600<<10)[0]
 	arrived := make(chan struct{}, 1)
-	gw := startGateway(t, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	gw := startGateway(t, getsOnly(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		// Headers and part of the body, then nothing until the seeder
 		// hangs up.
 		w.Header().Set("Content-Length", "614400")
@@ -453,7 +465,7 @@ func TestCloseCancelsInFlightFetch(t *testing.T) {
 		w.(http.Flusher).Flush()
 		arrived <- struct{}{}
 		<-r.Context().Done()
-	})
+	}))
 	ts := startSeeder(t, Config{}, nil)
 	stub := ts.dial(t)
 	errc := make(chan error, 1)
@@ -514,5 +526,26 @@ func TestHealth(t *testing.T) {
 	resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("health after Close: %v %v, want NOT_SERVING", resp, err)
+	}
+}
+
+// waitWaiters waits until n callers wait for the fill of key.
+func waitWaiters(t *testing.T, s *Server, key string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		got := 0
+		if f := s.flights[key]; f != nil {
+			got = f.waiters
+		}
+		s.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers wait for %q, want %d", got, key, n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

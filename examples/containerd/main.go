@@ -40,6 +40,7 @@ import (
 
 	"github.com/eagle-p2p/eagle"
 	"github.com/eagle-p2p/eagle/examples/containerd/eagleresolver"
+	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/proxy"
 )
@@ -88,6 +89,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	peerListen := fs.String("peer-listen", ":6881", "peer-wire listen address")
 	fallback := fs.Bool("fallback", false, "fetch a blob from the registry when Eagle cannot serve it")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	var tlsCfg mtls.Config
+	fs.StringVar(&tlsCfg.CA, "tls-ca", "", "cluster CA bundle (PEM) of the internal planes' mutual TLS")
+	fs.StringVar(&tlsCfg.Cert, "tls-cert", "", "this member's certificate (PEM)")
+	fs.StringVar(&tlsCfg.Key, "tls-key", "", "this member's private key (PEM)")
+	fs.BoolVar(&tlsCfg.Insecure, "tls-insecure", false, "talk to seeders, trackers and peers in plaintext")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -110,6 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	node, err := eagle.NewNode(eagle.Config{
+		TLS:     tlsCfg,
 		DataDir: *dataDir,
 		Seeders: seeders,
 		P2P:     p2p.Config{ListenAddr: *peerListen, Trackers: trackers},
@@ -118,6 +125,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Proxy:  proxy.Config{DefaultUpstream: spec.Hostname()},
 		Logger: log,
 	})
+	if errors.Is(err, mtls.ErrInvalidConfig) {
+		return fmt.Errorf("%w (flags --tls-ca, --tls-cert, --tls-key or --tls-insecure)", err)
+	}
 	if err != nil {
 		return err
 	}

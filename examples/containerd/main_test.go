@@ -49,7 +49,12 @@ func TestRunFetchesIntoContentStore(t *testing.T) {
 	ref := c.Origin.Host + "/" + img.Repository + ":" + img.Tag
 	contentDir := t.TempDir()
 	var stdout, stderr bytes.Buffer
+	member, err := c.Member("containerd")
+	if err != nil {
+		t.Fatal(err)
+	}
 	err = run(ctx, []string{
+		"--tls-ca", member.CA, "--tls-cert", member.Cert, "--tls-key", member.Key,
 		"--seeder", strings.Join(c.SeederAddrs(), ","),
 		"--tracker", c.TrackerURL,
 		"--data-dir", t.TempDir(),

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/eagle-p2p/eagle/mtls"
 	"gopkg.in/yaml.v3"
 )
 
@@ -62,4 +63,34 @@ func parseFlags(fs *flag.FlagSet, args []string, configPath *string, cfg any, ap
 	}
 	fs.Visit(func(f *flag.Flag) { apply(f.Name) })
 	return nil
+}
+
+// tlsFlags are the --tls-* flags every part takes, for the keys under tls:.
+type tlsFlags struct {
+	ca, cert, key *string
+	insecure      *bool
+}
+
+// addTLSFlags defines the --tls-* flags on fs.
+func addTLSFlags(fs *flag.FlagSet) *tlsFlags {
+	return &tlsFlags{
+		ca:       fs.String("tls-ca", "", "cluster CA bundle (PEM) of the internal planes' mutual TLS (tls.ca)"),
+		cert:     fs.String("tls-cert", "", "this member's certificate (PEM) (tls.cert)"),
+		key:      fs.String("tls-key", "", "this member's private key (PEM) (tls.key)"),
+		insecure: fs.Bool("tls-insecure", false, "run the internal planes in plaintext, open to anyone who reaches them (tls.insecure)"),
+	}
+}
+
+// apply sets the key of cfg that the flag called name stands for.
+func (t *tlsFlags) apply(name string, cfg *mtls.Config) {
+	switch name {
+	case "tls-ca":
+		cfg.CA = *t.ca
+	case "tls-cert":
+		cfg.Cert = *t.cert
+	case "tls-key":
+		cfg.Key = *t.key
+	case "tls-insecure":
+		cfg.Insecure = *t.insecure
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -11,9 +12,11 @@ import (
 	"path/filepath"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/eagle-p2p/eagle"
 	"github.com/eagle-p2p/eagle/internal/serve"
+	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder"
 	"github.com/eagle-p2p/eagle/storage"
@@ -29,6 +32,9 @@ type trackerConfig struct {
 	LogLevel string `yaml:"log_level"`
 	// Tracker configures the tracker.
 	Tracker tracker.Config `yaml:"tracker"`
+	// TLS is the cluster membership: announces and scrapes are served
+	// over TLS to members only; /metrics and the probes to anyone.
+	TLS mtls.Config `yaml:"tls"`
 }
 
 func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -39,7 +45,9 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	listen := fs.String("listen", cfg.Listen, "HTTP listen address (/announce, /scrape)")
 	interval := fs.Duration("interval", tracker.DefaultInterval, "announce interval told to peers")
 	policy := fs.String("policy", tracker.DefaultPolicy, "peer handout policy: random or completeness")
+	tf := addTLSFlags(fs)
 	err := parseFlags(fs, args, path, &cfg, func(name string) {
+		tf.apply(name, &cfg.TLS)
 		switch name {
 		case "listen":
 			cfg.Listen = *listen
@@ -60,6 +68,11 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := tc.Validate(); err != nil {
 		return fmt.Errorf("tracker: %w", err)
 	}
+	cfg.TLS.Logger = log
+	creds, err := mtls.Load(cfg.TLS)
+	if err != nil {
+		return err
+	}
 	store := tracker.NewMemoryStore(tc.StoreConfig())
 	defer store.Close()
 	reg := serve.NewRegistry()
@@ -69,7 +82,9 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer h.Close()
-	return serveHTTP(ctx, cfg.Listen, opsHandler(ctx, h, reg, log), log)
+	// Announces and scrapes for members; /metrics and the probes for
+	// anyone (over TLS, with no client certificate).
+	return serveHTTPS(ctx, cfg.Listen, "listen", opsHandler(ctx, creds.RequireMember(h), reg, log), creds, log)
 }
 
 // seederConfig is the YAML of "eagle seeder".
@@ -96,6 +111,9 @@ type seederConfig struct {
 	// recently used are evicted to make room before an origin fetch.
 	// Default 100GiB.
 	CacheSize storage.Size `yaml:"cache_size"`
+	// TLS is the cluster membership of the gRPC service, the peer wire and
+	// the tracker announces.
+	TLS mtls.Config `yaml:"tls"`
 }
 
 func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -109,8 +127,11 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	peerListen := fs.String("peer-listen", ":6881", "peer-wire listen address")
 	var trackers, allowed listFlag
 	fs.Var(&trackers, "tracker", "tracker announce URL (repeatable, comma-separated)")
-	fs.Var(&allowed, "allow-upstream", "origin host the seeder may fetch from (repeatable; none = any)")
+	fs.Var(&allowed, "allow-upstream", "origin host the seeder may fetch from (repeatable)")
+	allowAny := fs.Bool("allow-any-upstream", false, "let clients name any public registry beyond --allow-upstream (untrusted: served only after this seeder fetched the blob from it)")
+	tf := addTLSFlags(fs)
 	err := parseFlags(fs, args, path, &cfg, func(name string) {
+		tf.apply(name, &cfg.TLS)
 		switch name {
 		case "listen":
 			cfg.Listen = *listen
@@ -124,6 +145,8 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			cfg.P2P.Trackers = trackers
 		case "allow-upstream":
 			cfg.Seeder.AllowedUpstreams = allowed
+		case "allow-any-upstream":
+			cfg.Seeder.AllowAnyUpstream = *allowAny
 		}
 	})
 	if err != nil {
@@ -138,10 +161,18 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	cfg.P2P.Role = p2p.RoleSeeder
 	cfg.P2P.Logger = log
+	// The gRPC service authorizes every read of the engine's blobs.
+	cfg.P2P.SkipAuthorization = true
+	cfg.TLS.Logger = log
+	cfg.P2P.TLS = cfg.TLS
+	creds, err := mtls.Load(cfg.TLS)
+	if err != nil {
+		return err
+	}
 	reg := serve.NewRegistry()
 	cfg.P2P.Metrics, cfg.Seeder.Metrics = reg, reg
 	if err := cfg.Seeder.Validate(); err != nil {
-		return fmt.Errorf("seeder: %w", err)
+		return err
 	}
 	if cfg.CacheSize <= 0 {
 		return fmt.Errorf("cache_size %d must be positive", cfg.CacheSize)
@@ -167,7 +198,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer srv.Close()
-	lis, err := net.Listen("tcp", cfg.Listen)
+	lis, err := listenOn(cfg.Listen, "listen")
 	if err != nil {
 		return err
 	}
@@ -177,7 +208,11 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer stopOps()
-	g := grpc.NewServer()
+	var gopts []grpc.ServerOption
+	if creds != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(creds.ServerConfig())))
+	}
+	g := grpc.NewServer(gopts...)
 	srv.Register(g)
 	log.Info("seeder listening", "grpc", lis.Addr().String(), "peer", eng.Addr().String())
 	errc := make(chan error, 1)
@@ -214,12 +249,14 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dataDir := fs.String("data-dir", cfg.Node.DataDir, "state directory (blob cache)")
 	peerListen := fs.String("peer-listen", ":6881", "peer-wire listen address")
 	upstream := fs.String("upstream", "", "default upstream registry URL (used when the request has no ?ns=)")
+	tf := addTLSFlags(fs)
 	var trackers, seeders, upstreams listFlag
 	fs.Var(&trackers, "tracker", "tracker announce URL (repeatable, comma-separated)")
 	fs.Var(&seeders, "seeder", "seeder gRPC address host:port (repeatable, comma-separated)")
 	fs.Var(&upstreams, "mirror", "further upstream registry URL this agent mirrors (repeatable)")
 	hostsDir := fs.String("write-hosts-toml", "", "write containerd hosts.toml files under `DIR` naming this agent the mirror of --upstream and --mirror registries, then exit")
 	err := parseFlags(fs, args, path, &cfg, func(name string) {
+		tf.apply(name, &cfg.Node.TLS)
 		switch name {
 		case "listen":
 			cfg.Listen = *listen
@@ -256,15 +293,35 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer node.Close()
 	log.Info("agent peer listening", "peer", node.Engine.Addr().String())
-	return serveHTTP(ctx, cfg.Listen, opsHandler(ctx, node, reg, log), log)
+	return serveHTTP(ctx, cfg.Listen, "listen", opsHandler(ctx, node, reg, log), log)
 }
 
 // serveHTTP serves h on addr until ctx ends, then shuts down gracefully.
-func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
-	lis, err := net.Listen("tcp", addr)
+// key names the config key of addr, for a listen error.
+func serveHTTP(ctx context.Context, addr, key string, h http.Handler, log *slog.Logger) error {
+	return serveHTTPS(ctx, addr, key, h, nil, log)
+}
+
+// serveHTTPS is serveHTTP over TLS with creds' server configuration, which
+// accepts clients without a certificate (handlers check membership where
+// they need it); plaintext when creds is nil.
+func serveHTTPS(ctx context.Context, addr, key string, h http.Handler, creds *mtls.Credentials, log *slog.Logger) error {
+	lis, err := listenOn(addr, key)
 	if err != nil {
 		return err
 	}
-	log.Info("listening", "addr", lis.Addr().String())
+	if creds != nil {
+		lis = tls.NewListener(lis, creds.ServerConfigOptionalClient())
+	}
+	log.Info("listening", "addr", lis.Addr().String(), "tls", creds != nil)
 	return serve.Run(ctx, lis, h)
+}
+
+// listenOn listens on addr; its error names the config key it came from.
+func listenOn(addr, key string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", key, addr, err)
+	}
+	return lis, nil
 }

@@ -18,8 +18,8 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/internal/origin"
-	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder"
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/driver"
@@ -158,7 +158,7 @@ func TestStorageDriverSeederS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	ref := p2p.BlobRef{Upstream: reg.URL, Repository: "e2e/s3", Digest: layer.Digest}
+	ref := blob.Ref{Upstream: reg.URL, Repository: "e2e/s3", Digest: layer.Digest}
 	for range 2 {
 		if _, err := c.MetaInfo(ctx, ref); err != nil {
 			t.Fatalf("MetaInfo: %v", err)

@@ -30,13 +30,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/eagle-p2p/eagle/internal/serve"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/eagle-p2p/eagle/internal/serve"
 
 	"gopkg.in/yaml.v3"
 )

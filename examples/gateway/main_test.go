@@ -23,6 +23,7 @@ import (
 	"github.com/eagle-p2p/eagle/internal/cluster"
 	"github.com/eagle-p2p/eagle/internal/origin"
 	"github.com/eagle-p2p/eagle/internal/pull"
+	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/proxy"
 )
@@ -118,6 +119,7 @@ func TestGatewayPullsThroughSwarm(t *testing.T) {
 			DataDir: filepath.Join(dir, "node"),
 			Seeders: c.SeederAddrs(),
 			P2P:     p2p.Config{ListenAddr: "127.0.0.1:0", Trackers: []string{c.TrackerURL}},
+			TLS:     member(t, c, "gateway"),
 			Proxy:   proxy.Config{DefaultUpstream: c.Origin.URL, Transport: up},
 		},
 	}, slog.New(slog.DiscardHandler))
@@ -274,4 +276,14 @@ auth:
 	if err := run(context.Background(), []string{"--config", noSeeders}, io.Discard); err == nil || !strings.Contains(err.Error(), "auth.htpasswd") {
 		t.Errorf("run with a missing htpasswd: %v", err)
 	}
+}
+
+// member issues cluster credentials for name.
+func member(t *testing.T, c *cluster.Cluster, name string) mtls.Config {
+	t.Helper()
+	m, err := c.Member(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -7,6 +7,8 @@ package cluster
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,10 +22,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/eagle-p2p/eagle"
 	"github.com/eagle-p2p/eagle/internal/origin"
 	"github.com/eagle-p2p/eagle/internal/serve"
+	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/proxy"
 	"github.com/eagle-p2p/eagle/seeder"
@@ -59,6 +63,17 @@ type Options struct {
 	// ListenHost is the IP address every component listens on. Default
 	// 127.0.0.1; the netns benchmark uses the address of a bridge it made.
 	ListenHost string
+	// Insecure runs the internal planes (seeder gRPC, peer wire, tracker)
+	// in plaintext. By default the cluster makes its own CA and every
+	// component is a member with a certificate of its own, as in
+	// production.
+	Insecure bool
+	// SeederConfig is the seeders' configuration; its AllowedUpstreams
+	// default to the origin and its Metrics to the seeder's registry.
+	SeederConfig seeder.Config
+	// ProxyConfig is the agents' proxy configuration; its DefaultUpstream
+	// defaults to the origin.
+	ProxyConfig proxy.Config
 }
 
 // Cluster is a running cluster. Close stops it.
@@ -77,6 +92,7 @@ type Cluster struct {
 
 	opts        Options
 	ownDir      bool
+	ca          *mtls.CA // nil when Insecure
 	tracker     *http.Server
 	trackerLis  net.Listener
 	trackerDone chan struct{}
@@ -163,6 +179,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: origin: %w", err)
 	}
+	if !opts.Insecure {
+		if c.ca, err = mtls.NewCA("eagle cluster CA", 7*24*time.Hour); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+	}
 	if err := c.startTracker(); err != nil {
 		return nil, err
 	}
@@ -181,6 +202,44 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	return c, nil
 }
 
+// Member issues cluster credentials for a new member called name (files
+// under Dir/tls) and returns their Config, or an insecure Config when the
+// cluster runs without mutual TLS. Tests use it to act as a member, the
+// netns benchmark to give its agent processes theirs.
+func (c *Cluster) Member(name string) (mtls.Config, error) {
+	if c.ca == nil {
+		return mtls.Config{Insecure: true}, nil
+	}
+	cfg, err := c.ca.WriteMember(filepath.Join(c.opts.Dir, "tls"), name)
+	if err != nil {
+		return mtls.Config{}, fmt.Errorf("cluster: member %s: %w", name, err)
+	}
+	cfg.Logger = c.opts.Logger
+	return cfg, nil
+}
+
+// OpsClient is an HTTP client for the operational endpoints (/metrics,
+// /healthz, /readyz) of the tracker: it trusts the cluster CA and presents
+// no certificate, as a Prometheus scraper or a probe would.
+func (c *Cluster) OpsClient() *http.Client {
+	if c.ca == nil {
+		return &http.Client{}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(c.ca.Certificate())
+	// Member certificates name localhost whatever address they serve on.
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+}
+
+// credentials loads a new member's credentials (nil when insecure).
+func (c *Cluster) credentials(name string) (*mtls.Credentials, error) {
+	cfg, err := c.Member(name)
+	if err != nil {
+		return nil, err
+	}
+	return mtls.Load(cfg)
+}
+
 func (c *Cluster) startTracker() error {
 	c.TrackerMetrics = prometheus.NewRegistry()
 	cfg := tracker.Config{Interval: c.opts.AnnounceInterval, MinInterval: min(c.opts.AnnounceInterval, max(c.opts.AnnounceInterval/2, time.Second)), Metrics: c.TrackerMetrics}.WithDefaults()
@@ -189,18 +248,33 @@ func (c *Cluster) startTracker() error {
 	if err != nil {
 		return fmt.Errorf("cluster: tracker: %w", err)
 	}
+	creds, err := c.credentials("tracker")
+	if err != nil {
+		return err
+	}
 	lis, err := net.Listen("tcp", c.listenAddr())
 	if err != nil {
 		return fmt.Errorf("cluster: tracker: %w", err)
 	}
 	c.trackerLis = lis
-	c.tracker = &http.Server{Handler: serve.Handler(h, c.TrackerMetrics, nil, c.opts.Logger), ReadHeaderTimeout: 10 * time.Second}
+	scheme := "http"
+	c.tracker = &http.Server{
+		// Announces and scrapes are for members; /metrics and the probes
+		// are for anyone.
+		Handler:           serve.Handler(creds.RequireMember(h), c.TrackerMetrics, nil, c.opts.Logger),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	if creds != nil {
+		scheme = "https"
+		c.tracker.TLSConfig = creds.ServerConfigOptionalClient()
+		lis = tls.NewListener(lis, c.tracker.TLSConfig)
+	}
 	c.trackerDone = make(chan struct{})
 	go func() {
 		defer close(c.trackerDone)
 		c.tracker.Serve(lis)
 	}()
-	c.TrackerURL = "http://" + lis.Addr().String() + "/announce"
+	c.TrackerURL = scheme + "://" + c.trackerLis.Addr().String() + "/announce"
 	return nil
 }
 
@@ -212,13 +286,26 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
 	}
 	reg := prometheus.NewRegistry()
+	member, err := c.Member("seeder-" + strconv.Itoa(i))
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	creds, err := mtls.Load(member)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
+	}
 	eng, err := p2p.New(p2p.Config{
-		ListenAddr: c.listenAddr(),
-		DataDir:    filepath.Join(dir, "p2p"),
-		Trackers:   []string{c.TrackerURL},
-		Role:       p2p.RoleSeeder,
-		Logger:     log,
-		Metrics:    reg,
+		TLS: member,
+		// The seeder service authorizes every read of its engine's blobs.
+		SkipAuthorization: true,
+		ListenAddr:        c.listenAddr(),
+		DataDir:           filepath.Join(dir, "p2p"),
+		Trackers:          []string{c.TrackerURL},
+		Role:              p2p.RoleSeeder,
+		Logger:            log,
+		Metrics:           reg,
 
 		UploadLimit:   cmp.Or(c.opts.SeederUploadLimit, c.opts.UploadLimit),
 		DownloadLimit: c.opts.DownloadLimit,
@@ -227,7 +314,12 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 		store.Close()
 		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
 	}
-	srv, err := seeder.NewServer(seeder.Config{AllowedUpstreams: []string{c.Origin.Host}, Metrics: reg}, store, eng, log)
+	scfg := c.opts.SeederConfig
+	if len(scfg.AllowedUpstreams) == 0 {
+		scfg.AllowedUpstreams = []string{c.Origin.Host}
+	}
+	scfg.Metrics = reg
+	srv, err := seeder.NewServer(scfg, store, eng, log)
 	if err != nil {
 		eng.Close()
 		store.Close()
@@ -240,7 +332,11 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 		store.Close()
 		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
 	}
-	g := grpc.NewServer()
+	var gopts []grpc.ServerOption
+	if creds != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(creds.ServerConfig())))
+	}
+	g := grpc.NewServer(gopts...)
 	srv.Register(g)
 	s := &Seeder{Addr: lis.Addr().String(), Server: srv, Engine: eng, Metrics: reg, grpc: g, store: store, done: make(chan struct{})}
 	go func() {
@@ -281,12 +377,21 @@ func (c *Cluster) AddAgent(ctx context.Context) (*Agent, error) {
 	dir := filepath.Join(c.opts.Dir, name)
 	log := c.opts.Logger.With("agent", i)
 	reg := prometheus.NewRegistry()
+	member, err := c.Member(name)
+	if err != nil {
+		return nil, err
+	}
+	pcfg := c.opts.ProxyConfig
+	if pcfg.DefaultUpstream == "" {
+		pcfg.DefaultUpstream = c.Origin.URL
+	}
 	node, err := eagle.NewNode(eagle.Config{
 		DataDir: dir,
 		Seeders: c.SeederAddrs(),
 		P2P: p2p.Config{ListenAddr: c.listenAddr(), Trackers: []string{c.TrackerURL},
 			UploadLimit: c.opts.UploadLimit, DownloadLimit: c.opts.DownloadLimit},
-		Proxy:   proxy.Config{DefaultUpstream: c.Origin.URL},
+		Proxy:   pcfg,
+		TLS:     member,
 		Logger:  log,
 		Metrics: reg,
 	})

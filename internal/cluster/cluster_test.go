@@ -67,7 +67,12 @@ func eventually(t *testing.T, what string, f func() bool) {
 
 func get(t *testing.T, url string) (int, []byte) {
 	t.Helper()
-	resp, err := http.Get(url)
+	return getWith(t, http.DefaultClient, url)
+}
+
+func getWith(t *testing.T, client *http.Client, url string) (int, []byte) {
+	t.Helper()
+	resp, err := client.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,16 +150,22 @@ func TestMetrics(t *testing.T) {
 	})
 
 	trackerBase := strings.TrimSuffix(c.TrackerURL, "/announce")
+	// The tracker's operational endpoints answer anyone, over TLS; its
+	// announces only members.
+	ops := c.OpsClient()
 	for _, base := range []string{c.Agents[0].URL, trackerBase} {
-		code, body := get(t, base+"/metrics")
+		code, body := getWith(t, ops, base+"/metrics")
 		if code != http.StatusOK || !strings.Contains(string(body), "eagle_") {
 			t.Errorf("GET %s/metrics: %d, no eagle_ metrics:\n%.300s", base, code, body)
 		}
 		for _, p := range []string{"/healthz", "/readyz"} {
-			if code, body := get(t, base+p); code != http.StatusOK || string(body) != "ok\n" {
+			if code, body := getWith(t, ops, base+p); code != http.StatusOK || string(body) != "ok\n" {
 				t.Errorf("GET %s%s: %d %q", base, p, code, body)
 			}
 		}
+	}
+	if code, _ := getWith(t, ops, trackerBase+"/scrape"); code != http.StatusForbidden {
+		t.Errorf("GET /scrape without a member certificate: %d, want 403", code)
 	}
 	code, body := get(t, c.Agents[1].URL+"/metrics")
 	if want := "eagle_proxy_blob_bytes_total{source=\"swarm\"} "; code != http.StatusOK || !strings.Contains(string(body), want) {

@@ -11,12 +11,14 @@
 // The registry serves each blob once, to a seeder, whatever the number of
 // processes pulling.
 //
-// Credentials are containerd's: before a blob is read through Eagle, the
-// registry is asked (HEAD) whether the credentials containerd's authorizer
-// holds for the repository may read it — the check the Eagle proxy makes for
-// every client, since the node's cache and the seeders serve what they hold
-// to anyone who names it — and the seeder fetches from the registry with the
-// same credentials. A private image stays private.
+// Credentials are containerd's: the Authorization header containerd's
+// authorizer holds for the repository goes with each blob read, and the
+// node's engine asks the registry (a HEAD, through the node's shared
+// authorizer and its cache) whether those credentials may read the blob
+// before it hands out a byte, from its cache or the swarm; the seeder
+// fetches from the registry with the same credentials. A first 401 is
+// handed to containerd's authorizer, which logs in as containerd would. A
+// private image stays private.
 package eagleresolver
 
 import (
@@ -34,9 +36,8 @@ import (
 	"github.com/containerd/containerd/v2/core/transfer"
 	"github.com/containerd/containerd/v2/pkg/reference"
 	"github.com/containerd/errdefs"
+	"github.com/eagle-p2p/eagle/blob"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
-	"github.com/eagle-p2p/eagle/p2p"
 )
 
 // ErrSizeMismatch reports a blob whose size is not the one its descriptor
@@ -46,7 +47,7 @@ var ErrSizeMismatch = errors.New("eagleresolver: blob size does not match its de
 // BlobSource serves blobs; *p2p.Engine (eagle.Node.Engine) implements it.
 type BlobSource interface {
 	// Fetch opens the blob for reading; reads return only verified bytes.
-	Fetch(ctx context.Context, ref p2p.BlobRef) (p2p.Blob, error)
+	Fetch(ctx context.Context, ref blob.Ref) (blob.Reader, error)
 }
 
 // Options configure New. The zero value is ready to use.
@@ -63,14 +64,6 @@ type Options struct {
 	// pulls survive an Eagle outage. A registry's own refusal (not found,
 	// unauthorized) is never retried that way. Default false.
 	Fallback bool
-	// SkipAuthorization turns off the access check made before each blob
-	// is read through Eagle: a HEAD at the registry with the resolver's
-	// credentials. Eagle's caches and seeders serve a blob they hold to
-	// anyone who names it, so without the check a caller with no (or
-	// other) credentials gets any blob this node or the seeders fetched
-	// before. Skip it only when every user of the node may read every
-	// image. Default false.
-	SkipAuthorization bool
 	// Logger receives a warning for each fallback. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -167,7 +160,6 @@ func (r *Resolver) Fetcher(ctx context.Context, ref string) (remotes.Fetcher, er
 		upstream:   origin.Scheme + "://" + origin.Host,
 		repository: strings.TrimPrefix(spec.Locator, hostname+"/"),
 		fallback:   r.opts.Fallback,
-		check:      !r.opts.SkipAuthorization,
 		log:        r.opts.Logger,
 	}, nil
 }
@@ -181,27 +173,18 @@ type fetcher struct {
 	upstream   string
 	repository string
 	fallback   bool
-	check      bool
 	log        *slog.Logger
 }
 
-// Fetch returns desc's content. For blobs the reader is a p2p.Blob, which
+// Fetch returns desc's content. For blobs the reader is a blob.Reader, which
 // is also an io.Seeker, so that containerd resumes an interrupted write
 // where it stopped.
 func (f *fetcher) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	if images.IsManifestType(desc.MediaType) || images.IsIndexType(desc.MediaType) {
 		return f.direct.Fetch(ctx, desc)
 	}
-	authz, err := f.credentials(ctx, desc)
-	if err != nil {
-		return nil, fmt.Errorf("eagleresolver: %s: %w", desc.Digest, err)
-	}
-	b, err := f.src.Fetch(ctx, p2p.BlobRef{
-		Upstream:      f.upstream,
-		Repository:    f.repository,
-		Digest:        desc.Digest,
-		Authorization: authz,
-	})
+	ref := blob.Ref{Upstream: f.upstream, Repository: f.repository, Digest: desc.Digest}
+	b, err := f.fetchWithCredentials(ctx, ref)
 	if err == nil && b.Size() != desc.Size {
 		b.Close()
 		return nil, fmt.Errorf("eagleresolver: %s: %w: %d bytes, the descriptor says %d", desc.Digest, ErrSizeMismatch, b.Size(), desc.Size)
@@ -209,11 +192,15 @@ func (f *fetcher) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCl
 	if err == nil {
 		return b, nil
 	}
-	var refused *p2p.OriginError
+	var refused *blob.OriginError
 	switch {
-	case errors.Is(err, p2p.ErrNotFound):
+	case errors.Is(err, blob.ErrNotFound), errors.As(err, &refused) && refused.StatusCode == http.StatusNotFound:
 		return nil, fmt.Errorf("eagleresolver: %s: %w: %w", desc.Digest, errdefs.ErrNotFound, err)
-	case errors.As(err, &refused), errors.Is(err, p2p.ErrDigestMismatch), ctx.Err() != nil, !f.fallback:
+	case refused != nil && refused.StatusCode == http.StatusUnauthorized:
+		return nil, fmt.Errorf("eagleresolver: %s: %w: %w", desc.Digest, errdefs.ErrUnauthenticated, err)
+	case refused != nil && refused.StatusCode == http.StatusForbidden:
+		return nil, fmt.Errorf("eagleresolver: %s: %w: %w", desc.Digest, errdefs.ErrPermissionDenied, err)
+	case refused != nil, errors.Is(err, blob.ErrDigestMismatch), ctx.Err() != nil, !f.fallback:
 		return nil, fmt.Errorf("eagleresolver: %s: %w", desc.Digest, err)
 	}
 	f.log.WarnContext(ctx, "eagle cannot serve the blob; fetching it from the registry",
@@ -221,65 +208,56 @@ func (f *fetcher) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCl
 	return f.direct.Fetch(ctx, desc)
 }
 
-// credentials returns the Authorization header the registry gets from
-// containerd for desc: the host's configured headers, then what the
-// authorizer holds (a bearer token for the repository's pull scope, or
-// basic credentials); empty for an anonymous registry.
-//
-// Unless SkipAuthorization is set, it first asks the registry (HEAD) whether
-// these credentials may read the blob, as the proxy does for every client:
-// the node's cache and the seeders serve any blob they hold to whoever asks,
-// so the registry must say yes before Eagle is asked. A first 401 is handed
-// to the authorizer, which then logs in as containerd would (this is where
-// a registry reached only through mirrors so far gets its token).
-func (f *fetcher) credentials(ctx context.Context, desc ocispec.Descriptor) (string, error) {
-	u := f.upstream + "/v2/" + f.repository + "/blobs/" + desc.Digest.String()
+// fetchWithCredentials reads ref through Eagle with the credentials
+// containerd holds for the registry. When the registry answers the
+// engine's authorization check with 401, its challenge goes to containerd's
+// authorizer, which logs in (fetches a token for the repository's pull
+// scope) as containerd would, and the read is tried once more.
+func (f *fetcher) fetchWithCredentials(ctx context.Context, ref blob.Ref) (blob.Reader, error) {
 	ctx, err := docker.ContextWithRepositoryScope(ctx, f.spec, false)
 	if err != nil {
-		return "", fmt.Errorf("credentials: %w", err)
+		return nil, fmt.Errorf("credentials: %w", err)
 	}
 	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
+		req, err := f.credentials(ctx, ref)
 		if err != nil {
-			return "", fmt.Errorf("credentials: %w", err)
+			return nil, err
 		}
-		req.Header = f.host.Header.Clone()
-		if req.Header == nil {
-			req.Header = http.Header{}
+		ref.Authorization = req.Header.Get("Authorization")
+		b, err := f.src.Fetch(ctx, ref)
+		var oe *blob.OriginError
+		if attempt > 0 || f.host.Authorizer == nil || !errors.As(err, &oe) || oe.StatusCode != http.StatusUnauthorized || oe.WWWAuthenticate == "" {
+			return b, err
 		}
-		if f.host.Authorizer != nil {
-			if err := f.host.Authorizer.Authorize(ctx, req); err != nil {
-				return "", fmt.Errorf("credentials for %s: %w", f.upstream, err)
-			}
+		challenge := &http.Response{
+			StatusCode: http.StatusUnauthorized,
+			Header:     http.Header{"Www-Authenticate": {oe.WWWAuthenticate}},
+			Request:    req,
 		}
-		authz := req.Header.Get("Authorization")
-		if !f.check {
-			return authz, nil
-		}
-		client := f.host.Client
-		if client == nil {
-			client = http.DefaultClient
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return "", fmt.Errorf("check access at the registry: %w", err)
-		}
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusOK:
-			return authz, nil
-		case resp.StatusCode == http.StatusUnauthorized && attempt == 0 && f.host.Authorizer != nil:
-			if err := f.host.Authorizer.AddResponses(ctx, []*http.Response{resp}); err != nil {
-				return "", fmt.Errorf("%w: registry %s wants credentials: %w", errdefs.ErrUnauthenticated, f.upstream, err)
-			}
-		case resp.StatusCode == http.StatusUnauthorized:
-			return "", fmt.Errorf("%w: registry %s refused the credentials", errdefs.ErrUnauthenticated, f.upstream)
-		case resp.StatusCode == http.StatusForbidden:
-			return "", fmt.Errorf("%w: registry %s denied access to %s", errdefs.ErrPermissionDenied, f.upstream, f.repository)
-		case resp.StatusCode == http.StatusNotFound:
-			return "", fmt.Errorf("%w: registry %s has no such blob in %s", errdefs.ErrNotFound, f.upstream, f.repository)
-		default:
-			return "", fmt.Errorf("check access at the registry: %s answered %s", f.upstream, resp.Status)
+		if aerr := f.host.Authorizer.AddResponses(ctx, []*http.Response{challenge}); aerr != nil {
+			return nil, fmt.Errorf("%w: registry %s wants credentials: %w", errdefs.ErrUnauthenticated, f.upstream, aerr)
 		}
 	}
+}
+
+// credentials returns the request containerd would send for ref's blob,
+// with the host's configured headers and what containerd's authorizer
+// holds (a bearer token for the repository's pull scope, or basic
+// credentials) in its Authorization header. It sends nothing.
+func (f *fetcher) credentials(ctx context.Context, ref blob.Ref) (*http.Request, error) {
+	u := f.upstream + "/v2/" + f.repository + "/blobs/" + ref.Digest.String()
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	req.Header = f.host.Header.Clone()
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	if f.host.Authorizer != nil {
+		if err := f.host.Authorizer.Authorize(ctx, req); err != nil {
+			return nil, fmt.Errorf("credentials for %s: %w", f.upstream, err)
+		}
+	}
+	return req, nil
 }

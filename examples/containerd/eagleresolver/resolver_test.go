@@ -23,6 +23,7 @@ import (
 	"github.com/eagle-p2p/eagle/examples/containerd/eagleresolver"
 	"github.com/eagle-p2p/eagle/internal/cluster"
 	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/proxy"
 )
@@ -62,6 +63,7 @@ func newNode(t *testing.T, c *cluster.Cluster, seeders []string) *eagle.Node {
 		DataDir: t.TempDir(),
 		Seeders: seeders,
 		P2P:     p2p.Config{ListenAddr: "127.0.0.1:0", Trackers: []string{c.TrackerURL}},
+		TLS:     member(t, c, "node"),
 		// The node's registry endpoint is not served here, but its
 		// configuration names the registry all the same.
 		Proxy:  proxy.Config{DefaultUpstream: c.Origin.URL},
@@ -251,7 +253,7 @@ func TestFallbackWhenEagleIsDown(t *testing.T) {
 // A registry that wants a token (docker token auth): the resolver logs in
 // as containerd does and the seeder fetches with that token. A blob the
 // node holds is handed only to a caller whose credentials the registry
-// accepts — unless SkipAuthorization says every caller may have it.
+// accepts.
 func TestPrivateRegistry(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -347,12 +349,19 @@ func TestPrivateRegistry(t *testing.T) {
 			t.Errorf("with %s the node handed out a blob of a private repository", name)
 		}
 	}
-	if err := readLayer(eagleresolver.Options{Hosts: hosts("", ""), SkipAuthorization: true}); err != nil {
-		t.Errorf("SkipAuthorization: %v, want the node's copy", err)
-	}
 	for _, b := range img.Blobs() {
 		if n := c.Origin.BlobGETs(b.Digest); n != 1 {
 			t.Errorf("origin served %s %d times, want 1", b.Digest, n)
 		}
 	}
+}
+
+// member issues cluster credentials for name.
+func member(t *testing.T, c *cluster.Cluster, name string) mtls.Config {
+	t.Helper()
+	m, err := c.Member(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

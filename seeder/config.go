@@ -56,6 +56,11 @@ type Config struct {
 	// environment variables are reachable too.
 	RedirectHosts []string `yaml:"redirect_hosts"`
 
+	// OriginCA is the path of a PEM bundle of certificate authorities
+	// trusted for origins (and their storage) beyond the system's: a
+	// registry with a private CA. Empty: the system's roots only.
+	OriginCA string `yaml:"origin_ca"`
+
 	// OriginTimeout bounds connecting to an origin (TCP and TLS) and waiting
 	// for its response headers. It does not bound reading the body: a large
 	// blob may take as long as it takes (see OriginIdleTimeout). Default 30s.

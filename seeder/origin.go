@@ -2,6 +2,8 @@ package seeder
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -58,11 +60,35 @@ func newGuard(cfg Config) (*netguard.Guard, error) {
 	return &netguard.Guard{Listed: hosts}, nil
 }
 
+// originRoots is the system's roots plus the bundle at path (none: nil,
+// the system's roots).
+func originRoots(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: origin_ca: %w", ErrInvalidConfig, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: origin_ca: %s holds no PEM certificate", ErrInvalidConfig, path)
+	}
+	return pool, nil
+}
+
 // newOriginTransport is http.DefaultTransport with the connect and header
-// timeouts bounded by timeout, dialling through guard. The body has no
-// deadline; fromOrigin cuts it when it stalls.
-func newOriginTransport(timeout time.Duration, guard *netguard.Guard) *http.Transport {
+// timeouts bounded by timeout, dialling through guard and trusting roots
+// (nil: the system's). The body has no deadline; fromOrigin cuts it when
+// it stalls.
+func newOriginTransport(timeout time.Duration, guard *netguard.Guard, roots *x509.CertPool) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	if roots != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: roots}
+	}
 	t.DialContext = guard.DialContext(&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second})
 	t.TLSHandshakeTimeout = timeout
 	t.ResponseHeaderTimeout = timeout

@@ -162,7 +162,11 @@ func NewServer(cfg Config, store storage.Store, seeding Seeding, logger *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	t := newOriginTransport(cfg.OriginTimeout, guard)
+	roots, err := originRoots(cfg.OriginCA)
+	if err != nil {
+		return nil, err
+	}
+	t := newOriginTransport(cfg.OriginTimeout, guard, roots)
 	az, err := auth.New(auth.Config{Transport: t, TTL: cfg.AuthCacheTTL, Timeout: cfg.AuthTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("seeder: %w", err)

@@ -65,7 +65,10 @@ type TokenServer struct {
 	// CertPEM is Cert, PEM encoded: the registry's root certificate bundle.
 	CertPEM []byte
 
-	users  map[string]string
+	users map[string]string
+	// access limits users to repositories (see Limit); guarded by mu.
+	mu     sync.Mutex
+	access map[string][]string
 	signer jose.Signer
 	issued atomic.Int64
 
@@ -125,6 +128,40 @@ func StartTokenServer(ctx context.Context, users map[string]string) (_ *TokenSer
 		}
 	}()
 	return ts, nil
+}
+
+// Limit restricts user to the repositories matching patterns (a name, or
+// "prefix/*" for every repository below prefix): a token for any other
+// scope grants nothing, so the registry refuses the user there, as a
+// registry with per-repository permissions (Harbor projects, ECR
+// policies) does. A user never limited may read and push everything.
+func (ts *TokenServer) Limit(user string, patterns ...string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.access == nil {
+		ts.access = make(map[string][]string)
+	}
+	ts.access[user] = slices.Clone(patterns)
+}
+
+// allowed filters access down to what user may have.
+func (ts *TokenServer) allowed(user string, access []*resourceActions) []*resourceActions {
+	ts.mu.Lock()
+	patterns, limited := ts.access[user]
+	ts.mu.Unlock()
+	if !limited {
+		return access
+	}
+	var out []*resourceActions
+	for _, a := range access {
+		for _, p := range patterns {
+			if prefix, ok := strings.CutSuffix(p, "/*"); ok && strings.HasPrefix(a.Name, prefix+"/") || a.Name == p {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // selfSignedCert returns a certificate for key, signed by key.
@@ -257,7 +294,7 @@ func (ts *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		ts.refuse(w, oauth, terr)
 		return
 	}
-	token, issued, err := ts.issue(user, access)
+	token, issued, err := ts.issue(user, ts.allowed(user, access))
 	if err != nil {
 		ts.refuse(w, oauth, &tokenError{http.StatusInternalServerError, "server_error", err.Error()})
 		return

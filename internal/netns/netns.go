@@ -1,0 +1,150 @@
+// Package netns makes network namespaces for tests that need hosts the
+// way an attacker or a failure would see them: a namespace joined to the
+// root namespace by a veth pair, with an address on each end, and a dialer
+// whose sockets live inside the namespace. It needs root and iproute2;
+// every namespace and link it makes is removed by Close.
+package netns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrUnavailable reports a machine where namespaces cannot be made: not
+// root, or no ip command.
+var ErrUnavailable = errors.New("netns: network namespaces unavailable")
+
+// Check reports whether namespaces can be made here, and why not.
+func Check() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%w: not root", ErrUnavailable)
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// NS is a network namespace joined to the root namespace by a veth pair.
+type NS struct {
+	// Name is the namespace's name (ip netns).
+	Name string
+	// HostAddr is the root namespace's end of the pair; servers that the
+	// namespace must reach listen there.
+	HostAddr string
+	// Addr is the namespace's own address.
+	Addr string
+	link string
+}
+
+var seq atomic.Int64
+
+// New makes a namespace and a /30 veth link to it from the root
+// namespace, in 10.233.0.0/16, named after the process and a counter so
+// that parallel test processes do not collide.
+func New(ctx context.Context) (*NS, error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
+	n := seq.Add(1)
+	id := (os.Getpid()*7 + int(n)) % 16000
+	ns := &NS{
+		Name:     fmt.Sprintf("eagle-t%d-%d", os.Getpid(), n),
+		HostAddr: fmt.Sprintf("10.233.%d.%d", id/64, (id%64)*4+1),
+		Addr:     fmt.Sprintf("10.233.%d.%d", id/64, (id%64)*4+2),
+		link:     fmt.Sprintf("et%dh%d", os.Getpid()%100000, n),
+	}
+	peer := fmt.Sprintf("et%dn%d", os.Getpid()%100000, n)
+	steps := [][]string{
+		{"ip", "netns", "add", ns.Name},
+		{"ip", "link", "add", ns.link, "type", "veth", "peer", "name", peer, "netns", ns.Name},
+		{"ip", "addr", "add", ns.HostAddr + "/30", "dev", ns.link},
+		{"ip", "link", "set", ns.link, "up"},
+		{"ip", "-n", ns.Name, "addr", "add", ns.Addr + "/30", "dev", peer},
+		{"ip", "-n", ns.Name, "link", "set", peer, "up"},
+		{"ip", "-n", ns.Name, "link", "set", "lo", "up"},
+	}
+	for i, s := range steps {
+		if err := run(ctx, s...); err != nil {
+			if i > 0 {
+				ns.Close()
+			}
+			return nil, err
+		}
+	}
+	return ns, nil
+}
+
+// Close removes the namespace and the link.
+func (ns *NS) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Deleting the namespace deletes its end of the pair, and with it ours.
+	err := run(ctx, "ip", "netns", "del", ns.Name)
+	if lerr := run(ctx, "ip", "link", "del", ns.link); lerr != nil && !strings.Contains(lerr.Error(), "Cannot find device") {
+		err = errors.Join(err, lerr)
+	}
+	return err
+}
+
+// DialContext dials addr from inside the namespace: the socket is made
+// there, and stays there whichever thread later uses it.
+func (ns *NS) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := ns.Do(func() error {
+		var err error
+		conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
+}
+
+// Do runs fn on an OS thread switched into the namespace, so that every
+// socket fn makes belongs to the namespace. fn must not start goroutines
+// that make sockets (they run on other threads).
+func (ns *NS) Do(fn func() error) error {
+	runtime.LockOSThread()
+	self, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("netns: %w", err)
+	}
+	defer self.Close()
+	target, err := os.Open("/var/run/netns/" + ns.Name)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("netns: %w", err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("netns: enter %s: %w", ns.Name, err)
+	}
+	ferr := fn()
+	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+		// The thread stays locked and is thrown away when this goroutine
+		// ends, rather than run other goroutines in the wrong namespace.
+		return errors.Join(ferr, fmt.Errorf("netns: leave %s: %w", ns.Name, err))
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
+
+func run(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("netns: %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,6 +168,9 @@ type Stats struct {
 	BytesUploaded int64
 	// Peers is the number of peer connections open now, over all blobs.
 	Peers int
+	// BannedPeers is the number of peer addresses banned for sending
+	// pieces that failed their hash.
+	BannedPeers int
 }
 
 // Engine is one peer. Create it with New and stop it with Close.
@@ -714,6 +718,14 @@ func (e *Engine) Stats() Stats {
 	for _, t := range e.cl.Torrents() {
 		s.Peers += t.Stats().ActivePeers
 	}
+	// anacrolix may hold an address in its 4- and its 16-byte form.
+	banned := map[netip.Addr]bool{}
+	for _, ip := range e.cl.BadPeerIPs() {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			banned[a.Unmap()] = true
+		}
+	}
+	s.BannedPeers = len(banned)
 	return s
 }
 

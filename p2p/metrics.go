@@ -108,6 +108,8 @@ var (
 		"Bytes of the complete, verified blobs the engine holds and seeds.", nil, nil)
 	peersDesc = prometheus.NewDesc("eagle_p2p_peers",
 		"Peer connections open now, over all blobs.", nil, nil)
+	bannedDesc = prometheus.NewDesc("eagle_p2p_banned_peers",
+		"Peer addresses banned for sending pieces that failed their hash.", nil, nil)
 )
 
 // engineCollector reads an Engine's counters and its blob table at scrape
@@ -121,6 +123,7 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- activeDesc
 	ch <- cacheDesc
 	ch <- peersDesc
+	ch <- bannedDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -133,6 +136,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(active))
 	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.GaugeValue, float64(cached))
 	ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(st.Peers))
+	ch <- prometheus.MustNewConstMetric(bannedDesc, prometheus.GaugeValue, float64(st.BannedPeers))
 }
 
 // blobCounts returns the number of downloads in progress and the total size

@@ -470,9 +470,10 @@ func (b corruptBlob) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// A peer that sends bad pieces never gets a byte to the reader; once an
-// honest peer joins, the download completes with the right bytes.
-func TestBadPiecesNeverReachTheReader(t *testing.T) {
+// A peer that sends bad pieces never gets a byte to the reader and is
+// banned; once an honest peer joins, the download completes with the right
+// bytes.
+func TestMaliciousBadPiecesNeverReachTheReader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	trk := startTracker(t)
@@ -505,6 +506,9 @@ func TestBadPiecesNeverReachTheReader(t *testing.T) {
 	}
 	if got := readAll(t, ctx, agent, ref); !bytes.Equal(got, content) {
 		t.Fatal("bytes differ after an honest peer joined")
+	}
+	if n := agent.Stats().BannedPeers; n != 1 {
+		t.Errorf("%d peers banned, want the corrupting one", n)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/eagle-p2p/eagle/internal/cluster"
 	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
 )
@@ -60,7 +61,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	}
 	L, C := int64(o.size), float64(o.cap)
 	floor := float64(L) / C
-	fmt.Fprintf(stdout, "bench swarm -netns: nodes=%d seeders=%d size=%s cap=%s seeder_cap=%s floor=%.2fs\n", o.nodes, o.seeders, o.size, o.cap, cmp.Or(o.seederCap, o.cap), floor)
+	fmt.Fprintf(stdout, "bench swarm -netns: nodes=%d seeders=%d size=%s cap=%s seeder_cap=%s floor=%.2fs tls=%t\n", o.nodes, o.seeders, o.size, o.cap, cmp.Or(o.seederCap, o.cap), floor, !o.insecure)
 
 	dir, err := os.MkdirTemp("", "eagle-bench-netns-")
 	if err != nil {
@@ -81,6 +82,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	c, err := cluster.Start(ctx, cluster.Options{
 		Dir: filepath.Join(dir, "cluster"), Seeders: o.seeders, AnnounceInterval: o.announce, Logger: log,
 		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap, ListenHost: netnsBridgeAddr,
+		Insecure: o.insecure,
 	})
 	if err != nil {
 		return fmt.Errorf("bench swarm -netns: start cluster: %w", err)
@@ -106,7 +108,14 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 		}
 	}()
 	for i := range agents {
-		if agents[i], err = startNetnsAgent(ctx, bin, lab, i, filepath.Join(dir, fmt.Sprintf("agent-%d", i)), seeders, c.TrackerURL, c.Origin.URL, o.verbose, stderr); err != nil {
+		// Each agent process is a cluster member with files of its own
+		// (an insecure config when the cluster runs without TLS).
+		name := fmt.Sprintf("agent-%d", i)
+		membership, err := c.Member(name)
+		if err != nil {
+			return fmt.Errorf("bench swarm -netns: %w", err)
+		}
+		if agents[i], err = startNetnsAgent(ctx, bin, lab, i, filepath.Join(dir, name), seeders, c.TrackerURL, c.Origin.URL, membership, o.verbose, stderr); err != nil {
 			return fmt.Errorf("bench swarm -netns: %w", err)
 		}
 	}
@@ -169,8 +178,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	}
 	fmt.Fprintln(stdout)
 	fmt.Fprintf(stdout, "output:  %s %s\n", csvPath, chartPath)
-	fmt.Fprintf(stdout, "bench: swarm nodes=%d size=%d cap=%d floor_s=%.3f slowest_s=%.3f p50_s=%.3f ratio_slowest=%.3f ratio_p50=%.3f origin_copies=%.2f central_s=%.3f rss_max_mib=%.1f\n",
-		o.nodes, L, int64(o.cap), floor, slowest, p50, slowest/floor, p50/floor, float64(r.originBytes)/float64(L), central, rssMiB)
+	printSwarmLine(stdout, o, floor, slowest, p50, float64(r.originBytes)/float64(L), central, rssMiB)
 	return nil
 }
 
@@ -277,8 +285,9 @@ type netnsAgent struct {
 }
 
 // startNetnsAgent writes agent i's config under dir, starts it in its
-// namespace and waits until its registry endpoint listens.
-func startNetnsAgent(ctx context.Context, bin string, lab *netnsLab, i int, dir string, seeders []string, trackerURL, originURL string, verbose bool, logw io.Writer) (*netnsAgent, error) {
+// namespace as the cluster member membership (its --tls-* flags) and waits
+// until its registry endpoint listens.
+func startNetnsAgent(ctx context.Context, bin string, lab *netnsLab, i int, dir string, seeders []string, trackerURL, originURL string, membership mtls.Config, verbose bool, logw io.Writer) (*netnsAgent, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("agent %d: %w", i, err)
 	}
@@ -295,7 +304,15 @@ func startNetnsAgent(ctx context.Context, bin string, lab *netnsLab, i int, dir 
 		return nil, fmt.Errorf("agent %d: %w", i, err)
 	}
 	ns := lab.namespaces[i]
-	cmd := exec.Command("ip", "netns", "exec", ns, bin, "agent", "--config", cfgPath)
+	args := []string{"netns", "exec", ns, bin, "agent", "--config", cfgPath}
+	if membership.Insecure {
+		args = append(args, "--tls-insecure")
+	} else {
+		// The certificates name localhost, not the namespace's address:
+		// members check each other's chain to the cluster CA, not names.
+		args = append(args, "--tls-ca", membership.CA, "--tls-cert", membership.Cert, "--tls-key", membership.Key)
+	}
+	cmd := exec.Command("ip", args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, fmt.Errorf("agent %d: %w", i, err)

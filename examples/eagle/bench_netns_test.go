@@ -14,8 +14,9 @@ import (
 )
 
 // "eagle bench swarm -netns" runs each agent as its own process in its own
-// network namespace, capped by tc, reports the swarm line, and leaves no
-// namespace or bridge behind.
+// network namespace, capped by tc, each a cluster member with certificates
+// of its own (or in plaintext with -insecure), reports the swarm line, and
+// leaves no namespace or bridge behind.
 func TestBenchSwarmNetns(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("bench swarm -netns needs root (network namespaces, veths, tc)")
@@ -30,12 +31,22 @@ func TestBenchSwarmNetns(t *testing.T) {
 	} else {
 		exec.Command("ip", "netns", "del", probe).Run()
 	}
+	bin := buildEagle(t)
+	for _, insecure := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tls", true: "insecure"}[insecure], func(t *testing.T) { benchSwarmNetnsOnce(t, bin, insecure) })
+	}
+}
+
+func benchSwarmNetnsOnce(t *testing.T, bin string, insecure bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	bin := buildEagle(t)
 	out := t.TempDir()
-	cmd := exec.CommandContext(ctx, bin, "bench", "swarm", "-netns", "-nodes", "2", "-seeders", "2",
-		"-size", "4MiB", "-cap", "16MiB/s", "-out", out, "-timeout", "20s")
+	args := []string{"bench", "swarm", "-netns", "-nodes", "2", "-seeders", "2",
+		"-size", "4MiB", "-cap", "16MiB/s", "-out", out, "-timeout", "20s"}
+	if insecure {
+		args = append(args, "-insecure")
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -91,6 +102,9 @@ func TestBenchSwarmNetns(t *testing.T) {
 	// was not read.
 	if rss := f(11); rss < 5 || rss > 1024 {
 		t.Errorf("rss_max_mib = %v, not a plausible agent peak", rss)
+	}
+	if want := strconv.FormatBool(!insecure); m[12] != want {
+		t.Errorf("tls=%s, want %s: %s", m[12], want, last)
 	}
 	if _, err := os.Stat(filepath.Join(out, "bench-swarm.csv")); err != nil {
 		t.Error(err)

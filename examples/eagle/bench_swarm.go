@@ -34,6 +34,9 @@ type swarmOptions struct {
 	verbose        bool
 	central        bool
 	cpuProfile     string
+	// insecure runs the cluster's internal planes (seeder gRPC, peer wire,
+	// tracker) without mutual TLS, for comparison with the default.
+	insecure bool
 }
 
 func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -51,6 +54,7 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
 	fs.BoolVar(&o.central, "central", true, "also measure the central cache (false: central_s=0, for quick tuning runs)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the Eagle pull to this file")
+	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS from the cluster's own CA")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: eagle bench swarm [flags]\n\nStarts in this process an origin, a tracker, S seeders and N agents on\n"+
@@ -60,6 +64,9 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 			"once through a central pull-through cache (distribution/v3 proxy mode)\n"+
 			"whose uplink is capped at C. Writes a CSV and an SVG chart of per-node\n"+
 			"completion times.\n\n"+
+			"The cluster makes its own CA and every seeder, agent and the tracker is a\n"+
+			"member: the seeders' gRPC, the peer wire and the announces run over mutual\n"+
+			"TLS, as in production, unless -insecure.\n\n"+
 			"With -netns every agent is a separate \"eagle agent\" process in its own\n"+
 			"network namespace (eaglebench-<pid>-<i>), joined to a bridge by a veth\n"+
 			"pair whose both directions are capped at C by tc tbf; Eagle's own limits\n"+
@@ -140,10 +147,11 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) e
 	}
 	L, C := int64(o.size), float64(o.cap)
 	floor := float64(L) / C
-	fmt.Fprintf(stdout, "bench swarm: nodes=%d seeders=%d size=%s cap=%s seeder_cap=%s floor=%.2fs\n", o.nodes, o.seeders, o.size, o.cap, cmp.Or(o.seederCap, o.cap), floor)
+	fmt.Fprintf(stdout, "bench swarm: nodes=%d seeders=%d size=%s cap=%s seeder_cap=%s floor=%.2fs tls=%t\n", o.nodes, o.seeders, o.size, o.cap, cmp.Or(o.seederCap, o.cap), floor, !o.insecure)
 	c, err := cluster.Start(ctx, cluster.Options{
 		Seeders: o.seeders, Agents: o.nodes, AnnounceInterval: o.announce, Logger: log,
 		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap,
+		Insecure: o.insecure,
 	})
 	if err != nil {
 		return fmt.Errorf("bench swarm: start cluster: %w", err)
@@ -229,8 +237,14 @@ func reportSwarm(w io.Writer, o swarmOptions, r swarmResult, floor float64, csvP
 	fmt.Fprintf(w, "memory:  peak RSS of the whole process (origin, tracker, %d seeders, %d agents, %d clients) during the Eagle pull: %.0f MiB (%.1f MiB per host)\n",
 		o.seeders, o.nodes, o.nodes, rss, rss/float64(o.nodes+o.seeders))
 	fmt.Fprintf(w, "output:  %s %s\n", csvPath, chartPath)
-	fmt.Fprintf(w, "bench: swarm nodes=%d size=%d cap=%d floor_s=%.3f slowest_s=%.3f p50_s=%.3f ratio_slowest=%.3f ratio_p50=%.3f origin_copies=%.2f central_s=%.3f rss_max_mib=%.1f\n",
-		o.nodes, int64(o.size), int64(o.cap), floor, slowest, p50, slowest/floor, p50/floor, float64(r.originBytes)/L, central, rss)
+	printSwarmLine(w, o, floor, slowest, p50, float64(r.originBytes)/L, central, rss)
+}
+
+// printSwarmLine prints the benchmark's last line, "bench: swarm ...". Its
+// fields keep their names and order; new ones go at the end.
+func printSwarmLine(w io.Writer, o swarmOptions, floor, slowest, p50, originCopies, central, rssMiB float64) {
+	fmt.Fprintf(w, "bench: swarm nodes=%d size=%d cap=%d floor_s=%.3f slowest_s=%.3f p50_s=%.3f ratio_slowest=%.3f ratio_p50=%.3f origin_copies=%.2f central_s=%.3f rss_max_mib=%.1f tls=%t\n",
+		o.nodes, int64(o.size), int64(o.cap), floor, slowest, p50, slowest/floor, p50/floor, originCopies, central, rssMiB, !o.insecure)
 }
 
 // pullAll GETs every URL at once, each by its own client connection, reads

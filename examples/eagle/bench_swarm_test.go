@@ -12,8 +12,10 @@ import (
 	"testing"
 )
 
-var swarmLine = regexp.MustCompile(`^bench: swarm nodes=(\d+) size=(\d+) cap=(\d+) floor_s=([0-9.]+) slowest_s=([0-9.]+) p50_s=([0-9.]+) ratio_slowest=([0-9.]+) ratio_p50=([0-9.]+) origin_copies=([0-9.]+) central_s=([0-9.]+) rss_max_mib=([0-9.]+)$`)
+var swarmLine = regexp.MustCompile(`^bench: swarm nodes=(\d+) size=(\d+) cap=(\d+) floor_s=([0-9.]+) slowest_s=([0-9.]+) p50_s=([0-9.]+) ratio_slowest=([0-9.]+) ratio_p50=([0-9.]+) origin_copies=([0-9.]+) central_s=([0-9.]+) rss_max_mib=([0-9.]+) tls=(true|false)$`)
 
+// TestBenchSwarm runs the in-process swarm benchmark with mutual TLS on,
+// as the default is, and checks its figures and outputs.
 func TestBenchSwarm(t *testing.T) {
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
@@ -26,6 +28,9 @@ func TestBenchSwarm(t *testing.T) {
 	m := swarmLine.FindStringSubmatch(last)
 	if m == nil {
 		t.Fatalf("last line %q does not match %s", last, swarmLine)
+	}
+	if m[12] != "true" {
+		t.Errorf("tls=%s without -insecure: %s", m[12], last)
 	}
 	f := func(i int) float64 {
 		v, err := strconv.ParseFloat(m[i], 64)
@@ -76,6 +81,27 @@ func TestBenchSwarm(t *testing.T) {
 	}
 	if !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("central cache")) {
 		t.Errorf("chart is not an SVG with both series (%d bytes)", len(svg))
+	}
+}
+
+// With -insecure the swarm runs in plaintext and says so.
+func TestBenchSwarmInsecure(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "swarm", "-insecure", "-central=false", "-nodes", "2", "-seeders", "1", "-size", "2MiB", "-cap", "64MiB/s", "-out", t.TempDir(), "-timeout", "60s"}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	last := lines[len(lines)-1]
+	m := swarmLine.FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("last line %q does not match %s", last, swarmLine)
+	}
+	if m[12] != "false" || !strings.HasSuffix(lines[0], " tls=false") {
+		t.Errorf("-insecure: first line %q, last line %q; want tls=false in both", lines[0], last)
+	}
+	if m[9] != "1.00" {
+		t.Errorf("origin_copies = %s, want 1.00", m[9])
 	}
 }
 

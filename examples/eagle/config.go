@@ -23,10 +23,17 @@ func loadYAML(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	return decodeYAML(path, b, v)
+}
+
+// decodeYAML decodes the YAML document b, read from the file called name,
+// into v, refusing unknown keys; its errors name the file and the keys.
+// An empty document leaves v as it is.
+func decodeYAML(name string, b []byte, v any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config %s: %w", path, nameYAMLKeys(b, err))
+		return fmt.Errorf("config %s: %w", name, nameYAMLKeys(b, err))
 	}
 	return nil
 }

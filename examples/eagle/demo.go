@@ -64,7 +64,7 @@ func demo(ctx context.Context, nAgents, nSeeders int, verbose bool, stdout, stde
 	if verbose {
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	fmt.Fprintf(stdout, "demo: starting origin, tracker, %d seeders, %d agents on 127.0.0.1\n", nSeeders, nAgents)
+	fmt.Fprintf(stdout, "demo: starting origin, tracker, %d seeders, %d agents on 127.0.0.1 (mutual TLS from the demo's own CA)\n", nSeeders, nAgents)
 	c, err := cluster.Start(ctx, cluster.Options{Seeders: nSeeders, Agents: nAgents, Logger: log})
 	if err != nil {
 		return "", err

@@ -53,16 +53,22 @@ func writeFile(t *testing.T, body string) string {
 }
 
 func TestBadConfigNamesTheKey(t *testing.T) {
+	// Valid membership, so that the bad key is what stops the part.
+	ca := testCA(t)
+	agentTLS, seederTLS, trackerTLS := tlsYAML(member(t, ca, "agent")), tlsYAML(member(t, ca, "seeder")), tlsYAML(member(t, ca, "tracker"))
+	agent := "data_dir: " + t.TempDir() + "\nseeders: [127.0.0.1:1]\nproxy:\n  default_upstream: http://127.0.0.1:1\n" + agentTLS
 	tests := []struct {
 		cmd, yaml, want string
 	}{
-		{"agent", "listen: :0\nsedeers: [a:1]\n", "sedeers"},
-		{"agent", "p2p:\n  trakers: [http://x/announce]\n", "trakers"},
-		{"tracker", "tracker:\n  interval: soon\n", "soon"},
-		{"tracker", "tracker:\n  policy: nearest\n", "nearest"},
-		{"seeder", "seeder:\n  allowed_upstreams: [\"http://bad/\"]\n", "allowed_upstreams"},
-		{"agent", "data_dir: " + t.TempDir() + "\nseeders: [127.0.0.1:1]\np2p:\n  trackers: [ftp://x]\n", "trackers"},
-		{"agent", "data_dir: " + t.TempDir() + "\nseeders: [127.0.0.1:1]\np2p:\n  trackers: [http://127.0.0.1:1/announce]\n  listen_addr: nonsense\n", "listen_addr"},
+		{"agent", "listen: :0\nsedeers: [a:1]\n" + agentTLS, "sedeers"},
+		{"agent", "p2p:\n  trakers: [https://x/announce]\n" + agentTLS, "trakers"},
+		{"agent", "tls:\n  ca: ca.pem\n  cret: agent.pem\n", "cret"},
+		{"tracker", "tracker:\n  interval: soon\n" + trackerTLS, "soon"},
+		{"tracker", "tracker:\n  policy: nearest\n" + trackerTLS, "nearest"},
+		{"seeder", "seeder:\n  allowed_upstreams: [\"http://bad/\"]\n" + seederTLS, "allowed_upstreams"},
+		{"seeder", "seeder:\n  allow_any_upstream: false\n" + seederTLS, "allowed_upstreams"},
+		{"agent", agent + "p2p:\n  trackers: [ftp://x]\n", "trackers"},
+		{"agent", agent + "p2p:\n  trackers: [https://127.0.0.1:1/announce]\n  listen_addr: nonsense\n", "listen_addr"},
 	}
 	for _, tc := range tests {
 		var stdout, stderr bytes.Buffer

@@ -124,6 +124,14 @@ func TestRestartAfterSIGKILL(t *testing.T) {
 	}
 	done, cut := img.Layers[0], img.Layers[1]
 	dataDir := t.TempDir()
+	if !strings.HasPrefix(c.TrackerURL, "https://") {
+		t.Fatalf("tracker %s: the cluster runs without mutual TLS", c.TrackerURL)
+	}
+	// The agent process is a member of the cluster, with files of its own.
+	membership, err := c.Member("agent-restart")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(t.TempDir(), "agent.yaml")
 	yaml := fmt.Sprintf(`listen: 127.0.0.1:0
 log_level: info
@@ -135,7 +143,7 @@ p2p:
   download_limit: 8MiB/s
 proxy:
   default_upstream: %s
-`, dataDir, c.Seeders[0].Addr, c.TrackerURL, c.Origin.URL)
+`, dataDir, c.Seeders[0].Addr, c.TrackerURL, c.Origin.URL) + tlsYAML(membership)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -64,10 +64,10 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	tc := cfg.Tracker.WithDefaults()
-	if err := tc.Validate(); err != nil {
-		return fmt.Errorf("tracker: %w", err)
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
+	tc := cfg.Tracker.WithDefaults()
 	cfg.TLS.Logger = log
 	creds, err := mtls.Load(cfg.TLS)
 	if err != nil {
@@ -85,6 +85,20 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// Announces and scrapes for members; /metrics and the probes for
 	// anyone (over TLS, with no client certificate).
 	return serveHTTPS(ctx, cfg.Listen, "listen", opsHandler(ctx, creds.RequireMember(h), reg, log), creds, log)
+}
+
+// Validate reports whether cfg can start a tracker, naming the YAML key
+// that stops it: the log level, the tracker section (with its defaults)
+// and the tls keys. It does not read the certificates.
+func (cfg *trackerConfig) Validate() error {
+	if _, err := newLogger(io.Discard, cfg.LogLevel); err != nil {
+		return err
+	}
+	tc := cfg.Tracker.WithDefaults()
+	if err := tc.Validate(); err != nil {
+		return fmt.Errorf("tracker: %w", err)
+	}
+	return cfg.TLS.Validate()
 }
 
 // seederConfig is the YAML of "eagle seeder".
@@ -156,27 +170,17 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if cfg.P2P.DataDir == "" {
-		cfg.P2P.DataDir = filepath.Join(cfg.DataDir, "p2p")
-	}
-	cfg.P2P.Role = p2p.RoleSeeder
 	cfg.P2P.Logger = log
-	// The gRPC service authorizes every read of the engine's blobs.
-	cfg.P2P.SkipAuthorization = true
 	cfg.TLS.Logger = log
-	cfg.P2P.TLS = cfg.TLS
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	creds, err := mtls.Load(cfg.TLS)
 	if err != nil {
 		return err
 	}
 	reg := serve.NewRegistry()
 	cfg.P2P.Metrics, cfg.Seeder.Metrics = reg, reg
-	if err := cfg.Seeder.Validate(); err != nil {
-		return err
-	}
-	if cfg.CacheSize <= 0 {
-		return fmt.Errorf("cache_size %d must be positive", cfg.CacheSize)
-	}
 	inner, err := openStore(ctx, cfg.Storage, cfg.DataDir)
 	if err != nil {
 		return err
@@ -228,6 +232,36 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case err := <-errc:
 		return err
 	}
+}
+
+// Validate reports whether cfg can start a seeder, naming the YAML key
+// that stops it, and fills in what the seeder derives from the rest: its
+// peer's data_dir, role and membership (the top-level tls keys). It does
+// not read the certificates or open the storage.
+func (cfg *seederConfig) Validate() error {
+	if _, err := newLogger(io.Discard, cfg.LogLevel); err != nil {
+		return err
+	}
+	if cfg.P2P.DataDir == "" {
+		cfg.P2P.DataDir = filepath.Join(cfg.DataDir, "p2p")
+	}
+	cfg.P2P.Role = p2p.RoleSeeder
+	// The gRPC service authorizes every read of the engine's blobs.
+	cfg.P2P.SkipAuthorization = true
+	cfg.P2P.TLS = cfg.TLS
+	if err := cfg.TLS.Validate(); err != nil {
+		return err
+	}
+	if err := cfg.Seeder.Validate(); err != nil {
+		return err
+	}
+	if cfg.CacheSize <= 0 {
+		return fmt.Errorf("cache_size %d must be positive", cfg.CacheSize)
+	}
+	if err := cfg.P2P.Validate(); err != nil {
+		return fmt.Errorf("p2p: %w", err)
+	}
+	return nil
 }
 
 // agentConfig is the YAML of "eagle agent".

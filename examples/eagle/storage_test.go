@@ -20,6 +20,7 @@ import (
 
 	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/seeder"
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/driver"
@@ -76,7 +77,8 @@ func TestStorageDriverConfig(t *testing.T) {
 	// Through the command: the YAML section is read and a bad driver stops
 	// the seeder before it listens.
 	var stdout, stderr bytes.Buffer
-	cfg := "data_dir: " + dir + "\nmetrics_listen: 127.0.0.1:0\np2p:\n  listen_addr: 127.0.0.1:0\nstorage:\n  driver: floppy\n  parameters: {a: 1}\n"
+	cfg := "data_dir: " + dir + "\nmetrics_listen: 127.0.0.1:0\np2p:\n  listen_addr: 127.0.0.1:0\n  trackers: [https://127.0.0.1:1/announce]\n" +
+		"seeder:\n  allowed_upstreams: [registry.example]\nstorage:\n  driver: floppy\n  parameters: {a: 1}\n" + tlsYAML(member(t, testCA(t), "seeder-0"))
 	if code := run([]string{"seeder", "--config", writeFile(t, cfg), "--listen", "127.0.0.1:0"}, &stdout, &stderr); code == 0 || !strings.Contains(stderr.String(), "floppy") {
 		t.Fatalf("seeder with driver floppy: exit %d, stderr %q; want an error naming it", code, stderr.String())
 	}
@@ -136,8 +138,11 @@ func TestStorageDriverSeederS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf("data_dir: %s\nlog_level: info\nmetrics_listen: 127.0.0.1:0\np2p:\n  listen_addr: 127.0.0.1:0\n  trackers: [http://127.0.0.1:1/announce]\nstorage:\n  driver: s3\n  parameters: %s\n",
-		t.TempDir(), paramsYAML)
+	// The seeder and its client are members of one cluster.
+	ca := testCA(t)
+	cfg := fmt.Sprintf("data_dir: %s\nlog_level: info\nmetrics_listen: 127.0.0.1:0\np2p:\n  listen_addr: 127.0.0.1:0\n  trackers: [https://127.0.0.1:1/announce]\n"+
+		"seeder:\n  allowed_upstreams: [%q]\nstorage:\n  driver: s3\n  parameters: %s\n%s",
+		t.TempDir(), reg.Host, paramsYAML, tlsYAML(member(t, ca, "seeder-0")))
 
 	runCtx, stop := context.WithCancel(ctx)
 	var stderr seederLog
@@ -153,7 +158,11 @@ func TestStorageDriverSeederS3(t *testing.T) {
 	})
 	addr := waitListening(t, &stderr, done)
 
-	c, err := seeder.NewClient([]string{addr})
+	creds, err := mtls.Load(member(t, ca, "agent-0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := seeder.NewClient([]string{addr}, seeder.WithCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +175,18 @@ func TestStorageDriverSeederS3(t *testing.T) {
 	}
 	if n := reg.BlobGETs(layer.Digest); n != 1 {
 		t.Fatalf("origin served the layer %d times, want 1", n)
+	}
+	// The gRPC service is for members: a client without a certificate is
+	// refused.
+	stranger, err := seeder.NewClient([]string{addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	if _, err := stranger.MetaInfo(sctx, ref); err == nil {
+		t.Error("the seeder answered a client without a certificate")
 	}
 
 	// The layer is in the bucket, under the seeder's prefix, intact.

@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net"
@@ -17,9 +18,11 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/eagle-p2p/eagle"
+	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/proxy"
 	"github.com/eagle-p2p/eagle/seeder"
+	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/tracker"
 )
 
@@ -30,14 +33,18 @@ type trackerFile struct {
 	Listen   string         `yaml:"listen"`
 	LogLevel string         `yaml:"log_level"`
 	Tracker  tracker.Config `yaml:"tracker"`
+	TLS      mtls.Config    `yaml:"tls"`
 }
 
 type seederFile struct {
-	Listen   string        `yaml:"listen"`
-	DataDir  string        `yaml:"data_dir"`
-	LogLevel string        `yaml:"log_level"`
-	P2P      p2p.Config    `yaml:"p2p"`
-	Seeder   seeder.Config `yaml:"seeder"`
+	Listen        string        `yaml:"listen"`
+	MetricsListen string        `yaml:"metrics_listen"`
+	DataDir       string        `yaml:"data_dir"`
+	LogLevel      string        `yaml:"log_level"`
+	CacheSize     storage.Size  `yaml:"cache_size"`
+	P2P           p2p.Config    `yaml:"p2p"`
+	Seeder        seeder.Config `yaml:"seeder"`
+	TLS           mtls.Config   `yaml:"tls"`
 }
 
 type agentFile struct {
@@ -321,31 +328,140 @@ func checkMounted(t *testing.T, c container, what, dir string) {
 	t.Errorf("container %s: %s %s is not a writable volume mount", c.Name, what, dir)
 }
 
-// trackerAnnounceURL is the announce URL of the tracker Service.
+// trackerAnnounceURL is the announce URL of the tracker Service: https,
+// since the tracker serves cluster members over TLS.
 func trackerAnnounceURL(t *testing.T, m *manifests) string {
 	t.Helper()
 	s, ok := m.services["eagle-tracker"]
 	if !ok || len(s.Spec.Ports) != 1 {
 		t.Fatal("want a Service eagle-tracker with one port")
 	}
-	return fmt.Sprintf("http://%s.%s.svc:%d/announce", s.Metadata.Name, s.Metadata.Namespace, s.Spec.Ports[0].Port)
+	return fmt.Sprintf("https://%s.%s.svc:%d/announce", s.Metadata.Name, s.Metadata.Namespace, s.Spec.Ports[0].Port)
+}
+
+// Secret names and member names of the parts' cluster credentials: the
+// Secret eagle-tls-<member> holds the files "eagle certs --names
+// tracker,seeder,agent" writes for that member, under the same names, so
+// that "kubectl create secret generic --from-file" needs no renaming.
+var tlsSecrets = map[string]string{"tracker": "eagle-tls-tracker", "seeder": "eagle-tls-seeder", "agent": "eagle-tls-agent"}
+
+// checkTLS checks that cfg (the tls: section of the config container c
+// runs) makes the part a cluster member: the three files, not insecure,
+// each a key of the part's Secret mounted read-only in c, readable by the
+// container's user and no one else.
+func checkTLS(t *testing.T, pod podSpec, c container, cfg mtls.Config, member string) {
+	t.Helper()
+	what := "container " + c.Name
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("%s: tls: %v", what, err)
+	}
+	if cfg.Insecure {
+		t.Errorf("%s: tls.insecure is set: the cluster's planes would be open to anyone who reaches them", what)
+		return
+	}
+	secretName := tlsSecrets[member]
+	runsAsRoot := c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil && *c.SecurityContext.RunAsUser == 0
+	for _, f := range []struct{ key, file, want string }{
+		{"tls.ca", cfg.CA, mtls.CAFileName},
+		{"tls.cert", cfg.Cert, member + ".pem"},
+		{"tls.key", cfg.Key, member + "-key.pem"},
+	} {
+		dir, name := path.Split(f.file)
+		found := false
+		for _, vm := range c.VolumeMounts {
+			if path.Clean(vm.MountPath) != path.Clean(dir) {
+				continue
+			}
+			for _, vol := range pod.Volumes {
+				if vol.Name != vm.Name {
+					continue
+				}
+				sv := vol.Secret
+				if sv == nil || sv.SecretName != secretName {
+					t.Errorf("%s: %s %s: volume %s is not the Secret %s", what, f.key, f.file, vol.Name, secretName)
+					continue
+				}
+				found = true
+				if !vm.ReadOnly {
+					t.Errorf("%s: the Secret %s is mounted writable", what, secretName)
+				}
+				if sv.Optional != nil && *sv.Optional {
+					t.Errorf("%s: the Secret %s is optional: without it the part would not start anyway", what, secretName)
+				}
+				key, mode := name, sv.DefaultMode
+				if len(sv.Items) > 0 {
+					key = ""
+					for _, it := range sv.Items {
+						if it.Path == name {
+							key = it.Key
+							if it.Mode != nil {
+								mode = it.Mode
+							}
+						}
+					}
+				}
+				if key == "" {
+					t.Errorf("%s: %s %s is no item of the Secret %s's volume", what, f.key, f.file, secretName)
+				} else if key != f.want {
+					t.Errorf("%s: %s %s is the Secret %s's key %q, want %q (the name eagle certs gives it)", what, f.key, f.file, secretName, key, f.want)
+				}
+				switch {
+				case mode == nil:
+					t.Errorf("%s: the Secret %s has no defaultMode: its files would be world-readable (0644)", what, secretName)
+				case *mode&0o007 != 0:
+					t.Errorf("%s: the Secret %s's files have mode %#o: readable by others", what, secretName, *mode)
+				case !runsAsRoot && (pod.SecurityContext == nil || pod.SecurityContext.FSGroup == nil || *mode&0o040 == 0):
+					t.Errorf("%s runs as a non-root user: the Secret %s's files (mode %#o) need the pod's fsGroup and group read", what, secretName, *mode)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: %s %s is not in a mount of the Secret %s", what, f.key, f.file, secretName)
+		}
+	}
+}
+
+// checkHTTPProbes checks that c's readiness and liveness probes GET /readyz
+// and /healthz with scheme on port.
+func checkHTTPProbes(t *testing.T, c container, scheme string, port int) {
+	t.Helper()
+	for _, p := range []struct {
+		name, path string
+		probe      *probe
+	}{{"readiness", "/readyz", c.ReadinessProbe}, {"liveness", "/healthz", c.LivenessProbe}} {
+		if p.probe == nil || p.probe.HTTPGet == nil {
+			t.Errorf("container %s: want an httpGet %s probe", c.Name, p.name)
+			continue
+		}
+		g := p.probe.HTTPGet
+		n, _ := containerPort(c, g.Port)
+		if g.Path != p.path || cmp.Or(g.Scheme, "HTTP") != scheme || n != port {
+			t.Errorf("container %s: %s probe GETs %s://:%d%s, want %s://:%d%s", c.Name, p.name, cmp.Or(g.Scheme, "HTTP"), n, g.Path, scheme, port, p.path)
+		}
+	}
 }
 
 func TestTracker(t *testing.T) {
 	m := load(t)
 	d := m.deployments["eagle-tracker"]
-	c := d.Spec.Template.Spec.Containers[0]
+	pod := d.Spec.Template.Spec
+	c := pod.Containers[0]
 	var cfg trackerFile
-	configOf(t, m, d.Spec.Template.Spec, c, &cfg)
+	configOf(t, m, pod, c, &cfg)
 	if err := cfg.Tracker.Validate(); err != nil {
 		t.Errorf("tracker config: %v", err)
 	}
-	if got, want := addrPort(t, "listen", cfg.Listen), namedPort(t, c, "http"); got != want {
-		t.Errorf("tracker listens on %d, its container port is %d", got, want)
+	port := namedPort(t, c, "https")
+	if got := addrPort(t, "listen", cfg.Listen); got != port {
+		t.Errorf("tracker listens on %d, its container port is %d", got, port)
 	}
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
 		t.Error("the tracker keeps its peers in memory: run one replica")
 	}
+	checkTLS(t, pod, c, cfg.TLS, "tracker")
+	// With TLS on the tracker serves HTTPS only; its probes, with no
+	// client certificate, are admitted.
+	checkHTTPProbes(t, c, "HTTPS", port)
 }
 
 func TestSeeder(t *testing.T) {
@@ -361,9 +477,18 @@ func TestSeeder(t *testing.T) {
 	if cfg.P2P.DataDir == "" {
 		cfg.P2P.DataDir = path.Join(cfg.DataDir, "p2p") // the binary's default
 	}
+	cfg.P2P.TLS = cfg.TLS // as the binary does: the peer is a member with the seeder's files
 	if err := cfg.P2P.Validate(); err != nil {
 		t.Errorf("seeder p2p config: %v", err)
 	}
+	checkTLS(t, pod, c, cfg.TLS, "seeder")
+	// The gRPC port admits members only: the kubelet's plaintext gRPC
+	// probe would fail. The probes use the metrics listener.
+	metrics := namedPort(t, c, "metrics")
+	if cfg.MetricsListen == "" || addrPort(t, "metrics_listen", cfg.MetricsListen) != metrics {
+		t.Errorf("seeder metrics_listen %q, want the container port metrics (%d)", cfg.MetricsListen, metrics)
+	}
+	checkHTTPProbes(t, c, "HTTP", metrics)
 	if got, want := addrPort(t, "listen", cfg.Listen), namedPort(t, c, "grpc"); got != want {
 		t.Errorf("seeder listens on %d, its container port is %d", got, want)
 	}
@@ -406,6 +531,7 @@ func TestAgent(t *testing.T) {
 	if err := node.Validate(); err != nil {
 		t.Fatalf("agent config: %v", err)
 	}
+	checkTLS(t, pod, c, node.TLS, "agent")
 	host, _, _ := net.SplitHostPort(cfg.Listen)
 	if host != "127.0.0.1" {
 		t.Errorf("agent listens on %q: on the host network it must listen on the loopback only", cfg.Listen)
@@ -454,6 +580,60 @@ func TestAgent(t *testing.T) {
 		u := upstreamURL(t, up)
 		if !slices.Contains(seederCfg.Seeder.AllowedUpstreams, u.Host) {
 			t.Errorf("the agent mirrors %s (%s), which seeder.allowed_upstreams %v leaves out", up, u.Host, seederCfg.Seeder.AllowedUpstreams)
+		}
+	}
+}
+
+// Every part runs with mutual TLS: its config names certificates from
+// the part's Secret (none insecure), every tracker URL is https, no probe
+// speaks plaintext gRPC to a port that admits members only, and the
+// Secrets are only referenced, never defined, here: their keys are the
+// operator's to create.
+func TestTLS(t *testing.T) {
+	m := load(t)
+	secrets := map[string]bool{}
+	for _, w := range m.workloads() {
+		for _, v := range w.template.Spec.Volumes {
+			if v.Secret != nil {
+				secrets[v.Secret.SecretName] = true
+			}
+		}
+		for _, c := range w.template.Spec.Containers {
+			for _, p := range []*probe{c.ReadinessProbe, c.LivenessProbe} {
+				if p != nil && p.GRPC != nil {
+					t.Errorf("%s %s container %s: a gRPC probe cannot pass the seeders' mutual TLS", w.kind, w.name, c.Name)
+				}
+			}
+		}
+	}
+	if got, want := slices.Sorted(maps.Keys(secrets)), slices.Sorted(maps.Values(tlsSecrets)); !slices.Equal(got, want) {
+		t.Errorf("the workloads mount the Secrets %v, want %v", got, want)
+	}
+
+	var trackers []string
+	for name, cm := range m.configMaps {
+		for key, data := range cm.Data {
+			var doc struct {
+				TLS *mtls.Config `yaml:"tls"`
+				P2P struct {
+					Trackers []string `yaml:"trackers"`
+				} `yaml:"p2p"`
+			}
+			if err := yaml.Unmarshal([]byte(data), &doc); err != nil {
+				t.Fatalf("ConfigMap %s key %s: %v", name, key, err)
+			}
+			if doc.TLS == nil || doc.TLS.Insecure {
+				t.Errorf("ConfigMap %s key %s: tls %+v, want the cluster certificates", name, key, doc.TLS)
+			}
+			trackers = append(trackers, doc.P2P.Trackers...)
+		}
+	}
+	if len(trackers) == 0 {
+		t.Error("no config names a tracker")
+	}
+	for _, u := range trackers {
+		if !strings.HasPrefix(u, "https://") {
+			t.Errorf("tracker URL %q: want https (the tracker admits members over TLS)", u)
 		}
 	}
 }

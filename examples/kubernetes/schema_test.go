@@ -171,7 +171,20 @@ type podSpec struct {
 			Path string `yaml:"path"`
 			Type string `yaml:"type"`
 		} `yaml:"hostPath"`
+		Secret *secretVolume `yaml:"secret"`
 	} `yaml:"volumes"`
+}
+
+// secretVolume is a volume of a Secret's keys as files.
+type secretVolume struct {
+	SecretName  string `yaml:"secretName"`
+	DefaultMode *int   `yaml:"defaultMode"`
+	Optional    *bool  `yaml:"optional"`
+	Items       []struct {
+		Key  string `yaml:"key"`
+		Path string `yaml:"path"`
+		Mode *int   `yaml:"mode"`
+	} `yaml:"items"`
 }
 
 type container struct {

@@ -266,7 +266,9 @@ func (cfg *seederConfig) Validate() error {
 
 // agentConfig is the YAML of "eagle agent".
 type agentConfig struct {
-	// Listen is the registry endpoint's listen address. Default ":5000".
+	// Listen is the registry endpoint's listen address. Default
+	// "127.0.0.1:5000": the runtime is on the same host, and the registry
+	// API is nobody else's business.
 	Listen string `yaml:"listen"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
@@ -275,7 +277,7 @@ type agentConfig struct {
 }
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg := agentConfig{Listen: ":5000", LogLevel: "info", Node: eagle.Config{DataDir: "/var/lib/eagle/agent"}}
+	cfg := agentConfig{Listen: "127.0.0.1:5000", LogLevel: "info", Node: eagle.Config{DataDir: "/var/lib/eagle/agent"}}
 	fs := flag.NewFlagSet("eagle agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "YAML config file")

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent"
-	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 )
 
@@ -121,7 +120,7 @@ func (a *announcer) announce(ctx context.Context, ih metainfo.Hash, ev announceE
 
 func parseAnnounceResponse(body []byte) (announceResult, error) {
 	var tr trackerResponse
-	if err := bencode.Unmarshal(body, &tr); err != nil {
+	if err := unmarshalBencode(body, &tr); err != nil {
 		return announceResult{}, fmt.Errorf("tracker response: %w", err)
 	}
 	if tr.FailureReason != "" {
@@ -130,16 +129,31 @@ func parseAnnounceResponse(body []byte) (announceResult, error) {
 	if len(tr.Peers)%6 != 0 || len(tr.Peers6)%18 != 0 {
 		return announceResult{}, errors.New("tracker response: compact peer list of the wrong length")
 	}
-	res := announceResult{interval: time.Duration(tr.Interval) * time.Second}
+	// Seconds past maxTrackerInterval would overflow a Duration into a
+	// negative wait or one of centuries: never announcing again.
+	res := announceResult{interval: time.Duration(min(max(tr.Interval, 0), int64(maxTrackerInterval/time.Second))) * time.Second}
 	for b := tr.Peers; len(b) > 0; b = b[6:] {
 		ip := netip.AddrFrom4([4]byte(b[:4]))
-		res.peers = append(res.peers, netip.AddrPortFrom(ip, uint16(b[4])<<8|uint16(b[5])))
+		res.peers = appendDialable(res.peers, netip.AddrPortFrom(ip, uint16(b[4])<<8|uint16(b[5])))
 	}
 	for b := tr.Peers6; len(b) > 0; b = b[18:] {
-		ip := netip.AddrFrom16([16]byte(b[:16]))
-		res.peers = append(res.peers, netip.AddrPortFrom(ip, uint16(b[16])<<8|uint16(b[17])))
+		ip := netip.AddrFrom16([16]byte(b[:16])).Unmap()
+		res.peers = appendDialable(res.peers, netip.AddrPortFrom(ip, uint16(b[16])<<8|uint16(b[17])))
 	}
 	return res, nil
+}
+
+// maxTrackerInterval caps the announce interval a tracker asks for.
+const maxTrackerInterval = time.Hour
+
+// appendDialable appends p to peers if it is an address a peer can be
+// dialled at: port 0, 0.0.0.0 or :: (which Linux dials as this host) and
+// multicast ones are dropped, not handed to the torrent.
+func appendDialable(peers []netip.AddrPort, p netip.AddrPort) []netip.AddrPort {
+	if p.Port() == 0 || p.Addr().IsUnspecified() || p.Addr().IsMulticast() {
+		return peers
+	}
+	return append(peers, p)
 }
 
 // announceLoop announces ent to one tracker until ctx ends, then tells the

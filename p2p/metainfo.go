@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"strconv"
 
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
@@ -134,7 +135,7 @@ func ParseMetaInfo(dgst digest.Digest, b []byte) (*metainfo.MetaInfo, metainfo.I
 		return nil, metainfo.Info{}, err
 	}
 	var mi metainfo.MetaInfo
-	if err := bencode.Unmarshal(b, &mi); err != nil {
+	if err := unmarshalBencode(b, &mi); err != nil {
 		return nil, metainfo.Info{}, fmt.Errorf("%w: %v", ErrBadMetaInfo, err)
 	}
 	info, err := mi.UnmarshalInfo()
@@ -156,4 +157,69 @@ func ParseMetaInfo(dgst digest.Digest, b []byte) (*metainfo.MetaInfo, metainfo.I
 		return nil, info, fmt.Errorf("%w: %d bytes of piece hashes, want %d", ErrBadMetaInfo, len(info.Pieces), want)
 	}
 	return &mi, info, nil
+}
+
+// unmarshalBencode is bencode.Unmarshal for input from the network. It
+// refuses nesting deeper than maxBencodeDepth (see checkBencodeDepth) and
+// strings longer than the input: anacrolix's decoder allocates the length
+// a string claims, up to 128 MiB, before it reads the string, so 20 bytes
+// of a tracker's answer cost 128 MiB.
+func unmarshalBencode(b []byte, v any) error {
+	if err := checkBencodeDepth(b); err != nil {
+		return err
+	}
+	d := bencode.NewDecoder(bytes.NewReader(b))
+	d.MaxStrLen = int64(len(b))
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	return d.ReadEOF()
+}
+
+// maxBencodeDepth bounds the nesting of bencoded input from the network.
+// Eagle's metainfo nests 2 levels deep, a tracker's answer 3.
+const maxBencodeDepth = 32
+
+// checkBencodeDepth refuses bencoded input nested deeper than
+// maxBencodeDepth. anacrolix's decoder recurses once per level with no
+// limit of its own, so a few MiB of "l" (a seeder's metainfo answer may
+// be 4 MiB) overflowed the goroutine stack: a fatal error that no recover
+// catches, taking the whole process down. It walks the input as the
+// decoder does, without recursion, and leaves every other error to the
+// decoder: where the input stops making sense, so does the decoder.
+func checkBencodeDepth(b []byte) error {
+	depth := 0
+	for i := 0; i < len(b); {
+		switch c := b[i]; {
+		case c == 'd' || c == 'l':
+			if depth++; depth > maxBencodeDepth {
+				return fmt.Errorf("bencode nested more than %d levels deep", maxBencodeDepth)
+			}
+			i++
+		case c == 'e':
+			if depth--; depth < 0 {
+				return nil
+			}
+			i++
+		case c == 'i':
+			end := bytes.IndexByte(b[i:], 'e')
+			if end < 0 {
+				return nil
+			}
+			i += end + 1
+		case c >= '0' && c <= '9':
+			colon := bytes.IndexByte(b[i:], ':')
+			if colon < 0 {
+				return nil
+			}
+			n, err := strconv.ParseUint(string(b[i:i+colon]), 10, 63)
+			if err != nil || n > uint64(len(b)-i-colon-1) {
+				return nil
+			}
+			i += colon + 1 + int(n)
+		default:
+			return nil
+		}
+	}
+	return nil
 }

@@ -44,18 +44,37 @@ var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("2001::/23"),          // IETF protocol assignments
 	netip.MustParsePrefix("fec0::/10"),          // deprecated site-local
 	netip.MustParsePrefix("::ffff:0:0:0/96"),    // IPv4-translated
-	netip.MustParsePrefix("64:ff9b::/96"),       // NAT64: checked on its IPv4 part below
-	netip.MustParsePrefix("2002::/16"),          // 6to4: checked on its IPv4 part below
+	netip.MustParsePrefix("::/96"),              // IPv4-compatible (deprecated)
 	netip.MustParsePrefix("169.254.169.254/32"), // cloud metadata (also link-local)
 }
+
+// Prefixes whose addresses carry an IPv4 address, judged by it: a NAT64
+// address of a public IPv4 address is public (an IPv6-only cluster reaches
+// IPv4 registries that way), one of 127.0.0.1 is not.
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
 
 // Public reports whether ip is a public unicast address: not loopback,
 // private (RFC 1918, fc00::/7), link-local (169.254.0.0/16 — where cloud
 // metadata services live — and fe80::/10), carrier-grade NAT, multicast,
-// unspecified, documentation, benchmarking or reserved. An IPv4-mapped
-// IPv6 address is judged by its IPv4 address.
+// unspecified, documentation, benchmarking or reserved. An IPv4-mapped,
+// NAT64 (64:ff9b::/96) or 6to4 (2002::/16) address is judged by the IPv4
+// address it carries.
 func Public(ip netip.Addr) bool {
-	ip = ip.Unmap()
+	// A zone ("%eth0") makes netip.Prefix.Contains false whatever the
+	// address; it says nothing about where the address leads.
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		b := ip.As16()
+		switch {
+		case nat64.Contains(ip):
+			return Public(netip.AddrFrom4([4]byte(b[12:16])))
+		case sixToFour.Contains(ip):
+			return Public(netip.AddrFrom4([4]byte(b[2:6])))
+		}
+	}
 	if !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
 		ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
 		return false

@@ -1,6 +1,7 @@
 package mtls
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -310,6 +311,12 @@ func (ca *CA) WriteMember(dir, name string) (Config, error) {
 		data []byte
 		perm os.FileMode
 	}{{cfg.CA, ca.CertPEM(), 0o644}, {cfg.Key, keyPEM, 0o600}, {cfg.Cert, certPEM, 0o644}} {
+		if old, err := os.ReadFile(f.path); err == nil && bytes.Equal(old, f.data) {
+			// Unchanged (the CA bundle, shared by the members of one
+			// directory): rewriting it would make every member running
+			// on it reload its credentials.
+			continue
+		}
 		if err := writeFileAtomic(f.path, f.data, f.perm); err != nil {
 			return Config{}, err
 		}

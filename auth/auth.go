@@ -265,15 +265,11 @@ func (a *Authorizer) head(ctx context.Context, ref blob.Ref) error {
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
-	switch {
+	switch refusal := blob.Refusal(resp); {
 	case resp.StatusCode >= 200 && resp.StatusCode < 400:
 		return nil
-	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		return &blob.OriginError{
-			StatusCode:      resp.StatusCode,
-			WWWAuthenticate: resp.Header.Get("WWW-Authenticate"),
-			RetryAfter:      resp.Header.Get("Retry-After"),
-		}
+	case refusal != nil:
+		return refusal
 	default:
 		return fmt.Errorf("%w: %s answered %d", ErrUnavailable, u.Host, resp.StatusCode)
 	}

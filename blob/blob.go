@@ -73,6 +73,19 @@ type OriginError struct {
 	RetryAfter string
 }
 
+// Refusal returns the origin's refusal in resp: an *OriginError for a 4xx,
+// nil for any other status.
+func Refusal(resp *http.Response) *OriginError {
+	if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+		return nil
+	}
+	return &OriginError{
+		StatusCode:      resp.StatusCode,
+		WWWAuthenticate: resp.Header.Get("WWW-Authenticate"),
+		RetryAfter:      resp.Header.Get("Retry-After"),
+	}
+}
+
 func (e *OriginError) Error() string {
 	text := http.StatusText(e.StatusCode)
 	if text == "" {

@@ -112,21 +112,11 @@ func LoadCA(certPath, keyPath string) (*CA, error) {
 	if !ok {
 		return nil, fmt.Errorf("mtls: CA key %s: unsupported key type %T", keyPath, key)
 	}
-	n := 0
-	for rest := certPEM; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		n++
-		cert, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("mtls: CA certificate %s: certificate %d: %w", certPath, n, err)
-		}
+	certs, err := parseCerts(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("mtls: CA certificate %s: %w", certPath, err)
+	}
+	for _, cert := range certs {
 		if !pub.Equal(cert.PublicKey) {
 			continue
 		}
@@ -134,9 +124,6 @@ func LoadCA(certPath, keyPath string) (*CA, error) {
 			return nil, fmt.Errorf("mtls: CA certificate %s: %q is not a CA certificate", certPath, cert.Subject.CommonName)
 		}
 		return newCA(cert, key)
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("mtls: CA certificate %s: no PEM CERTIFICATE block", certPath)
 	}
 	return nil, fmt.Errorf("mtls: CA certificate %s: no certificate matches the key in %s", certPath, keyPath)
 }

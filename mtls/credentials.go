@@ -290,8 +290,28 @@ func (c *Credentials) read(files [3]os.FileInfo, prev *verifier) (*state, error)
 
 // newVerifier parses a CA bundle: one or more PEM certificates, all CAs.
 func newVerifier(bundle []byte) (*verifier, error) {
+	certs, err := parseCerts(bundle)
+	if err != nil {
+		return nil, err
+	}
 	pool := x509.NewCertPool()
-	n := 0
+	for i, cert := range certs {
+		if !cert.BasicConstraintsValid || !cert.IsCA {
+			return nil, fmt.Errorf("certificate %d (%q) is not a CA certificate", i+1, cert.Subject.CommonName)
+		}
+		pool.AddCert(cert)
+	}
+	cache, err := lru.New[[sha256.Size]byte, time.Time](verifiedCacheSize)
+	if err != nil {
+		return nil, err
+	}
+	return &verifier{bundle: bundle, pool: pool, cache: cache}, nil
+}
+
+// parseCerts parses the CERTIFICATE blocks of a PEM bundle, skipping other
+// blocks; a bundle without one is an error.
+func parseCerts(bundle []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
 	for rest := bundle; ; {
 		var b *pem.Block
 		b, rest = pem.Decode(rest)
@@ -301,24 +321,16 @@ func newVerifier(bundle []byte) (*verifier, error) {
 		if b.Type != "CERTIFICATE" {
 			continue
 		}
-		n++
 		cert, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", n, err)
+			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
 		}
-		if !cert.BasicConstraintsValid || !cert.IsCA {
-			return nil, fmt.Errorf("certificate %d (%q) is not a CA certificate", n, cert.Subject.CommonName)
-		}
-		pool.AddCert(cert)
+		certs = append(certs, cert)
 	}
-	if n == 0 {
+	if len(certs) == 0 {
 		return nil, errors.New("no PEM CERTIFICATE block")
 	}
-	cache, err := lru.New[[sha256.Size]byte, time.Time](verifiedCacheSize)
-	if err != nil {
-		return nil, err
-	}
-	return &verifier{bundle: bundle, pool: pool, cache: cache}, nil
+	return certs, nil
 }
 
 // verify reports whether certs (a leaf, then intermediates, as sent in a

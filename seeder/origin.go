@@ -340,15 +340,11 @@ func (s *Server) fromStore(ctx context.Context, dgst digest.Digest) (entry, erro
 // caller's to see.
 func (s *Server) statusError(ctx context.Context, r blobRequest, resp *http.Response) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	switch {
+	switch refusal := blob.Refusal(resp); {
 	case resp.StatusCode == http.StatusNotFound:
 		return errOriginNotFound
-	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		return &blob.OriginError{
-			StatusCode:      resp.StatusCode,
-			WWWAuthenticate: resp.Header.Get("WWW-Authenticate"),
-			RetryAfter:      resp.Header.Get("Retry-After"),
-		}
+	case refusal != nil:
+		return refusal
 	default:
 		s.log.WarnContext(ctx, "origin answered with an error", "upstream", r.upstream.Host,
 			"digest", r.digest, "status", resp.StatusCode, "from", resp.Request.URL.Host)

@@ -3,12 +3,8 @@ package attack
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"net/http"
-	"net/url"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -59,31 +55,15 @@ func startCluster(t *testing.T, opts cluster.Options) *cluster.Cluster {
 	return c
 }
 
-// token fetches a bearer token for scope from ts with user's password, the
-// way containerd does.
+// token fetches a bearer token for scope from ts with user's password and
+// returns it as an Authorization value.
 func token(t *testing.T, ts *origin.TokenServer, user, password, scope string) string {
 	t.Helper()
-	form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {password},
-		"service": {origin.TokenService}, "scope": {scope}}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.Realm, strings.NewReader(form.Encode()))
+	tok, err := ts.Token(t.Context(), user, password, scope)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	client := &http.Client{Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK || body.AccessToken == "" {
-		t.Fatalf("token for %s: %s, %v", scope, resp.Status, err)
-	}
-	return "Bearer " + body.AccessToken
+	return "Bearer " + tok
 }
 
 // leaked returns the offset in got of a run of 32 bytes of any of blobs,

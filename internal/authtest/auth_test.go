@@ -2,9 +2,7 @@ package authtest
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -83,27 +81,11 @@ func TestTokenAuthPullThroughCluster(t *testing.T) {
 // from ts with user's password the way containerd does.
 func bearer(t *testing.T, ctx context.Context, ts *origin.TokenServer, user, scope string) http.Header {
 	t.Helper()
-	form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {users[user]},
-		"service": {origin.TokenService}, "scope": {scope}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.Realm, strings.NewReader(form.Encode()))
+	tok, err := ts.Token(ctx, user, users[user], scope)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	client := &http.Client{Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK || body.AccessToken == "" {
-		t.Fatalf("token for %s: %s, %v", scope, resp.Status, err)
-	}
-	return http.Header{"Authorization": {"Bearer " + body.AccessToken}}
+	return http.Header{"Authorization": {"Bearer " + tok}}
 }
 
 // checkAuthPull checks a pull of img through c's agents from an origin that

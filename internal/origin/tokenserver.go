@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -128,6 +129,32 @@ func StartTokenServer(ctx context.Context, users map[string]string) (_ *TokenSer
 		}
 	}()
 	return ts, nil
+}
+
+// Token fetches a bearer token for scope ("repository:<name>:pull") with
+// user's password, the way containerd does (an OAuth2 password grant).
+func (ts *TokenServer) Token(ctx context.Context, user, password, scope string) (string, error) {
+	form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {password},
+		"service": {TokenService}, "scope": {scope}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.Realm, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", fmt.Errorf("origin: token: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("origin: token: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK || body.AccessToken == "" {
+		return "", fmt.Errorf("origin: token for %s: %s (%v)", scope, resp.Status, err)
+	}
+	return body.AccessToken, nil
 }
 
 // Limit restricts user to the repositories matching patterns (a name, or

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage/memory"
 	"github.com/eagle-p2p/eagle/tracker"
@@ -145,11 +146,11 @@ func TestMetricsSwarmBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(trk)
-	t.Cleanup(func() { ts.Close(); trk.Close() })
+	t.Cleanup(func() { trk.Close() })
+	trackerURL, _ := testtls.Server(t, trk)
 	newEngine := func(role p2p.Role, src p2p.MetaInfoSource, store *memory.Store) *p2p.Engine {
-		e, err := p2p.New(p2p.Config{
-			ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{ts.URL + "/announce"},
+		e, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "node"),
+			ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trackerURL + "/announce"},
 			Role: role, Logger: quiet, SkipAuthorization: true,
 		}, store, src)
 		if err != nil {

@@ -164,7 +164,9 @@ func NewNode(cfg Config) (_ *Node, err error) {
 			TTL:       cfg.Proxy.AuthCacheTTL,
 			CacheSize: cfg.Proxy.AuthCacheSize,
 			Timeout:   cfg.Proxy.AuthTimeout,
+			StaleTTL:  cfg.Proxy.StaleAuthTTL,
 			Trusted:   trusted,
+			Logger:    cfg.Logger,
 			Vouch: func(ctx context.Context, ref blob.Ref) error {
 				_, err := seeders.MetaInfo(ctx, ref)
 				return err

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -43,6 +44,13 @@ const (
 	DefaultCacheSize = 4096
 	// DefaultTimeout bounds one check at the origin.
 	DefaultTimeout = 30 * time.Second
+	// DefaultStaleTTL is how long the origin's last yes keeps counting
+	// while the origin cannot be asked: an hour of an origin outage, or a
+	// network partition, during which nodes keep serving what they hold
+	// to the clients the origin last let read it. A credential revoked
+	// meanwhile keeps reading those blobs that long; a refusal from an
+	// origin that answers always counts at once.
+	DefaultStaleTTL = time.Hour
 )
 
 // Errors of Authorize besides an origin's refusal (a *blob.OriginError).
@@ -76,6 +84,14 @@ type Config struct {
 	CacheSize int
 	// Timeout bounds one check at the origin. Zero means DefaultTimeout.
 	Timeout time.Duration
+	// StaleTTL is how long after the origin's last yes a check that finds
+	// the origin unreachable (ErrUnavailable: a network error or a 5xx)
+	// still says yes. Zero means DefaultStaleTTL; negative: never past
+	// TTL. The entries count against CacheSize.
+	StaleTTL time.Duration
+	// Logger receives a warning each time a stale yes is used. Nil:
+	// discarded.
+	Logger *slog.Logger
 	// Trusted reports whether an upstream (a base URL,
 	// "scheme://host[:port]") is one the operator configured, whose answers
 	// about who may read a blob are believed whoever served the bytes.
@@ -95,7 +111,7 @@ type Authorizer struct {
 	cfg    Config
 	client *http.Client
 	ownsRT bool
-	cache  *lru.Cache[string, time.Time] // key → expiry
+	cache  *lru.Cache[string, time.Time] // key → time of the origin's last yes
 	group  singleflight.Group
 	// epoch counts Forget calls. A check caches its answer only if no
 	// Forget happened while it ran, and requests join only checks started
@@ -127,6 +143,12 @@ func New(cfg Config) (*Authorizer, error) {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.StaleTTL == 0 {
+		cfg.StaleTTL = DefaultStaleTTL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cache, err := lru.New[string, time.Time](cfg.CacheSize)
 	if err != nil {
@@ -169,23 +191,25 @@ func key(ref blob.Ref) string {
 // wait.
 func (a *Authorizer) Authorize(ctx context.Context, ref blob.Ref) error {
 	k := key(ref)
-	if a.cfg.TTL > 0 {
-		if exp, ok := a.cache.Get(k); ok {
-			if time.Now().Before(exp) {
-				return nil
-			}
-			a.cache.Remove(k)
-		}
+	lastYes, known := a.cache.Get(k)
+	if known && time.Since(lastYes) < a.cfg.TTL {
+		return nil
 	}
 	epoch := a.epoch.Load()
 	ch := a.group.DoChan(k+"\x00"+strconv.FormatUint(epoch, 10), func() (any, error) {
 		err := a.check(ref)
-		if err == nil && a.cfg.TTL > 0 {
+		var oe *blob.OriginError
+		switch {
+		case err == nil && (a.cfg.TTL > 0 || a.cfg.StaleTTL > 0):
 			a.mu.Lock()
 			if a.epoch.Load() == epoch {
-				a.cache.Add(k, time.Now().Add(a.cfg.TTL))
+				a.cache.Add(k, time.Now())
 			}
 			a.mu.Unlock()
+		case errors.As(err, &oe):
+			// A no from an origin that answers ends the old yes too: a
+			// later outage must not bring it back.
+			a.cache.Remove(k)
 		}
 		return nil, err
 	})
@@ -193,6 +217,15 @@ func (a *Authorizer) Authorize(ctx context.Context, ref blob.Ref) error {
 	case <-ctx.Done():
 		return fmt.Errorf("auth: waiting for the origin's answer: %w", ctx.Err())
 	case res := <-ch:
+		if errors.Is(res.Err, ErrUnavailable) && known && time.Since(lastYes) < a.cfg.StaleTTL {
+			// Forget may have dropped it meanwhile.
+			if t, ok := a.cache.Peek(k); ok && t.Equal(lastYes) {
+				a.cfg.Logger.WarnContext(ctx, "origin unreachable: reading on its last yes",
+					"upstream", ref.Upstream, "repository", ref.Repository, "digest", string(ref.Digest),
+					"age", time.Since(lastYes).Round(time.Second), "error", res.Err)
+				return nil
+			}
+		}
 		return res.Err
 	}
 }

@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
+	"github.com/opencontainers/go-digest"
 )
 
 // The engine announces to the trackers itself instead of through
@@ -73,6 +76,27 @@ type announcer struct {
 	client *http.Client
 	peerID [20]byte
 	port   int
+
+	// Failed announces are logged at warn, at most one line per
+	// announceLogEvery with the count since the last line.
+	logMu    sync.Mutex
+	logNext  time.Time
+	failures int
+}
+
+// announceLogEvery spaces the warnings about one tracker's failures.
+const announceLogEvery = 30 * time.Second
+
+// failed logs a failed announce at warn, rate-limited.
+func (a *announcer) failed(log *slog.Logger, dgst digest.Digest, err error) {
+	a.logMu.Lock()
+	defer a.logMu.Unlock()
+	a.failures++
+	if now := time.Now(); now.After(a.logNext) {
+		log.Warn("tracker announce failed", "tracker", a.url, "digest", dgst, "failures", a.failures, "err", err)
+		a.failures = 0
+		a.logNext = now.Add(announceLogEvery)
+	}
 }
 
 func (a *announcer) announce(ctx context.Context, ih metainfo.Hash, ev announceEvent, numWant int, downloaded, uploaded, left int64) (announceResult, error) {
@@ -175,8 +199,11 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 			if ctx.Err() != nil {
 				break
 			}
-			e.log.Debug("announce failed", "tracker", a.url, "digest", ent.dgst, "err", err)
+			ent.announceErr.Store(a.url + ": " + err.Error())
+			a.failed(e.log, ent.dgst, err)
 		} else {
+			ent.announced.Store(true)
+			ent.handedOut.Add(int64(len(res.peers)))
 			if ev == eventCompleted {
 				sentCompleted = true
 			}

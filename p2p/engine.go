@@ -164,6 +164,9 @@ type Stats struct {
 	BytesFromSeeders int64
 	// BytesFromAgents is useful piece data received from other agents.
 	BytesFromAgents int64
+	// BytesFromOrigin is blob data this node fetched from origins itself
+	// (FetchOrigin: the registry endpoint's fallback).
+	BytesFromOrigin int64
 	// BytesUploaded is piece data sent to other peers.
 	BytesUploaded int64
 	// Peers is the number of peer connections open now, over all blobs.
@@ -204,7 +207,9 @@ type Engine struct {
 	metaCache *lru.Cache[digest.Digest, []byte]
 
 	fromSeeders, fromAgents atomic.Int64
-	metrics                 *engineMetrics
+	// fromOrigin counts the bytes fetched from origins (FetchOrigin).
+	fromOrigin atomic.Int64
+	metrics    *engineMetrics
 	// super is the super-seeding state of a seeder's swarms; nil for an
 	// agent.
 	super *superSeeder
@@ -224,6 +229,35 @@ type entry struct {
 	doneErr error
 	// stopAnnouncing ends the entry's announce loops.
 	stopAnnouncing context.CancelFunc
+	// announced records whether a tracker answered for the entry, the
+	// last announce error and how many peers the trackers handed out, so
+	// that a stalled read can say why.
+	announced   atomic.Bool
+	announceErr atomic.Value // string
+	handedOut   atomic.Int64
+}
+
+// stallReason says why ent's download has no byte for a reader: what the
+// trackers and the torrent show now.
+func (ent *entry) stallReason() string {
+	peers := 0
+	if ent.t != nil {
+		peers = ent.t.Stats().ActivePeers
+	}
+	switch {
+	case peers > 0:
+		return fmt.Sprintf("%d peers connected, no verified piece yet", peers)
+	case !ent.announced.Load():
+		reason, _ := ent.announceErr.Load().(string)
+		if reason == "" {
+			reason = "no answer yet"
+		}
+		return "no tracker answered: " + reason
+	case ent.handedOut.Load() == 0:
+		return "no peers: the trackers know nobody else holding the blob"
+	default:
+		return fmt.Sprintf("no peer connected of the %d the trackers handed out", ent.handedOut.Load())
+	}
 }
 
 // seedsOther reports whether ent is a committed blob seeded under another
@@ -712,7 +746,7 @@ func (e *Engine) Addr() net.Addr {
 
 // Stats returns byte counters since the engine started.
 func (e *Engine) Stats() Stats {
-	s := Stats{BytesFromSeeders: e.fromSeeders.Load(), BytesFromAgents: e.fromAgents.Load()}
+	s := Stats{BytesFromSeeders: e.fromSeeders.Load(), BytesFromAgents: e.fromAgents.Load(), BytesFromOrigin: e.fromOrigin.Load()}
 	cs := e.cl.Stats().ConnStats
 	s.BytesUploaded = cs.BytesWrittenData.Int64()
 	for _, t := range e.cl.Torrents() {

@@ -364,6 +364,9 @@ type storedBlob struct {
 	unpin func()
 }
 
+// Source says the bytes come from the node's store.
+func (s *storedBlob) Source() string { return SourceLocal }
+
 func (s *storedBlob) Close() error {
 	s.unpin()
 	return s.b.Close()
@@ -376,6 +379,7 @@ func (emptyBlob) Read([]byte) (int, error)       { return 0, io.EOF }
 func (emptyBlob) Seek(int64, int) (int64, error) { return 0, nil }
 func (emptyBlob) Close() error                   { return nil }
 func (emptyBlob) Size() int64                    { return 0 }
+func (emptyBlob) Source() string                 { return SourceLocal }
 
 // swarmBlob reads a blob that is still downloading.
 type swarmBlob struct {
@@ -390,6 +394,13 @@ type swarmBlob struct {
 }
 
 func (s *swarmBlob) Size() int64 { return s.ent.size }
+
+// Source says the bytes come from the swarm.
+func (s *swarmBlob) Source() string { return SourceSwarm }
+
+// StallReason says why no byte is coming: no tracker answered, no peers,
+// or peers but no piece.
+func (s *swarmBlob) StallReason() string { return s.ent.stallReason() }
 
 func (s *swarmBlob) Read(p []byte) (int, error) {
 	select {

@@ -8,9 +8,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Where the bytes of a blob.Reader from the engine come from, as its
+// Source method says: a caller such as the registry endpoint accounts the
+// bytes it serves by them.
+const (
+	// SourceLocal: the node's store.
+	SourceLocal = "local"
+	// SourceSwarm: the swarm, while the download goes on.
+	SourceSwarm = "swarm"
+	// SourceOrigin: the origin itself (FetchOrigin).
+	SourceOrigin = "origin"
+)
+
 // FromSwarm reports whether b, returned by Engine.Fetch, is being read
 // while its download through the swarm goes on, rather than from the local
-// store. A caller such as the proxy uses it to account the bytes it serves.
+// store.
 func FromSwarm(b blob.Reader) bool {
 	_, ok := b.(*swarmBlob)
 	return ok
@@ -98,7 +110,7 @@ func (m *engineMetrics) downloadEnded(err error, closing bool) {
 
 var (
 	receivedDesc = prometheus.NewDesc("eagle_p2p_received_bytes_total",
-		"Useful piece data received from other peers, by the kind of peer: agent or seeder.",
+		"Blob data received, by where it came from: agent or seeder (useful piece data from peers), origin (fetched from the origin by this node itself).",
 		[]string{"from"}, nil)
 	uploadedDesc = prometheus.NewDesc("eagle_p2p_uploaded_bytes_total",
 		"Piece data sent to other peers.", nil, nil)
@@ -132,6 +144,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	active, cached := c.e.blobCounts()
 	ch <- prometheus.MustNewConstMetric(receivedDesc, prometheus.CounterValue, float64(st.BytesFromAgents), "agent")
 	ch <- prometheus.MustNewConstMetric(receivedDesc, prometheus.CounterValue, float64(st.BytesFromSeeders), "seeder")
+	ch <- prometheus.MustNewConstMetric(receivedDesc, prometheus.CounterValue, float64(st.BytesFromOrigin), "origin")
 	ch <- prometheus.MustNewConstMetric(uploadedDesc, prometheus.CounterValue, float64(st.BytesUploaded))
 	ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(active))
 	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.GaugeValue, float64(cached))

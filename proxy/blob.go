@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/eagle-p2p/eagle/blob"
 	"github.com/gorilla/mux"
@@ -90,6 +92,10 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request) {
 
 	if r.Method == http.MethodHead {
 		size, err := h.src.Stat(ctx, ref)
+		if err != nil && h.canFallBack(ctx, err) {
+			h.logFallback(ctx, r, ref, err.Error())
+			size, err = h.origin.StatOrigin(ctx, ref)
+		}
 		if err != nil {
 			h.sourceError(ctx, ref, err).write(w)
 			return
@@ -99,40 +105,45 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	blob, err := h.src.Fetch(ctx, ref)
+	b, first, err := h.open(ctx, r, ref, rng)
 	if err != nil {
-		h.sourceError(ctx, ref, err).write(w)
+		var herr *httpError
+		if errors.As(err, &herr) {
+			herr.write(w)
+		} else {
+			h.sourceError(ctx, ref, err).write(w)
+		}
 		return
 	}
-	defer blob.Close()
-	size := blob.Size()
+	defer b.Close()
+	size := b.Size()
 	start, length, status := int64(0), size, http.StatusOK
 	if rng != nil {
-		var ok bool
-		start, length, ok = rng.resolve(size)
-		if !ok {
-			rangeNotSatisfiable(size).write(w)
-			return
-		}
+		start, length, _ = rng.resolve(size) // open checked it
 		status = http.StatusPartialContent
 		hdr.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
 	}
-	if start > 0 {
-		if _, err := blob.Seek(start, io.SeekStart); err != nil {
-			h.sourceError(ctx, ref, fmt.Errorf("seek to %d: %w", start, err)).write(w)
-			return
-		}
-	}
 	hdr.Set("Content-Length", strconv.FormatInt(length, 10))
 	w.WriteHeader(status)
-	stateOf(r).blobFrom = sourceOf(blob)
-	if err := h.copyBody(w, blob, length); err != nil {
+	stateOf(r).blobFrom = sourceOf(b.Reader)
+	err = nil
+	if len(first) > 0 {
+		// Out at once: the status line and the first verified bytes tell
+		// the runtime the blob is coming.
+		if _, err = w.Write(first); err == nil {
+			err = http.NewResponseController(w).Flush()
+		}
+	}
+	if err == nil {
+		err = h.copyBody(w, b, length-int64(len(first)))
+	}
+	if err != nil {
 		var rerr *readError
 		if errors.As(err, &rerr) {
 			// The status line and Content-Length are out: the only way to
 			// tell the client is to cut the response short. The server
 			// drops the connection (HTTP/1) or resets the stream (HTTP/2).
-			h.log.LogAttrs(ctx, slog.LevelError, "blob stream failed; aborting response",
+			h.log.LogAttrs(ctx, slog.LevelWarn, "blob stream failed; aborting response",
 				slog.String("request_id", stateOf(r).id), slog.String("repository", name),
 				slog.String("digest", dgst.String()), slog.Any("error", err))
 			panic(http.ErrAbortHandler)
@@ -140,6 +151,153 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request) {
 		h.log.LogAttrs(ctx, slog.LevelDebug, "client went away during blob",
 			slog.String("request_id", stateOf(r).id), slog.String("digest", dgst.String()), slog.Any("error", err))
 	}
+}
+
+// open opens ref's blob for a GET, positioned at the range's start, and
+// reads its first bytes before any status line goes out: a blob whose
+// first verified byte does not come within FirstByteTimeout is answered
+// 503 (or fetched from the origin, with fallback: origin), so that the
+// runtime can go elsewhere instead of hanging. Its later reads are
+// guarded by StallTimeout.
+func (h *Handler) open(ctx context.Context, r *http.Request, ref blob.Ref, rng *byteRange) (*guardedReader, []byte, error) {
+	src, err := h.src.Fetch(ctx, ref)
+	if err != nil {
+		if rng != nil || !h.canFallBack(ctx, err) {
+			return nil, nil, err
+		}
+		h.logFallback(ctx, r, ref, err.Error())
+		return h.openOrigin(ctx, ref)
+	}
+	b, first, err := h.firstBytes(ctx, src, rng)
+	var stalled *stallError
+	if errors.As(err, &stalled) {
+		reason := stalled.reason
+		if rng == nil && h.cfg.Fallback == FallbackOrigin && h.origin != nil {
+			h.logFallback(ctx, r, ref, reason)
+			return h.openOrigin(ctx, ref)
+		}
+		h.log.LogAttrs(ctx, slog.LevelWarn, "no verified byte in time; answering 503 so that the client goes elsewhere",
+			slog.String("request_id", stateOf(r).id), slog.String("repository", ref.Repository),
+			slog.String("digest", string(ref.Digest)), slog.Duration("first_byte_timeout", h.cfg.FirstByteTimeout),
+			slog.String("reason", reason))
+		return nil, nil, newError(http.StatusServiceUnavailable, CodeUnavailable,
+			"no verified byte of the blob in time: "+reason, map[string]string{"repository": ref.Repository, "digest": string(ref.Digest)})
+	}
+	return b, first, err
+}
+
+// openOrigin opens ref's blob at the origin (fallback: origin) and reads
+// its first bytes.
+func (h *Handler) openOrigin(ctx context.Context, ref blob.Ref) (*guardedReader, []byte, error) {
+	src, err := h.origin.FetchOrigin(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, first, err := h.firstBytes(ctx, src, nil)
+	var stalled *stallError
+	if errors.As(err, &stalled) {
+		return nil, nil, newError(http.StatusServiceUnavailable, CodeUnavailable, "the origin sent no byte in time", nil)
+	}
+	return b, first, err
+}
+
+// firstBytes positions src at the range's start and reads its first
+// bytes under FirstByteTimeout. On any error src is closed.
+func (h *Handler) firstBytes(ctx context.Context, src blob.Reader, rng *byteRange) (*guardedReader, []byte, error) {
+	start, length := int64(0), src.Size()
+	if rng != nil {
+		var ok bool
+		if start, length, ok = rng.resolve(src.Size()); !ok {
+			src.Close()
+			return nil, nil, rangeNotSatisfiable(src.Size())
+		}
+	}
+	if start > 0 {
+		if _, err := src.Seek(start, io.SeekStart); err != nil {
+			src.Close()
+			return nil, nil, fmt.Errorf("seek to %d: %w", start, err)
+		}
+	}
+	b := &guardedReader{Reader: src, first: h.cfg.FirstByteTimeout, stall: h.cfg.StallTimeout}
+	if length == 0 {
+		return b, nil, nil
+	}
+	buf := make([]byte, min(length, 64<<10))
+	n, err := io.ReadAtLeast(b, buf, 1)
+	if n == 0 {
+		src.Close()
+		var stalled *stallError
+		if !errors.As(err, &stalled) {
+			err = &readError{err}
+		}
+		return nil, nil, err
+	}
+	return b, buf[:n], nil
+}
+
+// canFallBack reports whether err, from the swarm, is one the origin may
+// do better on: not the origin's own refusal, not a missing blob, not a
+// digest mismatch, not the client leaving.
+func (h *Handler) canFallBack(ctx context.Context, err error) bool {
+	var oe *blob.OriginError
+	return h.cfg.Fallback == FallbackOrigin && h.origin != nil && ctx.Err() == nil &&
+		!errors.As(err, &oe) && !errors.Is(err, blob.ErrNotFound) && !errors.Is(err, blob.ErrDigestMismatch)
+}
+
+// logFallback says at warn why a blob comes from the origin.
+func (h *Handler) logFallback(ctx context.Context, r *http.Request, ref blob.Ref, reason string) {
+	h.log.LogAttrs(ctx, slog.LevelWarn, "the swarm cannot serve the blob; fetching it from the origin (fallback: origin)",
+		slog.String("request_id", stateOf(r).id), slog.String("upstream", ref.Upstream),
+		slog.String("repository", ref.Repository), slog.String("digest", string(ref.Digest)),
+		slog.String("reason", reason))
+}
+
+// stallError is a read that did not return within its timeout.
+type stallError struct {
+	after  time.Duration
+	reason string
+}
+
+func (e *stallError) Error() string {
+	return fmt.Sprintf("no byte for %v: %s", e.after, e.reason)
+}
+
+// guardedReader bounds each read of a blob: the first by the first-byte
+// timeout, later ones by the stall timeout (<= 0: no bound). A read that
+// takes longer is ended by closing the blob, which the p2p engine's
+// readers allow from another goroutine, and reported as a *stallError
+// with the source's own explanation when it has one.
+type guardedReader struct {
+	blob.Reader
+	first, stall time.Duration
+	started      bool
+}
+
+func (g *guardedReader) Read(p []byte) (int, error) {
+	d := g.stall
+	if !g.started {
+		d = g.first
+	}
+	if d <= 0 {
+		n, err := g.Reader.Read(p)
+		g.started = g.started || n > 0
+		return n, err
+	}
+	var fired atomic.Bool
+	t := time.AfterFunc(d, func() {
+		fired.Store(true)
+		g.Reader.Close()
+	})
+	n, err := g.Reader.Read(p)
+	if !t.Stop() && fired.Load() && n == 0 {
+		reason := "the source sent nothing"
+		if s, ok := g.Reader.(interface{ StallReason() string }); ok {
+			reason = s.StallReason()
+		}
+		return 0, &stallError{after: d, reason: reason}
+	}
+	g.started = g.started || n > 0
+	return n, err
 }
 
 // rangeNotSatisfiable is the 416 answer for a blob of size bytes.

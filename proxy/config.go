@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
+	"github.com/eagle-p2p/eagle/auth"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,6 +24,30 @@ const (
 	DefaultAuthCacheSize = 4096
 	// DefaultAuthTimeout bounds one authorization request to the origin.
 	DefaultAuthTimeout = 30 * time.Second
+	// DefaultFirstByteTimeout is how long a blob GET may wait for its first
+	// verified byte once the node's download has started. A healthy swarm
+	// delivers one in well under a second: a peer list from the tracker,
+	// a TLS connection, one piece at the node's link rate; 5 s leaves room
+	// for several tracker rounds and a slow link, and is short against
+	// the minutes a runtime waits before it gives up on a mirror that
+	// sends nothing.
+	DefaultFirstByteTimeout = 5 * time.Second
+	// DefaultStallTimeout is how long a blob stream may go without a byte
+	// before it is cut, so that the runtime retries elsewhere.
+	DefaultStallTimeout = 15 * time.Second
+	// DefaultStaleAuthTTL is how long, while the origin cannot be reached,
+	// a client keeps reading the blobs the origin last confirmed for it.
+	DefaultStaleAuthTTL = auth.DefaultStaleTTL
+)
+
+// Fallback modes.
+const (
+	// FallbackNone answers 503 when the swarm cannot serve a blob, so that
+	// the runtime falls back to its next host (usually the origin).
+	FallbackNone = "none"
+	// FallbackOrigin makes the node fetch the blob from the origin itself
+	// (streamed, verified, cached) when the swarm cannot serve it.
+	FallbackOrigin = "origin"
 )
 
 // dockerHubURL is where every Docker Hub alias points.
@@ -92,6 +117,32 @@ type Config struct {
 	// Zero means DefaultAuthTimeout.
 	AuthTimeout time.Duration `yaml:"auth_timeout"`
 
+	// StaleAuthTTL is how long a client whose access the origin confirmed
+	// keeps reading that blob while the origin cannot be reached (a
+	// network error or a 5xx; a refusal always counts). Zero means
+	// DefaultStaleAuthTTL; negative: never past AuthCacheTTL. See
+	// SECURITY.md for the trade-off.
+	StaleAuthTTL time.Duration `yaml:"stale_auth_ttl"`
+
+	// FirstByteTimeout bounds the wait for a blob GET's first verified
+	// byte, counted from when the node's download started (a cold blob
+	// first waits for a seeder to fetch it from the origin, bounded by
+	// the seeder's own timeouts). Past it the client gets 503 before any
+	// status line, and a runtime falls back to its next host. Zero means
+	// DefaultFirstByteTimeout; negative: no limit.
+	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
+
+	// StallTimeout cuts a blob stream that sends nothing for this long
+	// mid-way. Zero means DefaultStallTimeout; negative: no limit.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
+
+	// Fallback says what the node does when the swarm cannot serve a blob
+	// (no seeder reachable, no verified byte within FirstByteTimeout):
+	// "none" (the default) answers 503, "origin" fetches it from the
+	// origin itself, streamed, verified and cached, as the runtime would.
+	// A Range request is answered 503 either way.
+	Fallback string `yaml:"fallback"`
+
 	// TrustForwardedHeaders keeps the client's X-Forwarded-For/-Host/-Proto
 	// headers (appending to X-Forwarded-For) instead of replacing them.
 	// Turn it on only behind a load balancer that sets them. Default false.
@@ -126,6 +177,11 @@ func (c *Config) Validate() error {
 	}
 	if c.AuthTimeout < 0 {
 		return fmt.Errorf("%w: auth_timeout %s is negative", ErrInvalidConfig, c.AuthTimeout)
+	}
+	switch c.Fallback {
+	case "", FallbackNone, FallbackOrigin:
+	default:
+		return fmt.Errorf("%w: fallback %q: want %q or %q", ErrInvalidConfig, c.Fallback, FallbackNone, FallbackOrigin)
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eagle-p2p/eagle/blob"
-	"github.com/eagle-p2p/eagle/p2p"
 )
 
 // Label values of the route label of eagle_proxy_requests_total: the kind
@@ -27,8 +26,9 @@ const (
 
 // Label values of eagle_proxy_blob_bytes_total.
 const (
-	sourceLocal = "local" // the node's store
-	sourceSwarm = "swarm" // read while the swarm download goes on
+	sourceLocal  = "local"  // the node's store
+	sourceSwarm  = "swarm"  // read while the swarm download goes on
+	sourceOrigin = "origin" // fetched from the origin by the node (fallback: origin)
 )
 
 // handlerMetrics holds a Handler's collectors. Its zero value (no
@@ -39,6 +39,7 @@ type handlerMetrics struct {
 	blobBytes  *prometheus.CounterVec
 	fromLocal  prometheus.Counter
 	fromSwarm  prometheus.Counter
+	fromOrigin prometheus.Counter
 	collectors []prometheus.Collector
 }
 
@@ -55,10 +56,11 @@ func newHandlerMetrics(reg prometheus.Registerer) (*handlerMetrics, error) {
 	}, []string{"route", "method", "code"})
 	m.blobBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "eagle_proxy_blob_bytes_total",
-		Help: "Blob bytes sent to clients, by source: local (the node's store) or swarm (while downloading through the swarm).",
+		Help: "Blob bytes sent to clients, by source: local (the node's store), swarm (while downloading through the swarm) or origin (fetched from the origin by the node itself, fallback: origin).",
 	}, []string{"source"})
 	m.fromLocal = m.blobBytes.WithLabelValues(sourceLocal)
 	m.fromSwarm = m.blobBytes.WithLabelValues(sourceSwarm)
+	m.fromOrigin = m.blobBytes.WithLabelValues(sourceOrigin)
 	m.collectors = []prometheus.Collector{m.requests, m.blobBytes}
 	for i, c := range m.collectors {
 		if err := reg.Register(c); err != nil {
@@ -95,23 +97,30 @@ func (m *handlerMetrics) request(r *http.Request, status int, aborted bool) {
 	m.requests.WithLabelValues(routeOf(r.URL.Path), methodLabel(r.Method), code).Inc()
 }
 
-// blobServed counts n blob bytes sent to a client from source (sourceLocal
-// or sourceSwarm).
+// blobServed counts n blob bytes sent to a client from source.
 func (m *handlerMetrics) blobServed(source string, n int64) {
 	if m.reg == nil || n <= 0 {
 		return
 	}
-	if source == sourceSwarm {
+	switch source {
+	case sourceSwarm:
 		m.fromSwarm.Add(float64(n))
-	} else {
+	case sourceOrigin:
+		m.fromOrigin.Add(float64(n))
+	default:
 		m.fromLocal.Add(float64(n))
 	}
 }
 
-// sourceOf is the blob_bytes source label of a blob from the BlobSource.
+// sourceOf is the blob_bytes source label of a blob from the BlobSource:
+// what its Source method says (the p2p engine's readers have one), local
+// otherwise.
 func sourceOf(b blob.Reader) string {
-	if p2p.FromSwarm(b) {
-		return sourceSwarm
+	if s, ok := b.(interface{ Source() string }); ok {
+		switch src := s.Source(); src {
+		case sourceSwarm, sourceOrigin:
+			return src
+		}
 	}
 	return sourceLocal
 }

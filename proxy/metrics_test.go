@@ -77,9 +77,10 @@ func TestMetricsRequestsAndLocalBytes(t *testing.T) {
 		}
 	}
 	want := `
-# HELP eagle_proxy_blob_bytes_total Blob bytes sent to clients, by source: local (the node's store) or swarm (while downloading through the swarm).
+# HELP eagle_proxy_blob_bytes_total Blob bytes sent to clients, by source: local (the node's store), swarm (while downloading through the swarm) or origin (fetched from the origin by the node itself, fallback: origin).
 # TYPE eagle_proxy_blob_bytes_total counter
 eagle_proxy_blob_bytes_total{source="local"} 307300
+eagle_proxy_blob_bytes_total{source="origin"} 0
 eagle_proxy_blob_bytes_total{source="swarm"} 0
 # HELP eagle_proxy_requests_total Registry API requests served, by route (ping, blob, upload, manifest, tags, referrers, catalog, other), method and HTTP status code ("aborted" for a blob stream cut short).
 # TYPE eagle_proxy_requests_total counter

@@ -40,6 +40,15 @@ type BlobSource interface {
 	Fetch(ctx context.Context, ref blob.Ref) (blob.Reader, error)
 }
 
+// OriginSource fetches blobs from their origin, verified and cached: what
+// the p2p engine does for fallback: origin (*p2p.Engine implements it).
+type OriginSource interface {
+	// StatOrigin returns the blob's size as its origin reports it.
+	StatOrigin(ctx context.Context, ref blob.Ref) (int64, error)
+	// FetchOrigin streams the blob from its origin.
+	FetchOrigin(ctx context.Context, ref blob.Ref) (blob.Reader, error)
+}
+
 // Handler is the registry v2 interceptor. Create it with New, serve it
 // with any http.Server, and Close it after the server has shut down.
 type Handler struct {
@@ -49,11 +58,14 @@ type Handler struct {
 	upstreams *upstreamSet
 	transport http.RoundTripper
 	ownsRT    bool // transport was made by New; Close releases it
-	auth      Authorizer
-	ownAuth   *auth.Authorizer // auth, when New made it; Close closes it
-	rp        *httputil.ReverseProxy
-	router    *mux.Router
-	metrics   *handlerMetrics
+	// origin serves blobs from the origin itself, with fallback:
+	// origin; nil otherwise.
+	origin  OriginSource
+	auth    Authorizer
+	ownAuth *auth.Authorizer // auth, when New made it; Close closes it
+	rp      *httputil.ReverseProxy
+	router  *mux.Router
+	metrics *handlerMetrics
 }
 
 // New builds a Handler that serves blobs from src and proxies the rest of
@@ -81,7 +93,23 @@ func New(cfg Config, src BlobSource, logger *slog.Logger) (*Handler, error) {
 	if cfg.AuthTimeout == 0 {
 		cfg.AuthTimeout = DefaultAuthTimeout
 	}
+	if cfg.FirstByteTimeout == 0 {
+		cfg.FirstByteTimeout = DefaultFirstByteTimeout
+	}
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	if cfg.Fallback == "" {
+		cfg.Fallback = FallbackNone
+	}
 	h := &Handler{cfg: cfg, src: src, log: logger, upstreams: ups, transport: cfg.Transport}
+	if cfg.Fallback == FallbackOrigin {
+		o, ok := src.(OriginSource)
+		if !ok {
+			return nil, fmt.Errorf("%w: fallback: origin needs a BlobSource that fetches from origins (an OriginSource, as the p2p engine is)", ErrInvalidConfig)
+		}
+		h.origin = o
+	}
 	if h.transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		// Pass bodies through as the origin encoded them.
@@ -97,7 +125,9 @@ func New(cfg Config, src BlobSource, logger *slog.Logger) (*Handler, error) {
 			TTL:       cfg.AuthCacheTTL,
 			CacheSize: cfg.AuthCacheSize,
 			Timeout:   cfg.AuthTimeout,
+			StaleTTL:  cfg.StaleAuthTTL,
 			Trusted:   trusted,
+			Logger:    logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/anacrolix/torrent"
@@ -295,6 +297,7 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 	if err := clearDir(partialDir(cfg.DataDir)); err != nil {
 		return nil, fmt.Errorf("p2p: clear partial downloads: %w", err)
 	}
+	cfg.Trackers = announceURLs(cfg.Trackers, cfg.Logger)
 	if cfg.TLS.Logger == nil {
 		cfg.TLS.Logger = cfg.Logger
 	}
@@ -321,7 +324,7 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 	}
 	cl, err := torrent.NewClient(e.clientConfig())
 	if err != nil {
-		return nil, fmt.Errorf("p2p: start torrent client: %w", err)
+		return nil, fmt.Errorf("p2p: start torrent client: %w", listenError(cfg.ListenAddr, err))
 	}
 	e.cl = cl
 	if err := e.bindSockets(); err != nil {
@@ -445,7 +448,7 @@ func (e *Engine) bindSockets() error {
 	}
 	lis, err := net.Listen(network, e.cfg.ListenAddr)
 	if err != nil {
-		return fmt.Errorf("p2p: listen: %w", err)
+		return fmt.Errorf("p2p: %w", listenError(e.cfg.ListenAddr, err))
 	}
 	e.listener = lis
 	dl := e.cfg.DownloadLimit.Limiter()
@@ -462,6 +465,34 @@ func (e *Engine) bindSockets() error {
 	e.cl.AddListener(wrappingListener{Listener: lis, creds: e.creds, wrap: wrap})
 	e.cl.AddDialer(wrappingDialer{Dialer: torrent.NetworkDialer{Network: network, Dialer: d}, creds: e.creds, wrap: wrap})
 	return nil
+}
+
+// announceURLs completes tracker URLs given without a path ("https://t:7080"
+// or ".../") with /announce, the tracker's announce path, and says so.
+func announceURLs(urls []string, log *slog.Logger) []string {
+	out := make([]string, len(urls))
+	for i, raw := range urls {
+		out[i] = raw
+		if u, err := url.Parse(raw); err == nil && (u.Path == "" || u.Path == "/") {
+			u.Path = "/announce"
+			out[i] = u.String()
+			log.Warn("p2p.trackers: a tracker URL without a path; announcing to /announce", "given", raw, "using", out[i])
+		}
+	}
+	return out
+}
+
+// ErrAddrInUse reports a peer-wire listen address another process holds.
+var ErrAddrInUse = errors.New("p2p: listen_addr is in use")
+
+// listenError names the listen_addr key in a listen failure, and says
+// what to do when another process (a second agent or seeder on the host)
+// holds the port.
+func listenError(addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w: %q (another Eagle part on this host? give each its own p2p.listen_addr): %w", ErrAddrInUse, addr, err)
+	}
+	return fmt.Errorf("listen_addr %q: %w", addr, err)
 }
 
 // noDefaultStorage refuses torrents added without their own storage.

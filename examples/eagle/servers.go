@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -194,7 +195,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	eng, err := p2p.New(cfg.P2P, store, nil)
 	if err != nil {
-		return fmt.Errorf("p2p: %w", err)
+		return withFlag(fmt.Errorf("p2p: %w", err))
 	}
 	defer eng.Close()
 	srv, err := seeder.NewServer(cfg.Seeder, store, eng, log)
@@ -325,7 +326,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.Node.Metrics = reg
 	node, err := eagle.NewNode(cfg.Node)
 	if err != nil {
-		return err
+		return withFlag(err)
 	}
 	defer node.Close()
 	log.Info("agent peer listening", "peer", node.Engine.Addr().String())
@@ -360,4 +361,13 @@ func listenOn(addr, key string) (net.Listener, error) {
 		return nil, fmt.Errorf("%s %q: %w", key, addr, err)
 	}
 	return lis, nil
+}
+
+// withFlag adds to an error about the peer-wire listen address the flag
+// that sets it.
+func withFlag(err error) error {
+	if errors.Is(err, p2p.ErrAddrInUse) {
+		return fmt.Errorf("%w (flag --peer-listen)", err)
+	}
+	return err
 }

@@ -3,6 +3,8 @@ package tracker
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +44,102 @@ const (
 	// before it expires, when PeerTTL is not set.
 	peerTTLIntervals = 3
 )
+
+// Names of the peer stores Config.Store selects.
+const (
+	// StoreMemory keeps peers in the tracker's memory (MemoryStore): one
+	// tracker, whose peers are lost, and re-announced within an interval,
+	// when it restarts. The default.
+	StoreMemory = "memory"
+	// StoreRedis keeps peers in Redis (package tracker/redisstore), so that
+	// several trackers share them and a restart loses nothing.
+	StoreRedis = "redis"
+)
+
+// Defaults of RedisConfig, applied by RedisConfig.WithDefaults.
+const (
+	// DefaultRedisKeyPrefix starts the name of every key a Redis store
+	// writes, so that several clusters can share one Redis.
+	DefaultRedisKeyPrefix = "eagle:tracker:"
+	// DefaultRedisDialTimeout bounds connecting to Redis.
+	DefaultRedisDialTimeout = 2 * time.Second
+	// DefaultRedisTimeout bounds one Redis command, round trip included. A
+	// tracker must answer fast or fail: a client waiting on an announce
+	// waits for its peers.
+	DefaultRedisTimeout = 500 * time.Millisecond
+)
+
+// RedisConfig is how a tracker reaches the Redis that holds its peers
+// (Config.Store "redis"; package tracker/redisstore builds the store from
+// it). It lives in package tracker, not in redisstore, so that Config can
+// hold it without tracker importing redisstore. Redis 6.2 or later, one
+// server or a primary (not Redis Cluster: the limits are counted over all
+// swarms in one place).
+type RedisConfig struct {
+	// Addr is the Redis server, host:port. Required.
+	Addr string `yaml:"addr"`
+	// Username and Password authenticate to Redis (AUTH; Username for
+	// Redis 6 ACL users). Default none.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// DB is the Redis database number. Default 0.
+	DB int `yaml:"db"`
+	// KeyPrefix starts the name of every key the store writes. Trackers
+	// that share a prefix share their peers, and must share their
+	// peer_ttl and limits too; give each cluster its own prefix to share
+	// one Redis. Default "eagle:tracker:".
+	KeyPrefix string `yaml:"key_prefix"`
+	// TLS connects to Redis over TLS, verifying its certificate against
+	// the system's roots. Default false.
+	TLS bool `yaml:"tls"`
+	// DialTimeout bounds connecting to Redis. Default 2s.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// Timeout bounds one command, round trip included; an announce costs
+	// one. A request to a slow or unreachable Redis fails after it (HTTP
+	// 500) instead of hanging the client. Default 500ms.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// WithDefaults returns a copy of c with every zero field that has a
+// default set to it.
+func (c RedisConfig) WithDefaults() RedisConfig {
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = DefaultRedisKeyPrefix
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultRedisDialTimeout
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultRedisTimeout
+	}
+	return c
+}
+
+// Validate reports every problem in c as one error, naming each key as
+// it appears under tracker: in the binary's YAML (redis.addr, ...).
+func (c RedisConfig) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("redis.addr is required (host:port) when store is redis"))
+	} else if host, port, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("redis.addr %q: want host:port: %w", c.Addr, err))
+	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 || host == "" {
+		errs = append(errs, fmt.Errorf("redis.addr %q: want host:port with a port from 1 to 65535", c.Addr))
+	}
+	if c.DB < 0 {
+		errs = append(errs, fmt.Errorf("redis.db %d: must not be negative", c.DB))
+	}
+	if c.Username != "" && c.Password == "" {
+		errs = append(errs, errors.New("redis.username: set redis.password too"))
+	}
+	if c.DialTimeout < 0 {
+		errs = append(errs, fmt.Errorf("redis.dial_timeout %v: must be positive (0 means the default)", c.DialTimeout))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("redis.timeout %v: must be positive (0 means the default)", c.Timeout))
+	}
+	return errors.Join(errs...)
+}
 
 // Config configures a Server. The zero value of every field means "use the
 // default"; the defaults are documented on each field.
@@ -93,6 +191,14 @@ type Config struct {
 	// arbitrary host, and claim the address another node's entry is bound
 	// to (see ErrPeerConflict). Default false.
 	TrustClientIP bool `yaml:"trust_client_ip"`
+	// Store names the PeerStore: "memory" (MemoryStore, in the tracker's
+	// memory: one replica) or "redis" (package tracker/redisstore, built
+	// from Redis: several replicas sharing their peers, and restarts that
+	// lose nothing). New creates only the memory store; with "redis" the
+	// caller builds the store and passes it to New. Default "memory".
+	Store string `yaml:"store"`
+	// Redis is how to reach Redis when Store is "redis"; unused otherwise.
+	Redis RedisConfig `yaml:"redis"`
 	// Metrics is where the Server registers its Prometheus metrics
 	// (eagle_tracker_*); Close unregisters them. Nil: no metrics.
 	Metrics prometheus.Registerer `yaml:"-"`
@@ -179,6 +285,15 @@ func (c Config) Validate() error {
 	}
 	if _, err := NewPolicy(c.Policy); err != nil {
 		errs = append(errs, fmt.Errorf("policy: %w", err))
+	}
+	switch c.Store {
+	case "", StoreMemory:
+	case StoreRedis:
+		if err := c.Redis.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	default:
+		errs = append(errs, fmt.Errorf("store %q: must be %s or %s", c.Store, StoreMemory, StoreRedis))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tracker: invalid config: %w", err)

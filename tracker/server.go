@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,7 @@ import (
 type Server struct {
 	cfg         Config
 	store       PeerStore
+	oneTrip     AnnounceStore // store, if it answers an announce in one call
 	ownStore    bool
 	policy      Policy
 	log         *slog.Logger
@@ -67,14 +69,32 @@ const (
 	reasonConflict = "peer_id: registered from another address"
 )
 
+// AnnounceStore is a PeerStore that records an announce and answers it in
+// one call. A store on the far side of a network (Redis) implements it so
+// that an announce costs one round trip instead of three; a Server whose
+// store implements it calls AnnouncePeers where it would call Announce,
+// Peers and Counts.
+type AnnounceStore interface {
+	PeerStore
+	// AnnouncePeers does what Announce(ctx, ih, p) does, with the same
+	// errors, and then returns what Peers(ctx, ih, limit) and Counts(ctx,
+	// ih) would return, p included, in one step. On an error it returns
+	// no peers and zero counts.
+	AnnouncePeers(ctx context.Context, ih InfoHash, p Peer, limit int) ([]Peer, SwarmCounts, error)
+}
+
 // New returns a Server for cfg (zero fields take their defaults; see Config).
 // If store is nil, New creates a MemoryStore with cfg.StoreConfig() (its
 // PeerTTL and limits), which the Server owns and Close closes; a store
-// passed in stays the caller's to close, and keeps its own TTL and limits. A
-// nil logger means slog.Default().
+// passed in stays the caller's to close, and keeps its own TTL and limits.
+// New does not create a Redis store: with cfg.Store "redis", pass the store
+// (package tracker/redisstore). A nil logger means slog.Default().
 func New(cfg Config, store PeerStore, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if store == nil && cfg.Store == StoreRedis {
+		return nil, errors.New("tracker: store redis: New creates only the memory store; build the Redis store with package tracker/redisstore and pass it to New")
 	}
 	cfg = cfg.WithDefaults()
 	policy, err := NewPolicy(cfg.Policy)
@@ -97,6 +117,7 @@ func New(cfg Config, store PeerStore, logger *slog.Logger) (*Server, error) {
 		s.store = NewMemoryStore(cfg.StoreConfig())
 		s.ownStore = true
 	}
+	s.oneTrip, _ = s.store.(AnnounceStore)
 	if s.metrics, err = newServerMetrics(cfg.Metrics, s.store); err != nil {
 		if s.ownStore {
 			s.store.Close()
@@ -172,28 +193,48 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 	}
 	self := Peer{ID: req.peerID, Addr: netip.AddrPortFrom(addr, req.port), Left: req.left}
 	ctx := r.Context()
-	var peers []Peer
+	var (
+		peers  []Peer
+		counts SwarmCounts
+		// haveCounts: the store answered the counts with the announce.
+		haveCounts bool
+	)
 	if req.event == eventStopped {
 		if err := s.store.Remove(ctx, req.infoHash, req.peerID, addr); err != nil {
 			body, status, res = s.refused(r, b, "remove", err)
 			return body, status
 		}
 	} else {
-		if err := s.store.Announce(ctx, req.infoHash, self); err != nil {
-			body, status, res = s.refused(r, b, "announce", err)
-			return body, status
-		}
 		numWant := req.numWant
 		if numWant < 0 {
 			numWant = s.cfg.NumWant
 		}
 		numWant = min(numWant, s.cfg.MaxNumWant)
+		// A sample twice the numwant, and one for self, for the policy.
+		limit := 0
 		if numWant > 0 {
-			candidates, err := s.store.Peers(ctx, req.infoHash, 2*numWant+1)
-			if err != nil {
-				res = resultError
-				return s.storeFailure(r, b, "peers", err)
+			limit = 2*numWant + 1
+		}
+		var candidates []Peer
+		if s.oneTrip != nil {
+			if candidates, counts, err = s.oneTrip.AnnouncePeers(ctx, req.infoHash, self, limit); err != nil {
+				body, status, res = s.refused(r, b, "announce", err)
+				return body, status
 			}
+			haveCounts = true
+		} else {
+			if err := s.store.Announce(ctx, req.infoHash, self); err != nil {
+				body, status, res = s.refused(r, b, "announce", err)
+				return body, status
+			}
+			if limit > 0 {
+				if candidates, err = s.store.Peers(ctx, req.infoHash, limit); err != nil {
+					res = resultError
+					return s.storeFailure(r, b, "peers", err)
+				}
+			}
+		}
+		if numWant > 0 {
 			candidates = slices.DeleteFunc(candidates, func(p Peer) bool {
 				return !p.Addr.IsValid() || p.ID == self.ID || p.Addr == self.Addr ||
 					(self.Complete() && p.Complete())
@@ -202,10 +243,11 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 			peers = peers[:min(len(peers), numWant)]
 		}
 	}
-	counts, err := s.store.Counts(ctx, req.infoHash)
-	if err != nil {
-		res = resultError
-		return s.storeFailure(r, b, "counts", err)
+	if !haveCounts {
+		if counts, err = s.store.Counts(ctx, req.infoHash); err != nil {
+			res = resultError
+			return s.storeFailure(r, b, "counts", err)
+		}
 	}
 	res = resultOK
 	return appendAnnounce(b, counts, s.interval, s.minInterval, peers), http.StatusOK

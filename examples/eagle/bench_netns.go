@@ -82,7 +82,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	c, err := cluster.Start(ctx, cluster.Options{
 		Dir: filepath.Join(dir, "cluster"), Seeders: o.seeders, AnnounceInterval: o.announce, Logger: log,
 		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap, ListenHost: netnsBridgeAddr,
-		Insecure: o.insecure,
+		Insecure: o.insecure, PeerStore: o.peerStore,
 	})
 	if err != nil {
 		return fmt.Errorf("bench swarm -netns: start cluster: %w", err)

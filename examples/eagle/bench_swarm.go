@@ -21,6 +21,9 @@ import (
 	"github.com/eagle-p2p/eagle/internal/origin"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
+	"github.com/eagle-p2p/eagle/tracker"
+	"github.com/eagle-p2p/eagle/tracker/redisstore"
+	"github.com/eagle-p2p/eagle/tracker/redisstore/redistest"
 )
 
 // swarmOptions are the flags of "eagle bench swarm".
@@ -37,6 +40,11 @@ type swarmOptions struct {
 	// insecure runs the cluster's internal planes (seeder gRPC, peer wire,
 	// tracker) without mutual TLS, for comparison with the default.
 	insecure bool
+	// trackerStore is the tracker's peer store, memory or redis; redisAddr
+	// the Redis of the redis store, a private redis-server when empty.
+	trackerStore, redisAddr string
+	// peerStore makes the tracker's store: nil for the memory store.
+	peerStore func(tracker.StoreConfig) (tracker.PeerStore, error)
 }
 
 func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -55,6 +63,8 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.BoolVar(&o.central, "central", true, "also measure the central cache (false: central_s=0, for quick tuning runs)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the Eagle pull to this file")
 	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS from the cluster's own CA")
+	fs.StringVar(&o.trackerStore, "tracker-store", tracker.StoreMemory, "the tracker's peer store: memory or redis")
+	fs.StringVar(&o.redisAddr, "redis-addr", "", "Redis host:port for -tracker-store redis (default: a private redis-server on 127.0.0.1)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: eagle bench swarm [flags]\n\nStarts in this process an origin, a tracker, S seeders and N agents on\n"+
@@ -111,6 +121,12 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case o.announce < time.Second:
 		fmt.Fprintln(stderr, "bench swarm: -announce must be at least 1s")
 		return errUsage
+	case o.trackerStore != tracker.StoreMemory && o.trackerStore != tracker.StoreRedis:
+		fmt.Fprintln(stderr, "bench swarm: -tracker-store must be memory or redis")
+		return errUsage
+	case o.redisAddr != "" && o.trackerStore != tracker.StoreRedis:
+		fmt.Fprintln(stderr, "bench swarm: -redis-addr goes with -tracker-store redis")
+		return errUsage
 	}
 	if *netns {
 		if err := checkNetnsHost(); err != nil {
@@ -122,10 +138,47 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if o.trackerStore == tracker.StoreRedis {
+		stop, err := benchRedisStore(ctx, &o, stdout)
+		if err != nil {
+			return fmt.Errorf("bench swarm: %w", err)
+		}
+		defer stop()
+	}
 	if *netns {
 		return benchSwarmNetns(ctx, o, stdout, stderr)
 	}
 	return benchSwarm(ctx, o, stdout, stderr)
+}
+
+// benchRedisStore sets o.peerStore to make Redis stores on o.redisAddr, or
+// on a redis-server of its own that stop stops, under a key prefix of
+// their own, so that runs sharing a Redis do not meet.
+func benchRedisStore(ctx context.Context, o *swarmOptions, stdout io.Writer) (stop func(), err error) {
+	stop = func() {}
+	addr, what := o.redisAddr, "given"
+	if addr == "" {
+		dir, err := os.MkdirTemp("", "eagle-bench-redis-")
+		if err != nil {
+			return nil, err
+		}
+		srv, err := redistest.Start(ctx, redistest.Options{Dir: dir})
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		stop = func() {
+			srv.Close()
+			os.RemoveAll(dir)
+		}
+		addr, what = srv.Addr, "private redis-server"
+	}
+	prefix := fmt.Sprintf("eaglebench:%d:%d:", os.Getpid(), time.Now().UnixNano())
+	o.peerStore = func(sc tracker.StoreConfig) (tracker.PeerStore, error) {
+		return redisstore.New(ctx, tracker.RedisConfig{Addr: addr, KeyPrefix: prefix}, sc)
+	}
+	fmt.Fprintf(stdout, "bench swarm: tracker_store=redis redis=%s (%s) key_prefix=%s\n", addr, what, prefix)
+	return stop, nil
 }
 
 // swarmResult is what one run measured.
@@ -151,7 +204,7 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) e
 	c, err := cluster.Start(ctx, cluster.Options{
 		Seeders: o.seeders, Agents: o.nodes, AnnounceInterval: o.announce, Logger: log,
 		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap,
-		Insecure: o.insecure,
+		Insecure: o.insecure, PeerStore: o.peerStore,
 	})
 	if err != nil {
 		return fmt.Errorf("bench swarm: start cluster: %w", err)

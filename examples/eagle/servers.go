@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -23,6 +24,7 @@ import (
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/lru"
 	"github.com/eagle-p2p/eagle/tracker"
+	"github.com/eagle-p2p/eagle/tracker/redisstore"
 )
 
 // trackerConfig is the YAML of "eagle tracker".
@@ -46,6 +48,8 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	listen := fs.String("listen", cfg.Listen, "HTTP listen address (/announce, /scrape)")
 	interval := fs.Duration("interval", tracker.DefaultInterval, "announce interval told to peers")
 	policy := fs.String("policy", tracker.DefaultPolicy, "peer handout policy: random or completeness")
+	storeName := fs.String("store", tracker.StoreMemory, "peer store: memory (one tracker) or redis (replicas sharing one Redis)")
+	redisAddr := fs.String("redis-addr", "", "Redis host:port, for --store redis")
 	tf := addTLSFlags(fs)
 	err := parseFlags(fs, args, path, &cfg, func(name string) {
 		tf.apply(name, &cfg.TLS)
@@ -56,6 +60,10 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			cfg.Tracker.Interval = *interval
 		case "policy":
 			cfg.Tracker.Policy = *policy
+		case "store":
+			cfg.Tracker.Store = *storeName
+		case "redis-addr":
+			cfg.Tracker.Redis.Addr = *redisAddr
 		}
 	})
 	if err != nil {
@@ -74,7 +82,33 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	store := tracker.NewMemoryStore(tc.StoreConfig())
+	var store tracker.PeerStore
+	if tc.Store == tracker.StoreRedis {
+		// Redis may come up after the tracker (both restarted at once):
+		// wait for it a while, saying so, before giving up.
+		rc := tc.Redis.WithDefaults()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			rs, err := redisstore.New(ctx, rc, tc.StoreConfig())
+			if err == nil {
+				store = rs
+				break
+			}
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				return err
+			}
+			log.Warn("redis not reachable, retrying", "addr", rc.Addr, "error", err.Error())
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Second):
+			}
+		}
+		log.Info("peer store", "store", tracker.StoreRedis, "addr", rc.Addr, "key_prefix", rc.KeyPrefix, "db", rc.DB, "redis_tls", rc.TLS)
+	} else {
+		store = tracker.NewMemoryStore(tc.StoreConfig())
+		log.Info("peer store", "store", tracker.StoreMemory)
+	}
 	defer store.Close()
 	reg := serve.NewRegistry()
 	tc.Metrics = reg

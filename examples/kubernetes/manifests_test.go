@@ -80,8 +80,8 @@ func TestObjects(t *testing.T) {
 	want := map[string][]string{
 		"Namespace":   {"eagle"},
 		"ConfigMap":   {"eagle-agent", "eagle-seeder", "eagle-tracker"},
-		"Service":     {"eagle-seeder", "eagle-tracker"},
-		"Deployment":  {"eagle-tracker"},
+		"Service":     {"eagle-redis", "eagle-seeder", "eagle-tracker"},
+		"Deployment":  {"eagle-redis", "eagle-tracker"},
 		"StatefulSet": {"eagle-seeder"},
 		"DaemonSet":   {"eagle-agent"},
 	}
@@ -118,6 +118,9 @@ func TestObjects(t *testing.T) {
 		t.Fatalf("kustomization images %+v, want one", k.Images)
 	}
 	for _, w := range m.workloads() {
+		if w.kind == "Deployment" && w.name == redisDeployment {
+			continue // Redis's own image; see TestRedis
+		}
 		for _, c := range slices.Concat(w.template.Spec.InitContainers, w.template.Spec.Containers) {
 			name, _, _ := strings.Cut(c.Image, ":")
 			if name != k.Images[0].Name {
@@ -455,13 +458,110 @@ func TestTracker(t *testing.T) {
 	if got := addrPort(t, "listen", cfg.Listen); got != port {
 		t.Errorf("tracker listens on %d, its container port is %d", got, port)
 	}
-	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
-		t.Error("the tracker keeps its peers in memory: run one replica")
+	// No single point of failure: replicas that share their peers in
+	// Redis, so that any of them answers for the cluster.
+	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
+		t.Error("run at least two tracker replicas: one is a single point of failure")
 	}
+	if cfg.Tracker.Store != tracker.StoreRedis {
+		t.Errorf("tracker.store %q: replicas must share their peers, want %q", cfg.Tracker.Store, tracker.StoreRedis)
+	}
+	checkRedisAddr(t, m, cfg.Tracker.Redis.Addr)
 	checkTLS(t, pod, c, cfg.TLS, "tracker")
 	// With TLS on the tracker serves HTTPS only; its probes, with no
 	// client certificate, are admitted.
 	checkHTTPProbes(t, c, "HTTPS", port)
+}
+
+// redisDeployment is the Redis the tracker replicas share.
+const redisDeployment = "eagle-redis"
+
+// checkRedisAddr checks that addr, the trackers' tracker.redis.addr, names
+// a Service of the manifests by its DNS name in the eagle namespace, on a
+// port of that Service, and that the Service leads to the Redis
+// Deployment's port 6379.
+func checkRedisAddr(t *testing.T, m *manifests, addr string) {
+	t.Helper()
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("tracker.redis.addr %q: %v", addr, err)
+	}
+	name, rest, _ := strings.Cut(host, ".")
+	if rest != ns+".svc" && rest != ns+".svc.cluster.local" {
+		t.Errorf("tracker.redis.addr %q: want <service>.%s.svc", addr, ns)
+	}
+	svc, ok := m.services[name]
+	if !ok {
+		t.Fatalf("tracker.redis.addr %q: no Service %q", addr, name)
+	}
+	port, _ := strconv.Atoi(p)
+	i := -1
+	for j, sp := range svc.Spec.Ports {
+		if sp.Port == port {
+			i = j
+		}
+	}
+	if i < 0 {
+		t.Fatalf("tracker.redis.addr %q: Service %s has no port %d", addr, name, port)
+	}
+	d, ok := m.deployments[redisDeployment]
+	if !ok {
+		t.Fatalf("no Deployment %s", redisDeployment)
+	}
+	if len(svc.Spec.Selector) == 0 || !subset(svc.Spec.Selector, d.Spec.Template.Metadata.Labels) {
+		t.Errorf("tracker.redis.addr %q: Service %s does not select the Deployment %s", addr, name, redisDeployment)
+	}
+	target := svc.Spec.Ports[i].TargetPort
+	if !target.IsStr && target.Int == 0 {
+		target.Int = port
+	}
+	if n, ok := containerPort(d.Spec.Template.Spec.Containers[0], target); !ok || n != 6379 {
+		t.Errorf("tracker.redis.addr %q: Service %s port %d leads to container port %d, want Redis's 6379", addr, name, port, n)
+	}
+}
+
+// The Redis the trackers share: the redis image, one replica replaced
+// with Recreate (two at once would split the peers between them), no
+// persistence (peers re-announce within an interval), and a memory bound
+// that refuses writes rather than evicting entries.
+func TestRedis(t *testing.T) {
+	m := load(t)
+	d := m.deployments[redisDeployment]
+	if d == nil {
+		t.Fatalf("no Deployment %s", redisDeployment)
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 || d.Spec.Strategy == nil || d.Spec.Strategy.Type != "Recreate" {
+		t.Error("want one Redis replica, replaced with strategy Recreate")
+	}
+	pod := d.Spec.Template.Spec
+	if len(pod.Containers) != 1 || len(pod.InitContainers) != 0 {
+		t.Fatalf("want one Redis container, have %d (and %d init)", len(pod.Containers), len(pod.InitContainers))
+	}
+	c := pod.Containers[0]
+	if name, tag, _ := strings.Cut(c.Image, ":"); name != "redis" || !strings.HasPrefix(tag, "7") {
+		t.Errorf("Redis runs %q, want redis:7-alpine", c.Image)
+	}
+	args := map[string]string{}
+	if len(c.Args) == 0 || c.Args[0] != "redis-server" || len(c.Args)%2 != 1 || len(c.Command) != 0 {
+		t.Fatalf("Redis args %q: want redis-server --option value ...", c.Args)
+	}
+	for i := 1; i+1 < len(c.Args); i += 2 {
+		args[c.Args[i]] = c.Args[i+1]
+	}
+	for opt, want := range map[string]string{"--save": "", "--appendonly": "no", "--maxmemory-policy": "noeviction"} {
+		if got, ok := args[opt]; !ok || got != want {
+			t.Errorf("Redis %s %q, want %q", opt, got, want)
+		}
+	}
+	if args["--maxmemory"] == "" {
+		t.Error("Redis has no --maxmemory: it would grow until the container's limit kills it")
+	}
+	if sc := pod.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
+		t.Error("Redis must run as a non-root user (the image's redis user, 999)")
+	}
+	if namedPort(t, c, "redis") != 6379 {
+		t.Error("Redis's port named redis is not 6379")
+	}
 }
 
 func TestSeeder(t *testing.T) {

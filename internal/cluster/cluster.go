@@ -74,6 +74,10 @@ type Options struct {
 	// ProxyConfig is the agents' proxy configuration; its DefaultUpstream
 	// defaults to the origin.
 	ProxyConfig proxy.Config
+	// PeerStore, if set, makes the tracker's PeerStore, given the peer TTL
+	// and limits of the tracker's config (for example a Redis store); the
+	// cluster closes it. Default: a MemoryStore.
+	PeerStore func(tracker.StoreConfig) (tracker.PeerStore, error)
 }
 
 // Cluster is a running cluster. Close stops it.
@@ -96,7 +100,7 @@ type Cluster struct {
 	tracker     *http.Server
 	trackerLis  net.Listener
 	trackerDone chan struct{}
-	peerStore   *tracker.MemoryStore
+	peerStore   tracker.PeerStore
 
 	mu        sync.Mutex
 	nextAgent int
@@ -243,7 +247,15 @@ func (c *Cluster) credentials(name string) (*mtls.Credentials, error) {
 func (c *Cluster) startTracker() error {
 	c.TrackerMetrics = prometheus.NewRegistry()
 	cfg := tracker.Config{Interval: c.opts.AnnounceInterval, MinInterval: min(c.opts.AnnounceInterval, max(c.opts.AnnounceInterval/2, time.Second)), Metrics: c.TrackerMetrics}.WithDefaults()
-	c.peerStore = tracker.NewMemoryStore(cfg.StoreConfig())
+	if c.opts.PeerStore == nil {
+		c.peerStore = tracker.NewMemoryStore(cfg.StoreConfig())
+	} else {
+		store, err := c.opts.PeerStore(cfg.StoreConfig())
+		if err != nil {
+			return fmt.Errorf("cluster: tracker: %w", err)
+		}
+		c.peerStore = store
+	}
 	h, err := tracker.New(cfg, c.peerStore, c.opts.Logger)
 	if err != nil {
 		return fmt.Errorf("cluster: tracker: %w", err)

@@ -148,3 +148,103 @@ func run(ctx context.Context, args ...string) error {
 	}
 	return nil
 }
+
+// Lab is a private network of hosts: a bridge in the root namespace and,
+// per host, a namespace joined to it by a veth pair, all in one /16. The
+// root namespace (the test process) has the bridge's address, so servers
+// it runs on that address are reachable from every host. Close removes
+// everything.
+type Lab struct {
+	// BridgeAddr is the root namespace's address on the lab network.
+	BridgeAddr string
+	bridge     string
+	prefix     string // "10.234."
+	hosts      []*Host
+}
+
+// Host is one host of a Lab: a namespace with one address.
+type Host struct {
+	NS
+	lab *Lab
+}
+
+// NewLab makes an empty lab on 10.234.0.0/16 (one lab per process at a
+// time).
+func NewLab(ctx context.Context) (*Lab, error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
+	l := &Lab{bridge: fmt.Sprintf("el%d", os.Getpid()%1000000), prefix: "10.234."}
+	l.BridgeAddr = l.prefix + "0.1"
+	for _, s := range [][]string{
+		{"ip", "link", "add", l.bridge, "type", "bridge"},
+		{"ip", "addr", "add", l.BridgeAddr + "/16", "dev", l.bridge},
+		{"ip", "link", "set", l.bridge, "up"},
+	} {
+		if err := run(ctx, s...); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// AddHost makes a host named name (for the namespace's name) on the lab.
+func (l *Lab) AddHost(ctx context.Context, name string) (*Host, error) {
+	i := len(l.hosts) + 1
+	h := &Host{lab: l, NS: NS{
+		Name:     fmt.Sprintf("eagle-%d-%s", os.Getpid(), name),
+		HostAddr: l.BridgeAddr,
+		Addr:     fmt.Sprintf("%s%d.%d", l.prefix, i/250+1, i%250+1),
+		link:     fmt.Sprintf("el%dh%d", os.Getpid()%10000, i),
+	}}
+	peer := fmt.Sprintf("el%dn%d", os.Getpid()%10000, i)
+	steps := [][]string{
+		{"ip", "netns", "add", h.Name},
+		{"ip", "link", "add", h.link, "type", "veth", "peer", "name", peer, "netns", h.Name},
+		{"ip", "link", "set", h.link, "master", l.bridge},
+		{"ip", "link", "set", h.link, "up"},
+		{"ip", "-n", h.Name, "addr", "add", h.Addr + "/16", "dev", peer},
+		{"ip", "-n", h.Name, "link", "set", peer, "up"},
+		{"ip", "-n", h.Name, "link", "set", "lo", "up"},
+	}
+	for j, s := range steps {
+		if err := run(ctx, s...); err != nil {
+			if j > 0 {
+				h.NS.Close()
+			}
+			return nil, err
+		}
+	}
+	l.hosts = append(l.hosts, h)
+	return h, nil
+}
+
+// Command returns a command that runs name inside the host's namespace.
+func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.Name, name}, args...)...)
+}
+
+// SetLink takes the host's link to the lab down (up false) or back up:
+// its traffic stops, its processes live on.
+func (h *Host) SetLink(ctx context.Context, up bool) error {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	return run(ctx, "ip", "link", "set", h.link, state)
+}
+
+// Close removes every host and the bridge.
+func (l *Lab) Close() error {
+	var errs []error
+	for _, h := range l.hosts {
+		errs = append(errs, h.NS.Close())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := run(ctx, "ip", "link", "del", l.bridge); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

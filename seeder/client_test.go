@@ -194,21 +194,30 @@ type badSeeder struct {
 	seederpb.UnimplementedMetaInfoServiceServer
 	metaInfo []byte
 	size     int64
+	peers    []string
 }
 
 func (b *badSeeder) GetMetaInfo(context.Context, *seederpb.GetMetaInfoRequest) (*seederpb.GetMetaInfoResponse, error) {
-	return &seederpb.GetMetaInfoResponse{Metainfo: b.metaInfo, Size: b.size}, nil
+	return &seederpb.GetMetaInfoResponse{Metainfo: b.metaInfo, Size: b.size, Peers: b.peers}, nil
 }
 
 func startBadSeeder(t *testing.T, mi []byte, size int64) string {
+	t.Helper()
+	return startBadSeederPeers(t, mi, size, nil)
+}
+
+// startBadSeederPeers is startBadSeeder whose answers carry peers. It
+// serves no health service: the client takes it for a seeder that
+// predates it, and healthy.
+func startBadSeederPeers(t *testing.T, mi []byte, size int64, peers []string) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A cluster member gone bad: its certificate is good, its answers not.
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(testtls.Credentials(t, "bad-seeder").ServerConfig())))
-	seederpb.RegisterMetaInfoServiceServer(g, &badSeeder{metaInfo: mi, size: size})
+	g := grpc.NewServer(append(ServerOptions(), grpc.Creds(credentials.NewTLS(testtls.Credentials(t, "bad-seeder").ServerConfig())))...)
+	seederpb.RegisterMetaInfoServiceServer(g, &badSeeder{metaInfo: mi, size: size, peers: peers})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

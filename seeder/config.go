@@ -90,6 +90,12 @@ type Config struct {
 	// AuthTimeout bounds one such check at the origin. Default 30s.
 	AuthTimeout time.Duration `yaml:"auth_timeout"`
 
+	// StaleAuthTTL is how long a caller whose access the origin confirmed
+	// keeps getting that blob's metainfo while the origin cannot be
+	// reached (a refusal always counts). Zero means 1h; negative: never
+	// past AuthCacheTTL. See SECURITY.md.
+	StaleAuthTTL time.Duration `yaml:"stale_auth_ttl"`
+
 	// MetaInfoCacheSize is how many blobs' metainfo is kept in memory (LRU).
 	// A metainfo is about 20 bytes per piece, at most ~20 KiB for blobs up to
 	// 1 GiB (up to 80 KiB for 64 GiB blobs). A miss costs re-reading the blob
@@ -104,6 +110,18 @@ type Config struct {
 	// Metrics is where the Server registers its Prometheus metrics
 	// (eagle_seeder_*); Close unregisters them. Nil: no metrics.
 	Metrics prometheus.Registerer `yaml:"-"`
+
+	// PeerAddr returns the address of the seeder's peer-wire (BitTorrent)
+	// listener, the one its Seeding engine seeds from: with a *p2p.Engine,
+	// its Addr method. Every answer carries it (see
+	// GetMetaInfoResponse.peers), so an agent can reach the seeder's copy
+	// without a tracker. A listener on all interfaces (":6881", "[::]:6881")
+	// is advertised to each caller at the local IP address that caller
+	// reached the gRPC service at, with the listener's port: the composer
+	// need not know the pod's IP. Nil, or an address that is not an IP with
+	// a non-zero port: answers carry no peers. It is called once per answer
+	// and must be cheap.
+	PeerAddr func() net.Addr `yaml:"-"`
 }
 
 // Validate reports every invalid field, naming its YAML key, in an error

@@ -38,6 +38,10 @@ import (
 var testOrigin *origin.Registry
 
 func TestMain(m *testing.M) {
+	if os.Getenv(helperSeederEnv) != "" {
+		// This process is a seeder that a test stops and kills.
+		os.Exit(runHelperSeeder())
+	}
 	goleak.VerifyTestMain(withOrigin{m},
 		// The registry's notification broadcaster, which nothing can stop
 		// (see origin.Registry.Close).
@@ -140,6 +144,7 @@ func startTracker(t *testing.T) string {
 type testSeeder struct {
 	srv     *Server
 	addr    string
+	peer    string // the engine's peer-wire address
 	store   storage.Store
 	seeding *seeding
 	grpc    *grpc.Server
@@ -150,17 +155,44 @@ type testSeeder struct {
 // whose engine announces to a tracker of its own. Cleanup stops it.
 func startSeeder(t *testing.T, cfg Config, store storage.Store) *testSeeder {
 	t.Helper()
-	return startSeederAnnouncing(t, cfg, store, startTracker(t))
+	return startSeederWith(t, cfg, seederSetup{store: store})
 }
 
 // startSeederAnnouncing is startSeeder with the engine announcing to
 // announceURL.
 func startSeederAnnouncing(t *testing.T, cfg Config, store storage.Store, announceURL string) *testSeeder {
 	t.Helper()
+	return startSeederWith(t, cfg, seederSetup{store: store, announce: announceURL})
+}
+
+// seederSetup is how startSeederWith starts a seeder; every zero field
+// has a default.
+type seederSetup struct {
+	store    storage.Store // default a new filesystem store
+	announce string        // default a tracker of its own
+	// lis is the gRPC listener; default one on ip, port 0.
+	lis net.Listener
+	// ip is where the engine (and the default gRPC listener) listen.
+	// Default 127.0.0.1.
+	ip string
+}
+
+// startSeederWith starts a seeder as setup says, with the grpc server
+// options of ServerOptions and, unless cfg has one, Config.PeerAddr set to
+// its engine's address. Cleanup stops it.
+func startSeederWith(t *testing.T, cfg Config, setup seederSetup) *testSeeder {
+	t.Helper()
 	if len(cfg.AllowedUpstreams) == 0 && !cfg.AllowAnyUpstream {
 		// The test origin and every gateway in front of it.
 		cfg.AllowedUpstreams = []string{"127.0.0.1"}
 	}
+	if setup.ip == "" {
+		setup.ip = "127.0.0.1"
+	}
+	if setup.announce == "" {
+		setup.announce = startTracker(t)
+	}
+	store := setup.store
 	if store == nil {
 		fs, err := filesystem.New(t.TempDir())
 		if err != nil {
@@ -173,14 +205,17 @@ func startSeederAnnouncing(t *testing.T, cfg Config, store storage.Store, announ
 		TLS: testtls.Member(t, "seeder"),
 		// The seeder service authorizes every read of its engine's blobs.
 		SkipAuthorization: true,
-		ListenAddr:        "127.0.0.1:0",
+		ListenAddr:        net.JoinHostPort(setup.ip, "0"),
 		DataDir:           t.TempDir(),
-		Trackers:          []string{announceURL},
+		Trackers:          []string{setup.announce},
 		Role:              p2p.RoleSeeder,
 		Logger:            engineLogger(t),
 	}, store, nil)
 	if err != nil {
 		t.Fatalf("p2p engine: %v", err)
+	}
+	if cfg.PeerAddr == nil {
+		cfg.PeerAddr = eng.Addr
 	}
 	sd := &seeding{eng: eng, n: map[digest.Digest]int{}}
 	srv, err := NewServer(cfg, store, sd, testLogger(t))
@@ -188,11 +223,15 @@ func startSeederAnnouncing(t *testing.T, cfg Config, store storage.Store, announ
 		eng.Close()
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	lis := setup.lis
+	if lis == nil {
+		if lis, err = net.Listen("tcp", net.JoinHostPort(setup.ip, "0")); err != nil {
+			srv.Close()
+			eng.Close()
+			t.Fatal(err)
+		}
 	}
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(testtls.Credentials(t, "seeder").ServerConfig())))
+	g := grpc.NewServer(append(ServerOptions(), grpc.Creds(credentials.NewTLS(testtls.Credentials(t, "seeder").ServerConfig())))...)
 	srv.Register(g)
 	done := make(chan struct{})
 	go func() {
@@ -200,7 +239,7 @@ func startSeederAnnouncing(t *testing.T, cfg Config, store storage.Store, announ
 		g.Serve(lis)
 	}()
 	var once sync.Once
-	ts := &testSeeder{srv: srv, addr: lis.Addr().String(), store: store, seeding: sd, grpc: g}
+	ts := &testSeeder{srv: srv, addr: lis.Addr().String(), peer: eng.Addr().String(), store: store, seeding: sd, grpc: g}
 	ts.stop = func() {
 		once.Do(func() {
 			srv.Close()

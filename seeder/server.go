@@ -4,8 +4,11 @@
 // hold it yet, verifying it against its digest, storing it and seeding it.
 //
 // Server is the service; Client is the p2p side, a p2p.MetaInfoSource that
-// picks a seeder per blob by rendezvous hashing (see Rank) and fails over to
-// the next one when a seeder is down.
+// picks a seeder per blob by rendezvous hashing (see Rank) over the
+// seeders' addresses — a DNS name, such as a Kubernetes headless Service,
+// stands for every address it resolves to, looked up again periodically —
+// and fails over to the next one when a seeder is down, which it notices
+// within about two seconds by health-checking every seeder.
 package seeder
 
 import (
@@ -15,11 +18,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -31,6 +36,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -167,7 +173,7 @@ func NewServer(cfg Config, store storage.Store, seeding Seeding, logger *slog.Lo
 		return nil, err
 	}
 	t := newOriginTransport(cfg.OriginTimeout, guard, roots)
-	az, err := auth.New(auth.Config{Transport: t, TTL: cfg.AuthCacheTTL, Timeout: cfg.AuthTimeout})
+	az, err := auth.New(auth.Config{Transport: t, TTL: cfg.AuthCacheTTL, Timeout: cfg.AuthTimeout, StaleTTL: cfg.StaleAuthTTL, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("seeder: %w", err)
 	}
@@ -269,7 +275,97 @@ func (s *Server) GetMetaInfo(ctx context.Context, req *seederpb.GetMetaInfoReque
 		s.logFailure(ctx, st, "get metainfo", r, caller, err)
 		return nil, st
 	}
-	return &seederpb.GetMetaInfoResponse{Metainfo: e.metaInfo, Size: e.size}, nil
+	return &seederpb.GetMetaInfoResponse{Metainfo: e.metaInfo, Size: e.size, Peers: s.peers(ctx)}, nil
+}
+
+// peers returns the seeder's own peer-wire address as the caller can dial
+// it: Config.PeerAddr, its unspecified host replaced by the address the
+// caller reached this seeder at. It is nil when there is none to give.
+func (s *Server) peers(ctx context.Context) []string {
+	if s.cfg.PeerAddr == nil {
+		return nil
+	}
+	a := s.cfg.PeerAddr()
+	if a == nil {
+		return nil
+	}
+	ap, ok := addrPortOf(a)
+	if !ok || ap.Port() == 0 {
+		return nil
+	}
+	ip := ap.Addr()
+	if ip.IsUnspecified() {
+		p, ok := peer.FromContext(ctx)
+		if !ok || p.LocalAddr == nil {
+			return nil
+		}
+		local, ok := addrPortOf(p.LocalAddr)
+		if !ok || local.Addr().IsUnspecified() {
+			return nil
+		}
+		// An IPv4-only listener (0.0.0.0) cannot be reached at the IPv6
+		// address the caller used; "::" listens on both.
+		if ip.Is4() && !local.Addr().Is4() {
+			return nil
+		}
+		ip = local.Addr()
+	}
+	return []string{netip.AddrPortFrom(ip, ap.Port()).String()}
+}
+
+// addrPortOf returns a's IP (IPv4-mapped addresses unmapped, zone
+// dropped) and port, if a is an IP address with a port.
+func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
+	var ap netip.AddrPort
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap = t.AddrPort()
+	} else {
+		var err error
+		if ap, err = netip.ParseAddrPort(a.String()); err != nil {
+			return netip.AddrPort{}, false
+		}
+	}
+	if !ap.Addr().IsValid() {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()), true
+}
+
+// Keepalive enforcement for the agents' connections; see ServerOptions.
+const (
+	// minClientPingInterval is the shortest interval between an agent's
+	// keepalive pings the server accepts. grpc-go clients cannot ping more
+	// often than every 10s; clients in other languages may go down to
+	// this.
+	minClientPingInterval = time.Second
+	// serverPingTime and serverPingTimeout are the server's own pings on a
+	// connection idle that long, and how long it waits for the answer,
+	// before it drops a connection (and the calls on it, so that a fill
+	// nobody waits for any more is cancelled) of an agent that vanished
+	// without closing it.
+	serverPingTime    = 30 * time.Second
+	serverPingTimeout = 10 * time.Second
+)
+
+// ServerOptions returns the options a seeder's *grpc.Server needs beside
+// its credentials: a keepalive enforcement policy that lets agents ping an
+// idle connection (Client keeps one open to every seeder and pings it to
+// notice a dead seeder; grpc's default policy would answer those pings
+// with GOAWAY "too_many_pings"), and server-side keepalive that drops the
+// connections of agents that vanished. Use it as
+//
+//	grpc.NewServer(append(seeder.ServerOptions(), grpc.Creds(...))...)
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             minClientPingInterval,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    serverPingTime,
+			Timeout: serverPingTimeout,
+		}),
+	}
 }
 
 // logFailure logs a failed call: at debug when it is the caller's business

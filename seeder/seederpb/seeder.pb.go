@@ -107,7 +107,14 @@ type GetMetaInfoResponse struct {
 	// Bencoded torrent metainfo (see p2p.ParseMetaInfo).
 	Metainfo []byte `protobuf:"bytes,1,opt,name=metainfo,proto3" json:"metainfo,omitempty"`
 	// Blob size in bytes.
-	Size          int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Size int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// Peer-wire addresses ("ip:port", BitTorrent) of seeders that hold the
+	// blob and seed it: at least the answering seeder's own, when it knows
+	// it. A client may connect to them directly, without waiting for a
+	// tracker (or when none answers). Clients ignore entries that are not an
+	// IP literal with a non-zero port, or name an unspecified or multicast
+	// address, and use at most a few of them.
+	Peers         []string `protobuf:"bytes,3,rep,name=peers,proto3" json:"peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -156,6 +163,13 @@ func (x *GetMetaInfoResponse) GetSize() int64 {
 	return 0
 }
 
+func (x *GetMetaInfoResponse) GetPeers() []string {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
 var File_seeder_proto protoreflect.FileDescriptor
 
 const file_seeder_proto_rawDesc = "" +
@@ -167,10 +181,11 @@ const file_seeder_proto_rawDesc = "" +
 	"repository\x18\x02 \x01(\tR\n" +
 	"repository\x12\x16\n" +
 	"\x06digest\x18\x03 \x01(\tR\x06digest\x12$\n" +
-	"\rauthorization\x18\x04 \x01(\tR\rauthorization\"E\n" +
+	"\rauthorization\x18\x04 \x01(\tR\rauthorization\"[\n" +
 	"\x13GetMetaInfoResponse\x12\x1a\n" +
 	"\bmetainfo\x18\x01 \x01(\fR\bmetainfo\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x03R\x04size2k\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x14\n" +
+	"\x05peers\x18\x03 \x03(\tR\x05peers2k\n" +
 	"\x0fMetaInfoService\x12X\n" +
 	"\vGetMetaInfo\x12#.eagle.seeder.v1.GetMetaInfoRequest\x1a$.eagle.seeder.v1.GetMetaInfoResponseB5Z3github.com/eagle-p2p/eagle/seeder/seederpb;seederpbb\x06proto3"
 

@@ -48,7 +48,8 @@ type MetaInfoServiceClient interface {
 	// An origin refusal carries a google.rpc.ErrorInfo detail with domain
 	// "eagle.seeder.v1", reason "ORIGIN_REFUSED" and metadata "origin_status"
 	// (the HTTP status, decimal), "www_authenticate" (the origin's
-	// WWW-Authenticate header) and "origin_body" (the start of its body).
+	// WWW-Authenticate header) and "retry_after" (its Retry-After header);
+	// never the origin's body.
 	GetMetaInfo(ctx context.Context, in *GetMetaInfoRequest, opts ...grpc.CallOption) (*GetMetaInfoResponse, error)
 }
 
@@ -91,7 +92,8 @@ type MetaInfoServiceServer interface {
 	// An origin refusal carries a google.rpc.ErrorInfo detail with domain
 	// "eagle.seeder.v1", reason "ORIGIN_REFUSED" and metadata "origin_status"
 	// (the HTTP status, decimal), "www_authenticate" (the origin's
-	// WWW-Authenticate header) and "origin_body" (the start of its body).
+	// WWW-Authenticate header) and "retry_after" (its Retry-After header);
+	// never the origin's body.
 	GetMetaInfo(context.Context, *GetMetaInfoRequest) (*GetMetaInfoResponse, error)
 	mustEmbedUnimplementedMetaInfoServiceServer()
 }

@@ -206,7 +206,7 @@ type Engine struct {
 	blobs  map[digest.Digest]*entry
 	// metaCache keeps metainfo that Stat fetched so that the Fetch which
 	// usually follows a HEAD does not ask the seeder again.
-	metaCache *lru.Cache[digest.Digest, []byte]
+	metaCache *lru.Cache[digest.Digest, seederAnswer]
 
 	fromSeeders, fromAgents atomic.Int64
 	// fromOrigin counts the bytes fetched from origins (FetchOrigin).
@@ -237,7 +237,17 @@ type entry struct {
 	announced   atomic.Bool
 	announceErr atomic.Value // string
 	handedOut   atomic.Int64
+	// seederAddr is the seeder whose answer the download follows, when
+	// the metainfo source names it (a string).
+	seederAddr atomic.Value
 }
+
+func (ent *entry) seeder() string {
+	s, _ := ent.seederAddr.Load().(string)
+	return s
+}
+
+func (ent *entry) setSeeder(addr string) { ent.seederAddr.Store(addr) }
 
 // stallReason says why ent's download has no byte for a reader: what the
 // trackers and the torrent show now.
@@ -305,7 +315,7 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: %w", err)
 	}
-	metaCache, _ := lru.New[digest.Digest, []byte](1024)
+	metaCache, _ := lru.New[digest.Digest, seederAnswer](1024)
 	e := &Engine{
 		creds:     creds,
 		cfg:       cfg,

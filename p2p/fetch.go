@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/torrent"
@@ -62,36 +64,62 @@ func (e *Engine) Stat(ctx context.Context, ref blob.Ref) (int64, error) {
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return 0, fmt.Errorf("p2p: stat %s: %w", ref.Digest, err)
 	}
-	b, err := e.metaInfo(ctx, ref)
+	ans, ok := e.metaCache.Get(ref.Digest)
+	if !ok {
+		var err error
+		if ans, err = e.askSeeder(ctx, ref); err != nil {
+			return 0, err
+		}
+	}
+	_, info, err := ParseMetaInfo(ref.Digest, ans.mi)
 	if err != nil {
 		return 0, err
 	}
-	_, info, err := ParseMetaInfo(ref.Digest, b)
-	if err != nil {
-		return 0, err
-	}
-	e.metaCache.Add(ref.Digest, b)
+	e.metaCache.Add(ref.Digest, ans)
 	return info.Length, nil
 }
 
-func (e *Engine) metaInfo(ctx context.Context, ref blob.Ref) ([]byte, error) {
-	if b, ok := e.metaCache.Get(ref.Digest); ok {
-		return b, nil
-	}
-	return e.askSeeder(ctx, ref)
+// seederAnswer is what a seeder said about a blob: its metainfo, the
+// seeder that answered (when the source tells) and peers that hold it.
+type seederAnswer struct {
+	mi     []byte
+	seeder string
+	peers  []netip.AddrPort
+}
+
+// PeerSource is a MetaInfoSource that also names the seeder that answered
+// and the peer-wire addresses of peers that hold the blob, so that a node
+// reaches the swarm with no tracker at all. *seeder.Client implements it.
+type PeerSource interface {
+	MetaInfoWithPeers(ctx context.Context, ref blob.Ref) (mi []byte, seeder string, peers []netip.AddrPort, err error)
+}
+
+// HealthSource tells when a seeder stops answering, so that a download
+// that depends on it asks the others at once. *seeder.Client implements
+// it.
+type HealthSource interface {
+	// Unhealthy returns a channel closed when the seeder at addr is not
+	// (or no longer) healthy.
+	Unhealthy(addr string) <-chan struct{}
 }
 
 // askSeeder asks the metainfo source, which makes sure some seeder holds
 // (and seeds) the blob.
-func (e *Engine) askSeeder(ctx context.Context, ref blob.Ref) ([]byte, error) {
+func (e *Engine) askSeeder(ctx context.Context, ref blob.Ref) (seederAnswer, error) {
 	if e.src == nil {
-		return nil, fmt.Errorf("%w: %s (this engine has no metainfo source)", blob.ErrNotFound, ref.Digest)
+		return seederAnswer{}, fmt.Errorf("%w: %s (this engine has no metainfo source)", blob.ErrNotFound, ref.Digest)
 	}
-	b, err := e.src.MetaInfo(ctx, ref)
+	var ans seederAnswer
+	var err error
+	if ps, ok := e.src.(PeerSource); ok {
+		ans.mi, ans.seeder, ans.peers, err = ps.MetaInfoWithPeers(ctx, ref)
+	} else {
+		ans.mi, err = e.src.MetaInfo(ctx, ref)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("p2p: metainfo for %s: %w", ref.Digest, err)
+		return seederAnswer{}, fmt.Errorf("p2p: metainfo for %s: %w", ref.Digest, err)
 	}
-	return b, nil
+	return ans, nil
 }
 
 // Fetch returns the blob ref names, once the Authorizer let ref's
@@ -183,15 +211,16 @@ func (e *Engine) runDownload(ent *entry, ref blob.Ref) error {
 	// Metainfo that a Stat left for this download is used once: a later
 	// download (after a failure or an eviction) asks a seeder again, which
 	// also makes sure a seeder still holds the blob.
-	b, ok := e.metaCache.Peek(ref.Digest)
+	ans, ok := e.metaCache.Peek(ref.Digest)
 	if ok {
 		e.metaCache.Remove(ref.Digest)
 	} else {
 		var err error
-		if b, err = e.askSeeder(ctx, ref); err != nil {
+		if ans, err = e.askSeeder(ctx, ref); err != nil {
 			return err
 		}
 	}
+	b := ans.mi
 	mi, info, err := ParseMetaInfo(ref.Digest, b)
 	if err != nil {
 		return err
@@ -226,9 +255,13 @@ func (e *Engine) runDownload(ent *entry, ref blob.Ref) error {
 	t.SetOnWriteChunkError(func(err error) {
 		ent.data.fail(fmt.Errorf("p2p: write %s: %w", ref.Digest, err))
 	})
+	ent.setSeeder(ans.seeder)
+	// The seeder's own peer address: the swarm is reachable even when no
+	// tracker answers.
+	addPeers(t, ans.peers)
 	e.startAnnouncing(ent)
 	close(ent.ready)
-	e.log.Debug("download started", "digest", ref.Digest, "size", info.Length, "pieces", info.NumPieces())
+	e.log.Debug("download started", "digest", ref.Digest, "size", info.Length, "pieces", info.NumPieces(), "seeder", ans.seeder)
 
 	if err := e.commit(ctx, ent, ref); err != nil {
 		return err
@@ -330,30 +363,67 @@ func (e *Engine) switchToStore(ctx context.Context, ent *entry) error {
 	return nil
 }
 
-// stallTimeout is how long a download may go without a verified piece and
-// without a connected peer before the engine asks a seeder again.
-const stallTimeout = 30 * time.Second
+// reaskAfter is how long a download may go without a verified piece
+// before the engine asks the seeders again. That is cheap while the seeder
+// that holds the blob lives: it answers from its cache, and its peer
+// address comes back with the answer, so a node that lost its peers (or
+// never heard of any from a tracker) finds the swarm again. When that
+// seeder is gone the next one in rank fetches the blob from the origin
+// and seeds it: one more origin copy, not one per node.
+const reaskAfter = 3 * time.Second
 
-// waitPiece waits for piece i of ent. When the swarm has gone quiet — no
-// piece for stallTimeout and no peer connected, as when the seeder that
-// held the blob lost it — it asks the seeders again (one of them fetches
-// and seeds the blob anew) and keeps waiting: readers wait rather than fall
-// back to the origin.
+// waitPiece waits for piece i of ent. When the swarm goes quiet (no piece
+// for reaskAfter) or the seeder the blob came from stops answering, it
+// asks the seeders again, adds the peers they name, and keeps waiting.
 func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int) error {
 	for {
-		wctx, cancel := context.WithTimeout(ctx, stallTimeout)
-		err := ent.data.waitPiece(wctx, i)
-		cancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-			return err
+		wctx, cancel := context.WithTimeout(ctx, reaskAfter)
+		var seederGone atomic.Bool
+		if hs, ok := e.src.(HealthSource); ok && ent.seeder() != "" {
+			gone := hs.Unhealthy(ent.seeder())
+			stop, done := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(done)
+				select {
+				case <-gone:
+					seederGone.Store(true)
+					cancel()
+				case <-stop:
+				}
+			}()
+			err := ent.data.waitPiece(wctx, i)
+			close(stop)
+			<-done
+			cancel()
+			if err == nil || ctx.Err() != nil || !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				return err
+			}
+		} else {
+			err := ent.data.waitPiece(wctx, i)
+			cancel()
+			if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+				return err
+			}
 		}
-		if ent.t.Stats().ActivePeers > 0 || e.src == nil {
+		if e.src == nil {
 			continue
 		}
-		e.log.Warn("download stalled with no peers; asking the seeders again", "digest", ref.Digest)
-		if _, err := e.askSeeder(ctx, ref); err != nil {
-			e.log.Warn("asking the seeders again", "digest", ref.Digest, "err", err)
+		peers := ent.t.Stats().ActivePeers
+		switch {
+		case seederGone.Load():
+			e.log.Warn("the seeder of a download stopped answering; asking the others", "digest", ref.Digest, "seeder", ent.seeder(), "peers", peers)
+		case peers == 0:
+			e.log.Warn("download stalled with no peers; asking the seeders again", "digest", ref.Digest, "reason", ent.stallReason())
+		default:
+			e.log.Debug("no piece for a while; asking the seeders again", "digest", ref.Digest, "peers", peers)
 		}
+		ans, err := e.askSeeder(ctx, ref)
+		if err != nil {
+			e.log.Warn("asking the seeders again", "digest", ref.Digest, "err", err)
+			continue
+		}
+		ent.setSeeder(ans.seeder)
+		addPeers(ent.t, ans.peers)
 	}
 }
 

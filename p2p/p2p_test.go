@@ -130,7 +130,15 @@ func startSeeder(t *testing.T, trackerURL string) (string, *seeder.Server, *p2p.
 // gRPC port, in mutual TLS, and returns it with its address.
 func serveSeeder(t *testing.T, store storage.Store, eng *p2p.Engine) (*seeder.Server, string) {
 	t.Helper()
-	srv, err := seeder.NewServer(seeder.Config{AllowedUpstreams: []string{"127.0.0.1"}}, store, eng, quiet)
+	srv, addr, _ := serveSeederStop(t, store, eng)
+	return srv, addr
+}
+
+// serveSeederStop is serveSeeder that also returns a func that stops the
+// service and its gRPC server (Cleanup calls it too).
+func serveSeederStop(t *testing.T, store storage.Store, eng *p2p.Engine) (*seeder.Server, string, func()) {
+	t.Helper()
+	srv, err := seeder.NewServer(seeder.Config{AllowedUpstreams: []string{"127.0.0.1"}, PeerAddr: eng.Addr}, store, eng, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,16 +146,20 @@ func serveSeeder(t *testing.T, store storage.Store, eng *p2p.Engine) (*seeder.Se
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(testtls.Credentials(t, "seeder").ServerConfig())))
+	g := grpc.NewServer(append(seeder.ServerOptions(), grpc.Creds(credentials.NewTLS(testtls.Credentials(t, "seeder").ServerConfig())))...)
 	srv.Register(g)
 	done := make(chan struct{})
 	go func() { defer close(done); g.Serve(lis) }()
-	t.Cleanup(func() {
-		srv.Close()
-		g.Stop()
-		<-done
-	})
-	return srv, lis.Addr().String()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			srv.Close()
+			g.Stop()
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return srv, lis.Addr().String(), stop
 }
 
 func newSeederClient(t *testing.T, addrs ...string) *seeder.Client {

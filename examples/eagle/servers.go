@@ -232,6 +232,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return withFlag(fmt.Errorf("p2p: %w", err))
 	}
 	defer eng.Close()
+	cfg.Seeder.PeerAddr = eng.Addr
 	srv, err := seeder.NewServer(cfg.Seeder, store, eng, log)
 	if err != nil {
 		return err
@@ -251,7 +252,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if creds != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(creds.ServerConfig())))
 	}
-	g := grpc.NewServer(gopts...)
+	g := grpc.NewServer(append(seeder.ServerOptions(), gopts...)...)
 	srv.Register(g)
 	log.Info("seeder listening", "grpc", lis.Addr().String(), "peer", eng.Addr().String())
 	errc := make(chan error, 1)

@@ -331,6 +331,7 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 		scfg.AllowedUpstreams = []string{c.Origin.Host}
 	}
 	scfg.Metrics = reg
+	scfg.PeerAddr = eng.Addr
 	srv, err := seeder.NewServer(scfg, store, eng, log)
 	if err != nil {
 		eng.Close()
@@ -348,7 +349,7 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 	if creds != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(creds.ServerConfig())))
 	}
-	g := grpc.NewServer(gopts...)
+	g := grpc.NewServer(append(seeder.ServerOptions(), gopts...)...)
 	srv.Register(g)
 	s := &Seeder{Addr: lis.Addr().String(), Server: srv, Engine: eng, Metrics: reg, grpc: g, store: store, done: make(chan struct{})}
 	go func() {

@@ -1,0 +1,97 @@
+package p2p_test
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eagle-p2p/eagle/internal/testtls"
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/seeder"
+	"github.com/eagle-p2p/eagle/storage/filesystem"
+)
+
+// The seeder a download depends on dies mid-way (its engine and its gRPC
+// service stop): the node notices within about a second through the
+// seeder client's health checks, asks the next seeder, which fetches the
+// blob from the origin once more and seeds it, and the download completes
+// with the right bytes — not after a 30 s stall.
+func TestFailoverSeederKilledMidDownload(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	o := startOrigin(t)
+	trk := startTracker(t)
+	type seederProc struct {
+		addr string
+		stop func()
+	}
+	start := func() seederProc {
+		store, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "seeder"), SkipAuthorization: true, Role: p2p.RoleSeeder,
+			ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
+			UploadLimit: 2 << 20,
+		}, store, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, addr, stopService := serveSeederStop(t, store, eng)
+		var once sync.Once
+		stop := func() {
+			once.Do(func() {
+				stopService()
+				eng.Close()
+			})
+		}
+		t.Cleanup(stop)
+		return seederProc{addr, stop}
+	}
+	seeders := []seederProc{start(), start()}
+	ref, want := pushBlob(t, o, "failover/app", 8<<20)
+	client := newSeederClient(t, seeders[0].addr, seeders[1].addr)
+	first := seeder.Rank(client.Seeders(), ref.Digest)[0]
+
+	store, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := newEngine(t, p2p.RoleAgent, trk, store, client)
+	b, err := agent.Fetch(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got := make([]byte, 1<<20)
+	if _, err := b.Read(got[:1]); err != nil {
+		t.Fatal(err)
+	}
+	// The first byte came: kill the seeder the blob came from.
+	for _, s := range seeders {
+		if s.addr == first {
+			s.stop()
+		}
+	}
+	killed := time.Now()
+	var rest bytes.Buffer
+	rest.Write(got[:1])
+	if _, err := rest.ReadFrom(b); err != nil {
+		t.Fatalf("read after the seeder died: %v", err)
+	}
+	took := time.Since(killed)
+	if !bytes.Equal(rest.Bytes(), want) {
+		t.Fatal("bytes differ")
+	}
+	if n := o.BlobGETs(ref.Digest); n > 2 {
+		t.Errorf("origin served the blob %d times, want at most 2 (one more after the seeder died)", n)
+	}
+	// 8 MiB at the surviving seeder's 2 MiB/s is 4 s; the failover itself
+	// must not add a 30 s stall.
+	if took > 12*time.Second {
+		t.Errorf("the download finished %v after its seeder died", took)
+	}
+	t.Logf("finished %v after the seeder died; origin GETs %d", took, o.BlobGETs(ref.Digest))
+}

@@ -656,21 +656,22 @@ func TestAgent(t *testing.T) {
 		}
 	}
 
-	// The seeders are the StatefulSet's pods, by their stable names.
+	// The seeders are the StatefulSet's headless Service, whose name
+	// resolves to every ready seeder pod: scaling needs no agent restart.
 	s := m.statefulSets["eagle-seeder"]
 	svc := m.services[s.Spec.ServiceName]
+	if svc.Spec.ClusterIP != "None" {
+		t.Errorf("the seeders' Service %s is not headless (clusterIP %q): its name would resolve to one virtual IP, not to every seeder", svc.Metadata.Name, svc.Spec.ClusterIP)
+	}
 	var grpcPort int
 	for _, p := range svc.Spec.Ports {
 		if p.Name == "grpc" {
 			grpcPort = p.Port
 		}
 	}
-	var want []string
-	for i := range *s.Spec.Replicas {
-		want = append(want, fmt.Sprintf("%s-%d.%s.%s.svc:%d", s.Metadata.Name, i, svc.Metadata.Name, svc.Metadata.Namespace, grpcPort))
-	}
+	want := []string{fmt.Sprintf("%s.%s.svc:%d", svc.Metadata.Name, svc.Metadata.Namespace, grpcPort)}
 	if !slices.Equal(node.Seeders, want) {
-		t.Errorf("agent seeders %v, want the StatefulSet's %d pods %v", node.Seeders, *s.Spec.Replicas, want)
+		t.Errorf("agent seeders %v, want the seeders' headless Service %v", node.Seeders, want)
 	}
 
 	// Every registry the agent mirrors is one the seeders may fetch from.

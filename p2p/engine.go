@@ -549,7 +549,7 @@ func (e *Engine) reseed() error {
 		if !ok {
 			continue
 		}
-		dgst := digest.NewDigestFromEncoded(digest.SHA256, hex)
+		dgst := keptDigest(hex)
 		path := filepath.Join(metaInfoDir(e.cfg.DataDir), de.Name())
 		b, err := os.ReadFile(path)
 		if err == nil {
@@ -561,6 +561,16 @@ func (e *Engine) reseed() error {
 		}
 	}
 	return nil
+}
+
+// keptDigest is the digest a kept metainfo file is named after: the file
+// name is the digest's hex, whose length tells the algorithm (sha256 and
+// sha512, the two the stores accept, have 64 and 128 hex digits).
+func keptDigest(hex string) digest.Digest {
+	if len(hex) == digest.SHA512.Size()*2 {
+		return digest.NewDigestFromEncoded(digest.SHA512, hex)
+	}
+	return digest.NewDigestFromEncoded(digest.SHA256, hex)
 }
 
 // Seed starts seeding a blob that is already committed in the store, with

@@ -14,6 +14,7 @@ import (
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
+	"github.com/opencontainers/go-digest"
 )
 
 // Closing an engine while fetches and reads are in flight ends them with
@@ -227,4 +228,47 @@ func engineOnDir(t *testing.T, dataDir, trk string, store storage.Store, src p2p
 		t.Fatal(err)
 	}
 	return e
+}
+
+// A node keeps seeding after a restart a blob named by a sha512 digest, as
+// it does a sha256 one: the kept metainfo's file name keeps the algorithm.
+func TestRestartSeedsSHA512Blob(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	trk := startTracker(t)
+	content := randomBytes(t, 700<<10)
+	d := digest.SHA512.FromBytes(content)
+	store := newFSStore(t)
+	w, err := store.Create(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(content)
+	if _, err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mi := metaInfoFor(t, d, content)
+	dataDir := t.TempDir()
+	start := func() *p2p.Engine {
+		e, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "seeder"), SkipAuthorization: true, Role: p2p.RoleSeeder,
+			ListenAddr: "127.0.0.1:0", DataDir: dataDir, Trackers: []string{trk}, Logger: quiet}, store, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	first := start()
+	if err := first.Seed(ctx, d, mi); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := start() // seeds what it kept, nothing else asked
+	defer again.Close()
+	ref := blob.Ref{Upstream: permissiveOrigin(t), Repository: "sha512/app", Digest: d}
+	b := newEngine(t, p2p.RoleAgent, trk, memoryStore(), staticSource{d: mi})
+	if got := readAll(t, ctx, b, ref); !bytes.Equal(got, content) {
+		t.Fatal("bytes from the restarted node differ")
+	}
 }

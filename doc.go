@@ -20,4 +20,15 @@
 //
 // This package is the small facade for users who want "just run a node":
 // [NewNode] composes a proxy and a p2p engine from one [Config].
+//
+// The other parts are one call each too: [github.com/eagle-p2p/eagle/seeder.New]
+// builds a whole seeder (its store, its peer, its metainfo service), which
+// serves agents over gRPC (Serve, or Register on a gRPC server of the
+// program's own), and [github.com/eagle-p2p/eagle/tracker.New] returns the
+// tracker as an http.Handler. A program that embeds a seeder and a node
+// hands the seeder to the node as [Config.MetaInfo]: the node asks it
+// directly, with no gRPC in between, and every call is still authorized at
+// the origin with the caller's credentials. [Config.Store] takes any
+// storage backend for the node's cache. The package example runs all of it
+// in one process.
 package eagle

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -22,14 +23,32 @@ import (
 )
 
 // Config configures a Node. The zero value is not usable: DataDir,
-// Seeders, P2P.Trackers and TLS (or TLS.Insecure) are required.
+// Seeders (or MetaInfo), P2P.Trackers and TLS (or TLS.Insecure) are
+// required. Validate applies the defaults.
 type Config struct {
-	// DataDir holds the node's blob cache (DataDir/blobs) and its partial
-	// downloads and metainfo (DataDir/p2p). Required.
+	// DataDir holds the node's blob cache (DataDir/blobs, unless Store is
+	// set) and its partial downloads and metainfo (DataDir/p2p). Required.
 	DataDir string `yaml:"data_dir"`
-	// Seeders are the gRPC addresses (host:port) of the seeders. Required.
+	// Seeders are the gRPC addresses (host:port, or a DNS name standing
+	// for every address it resolves to) of the seeders. Required unless
+	// MetaInfo is set.
 	Seeders []string `yaml:"seeders"`
-	// CacheSize bounds the bytes of blobs the node keeps (DataDir/blobs plus
+	// MetaInfo, when set, is where the node gets metainfo instead of
+	// seeders over gRPC: a seeder in this process (*seeder.Seeder, or
+	// *seeder.Server), which answers directly, authorizing every call
+	// with the caller's credentials as over gRPC. Seeders must then be
+	// empty: the node asks that seeder for every blob, so it should be
+	// the cluster's only seeder, or blobs other nodes ask other seeders
+	// for may be fetched from the origin more than once. A MetaInfo that
+	// is also a p2p.PeerSource gives the seeder's peer address with each
+	// answer, so the node reaches the seeder's copy without a tracker.
+	MetaInfo p2p.MetaInfoSource `yaml:"-"`
+	// Store is where the node keeps blobs: any storage.Store. It stays the
+	// caller's: close it after the Node. Nil: the filesystem store at
+	// DataDir/blobs, which the Node owns and closes. Either way the node
+	// keeps it within CacheSize.
+	Store storage.Store `yaml:"-"`
+	// CacheSize bounds the bytes of blobs the node keeps (in its store, plus
 	// downloads in progress); the least recently used blobs not in use are
 	// evicted, before a download starts, to stay within it. A blob larger
 	// than the whole cache is refused (the runtime then pulls it from the
@@ -60,8 +79,11 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("eagle: data_dir is required")
 	}
-	if len(c.Seeders) == 0 {
-		return errors.New("eagle: seeders: at least one seeder address is required")
+	switch {
+	case len(c.Seeders) == 0 && c.MetaInfo == nil:
+		return errors.New("eagle: seeders: at least one seeder address is required (or, in code, a MetaInfo source)")
+	case len(c.Seeders) > 0 && c.MetaInfo != nil:
+		return errors.New("eagle: seeders and MetaInfo are both set: give the node one metainfo source")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -115,19 +137,28 @@ type Node struct {
 	// does.
 	Engine  *p2p.Engine
 	handler *proxy.Handler
-	seeders *seeder.Client
+	seeders *seeder.Client   // nil when Config.MetaInfo is set
 	auth    *auth.Authorizer // nil when blobs are not authorized
-	store   *filesystem.Store
+	// ownStore is the store NewNode made (nil when Config.Store was given).
+	ownStore io.Closer
 }
 
-// NewNode starts a node. Close stops it.
+// NewNode is NewNodeContext with context.Background(): building the node
+// is not cancelled.
+func NewNode(cfg Config) (*Node, error) {
+	return NewNodeContext(context.Background(), cfg)
+}
+
+// NewNodeContext starts a node. ctx bounds building it (indexing the blobs
+// the store already holds, which may take a while on a large store), not
+// the node's life, which lasts until Close.
 //
 // Its proxy and engine share one Authorizer: a blob read is checked at
 // the origin with the client's credentials, once per auth_cache_ttl, and
 // a blob at an upstream the proxy has not configured (allow_any_upstream)
 // is served only when a seeder vouches that this very upstream served its
 // bytes to Eagle.
-func NewNode(cfg Config) (_ *Node, err error) {
+func NewNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -137,28 +168,35 @@ func NewNode(cfg Config) (_ *Node, err error) {
 			n.Close()
 		}
 	}()
-	n.store, err = filesystem.New(filepath.Join(cfg.DataDir, "blobs"))
+	store := cfg.Store
+	if store == nil {
+		fs, err := filesystem.New(filepath.Join(cfg.DataDir, "blobs"))
+		if err != nil {
+			return nil, fmt.Errorf("eagle: %w", err)
+		}
+		n.ownStore, store = fs, fs
+	}
+	cache, err := lru.New(ctx, store, cfg.CacheSize)
 	if err != nil {
 		return nil, fmt.Errorf("eagle: %w", err)
 	}
-	cache, err := lru.New(context.Background(), n.store, cfg.CacheSize)
-	if err != nil {
-		return nil, fmt.Errorf("eagle: %w", err)
-	}
-	creds, err := mtls.Load(cfg.TLS)
-	if err != nil {
-		return nil, fmt.Errorf("eagle: %w", err)
-	}
-	n.seeders, err = seeder.NewClient(cfg.Seeders, seeder.WithLogger(cfg.Logger), seeder.WithCredentials(creds))
-	if err != nil {
-		return nil, fmt.Errorf("eagle: %w", err)
+	src := cfg.MetaInfo
+	if src == nil {
+		creds, err := mtls.Load(cfg.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("eagle: %w", err)
+		}
+		n.seeders, err = seeder.NewClient(cfg.Seeders, seeder.WithLogger(cfg.Logger), seeder.WithCredentials(creds))
+		if err != nil {
+			return nil, fmt.Errorf("eagle: %w", err)
+		}
+		src = n.seeders
 	}
 	if !cfg.P2P.SkipAuthorization && cfg.P2P.Authorizer == nil {
 		trusted, err := cfg.Proxy.Trusted()
 		if err != nil {
 			return nil, fmt.Errorf("eagle: proxy: %w", err)
 		}
-		seeders := n.seeders
 		n.auth, err = auth.New(auth.Config{
 			Transport: cfg.Proxy.Transport,
 			TTL:       cfg.Proxy.AuthCacheTTL,
@@ -168,7 +206,7 @@ func NewNode(cfg Config) (_ *Node, err error) {
 			Trusted:   trusted,
 			Logger:    cfg.Logger,
 			Vouch: func(ctx context.Context, ref blob.Ref) error {
-				_, err := seeders.MetaInfo(ctx, ref)
+				_, err := src.MetaInfo(ctx, ref)
 				return err
 			},
 		})
@@ -180,7 +218,7 @@ func NewNode(cfg Config) (_ *Node, err error) {
 			cfg.Proxy.Authorizer = n.auth
 		}
 	}
-	n.Engine, err = p2p.New(cfg.P2P, cache, n.seeders)
+	n.Engine, err = p2p.New(cfg.P2P, cache, src)
 	if err != nil {
 		return nil, fmt.Errorf("eagle: %w", err)
 	}
@@ -209,8 +247,8 @@ func (n *Node) Close() error {
 	if n.seeders != nil {
 		errs = append(errs, n.seeders.Close())
 	}
-	if n.store != nil {
-		errs = append(errs, n.store.Close())
+	if n.ownStore != nil {
+		errs = append(errs, n.ownStore.Close())
 	}
 	return errors.Join(errs...)
 }

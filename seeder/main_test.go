@@ -233,6 +233,7 @@ func startSeederWith(t *testing.T, cfg Config, setup seederSetup) *testSeeder {
 	}
 	g := grpc.NewServer(append(ServerOptions(), grpc.Creds(credentials.NewTLS(testtls.Credentials(t, "seeder").ServerConfig())))...)
 	srv.Register(g)
+	srv.RegisterHealth(g)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -3,7 +3,16 @@
 // first (once, with the asking client's credentials) if the seeder does not
 // hold it yet, verifying it against its digest, storing it and seeding it.
 //
-// Server is the service; Client is the p2p side, a p2p.MetaInfoSource that
+// New builds a whole seeder in one call (a Seeder: its store, its p2p
+// engine in the seeder role and the metainfo service) from a
+// SeederConfig. Serve it on a listener of its own, or Register it on a
+// gRPC server the program already runs; a program that also embeds a node
+// hands the Seeder to the node as its metainfo source (it is a
+// p2p.PeerSource), in-process, with no gRPC in between. Server is the
+// metainfo service alone, for programs that bring their own store and
+// engine (NewServer).
+//
+// Client is the p2p side, a p2p.MetaInfoSource that
 // picks a seeder per blob by rendezvous hashing (see Rank) over the
 // seeders' addresses — a DNS name, such as a Kubernetes headless Service,
 // stands for every address it resolves to, looked up again periodically —
@@ -95,9 +104,12 @@ type entry struct {
 	size     int64
 }
 
-// Server implements the MetaInfoService. Create it with NewServer, register
-// it on a *grpc.Server with Register, and Close it before stopping that
-// server so that waiting calls end promptly.
+// Server implements the MetaInfoService. Create it with NewServer (or let
+// New build it with its store and engine), register it on a gRPC server
+// with Register, and Close it before stopping that server so that waiting
+// calls end promptly. In-process callers use MetaInfo and
+// MetaInfoWithPeers instead: the same answers, authorization included,
+// without gRPC.
 type Server struct {
 	seederpb.UnimplementedMetaInfoServiceServer
 
@@ -119,7 +131,9 @@ type Server struct {
 	fetchSlots *semaphore.Weighted
 	// originLimit paces reads from origins; nil means unlimited.
 	originLimit *rate.Limiter
-	health      *health.Server
+	// health is the health service RegisterHealth registers; it reports
+	// the MetaInfoService only.
+	health *health.Server
 
 	// ctx is the context of the shared fetches: owned by the Server, not by
 	// the caller that happened to start one, and cancelled by Close.
@@ -140,8 +154,12 @@ type Server struct {
 	metrics       *serverMetrics
 }
 
-// NewServer returns a Server that keeps blobs in store and hands them to
-// seeding. A nil logger means slog.Default().
+// NewServer returns the metainfo service alone: a Server that keeps blobs
+// in store and hands them to seeding. New builds one with its store and
+// its engine; NewServer is for programs that bring their own (a
+// storage.Store and engine they also use otherwise). Set cfg.PeerAddr to
+// the engine's address (p2p.Engine.Addr), as New does, so that answers
+// lead agents to the seeder's copy. A nil logger means slog.Default().
 func NewServer(cfg Config, store storage.Store, seeding Seeding, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -210,10 +228,23 @@ func NewServer(cfg Config, store storage.Store, seeding Seeding, logger *slog.Lo
 	return s, nil
 }
 
-// Register registers the MetaInfoService and the standard gRPC health
-// service (grpc.health.v1.Health) on g.
-func (s *Server) Register(g *grpc.Server) {
+// Register registers the MetaInfoService, and nothing else, on g: a gRPC
+// server the seeder shares with other services may already serve the
+// standard health service (see RegisterHealth).
+func (s *Server) Register(g grpc.ServiceRegistrar) {
 	seederpb.RegisterMetaInfoServiceServer(g, s)
+}
+
+// RegisterHealth registers the standard gRPC health service
+// (grpc.health.v1.Health) on g, for a server that has none of its own. It
+// reports the MetaInfoService SERVING until Close and NOT_SERVING from
+// then on, so that clients move to other seeders while the server stops;
+// the server's overall status ("") stays SERVING. A server that already
+// serves the health service sets the status of the MetaInfoService
+// (seederpb.MetaInfoService_ServiceDesc.ServiceName, which Client checks)
+// on it itself; a seeder with no health service at all is healthy to a
+// Client as long as it is connected.
+func (s *Server) RegisterHealth(g grpc.ServiceRegistrar) {
 	healthpb.RegisterHealthServer(g, s.health)
 }
 
@@ -227,10 +258,11 @@ func (s *Server) Stats() Stats {
 	}
 }
 
-// Close reports NOT_SERVING on the health service, cancels the origin
-// fetches in flight and waits for them to end; their callers get
-// codes.Unavailable. Blobs not yet committed are discarded. Close does not
-// stop the *grpc.Server the service is registered on.
+// Close reports the MetaInfoService NOT_SERVING on its health service (see
+// RegisterHealth), cancels the origin fetches in flight and waits for them
+// to end; their callers get codes.Unavailable. Blobs not yet committed are
+// discarded. Close does not stop the gRPC server the service is registered
+// on, nor touch that server's other services and overall health.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -240,7 +272,7 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.metrics.unregister()
-	s.health.Shutdown()
+	s.health.SetServingStatus(seederpb.MetaInfoService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	s.cancel()
 	s.wg.Wait()
 	s.auth.Close()
@@ -251,31 +283,113 @@ func (s *Server) Close() error {
 // GetMetaInfo implements seederpb.MetaInfoServiceServer. See seeder.proto
 // for the error codes. Every call is authorized at the named upstream with
 // the caller's credentials, whether the seeder holds the blob or not.
-func (s *Server) GetMetaInfo(ctx context.Context, req *seederpb.GetMetaInfoRequest) (_ *seederpb.GetMetaInfoResponse, err error) {
+func (s *Server) GetMetaInfo(ctx context.Context, req *seederpb.GetMetaInfoRequest) (*seederpb.GetMetaInfoResponse, error) {
+	e, err := s.answer(ctx, req, callerOf(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &seederpb.GetMetaInfoResponse{Metainfo: e.metaInfo, Size: e.size, Peers: s.peers(ctx)}, nil
+}
+
+// inProcess is the caller name of in-process calls (MetaInfo), for the
+// per-caller limits and the logs.
+const inProcess = "in-process"
+
+// MetaInfo implements p2p.MetaInfoSource in-process: it answers as
+// GetMetaInfo answers a gRPC call, with ref's credentials authorized at
+// its upstream first, without gRPC in between. A program that embeds a
+// seeder and a node passes the one to the other with it (see
+// eagle.Config.MetaInfo). Errors are those a Client returns for the same
+// answer: they wrap blob.ErrNotFound, blob.ErrDigestMismatch, a
+// *blob.OriginError or a context error, and otherwise carry the gRPC
+// status a remote caller would get (status.Code tells it).
+func (s *Server) MetaInfo(ctx context.Context, ref blob.Ref) ([]byte, error) {
+	mi, _, _, err := s.MetaInfoWithPeers(ctx, ref)
+	return mi, err
+}
+
+// MetaInfoWithPeers implements p2p.PeerSource in-process: MetaInfo that
+// also returns the seeder's own peer-wire address (Config.PeerAddr), as
+// the caller in this process can dial it: a listener on every interface is
+// given at the loopback address. The seeder name is empty: an in-process
+// seeder cannot become unreachable while the node runs.
+func (s *Server) MetaInfoWithPeers(ctx context.Context, ref blob.Ref) (mi []byte, seeder string, peers []netip.AddrPort, err error) {
+	if err := storage.ValidateDigest(ref.Digest); err != nil {
+		return nil, "", nil, fmt.Errorf("seeder: %w", err)
+	}
+	req := &seederpb.GetMetaInfoRequest{
+		Upstream:      ref.Upstream,
+		Repository:    ref.Repository,
+		Digest:        ref.Digest.String(),
+		Authorization: ref.Authorization,
+	}
+	e, err := s.answer(ctx, req, inProcess)
+	if err != nil {
+		return nil, "", nil, convertError("("+inProcess+")", status.Convert(err), err)
+	}
+	return e.metaInfo, "", s.localPeers(), nil
+}
+
+// answer serves one request from caller: its parsing, authorization and
+// metainfo, counted in the metrics. Its error is the gRPC status the
+// caller gets.
+func (s *Server) answer(ctx context.Context, req *seederpb.GetMetaInfoRequest, caller string) (_ entry, err error) {
 	defer func() { s.metrics.request(err) }()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		// Not even from the cache: the engine may have stopped seeding.
+		return entry{}, toStatus(ctx, errClosed)
+	}
 	r, err := parseRequest(req)
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return entry{}, status.Error(codes.InvalidArgument, err.Error())
 	}
 	trusted := allowed(s.cfg.AllowedUpstreams, r.upstream.Host, r.upstream.Hostname())
 	if !trusted && !s.cfg.AllowAnyUpstream {
-		return nil, status.Errorf(codes.PermissionDenied,
+		return entry{}, status.Errorf(codes.PermissionDenied,
 			"seeder: upstream %q is not in allowed_upstreams", r.upstream.Host)
 	}
-	caller := callerOf(ctx)
 	ref := blob.Ref{Upstream: r.upstream.String(), Repository: r.repository, Digest: r.digest, Authorization: r.authorization}
 	if err := s.auth.Authorize(ctx, ref); err != nil {
 		st := authStatus(ctx, err)
 		s.logFailure(ctx, st, "authorize", r, caller, err)
-		return nil, st
+		return entry{}, st
 	}
 	e, err := s.get(ctx, r, trusted, caller)
 	if err != nil {
 		st := toStatus(ctx, err)
 		s.logFailure(ctx, st, "get metainfo", r, caller, err)
-		return nil, st
+		return entry{}, st
 	}
-	return &seederpb.GetMetaInfoResponse{Metainfo: e.metaInfo, Size: e.size, Peers: s.peers(ctx)}, nil
+	return e, nil
+}
+
+// localPeers returns the seeder's own peer-wire address as a caller in
+// this process dials it: an unspecified host (a listener on every
+// interface) becomes the loopback address, IPv4's first (Go's "::"
+// listener takes IPv4 too). Nil when there is none to give.
+func (s *Server) localPeers() []netip.AddrPort {
+	if s.cfg.PeerAddr == nil {
+		return nil
+	}
+	a := s.cfg.PeerAddr()
+	if a == nil {
+		return nil
+	}
+	ap, ok := addrPortOf(a)
+	if !ok || ap.Port() == 0 {
+		return nil
+	}
+	if !ap.Addr().IsUnspecified() {
+		return []netip.AddrPort{ap}
+	}
+	peers := []netip.AddrPort{netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port())}
+	if ap.Addr().Is6() {
+		peers = append(peers, netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port()))
+	}
+	return peers
 }
 
 // peers returns the seeder's own peer-wire address as the caller can dial

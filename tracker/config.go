@@ -45,6 +45,10 @@ const (
 	peerTTLIntervals = 3
 )
 
+// ErrInvalidConfig reports a Config that Validate rejected, or that New
+// cannot build a Server from.
+var ErrInvalidConfig = errors.New("tracker: invalid config")
+
 // Names of the peer stores Config.Store selects.
 const (
 	// StoreMemory keeps peers in the tracker's memory (MemoryStore): one
@@ -142,7 +146,9 @@ func (c RedisConfig) Validate() error {
 }
 
 // Config configures a Server. The zero value of every field means "use the
-// default"; the defaults are documented on each field.
+// default"; the defaults are documented on each field, and WithDefaults
+// applies them. The zero Config is a complete tracker: New(Config{}, nil,
+// nil) keeps its peers in memory.
 type Config struct {
 	// Interval is the announce interval told to clients, sent in whole
 	// seconds (truncated). It must be at least one second. Default 10s.
@@ -250,7 +256,7 @@ func (c Config) StoreConfig() StoreConfig {
 }
 
 // Validate reports every problem in c (after defaults are applied) as one
-// error, or nil if a Server can be built from it.
+// error wrapping ErrInvalidConfig, or nil if a Server can be built from it.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
 	var errs []error
@@ -296,7 +302,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("store %q: must be %s or %s", c.Store, StoreMemory, StoreRedis))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("tracker: invalid config: %w", err)
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
 }

@@ -65,8 +65,11 @@ func TestConfigValidate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate(%+v) = %v, want error containing %q", tc.cfg, err, tc.want)
 		}
-		if _, nerr := tracker.New(tc.cfg, nil, nil); nerr == nil {
-			t.Errorf("New accepted invalid config %+v", tc.cfg)
+		if !errors.Is(err, tracker.ErrInvalidConfig) {
+			t.Errorf("Validate(%+v) = %v, does not wrap ErrInvalidConfig", tc.cfg, err)
+		}
+		if _, nerr := tracker.New(tc.cfg, nil, nil); !errors.Is(nerr, tracker.ErrInvalidConfig) {
+			t.Errorf("New(%+v) = %v, want an error wrapping ErrInvalidConfig", tc.cfg, nerr)
 		}
 	}
 	err := tracker.Config{Policy: "nearest"}.Validate()

@@ -83,18 +83,29 @@ type AnnounceStore interface {
 	AnnouncePeers(ctx context.Context, ih InfoHash, p Peer, limit int) ([]Peer, SwarmCounts, error)
 }
 
-// New returns a Server for cfg (zero fields take their defaults; see Config).
-// If store is nil, New creates a MemoryStore with cfg.StoreConfig() (its
-// PeerTTL and limits), which the Server owns and Close closes; a store
-// passed in stays the caller's to close, and keeps its own TTL and limits.
-// New does not create a Redis store: with cfg.Store "redis", pass the store
-// (package tracker/redisstore). A nil logger means slog.Default().
+// New returns the tracker for cfg, an http.Handler: mount it (under a
+// prefix with http.StripPrefix, if need be) and serve it to cluster
+// members over TLS (see mtls.Credentials.RequireMember). Zero fields of
+// cfg take their defaults (see Config), so
+//
+//	h, err := tracker.New(tracker.Config{}, nil, nil)
+//
+// is a complete tracker with its peers in memory. Close it when done.
+//
+// store and logger are optional. With a nil store (and cfg.Store "memory"
+// or empty), New creates a MemoryStore with cfg.StoreConfig() (its PeerTTL
+// and limits), which the Server owns and Close closes. A store passed in
+// stays the caller's to close, and keeps its own TTL and limits: several
+// trackers share their peers through one Redis that way. New does not
+// create a Redis store: with cfg.Store "redis", build it with package
+// tracker/redisstore and pass it. A nil logger means slog.Default().
+// Errors about cfg wrap ErrInvalidConfig.
 func New(cfg Config, store PeerStore, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if store == nil && cfg.Store == StoreRedis {
-		return nil, errors.New("tracker: store redis: New creates only the memory store; build the Redis store with package tracker/redisstore and pass it to New")
+		return nil, fmt.Errorf("%w: store redis: New creates only the memory store; build the Redis store with package tracker/redisstore and pass it to New", ErrInvalidConfig)
 	}
 	cfg = cfg.WithDefaults()
 	policy, err := NewPolicy(cfg.Policy)

@@ -13,16 +13,12 @@ import (
 	"path/filepath"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
 	"github.com/eagle-p2p/eagle"
 	"github.com/eagle-p2p/eagle/internal/serve"
 	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder"
 	"github.com/eagle-p2p/eagle/storage"
-	"github.com/eagle-p2p/eagle/storage/lru"
 	"github.com/eagle-p2p/eagle/tracker"
 	"github.com/eagle-p2p/eagle/tracker/redisstore"
 )
@@ -210,12 +206,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	creds, err := mtls.Load(cfg.TLS)
-	if err != nil {
-		return err
-	}
 	reg := serve.NewRegistry()
-	cfg.P2P.Metrics, cfg.Seeder.Metrics = reg, reg
 	inner, err := openStore(ctx, cfg.Storage, cfg.DataDir)
 	if err != nil {
 		return err
@@ -223,21 +214,23 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if c, ok := inner.(io.Closer); ok {
 		defer c.Close()
 	}
-	store, err := lru.New(ctx, inner, cfg.CacheSize)
+	sd, err := seeder.New(ctx, seeder.SeederConfig{
+		DataDir:   cfg.DataDir,
+		CacheSize: cfg.CacheSize,
+		Store:     inner,
+		P2P:       cfg.P2P,
+		Service:   cfg.Seeder,
+		TLS:       cfg.TLS,
+		Logger:    log,
+		Metrics:   reg,
+	})
 	if err != nil {
-		return fmt.Errorf("cache_size: %w", err)
+		return withFlag(err)
 	}
-	eng, err := p2p.New(cfg.P2P, store, nil)
-	if err != nil {
-		return withFlag(fmt.Errorf("p2p: %w", err))
-	}
-	defer eng.Close()
-	cfg.Seeder.PeerAddr = eng.Addr
-	srv, err := seeder.NewServer(cfg.Seeder, store, eng, log)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
+	// Closes the metainfo service (cancelling the calls still waiting on
+	// origins, or the graceful stop would wait for their downloads), stops
+	// the gRPC server, then the peer; before the store is closed.
+	defer sd.Close()
 	lis, err := listenOn(cfg.Listen, "listen")
 	if err != nil {
 		return err
@@ -248,21 +241,12 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer stopOps()
-	var gopts []grpc.ServerOption
-	if creds != nil {
-		gopts = append(gopts, grpc.Creds(credentials.NewTLS(creds.ServerConfig())))
-	}
-	g := grpc.NewServer(append(seeder.ServerOptions(), gopts...)...)
-	srv.Register(g)
-	log.Info("seeder listening", "grpc", lis.Addr().String(), "peer", eng.Addr().String())
+	log.Info("seeder listening", "grpc", lis.Addr().String(), "peer", sd.Engine.Addr().String())
 	errc := make(chan error, 1)
-	go func() { errc <- g.Serve(lis) }()
+	go func() { errc <- sd.Serve(lis) }()
 	select {
 	case <-ctx.Done():
-		// Cancel the metainfo calls still waiting on origins first, or the
-		// graceful stop would wait for their downloads.
-		srv.Close()
-		g.GracefulStop()
+		sd.Close()
 		<-errc
 		return nil
 	case err := <-errc:

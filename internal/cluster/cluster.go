@@ -21,8 +21,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/eagle-p2p/eagle"
 	"github.com/eagle-p2p/eagle/internal/origin"
@@ -31,7 +29,6 @@ import (
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/proxy"
 	"github.com/eagle-p2p/eagle/seeder"
-	"github.com/eagle-p2p/eagle/storage/filesystem"
 	"github.com/eagle-p2p/eagle/tracker"
 )
 
@@ -116,8 +113,7 @@ type Seeder struct {
 	Engine *p2p.Engine
 	// Metrics holds the seeder's metrics (eagle_seeder_*, eagle_p2p_*).
 	Metrics *prometheus.Registry
-	grpc    *grpc.Server
-	store   *filesystem.Store
+	seeder  *seeder.Seeder
 	done    chan struct{}
 	once    sync.Once
 	err     error
@@ -291,70 +287,40 @@ func (c *Cluster) startTracker() error {
 }
 
 func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
-	dir := filepath.Join(c.opts.Dir, "seeder-"+strconv.Itoa(i))
-	log := c.opts.Logger.With("seeder", i)
-	store, err := filesystem.New(filepath.Join(dir, "blobs"))
-	if err != nil {
-		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
-	}
 	reg := prometheus.NewRegistry()
 	member, err := c.Member("seeder-" + strconv.Itoa(i))
 	if err != nil {
-		store.Close()
 		return nil, err
-	}
-	creds, err := mtls.Load(member)
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
-	}
-	eng, err := p2p.New(p2p.Config{
-		TLS: member,
-		// The seeder service authorizes every read of its engine's blobs.
-		SkipAuthorization: true,
-		ListenAddr:        c.listenAddr(),
-		DataDir:           filepath.Join(dir, "p2p"),
-		Trackers:          []string{c.TrackerURL},
-		Role:              p2p.RoleSeeder,
-		Logger:            log,
-		Metrics:           reg,
-
-		UploadLimit:   cmp.Or(c.opts.SeederUploadLimit, c.opts.UploadLimit),
-		DownloadLimit: c.opts.DownloadLimit,
-	}, store, nil)
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
 	}
 	scfg := c.opts.SeederConfig
 	if len(scfg.AllowedUpstreams) == 0 {
 		scfg.AllowedUpstreams = []string{c.Origin.Host}
 	}
-	scfg.Metrics = reg
-	scfg.PeerAddr = eng.Addr
-	srv, err := seeder.NewServer(scfg, store, eng, log)
+	sd, err := seeder.New(ctx, seeder.SeederConfig{
+		DataDir: filepath.Join(c.opts.Dir, "seeder-"+strconv.Itoa(i)),
+		P2P: p2p.Config{
+			ListenAddr:    c.listenAddr(),
+			Trackers:      []string{c.TrackerURL},
+			UploadLimit:   cmp.Or(c.opts.SeederUploadLimit, c.opts.UploadLimit),
+			DownloadLimit: c.opts.DownloadLimit,
+		},
+		Service: scfg,
+		TLS:     member,
+		Logger:  c.opts.Logger.With("seeder", i),
+		Metrics: reg,
+	})
 	if err != nil {
-		eng.Close()
-		store.Close()
 		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
 	}
 	lis, err := net.Listen("tcp", c.listenAddr())
 	if err != nil {
-		srv.Close()
-		eng.Close()
-		store.Close()
+		sd.Close()
 		return nil, fmt.Errorf("cluster: seeder %d: %w", i, err)
 	}
-	var gopts []grpc.ServerOption
-	if creds != nil {
-		gopts = append(gopts, grpc.Creds(credentials.NewTLS(creds.ServerConfig())))
-	}
-	g := grpc.NewServer(append(seeder.ServerOptions(), gopts...)...)
-	srv.Register(g)
-	s := &Seeder{Addr: lis.Addr().String(), Server: srv, Engine: eng, Metrics: reg, grpc: g, store: store, done: make(chan struct{})}
+	s := &Seeder{Addr: lis.Addr().String(), Server: sd.Server, Engine: sd.Engine, Metrics: reg, seeder: sd, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		g.Serve(lis)
+		sd.Serve(lis)
 	}()
 	return s, nil
 }
@@ -362,11 +328,8 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 // Close stops the seeder. It is safe to call more than once.
 func (s *Seeder) Close() error {
 	s.once.Do(func() {
-		// The service first, so that waiting calls end before the server stops.
-		err := s.Server.Close()
-		s.grpc.Stop()
+		s.err = s.seeder.Close()
 		<-s.done
-		s.err = errors.Join(err, s.Engine.Close(), s.store.Close())
 	})
 	return s.err
 }

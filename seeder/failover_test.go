@@ -74,18 +74,22 @@ func waitClosed(t *testing.T, ch <-chan struct{}, timeout time.Duration, what st
 	}
 }
 
-// outrank calls mk until it returns an address that Rank puts before
-// other for dgst, and returns it. The losers are left to mk's cleanup.
-func outrank(t *testing.T, dgst digest.Digest, other string, mk func() string) string {
+// pushRankedFirst pushes an image whose layers have the given sizes,
+// redrawing its content until Rank puts first before other for its first
+// layer, and returns its layers. The addresses are fixed and each draw is
+// an independent coin toss, so 40 draws all losing is a one-in-10¹² event
+// (redrawing addresses instead would fail whenever other's score happens
+// to be near the top: one run in 41).
+func pushRankedFirst(t *testing.T, seed int64, first, other string, sizes ...int64) []ocispec.Descriptor {
 	t.Helper()
-	for range 40 {
-		a := mk()
-		if Rank([]string{a, other}, dgst)[0] == a {
-			return a
+	for i := range int64(40) {
+		layers := pushImage(t, seed+i*1000, sizes...)
+		if Rank([]string{other, first}, layers[0].Digest)[0] == first {
+			return layers
 		}
 	}
-	t.Fatal("no address outranks", other)
-	return ""
+	t.Fatalf("no draw ranks %s before %s", first, other)
+	return nil
 }
 
 // hungListener accepts TCP connections and never answers on them, like a
@@ -275,9 +279,9 @@ func TestClientFailoverStoppedSeeder(t *testing.T) {
 // A seeder that accepts connections and never answers holds a call no
 // longer than the connect timeout, and later calls try it last.
 func TestClientFailoverHungListener(t *testing.T) {
-	layers := pushImage(t, 41, 200<<10, 210<<10)
 	good := startSeeder(t, Config{}, nil)
-	hung := outrank(t, layers[0].Digest, good.addr, func() string { return hungListener(t) })
+	hung := hungListener(t)
+	layers := pushRankedFirst(t, 41, hung, good.addr, 200<<10, 210<<10)
 	c := newClientOpts(t, []string{hung, good.addr}, WithConnectTimeout(DefaultConnectTimeout))
 
 	ref := blob.Ref{Upstream: testOrigin.URL, Repository: testRepo(t), Digest: layers[0].Digest}
@@ -313,7 +317,6 @@ func TestClientFailoverHungListener(t *testing.T) {
 // process, a network cut) is noticed by its health checks within about
 // two seconds, and a call waiting on it moves on to the next seeder.
 func TestClientFailoverFrozenSeeder(t *testing.T) {
-	layer := pushImage(t, 42, 300<<10)[0]
 	// The first GET is the frozen seeder's: it waits, so that the call is
 	// in flight when the seeder freezes. The next is the good seeder's.
 	var gets atomic.Int64
@@ -329,11 +332,9 @@ func TestClientFailoverFrozenSeeder(t *testing.T) {
 	}))
 	good := startSeeder(t, Config{}, nil)
 	frozen := startSeeder(t, Config{}, nil)
-	var proxy *freezer
-	front := outrank(t, layer.Digest, good.addr, func() string {
-		proxy = startFreezer(t, frozen.addr)
-		return proxy.addr()
-	})
+	proxy := startFreezer(t, frozen.addr)
+	front := proxy.addr()
+	layer := pushRankedFirst(t, 42, front, good.addr, 300<<10)[0]
 	c := newClientOpts(t, []string{front, good.addr})
 	eventually(t, 5*time.Second, "frozen seeder healthy", func() bool { return c.Healthy(front) })
 	gone := c.Unhealthy(front)
@@ -377,9 +378,9 @@ func TestClientFailoverFrozenSeeder(t *testing.T) {
 // longer than the attempt timeout, when there is one; without one, the
 // caller's context decides.
 func TestClientFailoverBlockedHandler(t *testing.T) {
-	layer := pushImage(t, 43, 200<<10)[0]
 	good := startSeeder(t, Config{}, nil)
-	blocked := outrank(t, layer.Digest, good.addr, func() string { return startBlockingSeeder(t) })
+	blocked := startBlockingSeeder(t)
+	layer := pushRankedFirst(t, 43, blocked, good.addr, 200<<10)[0]
 	ref := blob.Ref{Upstream: testOrigin.URL, Repository: testRepo(t), Digest: layer.Digest}
 
 	const bound = 500 * time.Millisecond

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/eagle-p2p/eagle/blob"
-	"github.com/gorilla/mux"
 )
 
 // copyBufSize is the size of the pooled buffers blob bodies are copied
@@ -24,20 +23,15 @@ const copyBufSize = 256 << 10
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
 // serveBlob answers GET and HEAD /v2/<name>/blobs/<digest> from the
-// BlobSource, after checking the request and the client's access.
-func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request) {
+// BlobSource, after checking the request and the client's access. rt and
+// herr are what parseRoute read from r's path.
+func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, rt Route, herr *httpError) {
 	w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
-	vars := mux.Vars(r)
-	name, herr := parseName(vars["name"])
 	if herr != nil {
 		herr.write(w)
 		return
 	}
-	dgst, herr := parseDigest(vars["digest"])
-	if herr != nil {
-		herr.write(w)
-		return
-	}
+	name, dgst := rt.Name, rt.Digest
 	var rng *byteRange
 	if v := r.Header.Values("Range"); len(v) > 0 && r.Method == http.MethodGet {
 		if len(v) > 1 {

@@ -68,7 +68,10 @@ var anchoredDomain = regexp.MustCompile(`^(?:` + reference.DomainRegexp.String()
 var ErrInvalidConfig = errors.New("proxy: invalid config")
 
 // Config configures a Handler. The zero value is not usable: at least one
-// upstream (DefaultUpstream, Upstreams or AllowAnyUpstream) is required.
+// upstream (DefaultUpstream, Upstreams or AllowAnyUpstream) is required,
+// for Handler.Middleware too. There the requests handed to the embedder's
+// handler never reach an upstream, but every blob read names one: the
+// BlobSource fetches the blob from it and the authorization asks it.
 type Config struct {
 	// DefaultUpstream is the base URL of the registry used when a request
 	// carries no ?ns= parameter (skopeo, docker, a plain client), e.g.
@@ -92,7 +95,9 @@ type Config struct {
 	// AuthorizeBlobs makes the proxy check, before serving a blob, that the
 	// origin lets the requesting client read it (a HEAD with the client's
 	// own Authorization header). nil means true. Turn it off only when every
-	// client may read every blob this node could cache.
+	// client may read every blob this node could cache, or when the
+	// BlobSource asks the same check itself before it hands out anything
+	// (as eagle.Node's Engine does), so that a read is not checked twice.
 	AuthorizeBlobs *bool `yaml:"authorize_blobs"`
 
 	// Authorizer decides whether a client may read a blob. Nil: New builds
@@ -164,7 +169,8 @@ func (c *Config) AuthorizeBlobsEnabled() bool {
 }
 
 // Validate reports whether the Config is usable. It does not apply
-// defaults; New does.
+// defaults; New does. It requires an upstream whichever way the Handler
+// is served (see Config).
 func (c *Config) Validate() error {
 	if c.DefaultUpstream == "" && len(c.Upstreams) == 0 && !c.AllowAnyUpstream {
 		return fmt.Errorf("%w: no upstream: set default_upstream, upstreams or allow_any_upstream", ErrInvalidConfig)

@@ -9,8 +9,9 @@ import (
 // ErrorCode is a registry error code, as in the OCI distribution spec.
 type ErrorCode string
 
-// Error codes the proxy answers with. Most come from the OCI distribution
-// spec; RANGE_INVALID and UNAVAILABLE are the ones distribution uses.
+// Error codes the proxy answers with, and UNSUPPORTED for an embedder's
+// own answers (see WriteError). Most come from the OCI distribution spec;
+// RANGE_INVALID and UNAVAILABLE are the ones distribution uses.
 const (
 	// CodeBlobUnknown: the blob is not known to the registry.
 	CodeBlobUnknown ErrorCode = "BLOB_UNKNOWN"
@@ -31,6 +32,9 @@ const (
 	CodeUnavailable ErrorCode = "UNAVAILABLE"
 	// CodeUnknown: an origin answer that has no more specific code.
 	CodeUnknown ErrorCode = "UNKNOWN"
+	// CodeUnsupported: the operation is not offered here (a push to a
+	// read-only endpoint). The proxy itself relays such requests.
+	CodeUnsupported ErrorCode = "UNSUPPORTED"
 )
 
 // Error is one entry of a registry error response.
@@ -54,6 +58,9 @@ type httpError struct {
 	wwwAuthenticate string
 	retryAfter      string
 	contentRange    string
+	// cause is the error ParseRoute reports for this answer (wrapping
+	// ErrNameInvalid or ErrDigestInvalid); nil for the others.
+	cause error
 }
 
 func (e *httpError) Error() string {
@@ -81,6 +88,22 @@ func codeForStatus(status int) ErrorCode {
 	}
 }
 
+// WriteError answers a registry API request with an error in the OCI
+// distribution format, as the proxy answers its own:
+//
+//	{"errors":[{"code":"NAME_INVALID","message":"...","detail":...}]}
+//
+// with Content-Type application/json and the registry API version header
+// (Docker believes a /v2/ challenge only with it). Headers already set for
+// a blob (Content-Length, Content-Range, Docker-Content-Digest, Etag,
+// Accept-Ranges) are removed; others, such as WWW-Authenticate, are kept,
+// so set a challenge before calling it. A nil detail is left out, and so
+// is one that does not marshal to JSON. The body is written for HEAD too;
+// net/http drops it and keeps its Content-Length.
+func WriteError(w http.ResponseWriter, status int, code ErrorCode, message string, detail any) {
+	newError(status, code, message, detail).write(w)
+}
+
 // write sends the error as an OCI JSON error response.
 func (e *httpError) write(w http.ResponseWriter) {
 	h := w.Header()
@@ -98,13 +121,14 @@ func (e *httpError) write(w http.ResponseWriter) {
 	}
 	body, err := json.Marshal(ErrorResponse{Errors: []Error{e.err}})
 	if err != nil {
-		// Detail values are built by this package and always marshal;
-		// fall back to the entry without it rather than fail.
+		// A detail that does not marshal (WriteError takes any):
+		// the entry without it rather than no answer.
 		body, _ = json.Marshal(ErrorResponse{Errors: []Error{{Code: e.err.Code, Message: e.err.Message}}})
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Docker-Distribution-Api-Version", "registry/2.0")
 	w.WriteHeader(e.status)
 	_, _ = w.Write(body)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/eagle-p2p/eagle/storage/memory"
@@ -54,6 +55,7 @@ func FuzzParseBlobRequest(f *testing.F) {
 		{"library/alpine", valid}, {"a", valid}, {"Upper/Case", valid}, {"a/../b", valid},
 		{strings.Repeat("a/", 130), valid}, {"a", "sha256:zz"}, {"a", "sha512:" + strings.Repeat("0", 128)},
 		{"a", ""}, {"", valid}, {"a__b", "md5:00"}, {"a\x00b", valid + "\x00"},
+		{"Library/alpine", valid}, {"localhost:5000/app", valid}, {"a.b-c__d/e--f", valid},
 	} {
 		f.Add(s[0], s[1])
 	}
@@ -63,7 +65,8 @@ func FuzzParseBlobRequest(f *testing.F) {
 			if herr.status != http.StatusBadRequest || herr.err.Code != CodeNameInvalid {
 				t.Fatalf("parseName(%q): %v", name, herr)
 			}
-		} else if n != name || len(n) > 255 || strings.Contains(n, "..") || strings.HasPrefix(n, "/") {
+		} else if _, err := reference.WithName(n); err != nil || n != name || len(n) > 255 || strings.Contains(n, "..") ||
+			strings.HasPrefix(n, "/") || strings.ToLower(n) != n || strings.Contains(n, ":") {
 			t.Fatalf("parseName accepted %q", name)
 		}
 		d, herr := parseDigest(dgst)

@@ -4,24 +4,10 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eagle-p2p/eagle/blob"
-)
-
-// Label values of the route label of eagle_proxy_requests_total: the kind
-// of registry API request, from its path.
-const (
-	routePing     = "ping"     // /v2/
-	routeBlob     = "blob"     // /v2/<name>/blobs/<digest>
-	routeUpload   = "upload"   // /v2/<name>/blobs/uploads/...
-	routeManifest = "manifest" // /v2/<name>/manifests/<reference>
-	routeTags     = "tags"     // /v2/<name>/tags/list
-	routeReferrer = "referrers"
-	routeCatalog  = "catalog"
-	routeOther    = "other"
 )
 
 // Label values of eagle_proxy_blob_bytes_total.
@@ -85,8 +71,8 @@ func (m *handlerMetrics) unregister() {
 	}
 }
 
-// request counts one served request.
-func (m *handlerMetrics) request(r *http.Request, status int, aborted bool) {
+// request counts one served request of the given route kind.
+func (m *handlerMetrics) request(kind RouteKind, method string, status int, aborted bool) {
 	if m.reg == nil {
 		return
 	}
@@ -94,7 +80,7 @@ func (m *handlerMetrics) request(r *http.Request, status int, aborted bool) {
 	if !aborted {
 		code = strconv.Itoa(status)
 	}
-	m.requests.WithLabelValues(routeOf(r.URL.Path), methodLabel(r.Method), code).Inc()
+	m.requests.WithLabelValues(string(kind), methodLabel(method), code).Inc()
 }
 
 // blobServed counts n blob bytes sent to a client from source.
@@ -123,40 +109,6 @@ func sourceOf(b blob.Reader) string {
 		}
 	}
 	return sourceLocal
-}
-
-// routeOf classifies a request path into a route label value. The last
-// occurrence of a keyword wins, since repository names may contain the
-// same words as path components.
-func routeOf(path string) string {
-	rest, ok := strings.CutPrefix(path, "/v2/")
-	switch {
-	case !ok:
-		if path == "/v2" {
-			return routePing
-		}
-		return routeOther
-	case rest == "":
-		return routePing
-	case rest == "_catalog":
-		return routeCatalog
-	case strings.Contains(rest, "/blobs/uploads"):
-		return routeUpload
-	}
-	best, route := -1, routeOther
-	for _, k := range []struct{ marker, route string }{
-		{"/blobs/", routeBlob},
-		{"/manifests/", routeManifest},
-		{"/referrers/", routeReferrer},
-	} {
-		if i := strings.LastIndex(rest, k.marker); i > best {
-			best, route = i, k.route
-		}
-	}
-	if strings.HasSuffix(rest, "/tags/list") && best < 0 {
-		return routeTags
-	}
-	return route
 }
 
 // methodLabel bounds the method label to the methods of the registry API.

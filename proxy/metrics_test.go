@@ -23,29 +23,6 @@ import (
 	"github.com/eagle-p2p/eagle/tracker"
 )
 
-func TestRouteOf(t *testing.T) {
-	for path, want := range map[string]string{
-		"/v2/":                                routePing,
-		"/v2":                                 routePing,
-		"/v2/_catalog":                        routeCatalog,
-		"/v2/library/alpine/blobs/sha256:abc": routeBlob,
-		"/v2/library/alpine/blobs/uploads/":   routeUpload,
-		"/v2/library/alpine/blobs/uploads/uuid-1": routeUpload,
-		"/v2/library/alpine/manifests/latest":     routeManifest,
-		"/v2/a/blobs/b/manifests/latest":          routeManifest,
-		"/v2/a/manifests/b/blobs/sha256:abc":      routeBlob,
-		"/v2/library/alpine/tags/list":            routeTags,
-		"/v2/library/alpine/referrers/sha256:abc": routeReferrer,
-		"/v2/library/alpine":                      routeOther,
-		"/metrics":                                routeOther,
-		"":                                        routeOther,
-	} {
-		if got := routeOf(path); got != want {
-			t.Errorf("routeOf(%q) = %q, want %q", path, got, want)
-		}
-	}
-}
-
 // Requests are counted by route, method and status, and blob bytes served
 // from the source's store count as local, exactly as many as were sent.
 func TestMetricsRequestsAndLocalBytes(t *testing.T) {
@@ -118,7 +95,7 @@ func TestMetricsAbortedBlob(t *testing.T) {
 	for testutil.CollectAndCount(e.h.metrics.requests) == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if n := testutil.ToFloat64(e.h.metrics.requests.WithLabelValues(routeBlob, http.MethodGet, "aborted")); n != 1 {
+	if n := testutil.ToFloat64(e.h.metrics.requests.WithLabelValues(string(RouteBlob), http.MethodGet, "aborted")); n != 1 {
 		t.Errorf("aborted blob requests = %v, want 1", n)
 	}
 	if n := testutil.ToFloat64(e.h.metrics.fromLocal); n != 64*kib {

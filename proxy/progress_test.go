@@ -142,7 +142,11 @@ func readBlob(t *testing.T, c *http.Client, base, repo, d string) []byte {
 // instead of waiting on a response that never ends.
 func TestStallTimeoutCutsStream(t *testing.T) {
 	e := newEnv(t, Config{}, nil)
-	im := e.push(t, "eagle/stall", 4<<20)
+	// The agent may ask for the whole blob at once and get its pieces in
+	// any order: with a 4 MiB request window, at 1 MiB/s the first bytes
+	// come within about 4 s, and 12 MiB are still to come when the peer
+	// leaves. (A 4 MiB blob was sometimes whole before its first piece.)
+	im := e.push(t, "eagle/stall", 16<<20)
 	layer := im.Layers[0]
 	content := readBlob(t, e.client, e.origin.URL, im.Repository, layer.Digest.String())
 	agent, announce := stuckEngine(t, content, layer.Digest.String())
@@ -160,7 +164,7 @@ func TestStallTimeoutCutsStream(t *testing.T) {
 	}
 	seed, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "seeder"), SkipAuthorization: true, Role: p2p.RoleSeeder,
 		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{announce}, Logger: quiet,
-		UploadLimit: 512 << 10,
+		UploadLimit: 1 << 20,
 	}, store, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +177,7 @@ func TestStallTimeoutCutsStream(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	env := newEnvWithOrigin(t, e.origin, Config{FirstByteTimeout: 10 * time.Second, StallTimeout: time.Second},
+	env := newEnvWithOrigin(t, e.origin, Config{FirstByteTimeout: 20 * time.Second, StallTimeout: time.Second},
 		func(*memSource) BlobSource { return agent })
 	resp := env.do(t, http.MethodGet, env.srv.URL+"/v2/"+im.Repository+"/blobs/"+layer.Digest.String())
 	if resp.StatusCode != http.StatusOK {

@@ -10,6 +10,13 @@
 // The upstream is chosen per request: containerd, when the proxy is a
 // mirror in hosts.toml, names the registry in ?ns=<host>; other clients
 // get Config.DefaultUpstream.
+//
+// A program with a registry API of its own (a gateway with its own users,
+// a registry that keeps its own manifests) mounts only the blob reads, in
+// front of its own handler, with Handler.Middleware; the requests it
+// hands on never reach an upstream. ParseRoute reads a request's route
+// with the proxy's own parsers, so that access checks see the repository
+// the proxy serves, and WriteError answers in the OCI error format.
 package proxy
 
 import (
@@ -25,7 +32,6 @@ import (
 
 	"github.com/eagle-p2p/eagle/auth"
 	"github.com/eagle-p2p/eagle/blob"
-	"github.com/gorilla/mux"
 )
 
 // BlobSource serves blobs; *p2p.Engine implements it.
@@ -50,7 +56,9 @@ type OriginSource interface {
 }
 
 // Handler is the registry v2 interceptor. Create it with New, serve it
-// with any http.Server, and Close it after the server has shut down.
+// with any http.Server — or mount its blob routes in front of a handler
+// of your own with Middleware — and Close it after the server has shut
+// down.
 type Handler struct {
 	cfg       Config
 	src       BlobSource
@@ -64,7 +72,6 @@ type Handler struct {
 	auth    Authorizer
 	ownAuth *auth.Authorizer // auth, when New made it; Close closes it
 	rp      *httputil.ReverseProxy
-	router  *mux.Router
 	metrics *handlerMetrics
 }
 
@@ -147,24 +154,6 @@ func New(cfg Config, src BlobSource, logger *slog.Logger) (*Handler, error) {
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
-	r := mux.NewRouter()
-	// Paths are relayed as the client sent them: no cleaning, no redirects.
-	r.SkipClean(true)
-	// The name is checked against the reference grammar in the handler, so
-	// that a bad one gets NAME_INVALID rather than falling through to the
-	// upstream. A digest has no '/', so the last "/blobs/" splits the path
-	// and upload paths (/blobs/uploads/...) never match.
-	r.Path("/v2/{name:.+}/blobs/{digest:[^/]*}").
-		Methods(http.MethodGet, http.MethodHead).
-		HandlerFunc(h.serveBlob)
-	r.Path("/v2/{name:.+}/blobs/{digest:[^/]*}").
-		Methods(http.MethodDelete).
-		HandlerFunc(h.serveBlobDelete)
-	r.PathPrefix("/").HandlerFunc(h.servePassthrough)
-	// Whatever else a client sends (a path without a leading '/', say) is
-	// the upstream's to answer too.
-	r.NotFoundHandler = http.HandlerFunc(h.servePassthrough)
-	h.router = r
 	return h, nil
 }
 
@@ -192,9 +181,6 @@ type reqState struct {
 	id       string
 	upstream *url.URL
 	ns       string
-	// deleted is the blob a DELETE passed to the upstream names; when
-	// the upstream accepts it, its authorizations are forgotten.
-	deleted *blob.Ref
 	// blobFrom is the source label of the blob the body carries, if any.
 	blobFrom string
 }
@@ -206,8 +192,84 @@ func stateOf(r *http.Request) *reqState {
 	return &reqState{}
 }
 
-// ServeHTTP routes the request and writes one access-log line for it.
+// ServeHTTP serves the registry v2 API: blob GET and HEAD from the
+// BlobSource, everything else from the upstream. It writes one access-log
+// line per request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, herr := parseRoute(r.URL.Path, r.URL.EscapedPath())
+	h.observe(w, r, rt.Kind, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case isBlobRead(r, rt):
+			h.serveBlob(w, r, rt, herr)
+		case isBlobDelete(r, rt, herr):
+			h.servePassthrough(h.forgetOnDelete(w, r, rt), r)
+		default:
+			// Malformed names and digests outside the blob reads are
+			// the upstream's to refuse.
+			h.servePassthrough(w, r)
+		}
+	})
+}
+
+// Middleware returns a handler that serves the blob reads — GET and HEAD
+// /v2/<name>/blobs/<digest> — exactly as h does (authorized at the
+// upstream, ranges, first-byte and stall timeouts, fallback, metrics, an
+// access-log line and an X-Request-Id), and hands every other request to
+// next, untouched: no upstream is contacted, no line logged, no metric
+// counted for them. Use it to put Eagle in front of a registry API of your
+// own:
+//
+//	mux.Handle("/v2/", h.Middleware(myRegistry))
+//
+// Its signature is gorilla/mux's MiddlewareFunc: router.Use(h.Middleware)
+// works too, for the requests that match one of the router's routes.
+//
+// A blob DELETE goes to next; when next accepts it (a 2xx), the blob's
+// authorizations at the request's upstream are forgotten before the
+// client hears of it, so that the node's cached copy is not served on
+// the strength of an answer the upstream gave before the delete.
+//
+// The blob reads still need an upstream (Config.Validate requires one):
+// each names the registry the blob comes from, which the BlobSource
+// fetches it from and the authorization asks. Close h after the server
+// serving the returned handler has shut down. Middleware panics when next
+// is nil, as http.Handle does.
+func (h *Handler) Middleware(next http.Handler) http.Handler {
+	if next == nil {
+		panic("proxy: Middleware: nil next handler")
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt, herr := parseRoute(r.URL.Path, r.URL.EscapedPath())
+		switch {
+		case isBlobRead(r, rt):
+			h.observe(w, r, rt.Kind, func(w http.ResponseWriter, r *http.Request) {
+				h.serveBlob(w, r, rt, herr)
+			})
+			return
+		case isBlobDelete(r, rt, herr):
+			w = h.forgetOnDelete(w, r, rt)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isBlobRead reports whether r is a blob GET or HEAD, the requests served
+// from the BlobSource (those with a malformed name or digest included:
+// they are answered 400 here).
+func isBlobRead(r *http.Request, rt Route) bool {
+	return rt.Kind == RouteBlob && (r.Method == http.MethodGet || r.Method == http.MethodHead)
+}
+
+// isBlobDelete reports whether r is a well-formed blob DELETE (herr is
+// parseRoute's error).
+func isBlobDelete(r *http.Request, rt Route, herr *httpError) bool {
+	return rt.Kind == RouteBlob && r.Method == http.MethodDelete && herr == nil
+}
+
+// observe serves r with serve, under a request ID, and writes its
+// access-log line and metrics once it is done, also when serve aborts the
+// response.
+func (h *Handler) observe(w http.ResponseWriter, r *http.Request, kind RouteKind, serve http.HandlerFunc) {
 	start := time.Now()
 	st := &reqState{id: requestID(r.Header.Get("X-Request-Id"))}
 	w.Header().Set("X-Request-Id", st.id)
@@ -233,7 +295,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			attrs = append(attrs, slog.Bool("aborted", true))
 		}
 		h.log.LogAttrs(r.Context(), level, "request", attrs...)
-		h.metrics.request(r, rec.statusOr200(), p != nil)
+		h.metrics.request(kind, r.Method, rec.statusOr200(), p != nil)
 		if st.blobFrom != "" {
 			h.metrics.blobServed(st.blobFrom, rec.bytes)
 		}
@@ -241,7 +303,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(p) // http.ErrAbortHandler: let the server drop the connection
 		}
 	}()
-	h.router.ServeHTTP(rec, r)
+	serve(rec, r)
 }
 
 // requestID keeps a client's X-Request-Id if it is short and printable,
@@ -317,38 +379,66 @@ func withoutNS(raw string) string {
 	return strings.Join(kept, "&")
 }
 
-// serveBlobDelete passes a blob DELETE to the upstream. A blob deleted
-// there must stop being served here too: the node's copy stays in its
-// cache, so the positive authorizations for the blob in that repository
-// are forgotten when the upstream accepts the delete, and the next read
-// asks the upstream, which answers 404.
-func (h *Handler) serveBlobDelete(w http.ResponseWriter, r *http.Request) {
-	vars := mux.Vars(r)
-	name, nerr := parseName(vars["name"])
-	dgst, derr := parseDigest(vars["digest"])
-	if nerr == nil && derr == nil {
-		stateOf(r).deleted = &blob.Ref{Repository: name, Digest: dgst}
+// forgetOnDelete wraps w so that, when the handler writing to it accepts
+// the blob DELETE rt names (any 2xx), the blob's authorizations at the
+// request's upstream are forgotten before the status goes out. A blob
+// deleted at the upstream must stop being served here too: the node's
+// copy stays in its cache, so its positive authorizations in that
+// repository are dropped and the next read asks the upstream, which
+// answers 404. A request without a usable upstream is left alone.
+func (h *Handler) forgetOnDelete(w http.ResponseWriter, r *http.Request, rt Route) http.ResponseWriter {
+	up, err := h.upstreams.resolve(r.URL.Query().Get("ns"))
+	if err != nil {
+		return w
 	}
-	// Malformed names and digests are the upstream's to refuse.
-	h.servePassthrough(w, r)
+	return &deleteWriter{ResponseWriter: w, forget: func() {
+		h.auth.Forget(up.String(), rt.Name, rt.Digest)
+	}}
 }
+
+// deleteWriter calls forget when a 2xx status is written, before it is.
+type deleteWriter struct {
+	http.ResponseWriter
+	forget func()
+	done   bool // a final status has been written
+}
+
+func (d *deleteWriter) WriteHeader(code int) {
+	if !d.done && code >= 200 {
+		d.done = true
+		if code < 300 {
+			d.forget()
+		}
+	}
+	d.ResponseWriter.WriteHeader(code)
+}
+
+func (d *deleteWriter) Write(p []byte) (int, error) {
+	if !d.done {
+		d.WriteHeader(http.StatusOK)
+	}
+	return d.ResponseWriter.Write(p)
+}
+
+func (d *deleteWriter) Flush() {
+	if !d.done {
+		d.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(d.ResponseWriter).Flush()
+}
+
+func (d *deleteWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
 // modifyResponse keeps the upstream choice on follow-up requests: when the
 // origin's Location (an upload session) points back at this proxy — it
 // honours X-Forwarded-Host — and the request chose its upstream with ?ns=,
-// the same ns is added to the Location. It also forgets the authorizations
-// of a blob the upstream has just deleted (see serveBlobDelete).
+// the same ns is added to the Location.
 func (h *Handler) modifyResponse(resp *http.Response) error {
 	in := resp.Request
 	if in == nil {
 		return nil
 	}
 	st := stateOf(in)
-	if st.deleted != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		// Before the client hears of the delete, so that its next read
-		// asks the origin again.
-		h.auth.Forget(st.upstream.String(), st.deleted.Repository, st.deleted.Digest)
-	}
 	loc := resp.Header.Get("Location")
 	if loc == "" || st.ns == "" {
 		return nil

@@ -239,7 +239,11 @@ func newEnvWithOrigin(t *testing.T, reg *origin.Registry, cfg Config, src func(*
 		bs = src(e.src)
 	}
 	e.h = newHandler(t, cfg, bs, nil)
-	e.methods = &methodCounter{counts: make(map[string]int), next: e.h}
+	var serve http.Handler = e.h
+	if middlewareForm {
+		serve = e.h.Middleware(blobReadGuard{t: t, next: e.h})
+	}
+	e.methods = &methodCounter{counts: make(map[string]int), next: serve}
 	e.srv = httptest.NewServer(e.methods)
 	t.Cleanup(e.srv.Close) // runs before the handler's Close (LIFO)
 	tr := &http.Transport{}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -13,42 +14,56 @@ import (
 )
 
 // This file holds the parsers of client input on the blob route: the
-// repository name, the digest and the Range header. All of them return an
-// *httpError ready to be written, never panic, and are fuzzed.
+// repository name, the digest (both also read by ParseRoute) and the Range
+// header. All of them return an *httpError ready to be written, never
+// panic, and are fuzzed.
 
-// parseName validates a repository name with the distribution grammar.
+// anchoredName is the grammar of a repository name on the registry API,
+// from the OCI distribution spec: lower-case components of letters and
+// digits joined by '.', '_', '__' or dashes, separated by '/'.
+// reference.WithName is laxer here: it takes a first component as a
+// registry host, with upper case and a port ("Library/alpine",
+// "localhost:5000/app").
+var anchoredName = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
+
+// parseName validates a repository name with the registry API grammar
+// (anchoredName) and its length limit.
 func parseName(name string) (string, *httpError) {
 	detail := map[string]string{"name": truncate(name, 300)}
-	_, err := reference.WithName(name)
-	// WithName takes a first component as a domain and leaves it out of
-	// the length limit; on the registry API the whole path is the name.
-	if len(name) > reference.RepositoryNameTotalLengthMax {
-		err = reference.ErrNameTooLong
+	var msg, reason string
+	switch {
+	case len(name) > reference.RepositoryNameTotalLengthMax:
+		msg = fmt.Sprintf("repository name must not be more than %d characters", reference.RepositoryNameTotalLengthMax)
+		reason = msg
+	case !anchoredName.MatchString(name):
+		msg = "invalid repository name"
+		reason = "components must be lower-case letters and digits joined by '.', '_', '__' or '-'"
+	default:
+		return name, nil
 	}
-	if err != nil {
-		if errors.Is(err, reference.ErrNameTooLong) {
-			return "", newError(http.StatusBadRequest, CodeNameInvalid,
-				fmt.Sprintf("repository name must not be more than %d characters", reference.RepositoryNameTotalLengthMax), detail)
-		}
-		return "", newError(http.StatusBadRequest, CodeNameInvalid, "invalid repository name", detail)
-	}
-	return name, nil
+	herr := newError(http.StatusBadRequest, CodeNameInvalid, msg, detail)
+	herr.cause = fmt.Errorf("%w %q: %s", ErrNameInvalid, truncate(name, 300), reason)
+	return "", herr
 }
 
 // parseDigest validates a blob digest: well formed, sha256 or sha512.
 func parseDigest(s string) (digest.Digest, *httpError) {
 	d := digest.Digest(s)
 	detail := map[string]string{"digest": truncate(s, 200)}
+	var herr *httpError
 	if err := d.Validate(); err != nil {
-		return "", newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest: "+err.Error(), detail)
+		herr = newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest: "+err.Error(), detail)
+		herr.cause = fmt.Errorf("%w %q: %w", ErrDigestInvalid, truncate(s, 200), err)
+		return "", herr
 	}
 	switch d.Algorithm() {
 	case digest.SHA256, digest.SHA512:
 		return d, nil
-	default:
-		return "", newError(http.StatusBadRequest, CodeDigestInvalid,
-			fmt.Sprintf("unsupported digest algorithm %q", d.Algorithm()), detail)
 	}
+	msg := fmt.Sprintf("unsupported digest algorithm %q", d.Algorithm())
+	herr = newError(http.StatusBadRequest, CodeDigestInvalid, msg, detail)
+	herr.cause = fmt.Errorf("%w %q: %s", ErrDigestInvalid, truncate(s, 200), msg)
+	return "", herr
 }
 
 // byteRange is one parsed "bytes=" range spec, before the blob size is known.

@@ -3,28 +3,23 @@ package main
 import (
 	"bufio"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/distribution/reference"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/eagle-p2p/eagle/proxy"
 )
-
-// codeUnsupported is the OCI error code for an operation the gateway does
-// not offer (it is a read-only gateway).
-const codeUnsupported proxy.ErrorCode = "UNSUPPORTED"
 
 // Bounds of the cache of verified credentials. bcrypt is slow on purpose
 // (tens of milliseconds per check) and a pull makes dozens of requests with
@@ -135,14 +130,13 @@ func (a accessList) allowsAll(user string) bool {
 	return false
 }
 
-// validName checks a repository name with the distribution grammar, the
-// same check the proxy makes: no empty or "." / ".." components, no upper
-// case, at most 255 characters.
+// validName checks a repository name in an access pattern with the
+// grammar requests are read with (no empty or "." / ".." components, no
+// upper case, at most 255 characters): it reads the name as ParseRoute
+// reads the path of its tags list, so that a pattern cannot name a
+// repository no request can.
 func validName(name string) error {
-	if len(name) > reference.RepositoryNameTotalLengthMax {
-		return reference.ErrNameTooLong
-	}
-	_, err := reference.WithName(name)
+	_, err := proxy.ParseRoute(&http.Request{URL: &url.URL{Path: "/v2/" + name + "/tags/list"}})
 	return err
 }
 
@@ -276,58 +270,48 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 		if errors.Is(err, errBadCredentials) {
 			a.log.Info("gateway: refused", "reason", "credentials", "path", r.URL.Path, "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf("Basic realm=%q, charset=\"UTF-8\"", a.realm))
-			writeError(w, http.StatusUnauthorized, proxy.CodeUnauthorized, "authentication required")
+			proxy.WriteError(w, http.StatusUnauthorized, proxy.CodeUnauthorized, "authentication required", nil)
 			return
 		}
 		if err != nil {
 			a.log.Error("gateway: cannot check credentials", "err", err)
-			writeError(w, http.StatusInternalServerError, proxy.CodeUnknown, "the gateway cannot check credentials")
+			proxy.WriteError(w, http.StatusInternalServerError, proxy.CodeUnknown, "the gateway cannot check credentials", nil)
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, codeUnsupported, "this gateway is read-only")
+			proxy.WriteError(w, http.StatusMethodNotAllowed, proxy.CodeUnsupported, "this gateway is read-only", nil)
 			return
 		}
-		switch name, kind := route(r.URL); kind {
-		case routePing:
-		case routeCatalog:
+		// The route as the node reads it, so that access is checked on
+		// the very repository the node serves. A malformed digest is the
+		// node's to answer, once the name has been checked.
+		rt, err := proxy.ParseRoute(r)
+		if errors.Is(err, proxy.ErrNameInvalid) {
+			proxy.WriteError(w, http.StatusBadRequest, proxy.CodeNameInvalid, err.Error(), nil)
+			return
+		}
+		switch rt.Kind {
+		case proxy.RoutePing:
+		case proxy.RouteCatalog:
 			if !a.access.allowsAll(user) {
 				a.log.Info("gateway: refused", "reason", "catalog", "user", user)
-				writeError(w, http.StatusForbidden, proxy.CodeDenied, "listing repositories needs access to all of them")
+				proxy.WriteError(w, http.StatusForbidden, proxy.CodeDenied, "listing repositories needs access to all of them", nil)
 				return
 			}
-		case routeRepository:
-			if err := validName(name); err != nil {
-				writeError(w, http.StatusBadRequest, proxy.CodeNameInvalid, "invalid repository name: "+err.Error())
-				return
-			}
-			if !a.access.allows(user, name) {
-				a.log.Info("gateway: refused", "reason", "repository", "user", user, "repository", name)
-				writeError(w, http.StatusForbidden, proxy.CodeDenied, "access to repository "+name+" denied")
+		case proxy.RouteBlob, proxy.RouteManifest, proxy.RouteTags, proxy.RouteReferrers:
+			if !a.access.allows(user, rt.Name) {
+				a.log.Info("gateway: refused", "reason", "repository", "user", user, "repository", rt.Name)
+				proxy.WriteError(w, http.StatusForbidden, proxy.CodeDenied, "access to repository "+rt.Name+" denied", nil)
 				return
 			}
 		default:
-			writeError(w, http.StatusNotFound, codeUnsupported, "not a registry read route")
+			// Uploads (read-only) and paths that are no registry route.
+			proxy.WriteError(w, http.StatusNotFound, proxy.CodeUnsupported, "not a registry read route", nil)
 			return
 		}
 		r = r.Clone(r.Context())
 		r.Header.Del("Authorization")
 		next.ServeHTTP(w, r)
 	})
-}
-
-// writeError answers with a registry error in the OCI JSON format.
-func writeError(w http.ResponseWriter, status int, code proxy.ErrorCode, msg string) {
-	// Two strings and no detail: Marshal cannot fail.
-	body, _ := json.Marshal(proxy.ErrorResponse{Errors: []proxy.Error{{Code: code, Message: msg}}})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("X-Content-Type-Options", "nosniff")
-	// Docker checks this header on the /v2/ answer before it believes a
-	// challenge.
-	h.Set("Docker-Distribution-API-Version", "registry/2.0")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -114,30 +115,89 @@ func TestAccessList(t *testing.T) {
 	}
 }
 
-func TestRoute(t *testing.T) {
+// The middleware reads routes as the node does (proxy.ParseRoute): a
+// repository route is admitted on its repository's name, the ping and the
+// catalog on the user alone, and what is no read route never reaches the
+// node.
+func TestMiddlewareRoutes(t *testing.T) {
 	tests := []struct {
-		path, name string
-		kind       routeKind
+		path string
+		name string // the repository whose access admits the request
+		// status and code of the refusal of a request that is no read
+		// route, whoever asks; 0 if it is one
+		status int
+		code   proxy.ErrorCode
 	}{
-		{"/v2/", "", routePing},
-		{"/v2/_catalog", "", routeCatalog},
-		{"/v2/a/b/manifests/v1", "a/b", routeRepository},
-		{"/v2/a/blobs/sha256:00", "a", routeRepository},
-		{"/v2/a/blobs/x/manifests/v1", "a/blobs/x", routeRepository},
-		{"/v2/a/tags/list", "a", routeRepository},
-		{"/v2/a/referrers/sha256:00", "a", routeRepository},
-		{"/v2/a/tags/other", "", routeUnknown},
-		{"/v2/a/blobs/uploads/", "", routeUnknown},
-		{"/v2/a/blobs/uploads/123", "", routeUnknown},
-		{"/v2/manifests/v1", "", routeUnknown},
-		{"/v2/a%2Fb/manifests/v1", "", routeUnknown},
-		{"/v3/a/manifests/v1", "", routeUnknown},
+		{"/v2/", "", 0, ""},
+		{"/v2/_catalog", "", 0, ""},
+		{"/v2/a/b/manifests/v1", "a/b", 0, ""},
+		{"/v2/a/blobs/sha256:00", "a", 0, ""}, // the node answers the digest
+		{"/v2/a/blobs/x/manifests/v1", "a/blobs/x", 0, ""},
+		{"/v2/a/tags/list", "a", 0, ""},
+		{"/v2/a/referrers/sha256:00", "a", 0, ""},
+		{"/v2/a/tags/other", "", http.StatusNotFound, proxy.CodeUnsupported},
+		{"/v2/a/blobs/uploads/", "", http.StatusNotFound, proxy.CodeUnsupported},
+		{"/v2/a/blobs/uploads/123", "", http.StatusNotFound, proxy.CodeUnsupported},
+		{"/v2/manifests/v1", "", http.StatusNotFound, proxy.CodeUnsupported},
+		{"/v2/a%2Fb/manifests/v1", "", http.StatusBadRequest, proxy.CodeNameInvalid},
+		{"/v3/a/manifests/v1", "", http.StatusNotFound, proxy.CodeUnsupported},
 	}
-	for _, tt := range tests {
-		req := httptest.NewRequest(http.MethodGet, "http://gw"+tt.path, nil)
-		name, kind := route(req.URL)
-		if name != tt.name || kind != tt.kind {
-			t.Errorf("route(%s) = %q, %d; want %q, %d", tt.path, name, kind, tt.name, tt.kind)
+	creds := map[string]string{"ci": "pw", "other": "pw"}
+	access := map[string][]string{"ci": {"*"}, "other": {"zz/*"}}
+	for i, tt := range tests {
+		if tt.name != "" {
+			u := fmt.Sprintf("u%d", i)
+			creds[u], access[u] = "pw", []string{tt.name}
+		}
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	writeHtpasswd(t, htpasswd, creds)
+	auth, err := newAuthenticator(authConfig{Htpasswd: htpasswd, Access: access}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reached []string
+	srv := httptest.NewServer(auth.middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		reached = append(reached, r.URL.Path)
+	})))
+	defer srv.Close()
+	get := func(path, user string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(user, "pw")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for i, tt := range tests {
+		reached = nil
+		switch {
+		case tt.status != 0:
+			checkError(t, get(tt.path, "ci"), tt.status, tt.code)
+			if len(reached) != 0 {
+				t.Errorf("%s reached the node", tt.path)
+			}
+		case tt.name == "":
+			resp := get(tt.path, "ci")
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || len(reached) != 1 {
+				t.Errorf("%s: %d, reached the node %d times; want it admitted", tt.path, resp.StatusCode, len(reached))
+			}
+		default:
+			resp := get(tt.path, fmt.Sprintf("u%d", i))
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || len(reached) != 1 {
+				t.Errorf("%s as a reader of %s: %d, reached the node %d times; want it admitted", tt.path, tt.name, resp.StatusCode, len(reached))
+			}
+			checkError(t, get(tt.path, "other"), http.StatusForbidden, proxy.CodeDenied)
+			if len(reached) != 1 {
+				t.Errorf("%s reached the node for a user who may not read %s", tt.path, tt.name)
+			}
 		}
 	}
 }
@@ -183,13 +243,13 @@ func TestMiddleware(t *testing.T) {
 	checkError(t, resp, 401, proxy.CodeUnauthorized)
 	checkError(t, do("GET", "/v2/", "alice", "wrong"), 401, proxy.CodeUnauthorized)
 	checkError(t, do("GET", "/v2/", "mallory", "wonder"), 401, proxy.CodeUnauthorized)
-	checkError(t, do("PUT", "/v2/bob/app/manifests/v1", "bob", "builder"), 405, codeUnsupported)
-	checkError(t, do("POST", "/v2/bob/app/blobs/uploads/", "alice", "wonder"), 405, codeUnsupported)
+	checkError(t, do("PUT", "/v2/bob/app/manifests/v1", "bob", "builder"), 405, proxy.CodeUnsupported)
+	checkError(t, do("POST", "/v2/bob/app/blobs/uploads/", "alice", "wonder"), 405, proxy.CodeUnsupported)
 	checkError(t, do("GET", "/v2/alice/app/manifests/v1", "bob", "builder"), 403, proxy.CodeDenied)
 	checkError(t, do("GET", "/v2/_catalog", "bob", "builder"), 403, proxy.CodeDenied)
 	checkError(t, do("GET", "/v2/bob/../alice/app/manifests/v1", "bob", "builder"), 400, proxy.CodeNameInvalid)
 	checkError(t, do("GET", "/v2/bob/App/manifests/v1", "bob", "builder"), 400, proxy.CodeNameInvalid)
-	checkError(t, do("GET", "/v2/bob/app/blobs/uploads/x", "bob", "builder"), 404, codeUnsupported)
+	checkError(t, do("GET", "/v2/bob/app/blobs/uploads/x", "bob", "builder"), 404, proxy.CodeUnsupported)
 	if len(reached) != 0 {
 		t.Fatalf("refused requests reached the node: %q", reached)
 	}

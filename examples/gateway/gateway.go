@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 
 	"github.com/gorilla/mux"
 
 	"github.com/eagle-p2p/eagle"
+	"github.com/eagle-p2p/eagle/proxy"
 )
 
 // config is the gateway's YAML.
@@ -31,17 +30,36 @@ type config struct {
 type gateway struct {
 	router http.Handler
 	node   *eagle.Node
+	// blobs serves the blob reads from the node's engine, as middleware
+	// in front of the gateway's handling of the rest (serveRest).
+	blobs *proxy.Handler
 }
 
 // newGateway starts the embedded node and builds the router. Close stops
 // the node.
-func newGateway(cfg config, log *slog.Logger) (*gateway, error) {
+func newGateway(cfg config, log *slog.Logger) (_ *gateway, err error) {
 	auth, err := newAuthenticator(cfg.Auth, log)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	cfg.Node.Logger = log
-	node, err := eagle.NewNode(cfg.Node)
+	g := &gateway{}
+	defer func() {
+		if err != nil {
+			g.Close()
+		}
+	}()
+	g.node, err = eagle.NewNode(cfg.Node)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	// The node's engine asks the node's Authorizer before it hands out
+	// anything about a blob (eagle.Node.Engine), so the blob reads are
+	// not checked a second time here.
+	blobCfg := cfg.Node.Proxy
+	off := false
+	blobCfg.AuthorizeBlobs = &off
+	g.blobs, err = proxy.New(blobCfg, g.node.Engine, log)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -53,11 +71,27 @@ func newGateway(cfg config, log *slog.Logger) (*gateway, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	r.PathPrefix("/v2/").Handler(auth.middleware(node))
+	r.PathPrefix("/v2/").Handler(auth.middleware(g.blobs.Middleware(http.HandlerFunc(g.serveRest))))
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotFound, codeUnsupported, "not found")
+		proxy.WriteError(w, http.StatusNotFound, proxy.CodeUnsupported, "not found", nil)
 	})
-	return &gateway{router: r, node: node}, nil
+	g.router = r
+	return g, nil
+}
+
+// serveRest answers the read requests that are not blob reads. The /v2/
+// ping is the gateway's own: it has checked the client's credentials, and
+// the origin's answer would only be about the gateway's. Manifests, tags,
+// referrers and the catalog come from the origin, through the node.
+func (g *gateway) serveRest(w http.ResponseWriter, r *http.Request) {
+	if rt, _ := proxy.ParseRoute(r); rt.Kind == proxy.RoutePing {
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Docker-Distribution-Api-Version", "registry/2.0")
+		_, _ = w.Write([]byte("{}"))
+		return
+	}
+	g.node.ServeHTTP(w, r)
 }
 
 // ServeHTTP serves the gateway's routes.
@@ -65,54 +99,15 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.router.S
 
 // Close stops the embedded node. Call it after the HTTP server has shut
 // down.
-func (g *gateway) Close() error { return g.node.Close() }
-
-// routeKind is what a /v2/ path asks for.
-type routeKind int
-
-const (
-	routeUnknown    routeKind = iota
-	routePing                 // /v2/
-	routeCatalog              // /v2/_catalog
-	routeRepository           // /v2/<name>/{manifests,blobs,referrers}/<ref>, /v2/<name>/tags/list
-)
-
-// route classifies a registry read path and extracts its repository name
-// (not yet validated). Upload paths (/v2/<name>/blobs/uploads/...) are
-// unknown: the gateway is read-only.
-func route(u *url.URL) (name string, kind routeKind) {
-	if u.RawPath != "" {
-		// A path with escapes ("%2F") that change its meaning is never
-		// a valid registry route.
-		return "", routeUnknown
+func (g *gateway) Close() error {
+	var errs []error
+	if g.blobs != nil {
+		errs = append(errs, g.blobs.Close())
 	}
-	p, ok := strings.CutPrefix(u.Path, "/v2/")
-	switch {
-	case !ok:
-		return "", routeUnknown
-	case p == "":
-		return "", routePing
-	case p == "_catalog":
-		return "", routeCatalog
+	if g.node != nil {
+		errs = append(errs, g.node.Close())
 	}
-	segs := strings.Split(p, "/")
-	n := len(segs)
-	if n < 3 {
-		return "", routeUnknown
-	}
-	switch segs[n-2] {
-	case "manifests", "blobs", "referrers":
-		if segs[n-1] == "" {
-			return "", routeUnknown
-		}
-	case "tags":
-		if segs[n-1] != "list" {
-			return "", routeUnknown
-		}
-	default:
-		return "", routeUnknown
-	}
-	return strings.Join(segs[:n-2], "/"), routeRepository
+	return errors.Join(errs...)
 }
 
 // errUsage reports bad command-line arguments; the usage has been printed.

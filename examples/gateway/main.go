@@ -5,8 +5,12 @@
 // It shows how Eagle is embedded in a program that owns its HTTP server:
 // the gateway has its own router (/healthz, /v2/), its own users (an
 // htpasswd file with bcrypt hashes, re-read when it changes) and its own
-// access rules (which user may read which repositories), and mounts the
-// eagle.Node under /v2/ behind them. It is read-only: pushes are refused.
+// access rules (which user may read which repositories), checked on the
+// routes as proxy.ParseRoute reads them. Behind them, the node's blob
+// reads are mounted as proxy middleware (Handler.Middleware) in front of
+// the gateway's handling of the rest: it answers the /v2/ ping itself and
+// passes manifests, tags, referrers and the catalog through the eagle.Node
+// to the origin. It is read-only: pushes are refused.
 // The clients' credentials are the gateway's and are removed before a
 // request reaches the origin, so the origin must let the gateway read
 // anonymously (a registry on a private network, or a public one).

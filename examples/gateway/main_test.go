@@ -35,17 +35,23 @@ func TestMain(m *testing.M) {
 }
 
 // upstreamRecorder is the node's transport to the origin; it records the
-// Authorization header of every request the node sends there.
+// Authorization header, method and path of every request the node sends
+// there.
 type upstreamRecorder struct {
 	rt *http.Transport
 
 	mu    sync.Mutex
 	auths []string
+	reqs  map[string]int // "METHOD path" → count
 }
 
 func (u *upstreamRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
 	u.mu.Lock()
 	u.auths = append(u.auths, r.Header.Get("Authorization"))
+	if u.reqs == nil {
+		u.reqs = make(map[string]int)
+	}
+	u.reqs[r.Method+" "+r.URL.Path]++
 	u.mu.Unlock()
 	return u.rt.RoundTrip(r)
 }
@@ -219,6 +225,14 @@ func TestGatewayPullsThroughSwarm(t *testing.T) {
 	for _, a := range up.auths {
 		if a != "" {
 			t.Errorf("the origin was sent Authorization %q; the gateway's credentials must stay at the gateway", a)
+		}
+	}
+	// Every blob read was authorized at the origin (a HEAD with the
+	// client's credentials, which the gateway removed), however the
+	// gateway mounts the node.
+	for _, b := range img.Blobs() {
+		if head := "HEAD /v2/" + img.Repository + "/blobs/" + b.Digest.String(); up.reqs[head] == 0 {
+			t.Errorf("the blob read of %s was not authorized at the origin: no %s among %v", b.Digest, head, up.reqs)
 		}
 	}
 }

@@ -331,6 +331,7 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 	}
 	if cfg.Role == RoleSeeder {
 		e.super = newSuperSeeder()
+		e.super.log = e.log
 	}
 	cl, err := torrent.NewClient(e.clientConfig())
 	if err != nil {

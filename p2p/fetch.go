@@ -472,6 +472,14 @@ func (s *swarmBlob) Source() string { return SourceSwarm }
 // or peers but no piece.
 func (s *swarmBlob) StallReason() string { return s.ent.stallReason() }
 
+// frontWaitPriority is how long a reader waits on a piece before it asks
+// the swarm for that piece first, whatever its size (see wantsPriority).
+// Small pieces come roughly in order from a super-seeder; a peer served in
+// another order (one the seeder stopped super-seeding because it trades
+// with nobody, see ssSwarm.open) would otherwise get its first piece at
+// a random point of the download, long after first_byte_timeout.
+const frontWaitPriority = time.Second
+
 func (s *swarmBlob) Read(p []byte) (int, error) {
 	select {
 	case <-s.closed:
@@ -487,6 +495,10 @@ func (s *swarmBlob) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	prioritized := false
+	// waitSince is when this Read started waiting; nudge fires when it
+	// has waited frontWaitPriority.
+	var waitSince time.Time
+	var nudge <-chan time.Time
 	for {
 		st := d.state(s.pos)
 		avail := st.avail
@@ -516,12 +528,22 @@ func (s *swarmBlob) Read(p []byte) (int, error) {
 			}
 		default:
 		}
-		if i := int(s.pos / d.pieceLen); !prioritized && !st.committed && s.ent.t != nil && d.wantsPriority(i) {
-			// Ask the swarm for the piece this reader waits on first.
-			s.ent.t.Piece(i).SetPriority(torrent.PiecePriorityNow)
-			prioritized = true
+		if i := int(s.pos / d.pieceLen); !prioritized && !st.committed && s.ent.t != nil {
+			if waitSince.IsZero() {
+				waitSince = time.Now()
+			}
+			waited := time.Since(waitSince)
+			if d.wantsPriority(i) || waited >= frontWaitPriority {
+				// Ask the swarm for the piece this reader waits on first.
+				s.ent.t.Piece(i).SetPriority(torrent.PiecePriorityNow)
+				prioritized, nudge = true, nil
+			} else if nudge == nil {
+				nudge = time.After(frontWaitPriority - waited)
+			}
 		}
 		select {
+		case <-nudge:
+			nudge = nil
 		case <-st.changed:
 		case <-s.ent.done:
 		case <-s.ctx.Done():

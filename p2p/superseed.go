@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -57,10 +58,16 @@ const (
 	// peers from all wanting the same few pieces. Strictly in order (1)
 	// left some peers well behind the others; 32 did not (BENCHMARKS.md).
 	pickWindow = 32
+	// isolationDelay is how long a peer may get pieces from this seeder
+	// only before the seeder stops super-seeding it (see ssSwarm.open).
+	// Within a swarm that trades, a peer has a piece from another peer
+	// well before: offers are few, the other peers' copies many.
+	isolationDelay = 2 * time.Second
 )
 
 // superSeeder keeps the super-seeding state of one engine's swarms.
 type superSeeder struct {
+	log    *slog.Logger // nil: no logging
 	mu     sync.Mutex
 	swarms map[metainfo.Hash]*ssSwarm
 }
@@ -131,6 +138,13 @@ type ssPeer struct {
 	started bool
 	// lastOffer orders peers for new offers, longest waiting first.
 	lastOffer time.Time
+	// startedAt is when started was set.
+	startedAt time.Time
+	// fromOthers counts the pieces it reported having that the seeder
+	// had not told it of: it got them elsewhere, so it trades.
+	fromOthers int
+	// isolated is set once the seeder told it of every piece (see open).
+	isolated bool
 }
 
 func (sw *ssSwarm) close() {
@@ -170,6 +184,7 @@ func (sw *ssSwarm) got(p *ssPeer, i int) {
 	p.has[i] = true
 	if !p.told[i] {
 		p.untold--
+		p.fromOthers++
 	}
 	sw.have[i]++
 	if _, ok := p.offers[i]; ok {
@@ -196,6 +211,11 @@ func (sw *ssSwarm) fill(now time.Time, tell func(c *ssConn, piece int)) {
 		return
 	}
 	defer sw.armExpiry()
+	for c, p := range sw.peers {
+		if sw.isIsolated(p, now) {
+			sw.open(c, p, tell)
+		}
+	}
 	// Offers past their time give up their slot.
 	for _, p := range sw.peers {
 		for i, at := range p.offers {
@@ -225,6 +245,47 @@ func (sw *ssSwarm) fill(now time.Time, tell func(c *ssConn, piece int)) {
 		if p.started {
 			tell(c, i)
 		}
+	}
+}
+
+// isIsolated reports whether p looks cut off from the other peers: for
+// isolationDelay since its opening bitfield, every piece it got came from
+// this seeder, while other peers held pieces it lacks. That is a peer
+// that could not learn of the others (no tracker answered it; the agent
+// knows the seeders' addresses from their metainfo answers only) or
+// cannot reach them. Super-seeding would starve it: it is shown a few
+// pieces at a time, at random, and waits for the first one, which its
+// reader needs before anything else, until every other piece was
+// offered.
+func (sw *ssSwarm) isIsolated(p *ssPeer, now time.Time) bool {
+	if p.isolated || p.startedAt.IsZero() || p.fromOthers > 0 || p.untold == 0 || now.Sub(p.startedAt) < isolationDelay {
+		return false
+	}
+	for i, h := range p.has {
+		if !h && sw.have[i] > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// open stops super-seeding p: it is told of every piece it lacks, as a
+// plain seeder would have, and asks for them in its own order. Its offers
+// give up their slots.
+func (sw *ssSwarm) open(c *ssConn, p *ssPeer, tell func(c *ssConn, piece int)) {
+	p.isolated = true
+	for i := range p.offers {
+		sw.dropOffer(p, i)
+	}
+	for i := range sw.n {
+		if !p.has[i] && !p.told[i] {
+			p.told[i] = true
+			tell(c, i)
+		}
+	}
+	p.untold = 0
+	if c.ss != nil && c.ss.log != nil {
+		c.ss.log.Debug("super-seeding: peer gets pieces from this seeder only; all pieces offered", "peer", c.RemoteAddr())
 	}
 }
 
@@ -408,8 +469,9 @@ func (c *ssConn) onOutbound(byte, []byte) []byte {
 	defer c.ss.mu.Unlock()
 	sw, p := c.swarm, c.peer
 	// p is not started yet: what fill offers it goes into the bitfield.
-	sw.fill(time.Now(), offer)
-	p.started = true
+	now := time.Now()
+	sw.fill(now, offer)
+	p.started, p.startedAt = true, now
 	bf := make([]byte, (sw.n+7)/8)
 	for i, t := range p.told {
 		if t {

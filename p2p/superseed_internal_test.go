@@ -202,6 +202,71 @@ func TestSwarmOffersDistinctPieces(t *testing.T) {
 	}
 }
 
+// TestSwarmOpensIsolatedPeer checks that a peer which, for
+// isolationDelay, gets pieces from the seeder only, while the others hold
+// pieces it lacks, is told of every piece (it could not learn of the other
+// peers), and that a peer which got a piece elsewhere stays super-seeded.
+func TestSwarmOpensIsolatedPeer(t *testing.T) {
+	const pieces = 64
+	sw := &ssSwarm{n: pieces, have: make([]int32, pieces), offered: make([]int32, pieces), peers: map[*ssConn]*ssPeer{}}
+	start := time.Now()
+	conns := make([]*ssConn, 3)
+	for i := range conns {
+		conns[i] = &ssConn{}
+		p := sw.join(conns[i])
+		p.started, p.startedAt = true, start
+	}
+	told := map[*ssConn]map[int]bool{}
+	tell := func(c *ssConn, i int) {
+		if told[c] == nil {
+			told[c] = map[int]bool{}
+		}
+		told[c][i] = true
+	}
+	// Every peer gets its offers; peer 1 also gets a piece it was not
+	// offered, from another peer.
+	sw.fill(start, tell)
+	for _, c := range conns {
+		for i := range told[c] {
+			sw.got(sw.peers[c], i)
+		}
+	}
+	for i := range pieces {
+		if !told[conns[1]][i] {
+			sw.got(sw.peers[conns[1]], i)
+			break
+		}
+	}
+	sw.fill(start.Add(isolationDelay/2), tell)
+	for _, c := range conns {
+		if sw.peers[c].isolated {
+			t.Fatalf("peer opened after %v, before isolationDelay %v", isolationDelay/2, isolationDelay)
+		}
+	}
+	sw.fill(start.Add(isolationDelay+time.Millisecond), tell)
+	for i, c := range conns {
+		p := sw.peers[c]
+		want := i != 1
+		if p.isolated != want {
+			t.Errorf("peer %d: isolated %v, want %v (pieces from others: %d)", i, p.isolated, want, p.fromOthers)
+		}
+		if !want {
+			continue
+		}
+		for j := range pieces {
+			if !p.has[j] && !told[c][j] {
+				t.Fatalf("isolated peer %d was not told of piece %d", i, j)
+			}
+		}
+		if p.active != 0 || len(p.offers) != 0 {
+			t.Errorf("isolated peer %d still holds %d slots, %d offers", i, p.active, len(p.offers))
+		}
+	}
+	if sw.slots > superSeedSlots {
+		t.Errorf("%d slots taken, limit %d", sw.slots, superSeedSlots)
+	}
+}
+
 // TestSwarmSlotsGrowWithPeers checks that a swarm of many peers gets more
 // offers outstanding, up to maxSuperSeedSlots, while a quarter of its peers
 // are left without one.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -91,7 +92,8 @@ func (ns *NS) Close() error {
 	defer cancel()
 	// Deleting the namespace deletes its end of the pair, and with it ours.
 	err := run(ctx, "ip", "netns", "del", ns.Name)
-	if lerr := run(ctx, "ip", "link", "del", ns.link); lerr != nil && !strings.Contains(lerr.Error(), "Cannot find device") {
+	// The pair may still be going away with the namespace: "No such device".
+	if lerr := run(ctx, "ip", "link", "del", ns.link); lerr != nil && !strings.Contains(lerr.Error(), "Cannot find device") && !strings.Contains(lerr.Error(), "No such device") {
 		err = errors.Join(err, lerr)
 	}
 	return err
@@ -165,7 +167,8 @@ type Lab struct {
 // Host is one host of a Lab: a namespace with one address.
 type Host struct {
 	NS
-	lab *Lab
+	lab  *Lab
+	peer string // the namespace's end of the veth pair
 }
 
 // NewLab makes an empty lab on 10.234.0.0/16 (one lab per process at a
@@ -174,8 +177,11 @@ func NewLab(ctx context.Context) (*Lab, error) {
 	if err := Check(); err != nil {
 		return nil, err
 	}
-	l := &Lab{bridge: fmt.Sprintf("el%d", os.Getpid()%1000000), prefix: "10.234."}
+	l := &Lab{bridge: fmt.Sprintf("el%d", os.Getpid()), prefix: "10.234."}
 	l.BridgeAddr = l.prefix + "0.1"
+	if err := removeStaleLabs(ctx); err != nil {
+		return nil, err
+	}
 	for _, s := range [][]string{
 		{"ip", "link", "add", l.bridge, "type", "bridge"},
 		{"ip", "addr", "add", l.BridgeAddr + "/16", "dev", l.bridge},
@@ -189,6 +195,55 @@ func NewLab(ctx context.Context) (*Lab, error) {
 	return l, nil
 }
 
+// removeStaleLabs removes what labs of processes that are gone left
+// behind (a test binary killed before its cleanup ran): their bridges,
+// whose address would shadow the new lab's, and their namespaces. A lab
+// of a live process is an error: two labs cannot share 10.234.0.0/16.
+func removeStaleLabs(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, "ip", "-o", "link", "show", "type", "bridge").Output()
+	if err != nil {
+		return fmt.Errorf("netns: list bridges: %w", err)
+	}
+	var stale []int
+	for line := range strings.Lines(string(out)) {
+		// "12: el4242: <BROADCAST,...> ..."
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name := strings.TrimSuffix(f[1], ":")
+		pid, err := strconv.Atoi(strings.TrimPrefix(name, "el"))
+		if !strings.HasPrefix(name, "el") || err != nil {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			return fmt.Errorf("netns: another lab (bridge %s of live process %d) holds 10.234.0.0/16", name, pid)
+		}
+		stale = append(stale, pid)
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	nsOut, err := exec.CommandContext(ctx, "ip", "netns", "list").Output()
+	if err != nil {
+		return fmt.Errorf("netns: list namespaces: %w", err)
+	}
+	for _, pid := range stale {
+		prefix := fmt.Sprintf("eagle-%d-", pid)
+		for line := range strings.Lines(string(nsOut)) {
+			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix) {
+				if err := run(ctx, "ip", "netns", "del", f[0]); err != nil {
+					return err
+				}
+			}
+		}
+		if err := run(ctx, "ip", "link", "del", fmt.Sprintf("el%d", pid)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // AddHost makes a host named name (for the namespace's name) on the lab.
 func (l *Lab) AddHost(ctx context.Context, name string) (*Host, error) {
 	i := len(l.hosts) + 1
@@ -199,6 +254,7 @@ func (l *Lab) AddHost(ctx context.Context, name string) (*Host, error) {
 		link:     fmt.Sprintf("el%dh%d", os.Getpid()%10000, i),
 	}}
 	peer := fmt.Sprintf("el%dn%d", os.Getpid()%10000, i)
+	h.peer = peer
 	steps := [][]string{
 		{"ip", "netns", "add", h.Name},
 		{"ip", "link", "add", h.link, "type", "veth", "peer", "name", peer, "netns", h.Name},
@@ -233,6 +289,30 @@ func (h *Host) SetLink(ctx context.Context, up bool) error {
 		state = "up"
 	}
 	return run(ctx, "ip", "link", "set", h.link, state)
+}
+
+// Cap limits the host's link with a tc tbf qdisc on each end of its veth
+// pair: what it receives to down bytes per second (on the root
+// namespace's end), what it sends to up (on the namespace's end); 0
+// leaves that way uncapped. Each qdisc has a burst of 20 ms at its rate,
+// at least 64 KiB, and at most 50 ms of queue. It needs tc (iproute2).
+func (h *Host) Cap(ctx context.Context, down, up int64) error {
+	if down < 0 || up < 0 {
+		return fmt.Errorf("netns: cap %s: negative rate (down %d, up %d)", h.Name, down, up)
+	}
+	tbf := func(rate int64) []string {
+		return []string{"root", "tbf", "rate", fmt.Sprintf("%dbit", rate*8),
+			"burst", fmt.Sprint(max(rate/50, 64<<10)), "latency", "50ms"}
+	}
+	if down > 0 {
+		if err := run(ctx, append([]string{"tc", "qdisc", "add", "dev", h.link}, tbf(down)...)...); err != nil {
+			return err
+		}
+	}
+	if up > 0 {
+		return run(ctx, append([]string{"tc", "-n", h.Name, "qdisc", "add", "dev", h.peer}, tbf(up)...)...)
+	}
+	return nil
 }
 
 // Close removes every host and the bridge.

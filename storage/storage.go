@@ -2,8 +2,11 @@
 // keeps blobs: content-addressed, written as a stream and committed only
 // when the bytes hash to the digest they were stored under.
 //
-// Backends live in sub-packages (storage/filesystem, storage/memory) and all
-// pass the conformance suite in storage/storagetest.
+// Backends live in sub-packages (storage/filesystem, storage/memory,
+// storage/driver) and all pass the conformance suite in storage/storagetest.
+// A backend writes blobs through NewWriter, which keeps the Writer contract
+// (verify, then publish once; Cancel discards) and leaves the backend only
+// its Stage: where the bytes go until they are published.
 package storage
 
 import (

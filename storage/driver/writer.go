@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"sync"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
@@ -34,174 +32,111 @@ func (s *Store) Create(ctx context.Context, dgst digest.Digest) (storage.Writer,
 	s.writers[upload] = struct{}{}
 	s.mu.Unlock()
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	return &writer{store: s, dest: p, upload: upload, v: v, ctx: wctx, cancel: cancel}, nil
+	return storage.NewWriter("driver", v, &stage{store: s, dest: p, upload: upload, ctx: wctx, cancel: cancel}), nil
 }
 
-// writer streams one blob into an upload path, hashing as it goes.
-type writer struct {
+// stage is one blob being written to an upload path, which Publish moves
+// to the blob path (see storage.NewWriter).
+type stage struct {
 	store  *Store
 	dest   string // blob path
 	upload string // upload path
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
-	v         *storage.Verifier
 	fw        storagedriver.FileWriter // nil until the first byte
 	committed bool                     // fw committed: the upload is a visible file
-	werr      error                    // first write error; Commit fails with it
-	done      bool                     // Commit or Cancel has run
-	info      storage.Info
-	result    error // what Commit returns once done
 }
 
-// Write implements io.Writer. After a failed write the writer accepts no
-// more bytes, and Commit reports the failure.
-func (w *writer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return 0, fmt.Errorf("driver: write %s: %w", w.v.Digest(), fs.ErrClosed)
-	}
-	if w.werr != nil {
-		return 0, w.werr
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if w.fw == nil {
-		fw, err := w.store.d.Writer(w.ctx, w.upload, false)
+// Write implements storage.Stage.
+func (st *stage) Write(p []byte) (int, error) {
+	if st.fw == nil {
+		fw, err := st.store.d.Writer(st.ctx, st.upload, false)
 		if err != nil {
-			w.werr = fmt.Errorf("driver: write %s: open upload: %w", w.v.Digest(), driverErr(err))
-			return 0, w.werr
+			return 0, fmt.Errorf("open upload: %w", driverErr(err))
 		}
-		w.fw = fw
+		st.fw = fw
 	}
-	n, err := w.fw.Write(p)
-	w.v.Write(p[:n])
-	if err == nil && n < len(p) {
-		err = fmt.Errorf("short write: %d of %d bytes", n, len(p))
-	}
-	if err != nil {
-		w.werr = fmt.Errorf("driver: write %s: %w", w.v.Digest(), driverErr(err))
-		return n, w.werr
-	}
-	return n, nil
+	n, err := st.fw.Write(p)
+	return n, driverErr(err)
 }
 
-// Commit implements storage.Writer. Only the first call does anything;
-// later calls return the same result.
-func (w *writer) Commit(ctx context.Context) (storage.Info, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.done = true
-		w.info, w.result = w.commit(ctx)
-		w.finish()
-	}
-	return w.info, w.result
-}
-
-func (w *writer) commit(ctx context.Context) (storage.Info, error) {
-	dgst := w.v.Digest()
-	fail := func(err error) (storage.Info, error) {
-		if derr := w.discard(); derr != nil {
-			err = errors.Join(err, derr)
+// Publish implements storage.Stage: it commits the upload and moves it to
+// the blob path, or stores an empty blob if nothing was written.
+func (st *stage) Publish(ctx context.Context, info storage.Info) (storage.Info, error) {
+	if st.fw != nil {
+		if err := st.fw.Commit(ctx); err != nil {
+			return storage.Info{}, fmt.Errorf("commit upload: %w", driverErr(err))
 		}
-		return storage.Info{}, fmt.Errorf("driver: commit %s: %w", dgst, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
-	}
-	if w.werr != nil {
-		return fail(w.werr)
-	}
-	// Verify before anything becomes visible: a mismatch only cancels the
-	// upload.
-	if err := w.v.Verify(); err != nil {
-		return fail(err)
-	}
-	if w.fw != nil {
-		if err := w.fw.Commit(ctx); err != nil {
-			return fail(fmt.Errorf("commit upload: %w", driverErr(err)))
-		}
-		w.committed = true
-		if err := w.fw.Close(); err != nil {
-			return fail(fmt.Errorf("close upload: %w", driverErr(err)))
+		st.committed = true
+		if err := st.fw.Close(); err != nil {
+			return storage.Info{}, fmt.Errorf("close upload: %w", driverErr(err))
 		}
 	}
 
-	d := w.store.d
-	if info, err := w.store.stat(ctx, dgst, w.dest); err == nil {
+	d, dgst := st.store.d, info.Digest
+	if old, err := st.store.stat(ctx, dgst, st.dest); err == nil {
 		// Already stored: the bytes are the same, keep the existing copy
 		// (readers may have it open) and drop ours.
-		if err := w.discard(); err != nil {
-			return storage.Info{}, fmt.Errorf("driver: commit %s: %w", dgst, err)
+		if err := st.discard(); err != nil {
+			return storage.Info{}, err
 		}
-		return info, nil
+		st.finish()
+		return old, nil
 	} else if !errors.Is(err, storage.ErrNotFound) {
-		return fail(err)
+		return storage.Info{}, err
 	}
-	if w.fw == nil {
+	if st.fw == nil {
 		// Nothing was written and the digest is that of no bytes.
-		if err := d.PutContent(ctx, w.dest, nil); err != nil {
-			return fail(fmt.Errorf("store empty blob: %w", driverErr(err)))
+		if err := d.PutContent(ctx, st.dest, nil); err != nil {
+			return storage.Info{}, fmt.Errorf("store empty blob: %w", driverErr(err))
 		}
-	} else if err := d.Move(ctx, w.upload, w.dest); err != nil {
-		return fail(fmt.Errorf("move upload into place: %w", driverErr(err)))
+	} else if err := d.Move(ctx, st.upload, st.dest); err != nil {
+		return storage.Info{}, fmt.Errorf("move upload into place: %w", driverErr(err))
 	}
-	w.fw, w.committed = nil, false // the upload is gone
-	info, err := w.store.stat(ctx, dgst, w.dest)
+	st.fw, st.committed = nil, false // the upload is gone
+	info, err := st.store.stat(ctx, dgst, st.dest)
 	if err != nil {
-		return storage.Info{}, fmt.Errorf("driver: commit %s: stat after move: %w", dgst, err)
+		return storage.Info{}, fmt.Errorf("stat after move: %w", err)
 	}
+	st.finish()
 	return info, nil
 }
 
-// Cancel implements storage.Writer.
-func (w *writer) Cancel() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return nil
-	}
-	w.done = true
-	w.result = fmt.Errorf("driver: commit %s after cancel: %w", w.v.Digest(), fs.ErrClosed)
-	err := w.discard()
-	w.finish()
-	if err != nil {
-		return fmt.Errorf("driver: cancel %s: %w", w.v.Digest(), err)
-	}
-	return nil
+// Discard implements storage.Stage.
+func (st *stage) Discard() error {
+	err := st.discard()
+	st.finish()
+	return err
 }
 
 // discard removes whatever the upload left in the driver. An uncommitted
 // FileWriter is cancelled (not closed: the filesystem driver refuses Close
 // after Cancel, and s3's Close would flush to the aborted upload); a
 // committed upload is deleted.
-func (w *writer) discard() error {
-	if w.fw == nil {
+func (st *stage) discard() error {
+	if st.fw == nil {
 		return nil
 	}
-	ctx, cancel := cleanupContext(w.ctx)
+	ctx, cancel := cleanupContext(st.ctx)
 	defer cancel()
 	var err error
-	if w.committed {
-		err = w.store.d.Delete(ctx, w.upload)
+	if st.committed {
+		err = st.store.d.Delete(ctx, st.upload)
 	} else {
-		err = w.fw.Cancel(ctx)
+		err = st.fw.Cancel(ctx)
 	}
-	w.fw, w.committed = nil, false
+	st.fw, st.committed = nil, false
 	if err != nil && !isNotFound(err) {
-		return fmt.Errorf("discard upload %s: %w", w.upload, driverErr(err))
+		return fmt.Errorf("discard upload %s: %w", st.upload, driverErr(err))
 	}
 	return nil
 }
 
-// finish releases the writer's context and its place among live writers.
-func (w *writer) finish() {
-	w.cancel()
-	w.store.mu.Lock()
-	delete(w.store.writers, w.upload)
-	w.store.mu.Unlock()
+// finish releases the stage's context and its place among live writers.
+func (st *stage) finish() {
+	st.cancel()
+	st.store.mu.Lock()
+	delete(st.store.writers, st.upload)
+	st.store.mu.Unlock()
 }

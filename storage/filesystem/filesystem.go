@@ -174,7 +174,7 @@ func (s *Store) Create(ctx context.Context, dgst digest.Digest) (storage.Writer,
 	if err != nil {
 		return nil, fmt.Errorf("filesystem: create %s: %w", dgst, err)
 	}
-	return &writer{store: s, dest: p, tmp: tmp, f: f, v: v}, nil
+	return storage.NewWriter("filesystem", v, &stage{store: s, dest: p, tmp: tmp, f: f}), nil
 }
 
 // Walk implements storage.Store. It lists only files whose name and place

@@ -3,57 +3,35 @@ package filesystem
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path"
-	"sync"
 
 	"github.com/eagle-p2p/eagle/internal/writeback"
 	"github.com/eagle-p2p/eagle/storage"
 )
 
-// writer streams one blob into a temporary file, hashing as it goes.
-type writer struct {
+// stage is a blob being written: a temporary file under the root, which
+// Publish fsyncs and renames into place (see storage.NewWriter).
+type stage struct {
 	store *Store
-	dest  string // blob path, relative to the root
-	tmp   string // temporary file, relative to the root
-
-	mu   sync.Mutex
-	f    *os.File // nil once closed
-	v    *storage.Verifier
-	werr error // first write error; Commit fails with it
+	dest  string   // blob path, relative to the root
+	tmp   string   // temporary file, relative to the root
+	f     *os.File // nil once closed
 	// written counts the bytes written; those before flushed were handed
 	// to the kernel's writeback (see writebackEvery).
 	written, flushed int64
-	done             bool // Commit or Cancel has run
-	info             storage.Info
-	result           error // what Commit returns once done
 }
 
-// Write implements io.Writer. After a failed write the writer accepts no
-// more bytes, and Commit reports the failure.
-func (w *writer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return 0, fmt.Errorf("filesystem: write %s: %w", w.v.Digest(), fs.ErrClosed)
+// Write implements storage.Stage.
+func (st *stage) Write(p []byte) (int, error) {
+	n, err := st.f.Write(p)
+	st.written += int64(n)
+	if err == nil && st.written-st.flushed >= writebackEvery {
+		writeback.Start(st.f, st.flushed, st.written-st.flushed)
+		st.flushed = st.written
 	}
-	if w.werr != nil {
-		return 0, w.werr
-	}
-	n, err := w.f.Write(p)
-	w.v.Write(p[:n])
-	w.written += int64(n)
-	if err != nil {
-		w.werr = fmt.Errorf("filesystem: write %s: %w", w.v.Digest(), err)
-		return n, w.werr
-	}
-	if w.written-w.flushed >= writebackEvery {
-		writeback.Start(w.f, w.flushed, w.written-w.flushed)
-		w.flushed = w.written
-	}
-	return n, nil
+	return n, err
 }
 
 // writebackEvery is how many written bytes the writer lets pile up before
@@ -63,54 +41,24 @@ func (w *writer) Write(p []byte) (int, error) {
 // of a cold pull twice (the seeder's commit, then the agent's).
 const writebackEvery = 8 << 20
 
-// Commit implements storage.Writer. Only the first call does anything;
-// later calls return the same result.
-func (w *writer) Commit(ctx context.Context) (storage.Info, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.done = true
-		w.info, w.result = w.commit(ctx)
-	}
-	return w.info, w.result
-}
-
-func (w *writer) commit(ctx context.Context) (storage.Info, error) {
-	dgst := w.v.Digest()
-	fail := func(err error) (storage.Info, error) {
-		if derr := w.discard(); derr != nil {
-			err = errors.Join(err, derr)
-		}
-		return storage.Info{}, fmt.Errorf("filesystem: commit %s: %w", dgst, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
-	}
-	if w.werr != nil {
-		return fail(w.werr)
-	}
-	if err := w.v.Verify(); err != nil {
-		return fail(err)
-	}
-	if err := w.f.Sync(); err != nil {
-		return fail(err)
+// Publish implements storage.Stage: it fsyncs the verified file and
+// installs it.
+func (st *stage) Publish(_ context.Context, info storage.Info) (storage.Info, error) {
+	if err := st.f.Sync(); err != nil {
+		return storage.Info{}, err
 	}
 	// The rename keeps the modification time, so this is the blob's.
-	fi, err := w.f.Stat()
+	fi, err := st.f.Stat()
 	if err != nil {
-		return fail(err)
+		return storage.Info{}, err
 	}
-	err = w.f.Close()
-	w.f = nil
+	err = st.f.Close()
+	st.f = nil
 	if err != nil {
-		return fail(err)
+		return storage.Info{}, err
 	}
-
-	info, err := w.store.install(w.tmp, w.dest, storage.Info{Digest: dgst, Size: w.v.Size(), ModTime: fi.ModTime()})
-	if err != nil {
-		return fail(err)
-	}
-	return info, nil
+	info.ModTime = fi.ModTime()
+	return st.store.install(st.tmp, st.dest, info)
 }
 
 // install moves tmp, a verified and fsynced file under the root, to dest,
@@ -139,29 +87,15 @@ func (s *Store) install(tmp, dest string, info storage.Info) (storage.Info, erro
 	return info, nil
 }
 
-// Cancel implements storage.Writer.
-func (w *writer) Cancel() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return nil
-	}
-	w.done = true
-	w.result = fmt.Errorf("filesystem: commit %s after cancel: %w", w.v.Digest(), fs.ErrClosed)
-	if err := w.discard(); err != nil {
-		return fmt.Errorf("filesystem: cancel %s: %w", w.v.Digest(), err)
-	}
-	return nil
-}
-
-// discard closes and removes the temporary file.
-func (w *writer) discard() error {
+// Discard implements storage.Stage: it closes and removes the temporary
+// file.
+func (st *stage) Discard() error {
 	var errs []error
-	if w.f != nil {
-		errs = append(errs, w.f.Close())
-		w.f = nil
+	if st.f != nil {
+		errs = append(errs, st.f.Close())
+		st.f = nil
 	}
-	if err := w.store.root.Remove(w.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := st.store.root.Remove(st.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

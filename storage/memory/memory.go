@@ -136,7 +136,7 @@ func (s *Store) Create(ctx context.Context, dgst digest.Digest) (storage.Writer,
 		return nil, fmt.Errorf("memory: create: %w", err)
 	}
 	s.pending.Add(1)
-	return &writer{store: s, v: v}, nil
+	return storage.NewWriter("memory", v, &stage{store: s}), nil
 }
 
 // Pending reports how many writers are neither committed nor cancelled.
@@ -149,96 +149,50 @@ func (s *Store) Pending(ctx context.Context) (int, error) {
 	return int(s.pending.Load()), nil
 }
 
-// writer buffers one blob until Commit.
-type writer struct {
+// stage buffers one blob until it is published (see storage.NewWriter).
+type stage struct {
 	store *Store
-
-	mu     sync.Mutex
-	v      *storage.Verifier
-	d      *data // nil once done
-	done   bool
-	info   storage.Info
-	result error // what Commit returns once done
+	d     data
 }
 
-// Write implements io.Writer.
-func (w *writer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return 0, fmt.Errorf("memory: write %s: %w", w.v.Digest(), fs.ErrClosed)
-	}
-	if w.d == nil {
-		w.d = &data{}
-	}
-	w.v.Write(p)
-	w.d.size += int64(len(p))
+// Write implements storage.Stage.
+func (st *stage) Write(p []byte) (int, error) {
+	d := &st.d
+	d.size += int64(len(p))
 	for rest := p; len(rest) > 0; {
-		last := len(w.d.chunks) - 1
-		if last < 0 || len(w.d.chunks[last]) == chunkSize {
-			w.d.chunks = append(w.d.chunks, make([]byte, 0, chunkSize))
+		last := len(d.chunks) - 1
+		if last < 0 || len(d.chunks[last]) == chunkSize {
+			d.chunks = append(d.chunks, make([]byte, 0, chunkSize))
 			last++
 		}
-		n := min(len(rest), chunkSize-len(w.d.chunks[last]))
-		w.d.chunks[last] = append(w.d.chunks[last], rest[:n]...)
+		n := min(len(rest), chunkSize-len(d.chunks[last]))
+		d.chunks[last] = append(d.chunks[last], rest[:n]...)
 		rest = rest[n:]
 	}
 	return len(p), nil
 }
 
-// Commit implements storage.Writer. Only the first call does anything;
-// later calls return the same result.
-func (w *writer) Commit(ctx context.Context) (storage.Info, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return w.info, w.result
-	}
-	w.finish()
-	d := w.d
-	w.d = nil
-	if d == nil {
-		d = &data{}
-	}
-	dgst := w.v.Digest()
-	if err := ctx.Err(); err != nil {
-		w.result = fmt.Errorf("memory: commit %s: %w", dgst, err)
-		return w.info, w.result
-	}
-	if err := w.v.Verify(); err != nil {
-		w.result = fmt.Errorf("memory: commit %s: %w", dgst, err)
-		return w.info, w.result
-	}
-	d.modTime = time.Now()
-	s := w.store
+// Publish implements storage.Stage.
+func (st *stage) Publish(_ context.Context, info storage.Info) (storage.Info, error) {
+	d := &data{chunks: st.d.chunks, size: st.d.size, modTime: time.Now()}
+	st.d = data{}
+	s := st.store
 	s.mu.Lock()
-	if old, ok := s.blobs[dgst]; ok {
+	if old, ok := s.blobs[info.Digest]; ok {
 		d = old // already stored: keep the copy readers may hold
 	} else {
-		s.blobs[dgst] = d
+		s.blobs[info.Digest] = d
 	}
 	s.mu.Unlock()
-	w.info = d.info(dgst)
-	return w.info, nil
+	s.pending.Add(-1)
+	return d.info(info.Digest), nil
 }
 
-// Cancel implements storage.Writer.
-func (w *writer) Cancel() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return nil
-	}
-	w.finish()
-	w.d = nil
-	w.result = fmt.Errorf("memory: commit %s after cancel: %w", w.v.Digest(), fs.ErrClosed)
+// Discard implements storage.Stage.
+func (st *stage) Discard() error {
+	st.d = data{}
+	st.store.pending.Add(-1)
 	return nil
-}
-
-// finish marks the writer done and no longer pending.
-func (w *writer) finish() {
-	w.done = true
-	w.store.pending.Add(-1)
 }
 
 // blob reads a committed blob.

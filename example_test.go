@@ -70,7 +70,7 @@ func Example_embedded() {
 
 	// The tracker: an http.Handler in one call, served over TLS, its
 	// announces to members only.
-	trk, err := tracker.New(tracker.Config{}, nil, quiet)
+	trk, err := tracker.New(tracker.Config{Logger: quiet}, nil)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func TestListenAddrInUseNamesTheKey(t *testing.T) {
 
 // A tracker URL given without a path is announced to at /announce.
 func TestTrackerURLWithoutPath(t *testing.T) {
-	trk, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second}, nil, quiet)
+	trk, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second, Logger: quiet}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

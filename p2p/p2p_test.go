@@ -67,9 +67,9 @@ func testAuthorizer(t *testing.T) *auth.Authorizer {
 // startTracker serves a real tracker on 127.0.0.1 and returns its announce URL.
 func startTracker(t *testing.T) string {
 	t.Helper()
-	cfg := tracker.Config{Interval: time.Second, MinInterval: time.Second}.WithDefaults()
+	cfg := tracker.Config{Interval: time.Second, MinInterval: time.Second, Logger: quiet}.WithDefaults()
 	store := tracker.NewMemoryStore(cfg.StoreConfig())
-	h, err := tracker.New(cfg, store, quiet)
+	h, err := tracker.New(cfg, store)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,7 @@ func TestMetricsSwarmBytes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	quiet := slog.New(slog.DiscardHandler)
-	trk, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second}, nil, quiet)
+	trk, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second, Logger: quiet}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

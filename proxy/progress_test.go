@@ -40,7 +40,7 @@ func stuckEngine(t *testing.T, content []byte, d string) (*p2p.Engine, string) {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	trk, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second}, nil, quiet)
+	trk, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second, Logger: quiet}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

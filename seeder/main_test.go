@@ -130,7 +130,7 @@ func (s *seeding) calls(d digest.Digest) int {
 // startTracker runs the real tracker on loopback and returns its announce URL.
 func startTracker(t *testing.T) string {
 	t.Helper()
-	tr, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second}, nil, testLogger(t))
+	tr, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second, Logger: testLogger(t)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package tracker
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -23,8 +24,6 @@ const (
 	// DefaultNumWant is the number of peers handed out when the client does
 	// not send numwant (it is capped at MaxNumWant).
 	DefaultNumWant = 50
-	// DefaultPolicy is the name of the handout policy used when none is set.
-	DefaultPolicy = PolicyCompleteness
 	// DefaultMaxSwarms is the most swarms a store holds. A swarm is one
 	// blob that some node announced within the peer TTL: a platform with
 	// tens of thousands of layers has at most that many at once, usually far
@@ -147,8 +146,8 @@ func (c RedisConfig) Validate() error {
 
 // Config configures a Server. The zero value of every field means "use the
 // default"; the defaults are documented on each field, and WithDefaults
-// applies them. The zero Config is a complete tracker: New(Config{}, nil,
-// nil) keeps its peers in memory.
+// applies them (New calls it). The zero Config is a complete tracker:
+// New(Config{}, nil) keeps its peers in memory.
 type Config struct {
 	// Interval is the announce interval told to clients, sent in whole
 	// seconds (truncated). It must be at least one second. Default 10s.
@@ -167,10 +166,11 @@ type Config struct {
 	// NumWant is the number of peers handed out when the client does not send
 	// numwant, capped at MaxNumWant. Default 50.
 	NumWant int `yaml:"num_want"`
-	// Policy names the peer handout policy (see NewPolicy): "random" or
-	// "completeness", or any name added with RegisterPolicy.
-	// Default "completeness".
-	Policy string `yaml:"policy"`
+	// Policy orders the peers handed out: RandomPolicy,
+	// CompletenessPolicy or the embedder's own. Default
+	// CompletenessPolicy{}. (The eagle binary reads a policy name from its
+	// YAML and passes the value.)
+	Policy Policy `yaml:"-"`
 	// MaxSwarms caps the swarms (blobs) the tracker keeps, so that
 	// announces of made-up info hashes cannot grow it without bound: an
 	// announce that would start one more is refused with "tracker full"
@@ -208,6 +208,10 @@ type Config struct {
 	// Metrics is where the Server registers its Prometheus metrics
 	// (eagle_tracker_*); Close unregisters them. Nil: no metrics.
 	Metrics prometheus.Registerer `yaml:"-"`
+	// Logger receives the Server's logs: a warning for each refused
+	// announce, at most one a second for "tracker full", and the store's
+	// errors. Nil discards them.
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // WithDefaults returns a copy of c with every zero field set to its default.
@@ -227,8 +231,11 @@ func (c Config) WithDefaults() Config {
 	if c.NumWant == 0 {
 		c.NumWant = min(DefaultNumWant, c.MaxNumWant)
 	}
-	if c.Policy == "" {
-		c.Policy = DefaultPolicy
+	if c.Policy == nil {
+		c.Policy = CompletenessPolicy{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.MaxSwarms == 0 {
 		c.MaxSwarms = DefaultMaxSwarms
@@ -288,9 +295,6 @@ func (c Config) Validate() error {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d: must be positive (0 means the default)", f.key, f.v))
 		}
-	}
-	if _, err := NewPolicy(c.Policy); err != nil {
-		errs = append(errs, fmt.Errorf("policy: %w", err))
 	}
 	switch c.Store {
 	case "", StoreMemory:

@@ -19,12 +19,16 @@ func TestConfigDefaults(t *testing.T) {
 		PeerTTL:     30 * time.Second,
 		MaxNumWant:  50,
 		NumWant:     50,
-		Policy:      "completeness",
+		Policy:      tracker.CompletenessPolicy{},
 
 		MaxSwarms:        100_000,
 		MaxPeers:         1_000_000,
 		MaxPeersPerSwarm: 20_000,
 	}
+	if got.Logger == nil {
+		t.Error("no default Logger")
+	}
+	got.Logger = nil
 	if got != want {
 		t.Errorf("defaults = %+v, want %+v", got, want)
 	}
@@ -56,7 +60,6 @@ func TestConfigValidate(t *testing.T) {
 		{tracker.Config{MaxNumWant: -1}, "max_num_want -1"},
 		{tracker.Config{NumWant: -5}, "num_want -5"},
 		{tracker.Config{NumWant: 60}, "num_want 60: must not exceed max_num_want 50"},
-		{tracker.Config{Policy: "nearest"}, `policy: tracker: unknown policy "nearest"`},
 		{tracker.Config{MaxSwarms: -1}, "max_swarms -1: must be positive"},
 		{tracker.Config{MaxPeers: -2}, "max_peers -2: must be positive"},
 		{tracker.Config{MaxPeersPerSwarm: -3}, "max_peers_per_swarm -3: must be positive"},
@@ -68,13 +71,9 @@ func TestConfigValidate(t *testing.T) {
 		if !errors.Is(err, tracker.ErrInvalidConfig) {
 			t.Errorf("Validate(%+v) = %v, does not wrap ErrInvalidConfig", tc.cfg, err)
 		}
-		if _, nerr := tracker.New(tc.cfg, nil, nil); !errors.Is(nerr, tracker.ErrInvalidConfig) {
+		if _, nerr := tracker.New(tc.cfg, nil); !errors.Is(nerr, tracker.ErrInvalidConfig) {
 			t.Errorf("New(%+v) = %v, want an error wrapping ErrInvalidConfig", tc.cfg, nerr)
 		}
-	}
-	err := tracker.Config{Policy: "nearest"}.Validate()
-	if !errors.Is(err, tracker.ErrUnknownPolicy) {
-		t.Errorf("unknown policy error %v does not wrap ErrUnknownPolicy", err)
 	}
 }
 
@@ -85,7 +84,6 @@ min_interval: 3s
 peer_ttl: 1m
 max_num_want: 80
 num_want: 30
-policy: random
 trust_client_ip: true
 max_swarms: 5000
 max_peers: 200000
@@ -97,7 +95,7 @@ max_peers_per_swarm: 3000
 	}
 	want := tracker.Config{
 		Interval: 15 * time.Second, MinInterval: 3 * time.Second, PeerTTL: time.Minute,
-		MaxNumWant: 80, NumWant: 30, Policy: "random", TrustClientIP: true,
+		MaxNumWant: 80, NumWant: 30, TrustClientIP: true,
 		MaxSwarms: 5000, MaxPeers: 200_000, MaxPeersPerSwarm: 3000,
 	}
 	if cfg != want {

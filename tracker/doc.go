@@ -23,7 +23,7 @@
 // ErrPeerConflict and changes nothing, so that nobody can move or remove
 // another node's entry by sending its peer ID.
 //
-// The order in which peers are handed out is decided by a Policy, chosen by
-// name from a registry (see NewPolicy and RegisterPolicy). The built-in
-// policies are "random" and "completeness".
+// The order in which peers are handed out is decided by a Policy, a value
+// in Config.Policy: RandomPolicy, CompletenessPolicy (the default) or the
+// embedder's own.
 package tracker

@@ -15,7 +15,7 @@ import (
 // with its announces for members only (mtls.Credentials.RequireMember); here
 // one announce goes straight to the handler.
 func ExampleNew() {
-	h, err := tracker.New(tracker.Config{}, nil, nil)
+	h, err := tracker.New(tracker.Config{}, nil)
 	if err != nil {
 		log.Fatal(err)
 	}

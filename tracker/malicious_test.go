@@ -160,8 +160,8 @@ func TestMaliciousAnnounceFloodBeyondLimits(t *testing.T) {
 	const maxSwarms, perSwarm, n = 1000, 100, 100_000
 	reg := prometheus.NewRegistry()
 	var logs bytes.Buffer
-	s, err := tracker.New(tracker.Config{MaxSwarms: maxSwarms, MaxPeersPerSwarm: perSwarm, Metrics: reg},
-		nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	s, err := tracker.New(tracker.Config{MaxSwarms: maxSwarms, MaxPeersPerSwarm: perSwarm, Metrics: reg,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,7 @@ eagle_tracker_swarms 2
 func TestMetricsStoreFailure(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	store := tracker.NewMemoryStore(tracker.StoreConfig{PeerTTL: time.Minute})
-	s, err := tracker.New(tracker.Config{Metrics: reg}, store, quietLogger)
+	s, err := tracker.New(tracker.Config{Metrics: reg, Logger: quietLogger}, store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,12 +123,12 @@ func TestMetricsExpiryAndDuplicate(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	store := tracker.NewMemoryStore(tracker.StoreConfig{PeerTTL: 100 * time.Millisecond})
 	defer store.Close()
-	s, err := tracker.New(tracker.Config{Metrics: reg}, store, quietLogger)
+	s, err := tracker.New(tracker.Config{Metrics: reg, Logger: quietLogger}, store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := tracker.New(tracker.Config{Metrics: reg}, nil, quietLogger); err == nil {
+	if _, err := tracker.New(tracker.Config{Metrics: reg, Logger: quietLogger}, nil); err == nil {
 		t.Error("a second server registered the same metrics")
 	}
 	for n := range 4 {

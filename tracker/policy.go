@@ -2,80 +2,20 @@ package tracker
 
 import (
 	"cmp"
-	"errors"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
 )
 
-// Names of the built-in handout policies.
-const (
-	// PolicyRandom hands out peers in random order.
-	PolicyRandom = "random"
-	// PolicyCompleteness hands out seeders first, then leechers by fewest
-	// bytes left, in random order among equals so that load spreads.
-	PolicyCompleteness = "completeness"
-)
-
-// ErrUnknownPolicy is returned by NewPolicy for a name nobody registered.
-var ErrUnknownPolicy = errors.New("tracker: unknown policy")
-
 // Policy decides the order in which peers are handed to an announcing peer:
 // the client connects to the first ones first, and the server keeps only the
-// first numwant.
+// first numwant. Pass one in Config.Policy; the built-in ones are
+// RandomPolicy and CompletenessPolicy (the default).
 type Policy interface {
 	// Order returns candidates in handout order. It may reorder and reuse the
 	// candidates slice, and drop entries, but must never return the
 	// requester itself (same ID or same address). It is called concurrently.
 	Order(requester Peer, candidates []Peer) []Peer
-}
-
-var (
-	policiesMu sync.RWMutex
-	policies   = map[string]func() Policy{
-		PolicyRandom:       func() Policy { return RandomPolicy{} },
-		PolicyCompleteness: func() Policy { return CompletenessPolicy{} },
-	}
-)
-
-// RegisterPolicy makes a policy available to NewPolicy (and so to
-// Config.Policy) under name. Like sql.Register it is meant to be called from
-// an init function, and panics if name is empty or already taken or newPolicy
-// is nil.
-func RegisterPolicy(name string, newPolicy func() Policy) {
-	policiesMu.Lock()
-	defer policiesMu.Unlock()
-	if name == "" || newPolicy == nil {
-		panic("tracker: RegisterPolicy with empty name or nil constructor")
-	}
-	if _, dup := policies[name]; dup {
-		panic("tracker: RegisterPolicy called twice for policy " + name)
-	}
-	policies[name] = newPolicy
-}
-
-// Policies returns the registered policy names, sorted.
-func Policies() []string {
-	policiesMu.RLock()
-	defer policiesMu.RUnlock()
-	names := make([]string, 0, len(policies))
-	for name := range policies {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	return names
-}
-
-// NewPolicy returns a new instance of the policy registered under name.
-func NewPolicy(name string) (Policy, error) {
-	policiesMu.RLock()
-	newPolicy := policies[name]
-	policiesMu.RUnlock()
-	if newPolicy == nil {
-		return nil, fmt.Errorf("%w %q (have %q)", ErrUnknownPolicy, name, Policies())
-	}
-	return newPolicy(), nil
 }
 
 // RandomPolicy hands out peers in uniformly random order.

@@ -1,23 +1,18 @@
 package tracker_test
 
 import (
-	"errors"
 	"net/netip"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/eagle-p2p/eagle/tracker"
 	"github.com/eagle-p2p/eagle/tracker/storetest"
 )
 
-func policy(t *testing.T, name string) tracker.Policy {
-	t.Helper()
-	p, err := tracker.NewPolicy(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+// policies are the built-in policies, by name.
+var policies = map[string]tracker.Policy{
+	"random":       tracker.RandomPolicy{},
+	"completeness": tracker.CompletenessPolicy{},
 }
 
 func ids(ps []tracker.Peer) []tracker.PeerID {
@@ -31,7 +26,7 @@ func ids(ps []tracker.Peer) []tracker.PeerID {
 // Every policy must drop the requester (by ID, and by address for a client
 // that restarted with a new ID) and keep every other candidate.
 func TestPoliciesExcludeRequester(t *testing.T) {
-	for _, name := range tracker.Policies() {
+	for name, p := range policies {
 		t.Run(name, func(t *testing.T) {
 			self := storetest.MakePeer(0, 10)
 			restarted := self
@@ -42,7 +37,7 @@ func TestPoliciesExcludeRequester(t *testing.T) {
 			}
 			others := ids(candidates)
 			candidates = append(candidates, self, restarted)
-			got := policy(t, name).Order(self, slices.Clone(candidates))
+			got := p.Order(self, slices.Clone(candidates))
 			gotIDs := ids(got)
 			slices.SortFunc(gotIDs, func(a, b tracker.PeerID) int { return slices.Compare(a[:], b[:]) })
 			if !slices.Equal(gotIDs, others) {
@@ -53,7 +48,7 @@ func TestPoliciesExcludeRequester(t *testing.T) {
 }
 
 func TestCompletenessPolicyOrder(t *testing.T) {
-	p := policy(t, tracker.PolicyCompleteness)
+	p := tracker.CompletenessPolicy{}
 	lefts := []int64{500, 0, 7, 1 << 62, 0, 7, 3, 0}
 	var candidates []tracker.Peer
 	for i, left := range lefts {
@@ -81,7 +76,7 @@ func TestCompletenessPolicyOrder(t *testing.T) {
 }
 
 func TestRandomPolicyShuffles(t *testing.T) {
-	p := policy(t, tracker.PolicyRandom)
+	p := tracker.RandomPolicy{}
 	var candidates []tracker.Peer
 	for n := 1; n <= 5; n++ {
 		candidates = append(candidates, storetest.MakePeer(n, int64(n)))
@@ -123,44 +118,19 @@ func (nearestPolicy) Order(requester tracker.Peer, candidates []tracker.Peer) []
 	return candidates
 }
 
-// Registration is process-wide, as for sql.Register: do it once even when
-// the test runs several times (-count).
-var registerNearest = sync.OnceFunc(func() {
-	tracker.RegisterPolicy("test-nearest", func() tracker.Policy { return nearestPolicy{} })
-})
-
-func TestRegisterPolicy(t *testing.T) {
-	registerNearest()
-	if !slices.Contains(tracker.Policies(), "test-nearest") {
-		t.Fatalf("Policies() = %v, missing the registered policy", tracker.Policies())
+// An embedder's own policy, passed as a value in Config.Policy, orders
+// the peers the Server hands out.
+func TestCustomPolicy(t *testing.T) {
+	srv := newServer(t, tracker.Config{Policy: nearestPolicy{}})
+	for n, ip := range map[int]string{1: "127.0.9.1", 2: "127.0.8.1", 3: "127.0.7.1", 4: "127.0.5.2"} {
+		mustAnnounce(t, srv, ip, announceQuery(n, 100))
 	}
-	if err := (tracker.Config{Policy: "test-nearest"}).Validate(); err != nil {
-		t.Fatalf("config naming a registered policy: %v", err)
-	}
-	p := policy(t, "test-nearest")
-	self := tracker.Peer{ID: storetest.ID(0), Addr: netip.MustParseAddrPort("127.0.5.1:1")}
-	candidates := []tracker.Peer{
-		{ID: storetest.ID(1), Addr: netip.MustParseAddrPort("127.0.9.1:1")},
-		{ID: storetest.ID(2), Addr: netip.MustParseAddrPort("127.0.5.2:1")},
-	}
-	if got := p.Order(self, candidates); got[0].ID != storetest.ID(2) {
-		t.Errorf("registered policy not used: first peer %v", got[0].Addr)
-	}
-	for name, register := range map[string]func(){
-		"duplicate": func() { tracker.RegisterPolicy("random", func() tracker.Policy { return nearestPolicy{} }) },
-		"empty":     func() { tracker.RegisterPolicy("", func() tracker.Policy { return nearestPolicy{} }) },
-		"nil":       func() { tracker.RegisterPolicy("test-nil", nil) },
-	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("RegisterPolicy with %s name/constructor did not panic", name)
-				}
-			}()
-			register()
-		}()
-	}
-	if _, err := tracker.NewPolicy("nope"); !errors.Is(err, tracker.ErrUnknownPolicy) {
-		t.Errorf("NewPolicy(nope) = %v, want ErrUnknownPolicy", err)
+	// The near peer first, whatever the store's order: the policy given
+	// as a value is the one used.
+	for range 5 {
+		got := mustAnnounce(t, srv, "127.0.5.1", announceQuery(9, 100)).peers(t)
+		if len(got) != 4 || got[0].Addr() != netip.MustParseAddr("127.0.5.2") {
+			t.Fatalf("peers handed out %v, want 127.0.5.2 first (the custom policy's nearest)", got)
+		}
 	}
 }

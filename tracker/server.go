@@ -88,19 +88,18 @@ type AnnounceStore interface {
 // members over TLS (see mtls.Credentials.RequireMember). Zero fields of
 // cfg take their defaults (see Config), so
 //
-//	h, err := tracker.New(tracker.Config{}, nil, nil)
+//	h, err := tracker.New(tracker.Config{}, nil)
 //
 // is a complete tracker with its peers in memory. Close it when done.
 //
-// store and logger are optional. With a nil store (and cfg.Store "memory"
+// store is optional. With a nil store (and cfg.Store "memory"
 // or empty), New creates a MemoryStore with cfg.StoreConfig() (its PeerTTL
 // and limits), which the Server owns and Close closes. A store passed in
 // stays the caller's to close, and keeps its own TTL and limits: several
 // trackers share their peers through one Redis that way. New does not
 // create a Redis store: with cfg.Store "redis", build it with package
-// tracker/redisstore and pass it. A nil logger means slog.Default().
-// Errors about cfg wrap ErrInvalidConfig.
-func New(cfg Config, store PeerStore, logger *slog.Logger) (*Server, error) {
+// tracker/redisstore and pass it. Errors about cfg wrap ErrInvalidConfig.
+func New(cfg Config, store PeerStore) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -108,18 +107,11 @@ func New(cfg Config, store PeerStore, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("%w: store redis: New creates only the memory store; build the Redis store with package tracker/redisstore and pass it to New", ErrInvalidConfig)
 	}
 	cfg = cfg.WithDefaults()
-	policy, err := NewPolicy(cfg.Policy)
-	if err != nil {
-		return nil, fmt.Errorf("tracker: %w", err)
-	}
-	if logger == nil {
-		logger = slog.Default()
-	}
 	s := &Server{
 		cfg:         cfg,
 		store:       store,
-		policy:      policy,
-		log:         logger,
+		policy:      cfg.Policy,
+		log:         cfg.Logger,
 		interval:    int64(cfg.Interval / time.Second),
 		minInterval: int64(cfg.MinInterval / time.Second),
 		fullLog:     rate.NewLimiter(rate.Every(fullLogEvery), 1),
@@ -129,6 +121,7 @@ func New(cfg Config, store PeerStore, logger *slog.Logger) (*Server, error) {
 		s.ownStore = true
 	}
 	s.oneTrip, _ = s.store.(AnnounceStore)
+	var err error
 	if s.metrics, err = newServerMetrics(cfg.Metrics, s.store); err != nil {
 		if s.ownStore {
 			s.store.Close()

@@ -29,7 +29,7 @@ func FuzzServeAnnounce(f *testing.F) {
 	f.Add(a + "&peer_id=eeeeeeeeeeeeeeeeeeee&port=6884&left=1&ip=127.0.0.5")
 	f.Add(a + "&peer_id=ffffffffffffffffffff&port=6885&left=0&event=started")
 	f.Add(a + "&peer_id=gggggggggggggggggggg&port=6886&left=1")
-	s, err := tracker.New(tracker.Config{TrustClientIP: true, MaxPeersPerSwarm: 4}, nil, nil)
+	s, err := tracker.New(tracker.Config{TrustClientIP: true, MaxPeersPerSwarm: 4}, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -25,7 +25,7 @@ import (
 // newServer returns a Server over its own MemoryStore, closed with the test.
 func newServer(t testing.TB, cfg tracker.Config) *tracker.Server {
 	t.Helper()
-	s, err := tracker.New(cfg, nil, nil)
+	s, err := tracker.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func TestRoutes(t *testing.T) {
 func TestStoreFailure(t *testing.T) {
 	store := tracker.NewMemoryStore(tracker.StoreConfig{PeerTTL: time.Minute})
 	var logs bytes.Buffer
-	s, err := tracker.New(tracker.Config{}, store, slog.New(slog.NewTextHandler(&logs, nil)))
+	s, err := tracker.New(tracker.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, store)
 	if err != nil {
 		t.Fatal(err)
 	}

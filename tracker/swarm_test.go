@@ -75,7 +75,7 @@ func TestSwarmThroughTracker(t *testing.T) {
 	t.Parallel()
 	store := tracker.NewMemoryStore(tracker.StoreConfig{PeerTTL: time.Minute})
 	defer store.Close()
-	srv, err := tracker.New(tracker.Config{}, store, nil)
+	srv, err := tracker.New(tracker.Config{}, store)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/eagle-p2p/eagle"
@@ -23,6 +27,37 @@ import (
 	"github.com/eagle-p2p/eagle/tracker/redisstore"
 )
 
+// trackerSection is the tracker: section of "eagle tracker"'s YAML:
+// tracker.Config, with the handout policy by name.
+type trackerSection struct {
+	tracker.Config `yaml:",inline"`
+	// Policy names the peer handout policy (see policies). Default
+	// "completeness".
+	Policy string `yaml:"policy"`
+}
+
+// policies are the handout policies by the names the YAML and
+// --policy take.
+var policies = map[string]tracker.Policy{
+	"completeness": tracker.CompletenessPolicy{},
+	"random":       tracker.RandomPolicy{},
+}
+
+// defaultPolicy is the name of tracker.Config's default policy.
+const defaultPolicy = "completeness"
+
+// config returns the tracker.Config the section describes, its policy
+// looked up by name, or an error naming the key.
+func (s trackerSection) config() (tracker.Config, error) {
+	c := s.Config
+	name := cmp.Or(s.Policy, defaultPolicy)
+	c.Policy = policies[name]
+	if c.Policy == nil {
+		return c, fmt.Errorf("tracker.policy %q: want %s", name, strings.Join(slices.Sorted(maps.Keys(policies)), " or "))
+	}
+	return c, nil
+}
+
 // trackerConfig is the YAML of "eagle tracker".
 type trackerConfig struct {
 	// Listen is the HTTP listen address. Default ":7080".
@@ -30,7 +65,7 @@ type trackerConfig struct {
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// Tracker configures the tracker.
-	Tracker tracker.Config `yaml:"tracker"`
+	Tracker trackerSection `yaml:"tracker"`
 	// TLS is the cluster membership: announces and scrapes are served
 	// over TLS to members only; /metrics and the probes to anyone.
 	TLS mtls.Config `yaml:"tls"`
@@ -43,7 +78,7 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	path := fs.String("config", "", "YAML config file")
 	listen := fs.String("listen", cfg.Listen, "HTTP listen address (/announce, /scrape)")
 	interval := fs.Duration("interval", tracker.DefaultInterval, "announce interval told to peers")
-	policy := fs.String("policy", tracker.DefaultPolicy, "peer handout policy: random or completeness")
+	policy := fs.String("policy", defaultPolicy, "peer handout policy: random or completeness")
 	storeName := fs.String("store", tracker.StoreMemory, "peer store: memory (one tracker) or redis (replicas sharing one Redis)")
 	redisAddr := fs.String("redis-addr", "", "Redis host:port, for --store redis")
 	tf := addTLSFlags(fs)
@@ -72,7 +107,11 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	tc := cfg.Tracker.WithDefaults()
+	tc, err := cfg.Tracker.config()
+	if err != nil {
+		return err
+	}
+	tc = tc.WithDefaults()
 	cfg.TLS.Logger = log
 	creds, err := mtls.Load(cfg.TLS)
 	if err != nil {
@@ -107,8 +146,8 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer store.Close()
 	reg := serve.NewRegistry()
-	tc.Metrics = reg
-	h, err := tracker.New(tc, store, log)
+	tc.Metrics, tc.Logger = reg, log
+	h, err := tracker.New(tc, store)
 	if err != nil {
 		return err
 	}
@@ -125,7 +164,10 @@ func (cfg *trackerConfig) Validate() error {
 	if _, err := newLogger(io.Discard, cfg.LogLevel); err != nil {
 		return err
 	}
-	tc := cfg.Tracker.WithDefaults()
+	tc, err := cfg.Tracker.config()
+	if err != nil {
+		return err
+	}
 	if err := tc.Validate(); err != nil {
 		return fmt.Errorf("tracker: %w", err)
 	}

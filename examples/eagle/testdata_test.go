@@ -8,7 +8,6 @@ import (
 
 	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
-	"github.com/eagle-p2p/eagle/tracker"
 )
 
 // exampleConfigs are the example configurations in the repository's
@@ -29,7 +28,7 @@ func TestExampleConfigs(t *testing.T) {
 	if err := tc.Validate(); err != nil {
 		t.Errorf("tracker.yaml: %v", err)
 	}
-	if tc.Tracker.Policy != tracker.PolicyCompleteness {
+	if tc.Tracker.Policy != "completeness" {
 		t.Errorf("tracker.yaml policy %q", tc.Tracker.Policy)
 	}
 

@@ -242,7 +242,7 @@ func (c *Cluster) credentials(name string) (*mtls.Credentials, error) {
 
 func (c *Cluster) startTracker() error {
 	c.TrackerMetrics = prometheus.NewRegistry()
-	cfg := tracker.Config{Interval: c.opts.AnnounceInterval, MinInterval: min(c.opts.AnnounceInterval, max(c.opts.AnnounceInterval/2, time.Second)), Metrics: c.TrackerMetrics}.WithDefaults()
+	cfg := tracker.Config{Interval: c.opts.AnnounceInterval, MinInterval: min(c.opts.AnnounceInterval, max(c.opts.AnnounceInterval/2, time.Second)), Metrics: c.TrackerMetrics, Logger: c.opts.Logger}.WithDefaults()
 	if c.opts.PeerStore == nil {
 		c.peerStore = tracker.NewMemoryStore(cfg.StoreConfig())
 	} else {
@@ -252,7 +252,7 @@ func (c *Cluster) startTracker() error {
 		}
 		c.peerStore = store
 	}
-	h, err := tracker.New(cfg, c.peerStore, c.opts.Logger)
+	h, err := tracker.New(cfg, c.peerStore)
 	if err != nil {
 		return fmt.Errorf("cluster: tracker: %w", err)
 	}

@@ -79,7 +79,7 @@ func TestStore(t *testing.T) {
 // until the returned stop is called.
 func trackerServer(t *testing.T, store tracker.PeerStore) (url string, stop func()) {
 	t.Helper()
-	srv, err := tracker.New(tracker.Config{Store: tracker.StoreRedis, Redis: tracker.RedisConfig{Addr: "unused:1"}}, store, nil)
+	srv, err := tracker.New(tracker.Config{Store: tracker.StoreRedis, Redis: tracker.RedisConfig{Addr: "unused:1"}}, store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,7 +493,7 @@ func TestConfig(t *testing.T) {
 	}
 	// New builds only the memory store; asked for Redis without one, it
 	// says what to do.
-	_, err := tracker.New(tracker.Config{Store: "redis", Redis: tracker.RedisConfig{Addr: "redis:6379"}}, nil, nil)
+	_, err := tracker.New(tracker.Config{Store: "redis", Redis: tracker.RedisConfig{Addr: "redis:6379"}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "redisstore") {
 		t.Errorf("New with store redis and no store: %v, want an error pointing at package redisstore", err)
 	}
@@ -579,7 +579,7 @@ func BenchmarkServerAnnounce(b *testing.B) {
 
 func benchOn(b *testing.B, srv *redistest.Server) {
 	store := openT(b, srv.Addr, newPrefix(), tracker.StoreConfig{})
-	h, err := tracker.New(tracker.Config{}, store, nil)
+	h, err := tracker.New(tracker.Config{}, store)
 	if err != nil {
 		b.Fatal(err)
 	}

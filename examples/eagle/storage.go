@@ -8,6 +8,7 @@ import (
 
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/driver"
+	_ "github.com/eagle-p2p/eagle/storage/driver/s3" // the s3 driver (and the AWS SDK)
 	"github.com/eagle-p2p/eagle/storage/filesystem"
 )
 

@@ -1,7 +1,19 @@
-// Package driver adapts any distribution/v3 storage driver (filesystem,
-// inmemory, s3, and whatever else a program registers with
-// registry/storage/driver/factory: gcs, azure, ...) to storage.Store, so
-// that a seeder can keep its blobs in an object store.
+// Package driver adapts any distribution/v3 storage driver to
+// storage.Store, so that a seeder can keep its blobs in an object store.
+//
+// Open creates a driver by name, in the style of database/sql: a package
+// that provides a driver registers it from its init function (Register),
+// and a program gets it with an import for that side effect. This package
+// registers filesystem and inmemory, which bring in no further
+// dependency; s3 brings in the AWS SDK, so it is registered by
+// storage/driver/s3, which a program that wants it imports:
+//
+//	import _ "github.com/eagle-p2p/eagle/storage/driver/s3"
+//
+// Open also creates a driver registered only with distribution's own
+// registry (registry/storage/driver/factory), such as gcs or azure after a
+// blank import of distribution's package for it; Drivers does not list
+// those. New wraps a driver the caller created itself.
 //
 // The layout inside the driver is
 //
@@ -56,9 +68,6 @@ import (
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
-	// The drivers every program gets; s3 is registered in s3.go.
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/eagle-p2p/eagle/storage"
@@ -81,10 +90,6 @@ const (
 
 // ErrUnknownDriver reports a driver name that no package has registered.
 var ErrUnknownDriver = errors.New("storage driver not registered")
-
-// Registered lists the driver names this package registers. Others (gcs,
-// azure) become available to Open when a program blank-imports them.
-var Registered = []string{"filesystem", "inmemory", "s3", "s3aws"}
 
 // Option tunes a Store.
 type Option func(*Store)
@@ -145,17 +150,24 @@ func New(d storagedriver.StorageDriver, opts ...Option) (*Store, error) {
 // Open creates the driver registered under name with its parameters (as in
 // the registry's storage configuration, e.g. rootdirectory for filesystem;
 // bucket, region, regionendpoint for s3) and returns a Store over it. An
-// unknown name returns an error wrapping ErrUnknownDriver.
+// unknown name returns an error wrapping ErrUnknownDriver that lists the
+// registered drivers.
 func Open(ctx context.Context, name string, params map[string]any, opts ...Option) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("driver: open %q: %w", name, err)
 	}
-	d, err := factory.Create(ctx, name, params)
-	if err != nil {
+	var d storagedriver.StorageDriver
+	var err error
+	if f := lookup(name); f != nil {
+		d, err = f(ctx, params)
+	} else {
+		d, err = factory.Create(ctx, name, params)
 		var unknown factory.InvalidStorageDriverError
 		if errors.As(err, &unknown) {
-			return nil, fmt.Errorf("driver: %w: %q (this program has %s)", ErrUnknownDriver, name, strings.Join(Registered, ", "))
+			return nil, fmt.Errorf("driver: %w: %q (this program has %s)", ErrUnknownDriver, name, strings.Join(Drivers(), ", "))
 		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("driver: create %q: %w", name, err)
 	}
 	return New(d, opts...)

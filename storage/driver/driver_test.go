@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,10 +51,22 @@ func TestStorageDriverOpenErrors(t *testing.T) {
 	if !errors.Is(err, driver.ErrUnknownDriver) || !strings.Contains(err.Error(), `"floppy"`) {
 		t.Fatalf("Open(floppy) error = %v, want ErrUnknownDriver naming it", err)
 	}
+	// Only the light drivers are registered without an import; the
+	// error names them.
+	if got := driver.Drivers(); !slices.Contains(got, "filesystem") || !slices.Contains(got, "inmemory") || slices.Contains(got, "s3") {
+		t.Fatalf("Drivers() = %v, want filesystem and inmemory, not s3", got)
+	}
+	if !strings.Contains(err.Error(), "filesystem, inmemory") {
+		t.Fatalf("Open(floppy) error = %v, want the registered drivers named", err)
+	}
+	_, err = driver.Open(t.Context(), "s3", map[string]any{"bucket": "b", "region": "us-east-1"})
+	if !errors.Is(err, driver.ErrUnknownDriver) {
+		t.Fatalf("Open(s3) without importing storage/driver/s3: %v, want ErrUnknownDriver", err)
+	}
 	// The driver's own parameter checks come through.
-	_, err = driver.Open(t.Context(), "s3", map[string]any{"region": "us-east-1"})
-	if err == nil || !strings.Contains(err.Error(), "bucket") {
-		t.Fatalf("Open(s3 without bucket) error = %v, want one about the bucket", err)
+	_, err = driver.Open(t.Context(), "filesystem", map[string]any{"maxthreads": "many"})
+	if err == nil || !strings.Contains(err.Error(), "maxthreads") {
+		t.Fatalf("Open(filesystem, maxthreads: many) error = %v, want one about maxthreads", err)
 	}
 	if _, err := driver.New(nil); err == nil {
 		t.Fatal("New(nil) succeeded")

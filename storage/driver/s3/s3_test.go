@@ -1,19 +1,41 @@
-package driver_test
+package s3_test
 
 import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"go.uber.org/goleak"
 
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/driver"
+	_ "github.com/eagle-p2p/eagle/storage/driver/s3"
 	"github.com/eagle-p2p/eagle/storage/storagetest"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestStorageDriverS3Registered checks that the import registers both
+// names and that the driver's own parameter checks come through Open.
+func TestStorageDriverS3Registered(t *testing.T) {
+	for _, name := range []string{"s3", "s3aws"} {
+		if !slices.Contains(driver.Drivers(), name) {
+			t.Errorf("Drivers() = %v, want %s among them", driver.Drivers(), name)
+		}
+		_, err := driver.Open(t.Context(), name, map[string]any{"region": "us-east-1"})
+		if err == nil || !strings.Contains(err.Error(), "bucket") {
+			t.Fatalf("Open(%s without bucket) error = %v, want one about the bucket", name, err)
+		}
+	}
+}
 
 // TestStorageDriverS3 runs the conformance suite through distribution's s3
 // driver (the AWS SDK, over HTTP) against an S3-compatible server on

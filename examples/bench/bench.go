@@ -1,49 +1,13 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 )
-
-// benchCommands are the "eagle bench" subcommands.
-var benchCommands = []command{
-	{"swarm", "N nodes pull one cold blob at once, every host capped; Eagle against a central cache", runBenchSwarm},
-	{"tracker", "announces per second and p99 latency of the tracker", runBenchTracker},
-	{"hit", "warm local hit through the proxy against the registry serving the same blob", runBenchHit},
-}
-
-// runBench dispatches "eagle bench <subcommand>".
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(stderr, "usage: eagle bench <swarm|tracker|hit> [flags]\n\nbenchmarks:")
-		for _, c := range benchCommands {
-			fmt.Fprintf(stderr, "  %-8s %s\n", c.name, c.summary)
-		}
-		fmt.Fprintln(stderr, "\nEach prints its figures and ends with one line \"bench: <name> key=value ...\".")
-		if len(args) == 0 {
-			return errUsage
-		}
-		return flag.ErrHelp
-	}
-	switch {
-	case args[0] == "fetch": // hidden: the netns mode's client, run inside a namespace
-		return runBenchFetch(ctx, args[1:], stdout, stderr)
-	}
-	for _, c := range benchCommands {
-		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
-		}
-	}
-	fmt.Fprintf(stderr, "eagle bench: unknown benchmark %q (want swarm, tracker or hit)\n", args[0])
-	return errUsage
-}
 
 // percentile returns the p-th percentile (0 < p ≤ 100) of xs by the
 // nearest-rank method; 0 for no values.

@@ -17,7 +17,7 @@ import (
 	"github.com/eagle-p2p/eagle/internal/origin"
 )
 
-// hitBenchOptions are the flags of "eagle bench hit".
+// hitBenchOptions are the flags of "bench hit".
 type hitBenchOptions struct {
 	size    int64
 	rounds  int
@@ -25,14 +25,14 @@ type hitBenchOptions struct {
 }
 
 func runBenchHit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("eagle bench hit", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench hit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o hitBenchOptions
 	fs.Int64Var(&o.size, "size", 512<<20, "blob size in bytes")
 	fs.IntVar(&o.rounds, "rounds", 5, "rounds; each GETs the blob once through the agent and once from the registry")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up after this long")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: eagle bench hit [flags]\n\nStarts a cluster (origin registry with its filesystem driver, tracker,\n"+
+		fmt.Fprintln(stderr, "usage: go run ./examples/bench hit [flags]\n\nStarts a cluster (origin registry with its filesystem driver, tracker,\n"+
 			"one seeder, one agent) on 127.0.0.1, pushes one blob, warms it into the\n"+
 			"agent's cache with one GET, then, in interleaved rounds, GETs the whole blob\n"+
 			"through the agent (warm local hit) and from the registry directly. Reports\n"+

@@ -50,8 +50,46 @@ func checkNetnsHost() error {
 	return nil
 }
 
+// eaglePackage is the node binary's package, which the -netns mode's
+// agents run.
+const eaglePackage = "github.com/eagle-p2p/eagle/examples/eagle"
+
+// eagleBinary returns the absolute path of the eagle binary the -netns
+// agents run: path if given, else one built now from eaglePackage with the
+// go command (from within this module), which cleanup removes.
+func eagleBinary(ctx context.Context, path string, stderr io.Writer) (bin string, cleanup func(), err error) {
+	if path != "" {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return "", nil, fmt.Errorf("bench swarm -netns: -eagle: %w", err)
+		}
+		if fi, err := os.Stat(abs); err != nil {
+			return "", nil, fmt.Errorf("bench swarm -netns: -eagle: %w", err)
+		} else if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+			return "", nil, fmt.Errorf("bench swarm -netns: -eagle: %s is not an executable file", abs)
+		}
+		return abs, func() {}, nil
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		return "", nil, fmt.Errorf("bench swarm -netns: no go command to build the agents' binary; build it (go build -o eagle ./examples/eagle) and pass -eagle: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "eagle-bench-bin-")
+	if err != nil {
+		return "", nil, fmt.Errorf("bench swarm -netns: %w", err)
+	}
+	bin = filepath.Join(dir, "eagle")
+	fmt.Fprintf(stderr, "bench swarm -netns: building the agents' binary: go build -o %s %s\n", bin, eaglePackage)
+	if out, err := exec.CommandContext(ctx, goCmd, "build", "-o", bin, eaglePackage).CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("bench swarm -netns: go build %s (run from within the module, or pass -eagle): %w\n%s", eaglePackage, err, out)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
 func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) (err error) {
-	bin, err := os.Executable()
+	// Each node's HTTP client is this binary's hidden "fetch".
+	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("bench swarm -netns: own binary: %w", err)
 	}
@@ -115,7 +153,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 		if err != nil {
 			return fmt.Errorf("bench swarm -netns: %w", err)
 		}
-		if agents[i], err = startNetnsAgent(ctx, bin, lab, i, filepath.Join(dir, name), seeders, c.TrackerURL, c.Origin.URL, membership, o.verbose, stderr); err != nil {
+		if agents[i], err = startNetnsAgent(ctx, o.eagleBin, lab, i, filepath.Join(dir, name), seeders, c.TrackerURL, c.Origin.URL, membership, o.verbose, stderr); err != nil {
 			return fmt.Errorf("bench swarm -netns: %w", err)
 		}
 	}
@@ -131,7 +169,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 		// Each sample is an HTTP request to every agent: every 250 ms.
 		stopTrace = traceSwarm(stderr, metricsProbe(ctx, c, urls), L, int64(o.cap), 250*time.Millisecond)
 	}
-	r.eagle, err = fetchAllNetns(ctx, bin, lab, agents, path, layer.Digest, L)
+	r.eagle, err = fetchAllNetns(ctx, self, lab, agents, path, layer.Digest, L)
 	stopTrace()
 	if err != nil {
 		return fmt.Errorf("bench swarm -netns: eagle pull: %w", err)
@@ -368,9 +406,10 @@ func (a *netnsAgent) stop() {
 	})
 }
 
-// fetchAllNetns starts, in each agent's namespace, "eagle bench fetch" on
-// its agent's blob URL, all told to begin at one common instant, and
-// returns each one's completion time in seconds from that instant.
+// fetchAllNetns starts, in each agent's namespace, "bench fetch" (bin is
+// this binary) on its agent's blob URL, all told to begin at one common
+// instant, and returns each one's completion time in seconds from that
+// instant.
 func fetchAllNetns(ctx context.Context, bin string, lab *netnsLab, agents []*netnsAgent, path string, want digest.Digest, size int64) ([]float64, error) {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -385,7 +424,7 @@ func fetchAllNetns(ctx context.Context, bin string, lab *netnsLab, agents []*net
 	)
 	for i, a := range agents {
 		wg.Go(func() {
-			out, err := runTool(ctx, "ip", "netns", "exec", a.ns, bin, "bench", "fetch",
+			out, err := runTool(ctx, "ip", "netns", "exec", a.ns, bin, "fetch",
 				"-start", strconv.FormatInt(start.UnixNano(), 10), "-digest", want.String(), "-size", strconv.FormatInt(size, 10), a.url+path)
 			if err == nil {
 				times[i], err = parseFetchOutput(out)
@@ -424,11 +463,11 @@ func parseFetchOutput(out string) (float64, error) {
 	return s, nil
 }
 
-// runBenchFetch is the hidden "eagle bench fetch": it waits until -start,
+// runBenchFetch is the hidden "bench fetch": it waits until -start,
 // GETs the URL, checks size and digest and prints "fetch: seconds=<s>",
 // the completion time from -start.
 func runBenchFetch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("eagle bench fetch", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench fetch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	startNs := fs.Int64("start", 0, "Unix time in nanoseconds at which to start the GET (0: now)")
 	want := fs.String("digest", "", "expected digest of the body")
@@ -441,7 +480,7 @@ func runBenchFetch(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return errUsage
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: eagle bench fetch -digest D -size N [-start UNIXNANO] URL")
+		fmt.Fprintln(stderr, "usage: bench fetch -digest D -size N [-start UNIXNANO] URL")
 		return errUsage
 	}
 	d, err := digest.Parse(*want)

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// "eagle bench swarm -netns" runs each agent as its own process in its own
+// "bench swarm -netns" runs each agent as its own process in its own
 // network namespace, capped by tc, each a cluster member with certificates
 // of its own (or in plaintext with -insecure), reports the swarm line, and
 // leaves no namespace or bridge behind.
@@ -31,22 +31,36 @@ func TestBenchSwarmNetns(t *testing.T) {
 	} else {
 		exec.Command("ip", "netns", "del", probe).Run()
 	}
-	bin := buildEagle(t)
+	bench, eagle := buildCommand(t, ".", "bench"), buildCommand(t, "../eagle", "eagle")
 	for _, insecure := range []bool{false, true} {
-		t.Run(map[bool]string{false: "tls", true: "insecure"}[insecure], func(t *testing.T) { benchSwarmNetnsOnce(t, bin, insecure) })
+		t.Run(map[bool]string{false: "tls", true: "insecure"}[insecure], func(t *testing.T) { benchSwarmNetnsOnce(t, bench, eagle, insecure) })
 	}
 }
 
-func benchSwarmNetnsOnce(t *testing.T, bin string, insecure bool) {
+// buildCommand builds the command in dir (relative to this package) as
+// a temporary file called name.
+func buildCommand(t *testing.T, dir, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	out, err := exec.Command("go", "build", "-o", bin, dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build %s: %v\n%s", dir, err, out)
+	}
+	return bin
+}
+
+// benchSwarmNetnsOnce runs the bench binary, whose agents run the eagle
+// binary.
+func benchSwarmNetnsOnce(t *testing.T, bench, eagle string, insecure bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out := t.TempDir()
-	args := []string{"bench", "swarm", "-netns", "-nodes", "2", "-seeders", "2",
+	args := []string{"swarm", "-netns", "-eagle", eagle, "-nodes", "2", "-seeders", "2",
 		"-size", "4MiB", "-cap", "16MiB/s", "-out", out, "-timeout", "20s"}
 	if insecure {
 		args = append(args, "-insecure")
 	}
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.CommandContext(ctx, bench, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

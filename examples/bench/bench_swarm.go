@@ -26,7 +26,7 @@ import (
 	"github.com/eagle-p2p/eagle/tracker/redisstore/redistest"
 )
 
-// swarmOptions are the flags of "eagle bench swarm".
+// swarmOptions are the flags of "bench swarm".
 type swarmOptions struct {
 	nodes, seeders int
 	size           storage.Size
@@ -45,11 +45,14 @@ type swarmOptions struct {
 	trackerStore, redisAddr string
 	// peerStore makes the tracker's store: nil for the memory store.
 	peerStore func(tracker.StoreConfig) (tracker.PeerStore, error)
+	// eagleBin is the node binary (examples/eagle) that the -netns mode
+	// runs as "eagle agent" in every namespace.
+	eagleBin string
 }
 
 func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := swarmOptions{size: 256 << 20, cap: 32 << 20}
-	fs := flag.NewFlagSet("eagle bench swarm", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench swarm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	netns := fs.Bool("netns", false, "run every agent as its own \"eagle agent\" process in its own network namespace, capped by tc tbf (root only; defaults -size 32MiB -cap 8MiB/s)")
 	fs.IntVar(&o.nodes, "nodes", 8, "number of agents pulling the blob at once (N)")
@@ -65,9 +68,10 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS from the cluster's own CA")
 	fs.StringVar(&o.trackerStore, "tracker-store", tracker.StoreMemory, "the tracker's peer store: memory or redis")
 	fs.StringVar(&o.redisAddr, "redis-addr", "", "Redis host:port for -tracker-store redis (default: a private redis-server on 127.0.0.1)")
+	fs.StringVar(&o.eagleBin, "eagle", "", "with -netns, the eagle binary the agents run (default: built from "+eaglePackage+" with the go command)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: eagle bench swarm [flags]\n\nStarts in this process an origin, a tracker, S seeders and N agents on\n"+
+		fmt.Fprintln(stderr, "usage: go run ./examples/bench swarm [flags]\n\nStarts in this process an origin, a tracker, S seeders and N agents on\n"+
 			"127.0.0.1, every seeder and agent capped at C up and down by Eagle's own\n"+
 			"host-wide limits; pushes one cold blob of L bytes; all N agents GET it at\n"+
 			"once through their registry endpoint. Then the same N clients GET it at\n"+
@@ -77,7 +81,8 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 			"The cluster makes its own CA and every seeder, agent and the tracker is a\n"+
 			"member: the seeders' gRPC, the peer wire and the announces run over mutual\n"+
 			"TLS, as in production, unless -insecure.\n\n"+
-			"With -netns every agent is a separate \"eagle agent\" process in its own\n"+
+			"With -netns every agent is a separate \"eagle agent\" process (the node\n"+
+			"binary, -eagle, built from examples/eagle unless given) in its own\n"+
 			"network namespace (eaglebench-<pid>-<i>), joined to a bridge by a veth\n"+
 			"pair whose both directions are capped at C by tc tbf; Eagle's own limits\n"+
 			"are off in the agents. The origin, tracker and seeders run in this process\n"+
@@ -127,11 +132,21 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case o.redisAddr != "" && o.trackerStore != tracker.StoreRedis:
 		fmt.Fprintln(stderr, "bench swarm: -redis-addr goes with -tracker-store redis")
 		return errUsage
+	case o.eagleBin != "" && !*netns:
+		fmt.Fprintln(stderr, "bench swarm: -eagle goes with -netns")
+		return errUsage
 	}
 	if *netns {
 		if err := checkNetnsHost(); err != nil {
 			return err
 		}
+		// Before the timeout starts: a cold build can take a while.
+		bin, cleanup, err := eagleBinary(ctx, o.eagleBin, stderr)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		o.eagleBin = bin
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fmt.Errorf("bench swarm: %w", err)

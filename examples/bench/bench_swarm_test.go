@@ -10,6 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eagle-p2p/eagle/tracker/redisstore/redistest"
 )
 
 var swarmLine = regexp.MustCompile(`^bench: swarm nodes=(\d+) size=(\d+) cap=(\d+) floor_s=([0-9.]+) slowest_s=([0-9.]+) p50_s=([0-9.]+) ratio_slowest=([0-9.]+) ratio_p50=([0-9.]+) origin_copies=([0-9.]+) central_s=([0-9.]+) rss_max_mib=([0-9.]+) tls=(true|false)$`)
@@ -19,7 +23,7 @@ var swarmLine = regexp.MustCompile(`^bench: swarm nodes=(\d+) size=(\d+) cap=(\d
 func TestBenchSwarm(t *testing.T) {
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	args := []string{"bench", "swarm", "-nodes", "3", "-seeders", "2", "-size", "3MiB", "-cap", "64MiB/s", "-out", out, "-timeout", "60s"}
+	args := []string{"swarm", "-nodes", "3", "-seeders", "2", "-size", "3MiB", "-cap", "64MiB/s", "-out", out, "-timeout", "60s"}
 	if code := run(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -87,7 +91,7 @@ func TestBenchSwarm(t *testing.T) {
 // With -insecure the swarm runs in plaintext and says so.
 func TestBenchSwarmInsecure(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	args := []string{"bench", "swarm", "-insecure", "-central=false", "-nodes", "2", "-seeders", "1", "-size", "2MiB", "-cap", "64MiB/s", "-out", t.TempDir(), "-timeout", "60s"}
+	args := []string{"swarm", "-insecure", "-central=false", "-nodes", "2", "-seeders", "1", "-size", "2MiB", "-cap", "64MiB/s", "-out", t.TempDir(), "-timeout", "60s"}
 	if code := run(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -117,6 +121,43 @@ func TestBenchSwarmBadFlags(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		if err := runBenchSwarm(context.Background(), args, &stdout, &stderr); err != errUsage {
 			t.Errorf("%v: err = %v, want errUsage (stderr %q)", args, err, stderr.String())
+		}
+	}
+}
+
+// "bench swarm -tracker-store redis" runs the swarm's tracker on Redis:
+// the pull completes, the line keeps its format, and the swarm is in
+// Redis under the run's own key prefix.
+func TestBenchSwarmRedis(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	var stdout, stderr bytes.Buffer
+	args := []string{"swarm", "-tracker-store", "redis", "-redis-addr", srv.Addr, "-central=false",
+		"-nodes", "3", "-seeders", "1", "-size", "3MiB", "-cap", "64MiB/s", "-out", t.TempDir(), "-timeout", "60s"}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if want := "bench swarm: tracker_store=redis redis=" + srv.Addr; !strings.HasPrefix(lines[0], want) {
+		t.Errorf("first line %q, want it to start with %q", lines[0], want)
+	}
+	m := swarmLine.FindStringSubmatch(lines[len(lines)-1])
+	if m == nil || m[9] != "1.00" {
+		t.Fatalf("last line %q: want the swarm line, origin_copies=1.00", lines[len(lines)-1])
+	}
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer c.Close()
+	// The agents and the seeder announced the blob's swarm: one swarm,
+	// still live (the peer TTL is three 2s intervals).
+	keys, err := c.Keys(t.Context(), "eaglebench:*:swarms").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("swarm sets in Redis: %q, %v; want one, the run's", keys, err)
+	}
+	if n, err := c.ZCard(t.Context(), keys[0]).Result(); err != nil || n != 1 {
+		t.Errorf("%s holds %d swarms (%v), want the blob's", keys[0], n, err)
+	}
+	for _, bad := range [][]string{{"-tracker-store", "etcd"}, {"-redis-addr", srv.Addr}} {
+		if err := runBenchSwarm(t.Context(), bad, &stdout, &stderr); err != errUsage {
+			t.Errorf("%q: %v, want errUsage", bad, err)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -23,7 +22,7 @@ import (
 	"github.com/eagle-p2p/eagle/tracker"
 )
 
-// trackerBenchOptions are the flags of "eagle bench tracker".
+// trackerBenchOptions are the flags of "bench tracker".
 type trackerBenchOptions struct {
 	swarms, peers int
 	workers       int
@@ -34,7 +33,7 @@ type trackerBenchOptions struct {
 }
 
 func runBenchTracker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("eagle bench tracker", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench tracker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o trackerBenchOptions
 	fs.IntVar(&o.swarms, "swarms", 1000, "number of swarms (blobs) preloaded")
@@ -45,7 +44,7 @@ func runBenchTracker(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.DurationVar(&o.inProcess, "inprocess", 2*time.Second, "how long the in-process (no HTTP) load runs; 0 skips it")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the HTTP load (tracker and load generator) to this file")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: eagle bench tracker [flags]\n\nStarts a tracker on 127.0.0.1 with an in-memory peer store, preloads\n"+
+		fmt.Fprintln(stderr, "usage: go run ./examples/bench tracker [flags]\n\nStarts a tracker on 127.0.0.1 with an in-memory peer store, preloads\n"+
 			"swarms × peers announces, then sends announces (compact, numwant, a random\n"+
 			"peer of a random swarm, mostly event=none) from concurrent keep-alive HTTP\n"+
 			"clients for a fixed duration. The load generator runs in this process and\n"+
@@ -104,7 +103,7 @@ func trackerEvent(r *rand.Rand) string {
 }
 
 func benchTracker(ctx context.Context, o trackerBenchOptions, stdout io.Writer) error {
-	srv, err := tracker.New(tracker.Config{MaxSwarms: o.swarms, MaxPeers: o.swarms * o.peers, MaxPeersPerSwarm: o.peers}, nil, slog.New(slog.DiscardHandler))
+	srv, err := tracker.New(tracker.Config{MaxSwarms: o.swarms, MaxPeers: o.swarms * o.peers, MaxPeersPerSwarm: o.peers}, nil)
 	if err != nil {
 		return err
 	}

@@ -5,11 +5,13 @@
 //	eagle seeder  --config seeder.yaml
 //	eagle agent   --config agent.yaml
 //	eagle demo
-//	eagle bench swarm|tracker|hit
 //
 // Each subcommand reads a YAML file (unknown keys are refused) and accepts
 // flags for the common settings; a flag overrides the file. Run
 // "eagle <subcommand> --help" for the flags.
+//
+// This is the binary every node runs; the benchmarks are a command of
+// their own, examples/bench.
 package main
 
 import (
@@ -38,7 +40,6 @@ var commands = []command{
 	{"seeder", "run a seeder (gRPC metainfo service + peer)", runSeeder},
 	{"agent", "run a node: registry mirror for the runtime + peer", runAgent},
 	{"demo", "run a whole cluster in this process and pull an image through it", runDemo},
-	{"bench", "measure the swarm, the tracker or a warm hit (eagle bench swarm|tracker|hit)", runBench},
 	{"certs", "make a cluster CA and member certificates", runCerts},
 }
 
@@ -75,7 +76,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	fmt.Fprintf(stderr, "eagle: unknown command %q\n\n", args[0])
+	fmt.Fprintf(stderr, "eagle: unknown command %q\n", args[0])
+	if args[0] == "bench" {
+		fmt.Fprintln(stderr, "benchmarks moved: go run ./examples/bench <swarm|tracker|hit>")
+	}
+	fmt.Fprintln(stderr)
 	usage(stderr)
 	return 2
 }

@@ -97,4 +97,15 @@ func TestUsage(t *testing.T) {
 	if code := run([]string{"fly"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), `unknown command "fly"`) {
 		t.Errorf("unknown command: exit %d, %q", code, stderr.String())
 	}
+	// The node binary has no benchmarks; its usage does not offer them,
+	// and "eagle bench" says where they went.
+	stderr.Reset()
+	usage(&stderr)
+	if strings.Contains(stderr.String(), "bench") {
+		t.Errorf("usage mentions bench:\n%s", stderr.String())
+	}
+	stderr.Reset()
+	if code := run([]string{"bench", "swarm"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "benchmarks moved: go run ./examples/bench") {
+		t.Errorf("eagle bench: exit %d, %q; want 2 and the hint", code, stderr.String())
+	}
 }

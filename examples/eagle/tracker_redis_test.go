@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent/bencode"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/eagle-p2p/eagle/tracker/redisstore/redistest"
 	"github.com/eagle-p2p/eagle/tracker/storetest"
@@ -132,43 +131,6 @@ func TestTrackerRedisReplicas(t *testing.T) {
 	a.stop(t)
 	if got := announceTo(t, client, b.addr, 4, 100); !slices.Equal(got, []int{7001, 7002, 7003}) {
 		t.Errorf("with A stopped, B handed peer 4 the ports %v, want [7001 7002 7003]", got)
-	}
-}
-
-// "bench swarm -tracker-store redis" runs the swarm's tracker on Redis:
-// the pull completes, the line keeps its format, and the swarm is in
-// Redis under the run's own key prefix.
-func TestBenchSwarmRedis(t *testing.T) {
-	srv := redistest.New(t, redistest.Options{})
-	var stdout, stderr bytes.Buffer
-	args := []string{"bench", "swarm", "-tracker-store", "redis", "-redis-addr", srv.Addr, "-central=false",
-		"-nodes", "3", "-seeders", "1", "-size", "3MiB", "-cap", "64MiB/s", "-out", t.TempDir(), "-timeout", "60s"}
-	if code := run(args, &stdout, &stderr); code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if want := "bench swarm: tracker_store=redis redis=" + srv.Addr; !strings.HasPrefix(lines[0], want) {
-		t.Errorf("first line %q, want it to start with %q", lines[0], want)
-	}
-	m := swarmLine.FindStringSubmatch(lines[len(lines)-1])
-	if m == nil || m[9] != "1.00" {
-		t.Fatalf("last line %q: want the swarm line, origin_copies=1.00", lines[len(lines)-1])
-	}
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer c.Close()
-	// The agents and the seeder announced the blob's swarm: one swarm,
-	// still live (the peer TTL is three 2s intervals).
-	keys, err := c.Keys(t.Context(), "eaglebench:*:swarms").Result()
-	if err != nil || len(keys) != 1 {
-		t.Fatalf("swarm sets in Redis: %q, %v; want one, the run's", keys, err)
-	}
-	if n, err := c.ZCard(t.Context(), keys[0]).Result(); err != nil || n != 1 {
-		t.Errorf("%s holds %d swarms (%v), want the blob's", keys[0], n, err)
-	}
-	for _, bad := range [][]string{{"-tracker-store", "etcd"}, {"-redis-addr", srv.Addr}} {
-		if err := runBenchSwarm(t.Context(), bad, &stdout, &stderr); err != errUsage {
-			t.Errorf("%q: %v, want errUsage", bad, err)
-		}
 	}
 }
 

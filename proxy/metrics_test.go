@@ -69,7 +69,9 @@ eagle_proxy_requests_total{code="206",method="GET",route="blob"} 1
 eagle_proxy_requests_total{code="400",method="GET",route="blob"} 1
 eagle_proxy_requests_total{code="405",method="other",route="tags"} 1
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+	// The server counts a request after its handler returns, which can be
+	// after the client has read the whole response.
+	if err := eventually(func() error { return testutil.GatherAndCompare(reg, strings.NewReader(want)) }); err != nil {
 		t.Error(err)
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
@@ -182,5 +184,19 @@ func TestMetricsSwarmBytes(t *testing.T) {
 		if n != float64(len(content)) {
 			t.Errorf("read %d: %s bytes = %v, want %d", i, source, n, len(content))
 		}
+	}
+}
+
+// eventually calls check until it returns nil or 5 s have passed, and
+// returns its last error: for counters the server updates after the client
+// has seen the response.
+func eventually(check func() error) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := check()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

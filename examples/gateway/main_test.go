@@ -198,10 +198,19 @@ func TestGatewayPullsThroughSwarm(t *testing.T) {
 		}
 	}
 
-	counter.mu.Lock()
-	counts := fmt.Sprint(counter.counts)
-	blobOK, manifestOK := counter.counts["GET blob 200"], counter.counts["GET manifest 200"]+counter.counts["HEAD manifest 200"]
-	counter.mu.Unlock()
+	// A client has its last byte before the handler returns and the
+	// counter counts: give the last requests a moment to finish.
+	var counts string
+	var blobOK, manifestOK int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		counter.mu.Lock()
+		counts = fmt.Sprint(counter.counts)
+		blobOK, manifestOK = counter.counts["GET blob 200"], counter.counts["GET manifest 200"]+counter.counts["HEAD manifest 200"]
+		counter.mu.Unlock()
+		if blobOK >= 2*len(img.Blobs()) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if blobOK != 2*len(img.Blobs()) || manifestOK == 0 {
 		t.Errorf("the gateway answered %s; want every blob of both pulls and the manifests served by it", counts)
 	}

@@ -30,10 +30,15 @@ import (
 // package main and cannot be imported; these mirror their top-level keys
 // and decode every section into the real config struct.
 type trackerFile struct {
-	Listen   string         `yaml:"listen"`
-	LogLevel string         `yaml:"log_level"`
-	Tracker  tracker.Config `yaml:"tracker"`
-	TLS      mtls.Config    `yaml:"tls"`
+	Listen   string `yaml:"listen"`
+	LogLevel string `yaml:"log_level"`
+	// Tracker is the binary's tracker section: tracker.Config with the
+	// handout policy by name.
+	Tracker struct {
+		tracker.Config `yaml:",inline"`
+		Policy         string `yaml:"policy"`
+	} `yaml:"tracker"`
+	TLS mtls.Config `yaml:"tls"`
 }
 
 type seederFile struct {
@@ -451,6 +456,9 @@ func TestTracker(t *testing.T) {
 	c := pod.Containers[0]
 	var cfg trackerFile
 	configOf(t, m, pod, c, &cfg)
+	if p := cfg.Tracker.Policy; p != "" && p != "completeness" && p != "random" {
+		t.Errorf("tracker policy %q: the binary knows completeness and random", p)
+	}
 	if err := cfg.Tracker.Validate(); err != nil {
 		t.Errorf("tracker config: %v", err)
 	}

@@ -63,7 +63,8 @@ type Config struct {
 	// peer wire, the trackers). Required: the three files, or an explicit
 	// Insecure. P2P.TLS defaults to it.
 	TLS mtls.Config `yaml:"tls"`
-	// Logger receives the node's logs. Default slog.Default().
+	// Logger receives the node's logs. Nil discards them (the eagle
+	// binary passes a JSON logger).
 	Logger *slog.Logger `yaml:"-"`
 	// Metrics is where the node's proxy and engine register their
 	// Prometheus metrics (eagle_proxy_*, eagle_p2p_*), unless P2P.Metrics
@@ -74,27 +75,25 @@ type Config struct {
 // DefaultCacheSize is a node's cache size when Config.CacheSize is zero.
 const DefaultCacheSize = 100 << 30
 
-// Validate checks the configuration and fills in defaults.
-func (c *Config) Validate() error {
-	if c.DataDir == "" {
-		return errors.New("eagle: data_dir is required")
-	}
-	switch {
-	case len(c.Seeders) == 0 && c.MetaInfo == nil:
-		return errors.New("eagle: seeders: at least one seeder address is required (or, in code, a MetaInfo source)")
-	case len(c.Seeders) > 0 && c.MetaInfo != nil:
-		return errors.New("eagle: seeders and MetaInfo are both set: give the node one metainfo source")
-	}
+// ErrInvalidConfig reports a Config that Validate rejected; NewNode's
+// errors about its Config wrap it (or the sentinel of the part the key
+// belongs to: proxy.ErrInvalidConfig, p2p.ErrInvalidConfig).
+var ErrInvalidConfig = errors.New("eagle: invalid config")
+
+// WithDefaults returns a copy of c with its defaults applied, the one
+// place they are: CacheSize, a Logger that discards, and what the parts
+// take from the node unless set on them: P2P.DataDir (DataDir/p2p),
+// P2P.TLS (TLS), the parts' Loggers and Metrics, and P2P.SkipAuthorization
+// when Proxy.AuthorizeBlobs is false (the proxy's key is the switch, by
+// name). NewNode applies it.
+func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = DefaultCacheSize
 	}
-	if c.CacheSize < 0 {
-		return fmt.Errorf("eagle: cache_size %d is negative", c.CacheSize)
-	}
-	if c.P2P.DataDir == "" {
+	if c.P2P.DataDir == "" && c.DataDir != "" {
 		c.P2P.DataDir = filepath.Join(c.DataDir, "p2p")
 	}
 	if c.TLS.Logger == nil {
@@ -106,6 +105,9 @@ func (c *Config) Validate() error {
 	if c.P2P.Logger == nil {
 		c.P2P.Logger = c.Logger
 	}
+	if c.Proxy.Logger == nil {
+		c.Proxy.Logger = c.Logger
+	}
 	if c.P2P.Metrics == nil {
 		c.P2P.Metrics = c.Metrics
 	}
@@ -113,17 +115,35 @@ func (c *Config) Validate() error {
 		c.Proxy.Metrics = c.Metrics
 	}
 	if !c.Proxy.AuthorizeBlobsEnabled() {
-		// The proxy's authorize_blobs: false is the switch, by name.
 		c.P2P.SkipAuthorization = true
 	}
-	if err := c.Proxy.Validate(); err != nil {
-		return fmt.Errorf("eagle: proxy: %w", err)
+	return c
+}
+
+// Validate reports the first problem of c, defaults applied, naming its
+// key. It changes nothing.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: data_dir is required", ErrInvalidConfig)
 	}
-	if err := c.TLS.Validate(); err != nil {
+	switch {
+	case len(c.Seeders) == 0 && c.MetaInfo == nil:
+		return fmt.Errorf("%w: seeders: at least one seeder address is required (or, in code, a MetaInfo source)", ErrInvalidConfig)
+	case len(c.Seeders) > 0 && c.MetaInfo != nil:
+		return fmt.Errorf("%w: seeders and MetaInfo are both set: give the node one metainfo source", ErrInvalidConfig)
+	}
+	if c.CacheSize < 0 {
+		return fmt.Errorf("%w: cache_size %d is negative", ErrInvalidConfig, c.CacheSize)
+	}
+	if err := c.Proxy.Validate(); err != nil {
 		return fmt.Errorf("eagle: %w", err)
 	}
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if err := c.P2P.Validate(); err != nil {
-		return fmt.Errorf("eagle: p2p: %w", err)
+		return fmt.Errorf("eagle: %w", err)
 	}
 	return nil
 }
@@ -162,6 +182,7 @@ func NewNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.WithDefaults()
 	n := &Node{}
 	defer func() {
 		if err != nil {
@@ -186,7 +207,7 @@ func NewNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("eagle: %w", err)
 		}
-		n.seeders, err = seeder.NewClient(cfg.Seeders, seeder.WithLogger(cfg.Logger), seeder.WithCredentials(creds))
+		n.seeders, err = seeder.NewClient(seeder.ClientConfig{Seeders: cfg.Seeders, Credentials: creds, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("eagle: %w", err)
 		}
@@ -222,7 +243,7 @@ func NewNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("eagle: %w", err)
 	}
-	n.handler, err = proxy.New(cfg.Proxy, n.Engine, cfg.Logger)
+	n.handler, err = proxy.New(cfg.Proxy, n.Engine)
 	if err != nil {
 		return nil, fmt.Errorf("eagle: %w", err)
 	}

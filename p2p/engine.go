@@ -101,23 +101,23 @@ type Config struct {
 	// the process can cause (a seeder's), or a node every client of which
 	// may read every blob.
 	SkipAuthorization bool `yaml:"-"`
-	// Logger receives the engine's logs. Default slog.Default().
+	// Logger receives the engine's logs. Nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 	// Metrics is where the Engine registers its Prometheus metrics
 	// (eagle_p2p_*); Close unregisters them. Nil: no metrics.
 	Metrics prometheus.Registerer `yaml:"-"`
 }
 
-// Validate checks the configuration and fills in defaults.
-func (c *Config) Validate() error {
+// ErrInvalidConfig reports a Config that Validate rejected; New's errors
+// about its Config wrap it.
+var ErrInvalidConfig = errors.New("p2p: invalid config")
+
+// WithDefaults returns a copy of c with every zero field that has a
+// default set to it: ListenAddr ":6881", DialPeers, MaxPeers and a Logger
+// that discards. New applies it.
+func (c Config) WithDefaults() Config {
 	if c.ListenAddr == "" {
 		c.ListenAddr = ":6881"
-	}
-	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
-		return fmt.Errorf("p2p: listen_addr %q: %w", c.ListenAddr, err)
-	}
-	if c.DataDir == "" {
-		return errors.New("p2p: data_dir is required")
 	}
 	if c.DialPeers == 0 {
 		c.DialPeers = DefaultDialPeers
@@ -125,28 +125,47 @@ func (c *Config) Validate() error {
 	if c.MaxPeers == 0 {
 		c.MaxPeers = DefaultMaxPeers
 	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports the first problem of c, defaults applied, naming its
+// key, in an error wrapping ErrInvalidConfig. It changes nothing.
+func (c Config) Validate() error {
+	if err := c.WithDefaults().validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+func (c Config) validate() error {
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		return fmt.Errorf("listen_addr %q: %w", c.ListenAddr, err)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir is required")
+	}
 	if c.DialPeers < 1 || c.MaxPeers < c.DialPeers {
-		return fmt.Errorf("p2p: dial_peers (%d) must be at least 1 and max_peers (%d) at least dial_peers", c.DialPeers, c.MaxPeers)
+		return fmt.Errorf("dial_peers (%d) must be at least 1 and max_peers (%d) at least dial_peers", c.DialPeers, c.MaxPeers)
 	}
 	if c.UploadLimit < 0 || c.DownloadLimit < 0 {
-		return errors.New("p2p: upload_limit and download_limit must not be negative")
+		return errors.New("upload_limit and download_limit must not be negative")
 	}
 	if len(c.Trackers) == 0 {
-		return errors.New("p2p: trackers: at least one announce URL is required")
+		return errors.New("trackers: at least one announce URL is required")
 	}
 	if err := c.TLS.Validate(); err != nil {
-		return fmt.Errorf("p2p: %w", err)
+		return err
 	}
 	for _, t := range c.Trackers {
 		if !strings.HasPrefix(t, "http://") && !strings.HasPrefix(t, "https://") {
-			return fmt.Errorf("p2p: trackers: %q is not an http(s) announce URL", t)
+			return fmt.Errorf("trackers: %q is not an http(s) announce URL", t)
 		}
 		if !c.TLS.Insecure && strings.HasPrefix(t, "http://") {
-			return fmt.Errorf("p2p: trackers: %q is plain http, but tls is on: trackers accept cluster members over https", t)
+			return fmt.Errorf("trackers: %q is plain http, but tls is on: trackers accept cluster members over https", t)
 		}
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
 	}
 	return nil
 }
@@ -294,8 +313,9 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.WithDefaults()
 	if cfg.Authorizer == nil && !cfg.SkipAuthorization {
-		return nil, errors.New("p2p: an Authorizer is required (or SkipAuthorization, to serve every caller)")
+		return nil, fmt.Errorf("%w: an Authorizer is required (or SkipAuthorization, to serve every caller)", ErrInvalidConfig)
 	}
 	for _, dir := range []string{partialDir(cfg.DataDir), metaInfoDir(cfg.DataDir)} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

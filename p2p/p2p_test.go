@@ -138,7 +138,7 @@ func serveSeeder(t *testing.T, store storage.Store, eng *p2p.Engine) (*seeder.Se
 // service and its gRPC server (Cleanup calls it too).
 func serveSeederStop(t *testing.T, store storage.Store, eng *p2p.Engine) (*seeder.Server, string, func()) {
 	t.Helper()
-	srv, err := seeder.NewServer(seeder.Config{AllowedUpstreams: []string{"127.0.0.1"}, PeerAddr: eng.Addr}, store, eng, quiet)
+	srv, err := seeder.NewServer(seeder.Config{AllowedUpstreams: []string{"127.0.0.1"}, PeerAddr: eng.Addr, Logger: quiet}, store, eng)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func serveSeederStop(t *testing.T, store storage.Store, eng *p2p.Engine) (*seede
 
 func newSeederClient(t *testing.T, addrs ...string) *seeder.Client {
 	t.Helper()
-	c, err := seeder.NewClient(addrs, seeder.WithCredentials(testtls.Credentials(t, "node")))
+	c, err := seeder.NewClient(seeder.ClientConfig{Seeders: addrs, Credentials: testtls.Credentials(t, "node")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -47,7 +46,7 @@ func BenchmarkProxyBlobCopy(b *testing.B) {
 	}
 	dgst := benchBlob(b, store, size)
 	off := false
-	h, err := New(Config{DefaultUpstream: "http://127.0.0.1:1" /* never asked: AuthorizeBlobs is off */, AuthorizeBlobs: &off}, fileSource{store}, slog.New(slog.DiscardHandler))
+	h, err := New(Config{DefaultUpstream: "http://127.0.0.1:1" /* never asked: AuthorizeBlobs is off */, AuthorizeBlobs: &off}, fileSource{store})
 	if err != nil {
 		b.Fatal(err)
 	}

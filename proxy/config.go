@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -161,17 +162,50 @@ type Config struct {
 	// Metrics is where the Handler registers its Prometheus metrics
 	// (eagle_proxy_*); Close unregisters them. Nil: no metrics.
 	Metrics prometheus.Registerer `yaml:"-"`
+	// Logger receives the Handler's logs: one line per request (info),
+	// and a warning for every decision a client would want explained (a
+	// 503 for want of a byte, a fallback, an origin that cannot be
+	// asked). Nil discards them.
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// WithDefaults returns a copy of c with every zero field that has a
+// default set to it; New applies it. Validate does not need it: a zero
+// field is valid.
+func (c Config) WithDefaults() Config {
+	if c.AuthCacheTTL == 0 {
+		c.AuthCacheTTL = DefaultAuthCacheTTL
+	}
+	if c.AuthCacheSize == 0 {
+		c.AuthCacheSize = DefaultAuthCacheSize
+	}
+	if c.AuthTimeout == 0 {
+		c.AuthTimeout = DefaultAuthTimeout
+	}
+	if c.FirstByteTimeout == 0 {
+		c.FirstByteTimeout = DefaultFirstByteTimeout
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = DefaultStallTimeout
+	}
+	if c.Fallback == "" {
+		c.Fallback = FallbackNone
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
 }
 
 // AuthorizeBlobsEnabled reports the effective AuthorizeBlobs setting.
-func (c *Config) AuthorizeBlobsEnabled() bool {
+func (c Config) AuthorizeBlobsEnabled() bool {
 	return c.AuthorizeBlobs == nil || *c.AuthorizeBlobs
 }
 
 // Validate reports whether the Config is usable. It does not apply
 // defaults; New does. It requires an upstream whichever way the Handler
 // is served (see Config).
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	if c.DefaultUpstream == "" && len(c.Upstreams) == 0 && !c.AllowAnyUpstream {
 		return fmt.Errorf("%w: no upstream: set default_upstream, upstreams or allow_any_upstream", ErrInvalidConfig)
 	}
@@ -213,7 +247,7 @@ func (s *upstreamSet) trusted(upstream string) bool {
 // Trusted returns a func that reports whether an upstream base URL is one
 // the Config names (DefaultUpstream or Upstreams), for an Authorizer's
 // Config.Trusted: upstreams only AllowAnyUpstream admits are not.
-func (c *Config) Trusted() (func(upstream string) bool, error) {
+func (c Config) Trusted() (func(upstream string) bool, error) {
 	s, err := c.upstreams()
 	if err != nil {
 		return nil, err
@@ -222,7 +256,7 @@ func (c *Config) Trusted() (func(upstream string) bool, error) {
 }
 
 // upstreams parses DefaultUpstream and Upstreams.
-func (c *Config) upstreams() (*upstreamSet, error) {
+func (c Config) upstreams() (*upstreamSet, error) {
 	s := &upstreamSet{byHost: make(map[string]*url.URL), any: c.AllowAnyUpstream}
 	add := func(field, raw string) (*url.URL, error) {
 		u, err := parseUpstream(raw)

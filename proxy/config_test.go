@@ -41,12 +41,12 @@ func TestConfigValidate(t *testing.T) {
 			if err == nil || !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Validate: %v, want ErrInvalidConfig mentioning %q", err, tc.want)
 			}
-			if _, err := New(tc.cfg, newMemSource(t), nil); !errors.Is(err, ErrInvalidConfig) {
+			if _, err := New(tc.cfg, newMemSource(t)); !errors.Is(err, ErrInvalidConfig) {
 				t.Fatalf("New: %v, want ErrInvalidConfig", err)
 			}
 		})
 	}
-	if _, err := New(Config{AllowAnyUpstream: true}, nil, nil); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := New(Config{AllowAnyUpstream: true}, nil); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("New with nil source: %v", err)
 	}
 }

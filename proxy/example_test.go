@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -66,7 +65,7 @@ func ExampleHandler_Middleware() {
 	}))
 	defer origin.Close()
 
-	h, err := proxy.New(proxy.Config{DefaultUpstream: origin.URL}, memBlobs{dgst: layer}, slog.New(slog.DiscardHandler))
+	h, err := proxy.New(proxy.Config{DefaultUpstream: origin.URL}, memBlobs{dgst: layer})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -3,7 +3,6 @@ package proxy
 import (
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -112,7 +111,7 @@ func FuzzRoute(f *testing.F) {
 	var handlers []*Handler
 	src := &memSource{store: memory.New(), client: &http.Client{Transport: tr}}
 	for _, authorize := range []bool{false, true} {
-		h, err := New(Config{DefaultUpstream: upstream, AuthorizeBlobs: &authorize}, src, slog.New(slog.DiscardHandler))
+		h, err := New(Config{DefaultUpstream: upstream, AuthorizeBlobs: &authorize}, src)
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -76,38 +76,20 @@ type Handler struct {
 }
 
 // New builds a Handler that serves blobs from src and proxies the rest of
-// the API to the upstreams in cfg. A nil logger means slog.Default().
-func New(cfg Config, src BlobSource, logger *slog.Logger) (*Handler, error) {
+// the API to the upstreams in cfg. Zero fields of cfg take their defaults
+// (see Config.WithDefaults). Errors about cfg wrap ErrInvalidConfig.
+func New(cfg Config, src BlobSource) (*Handler, error) {
 	if src == nil {
 		return nil, fmt.Errorf("%w: nil BlobSource", ErrInvalidConfig)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if logger == nil {
-		logger = slog.Default()
-	}
+	cfg = cfg.WithDefaults()
+	logger := cfg.Logger
 	ups, err := cfg.upstreams()
 	if err != nil {
 		return nil, err
-	}
-	if cfg.AuthCacheTTL == 0 {
-		cfg.AuthCacheTTL = DefaultAuthCacheTTL
-	}
-	if cfg.AuthCacheSize == 0 {
-		cfg.AuthCacheSize = DefaultAuthCacheSize
-	}
-	if cfg.AuthTimeout == 0 {
-		cfg.AuthTimeout = DefaultAuthTimeout
-	}
-	if cfg.FirstByteTimeout == 0 {
-		cfg.FirstByteTimeout = DefaultFirstByteTimeout
-	}
-	if cfg.StallTimeout == 0 {
-		cfg.StallTimeout = DefaultStallTimeout
-	}
-	if cfg.Fallback == "" {
-		cfg.Fallback = FallbackNone
 	}
 	h := &Handler{cfg: cfg, src: src, log: logger, upstreams: ups, transport: cfg.Transport}
 	if cfg.Fallback == FallbackOrigin {

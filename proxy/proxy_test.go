@@ -254,10 +254,8 @@ func newEnvWithOrigin(t *testing.T, reg *origin.Registry, cfg Config, src func(*
 
 func newHandler(t *testing.T, cfg Config, src BlobSource, logger *slog.Logger) *Handler {
 	t.Helper()
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	h, err := New(cfg, src, logger)
+	cfg.Logger = logger
+	h, err := New(cfg, src)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -132,8 +132,110 @@ var _ p2p.MetaInfoSource = (*Client)(nil)
 // (*net.Resolver).LookupNetIP with network "ip".
 type LookupFunc func(ctx context.Context, host string) ([]netip.Addr, error)
 
-// ClientOption configures a Client.
-type ClientOption func(*clientOptions)
+// ClientConfig configures a Client. Zero fields take their defaults (see
+// the fields; WithDefaults applies them).
+type ClientConfig struct {
+	// Seeders are the seeders' addresses. Each is "ip:port", "name:port"
+	// (the seeders at every address the name resolves to, looked up now
+	// and again every ResolveInterval), or a gRPC target with a scheme
+	// ("unix:///run/seeder.sock"), used as it is. Required.
+	Seeders []string
+	// Credentials make every seeder connection mutual TLS with the
+	// cluster's credentials (see package mtls). Nil — what mtls.Load
+	// returns for an explicit insecure config — keeps plaintext.
+	Credentials *mtls.Credentials
+	// DialOptions are added to every seeder connection, after the
+	// defaults (insecure transport credentials, keepalive, reconnect
+	// backoff) and Credentials, which they replace.
+	DialOptions []grpc.DialOption
+	// Lookup resolves seeder names. Default net.DefaultResolver's
+	// LookupNetIP. Tests use it to make a name stand for seeders they
+	// started.
+	Lookup LookupFunc
+	// ResolveInterval is how often seeder names are looked up again.
+	// Failures (a seeder unreachable or gone) ask for a lookup sooner, at
+	// most once a second. Zero or negative means DefaultResolveInterval.
+	ResolveInterval time.Duration
+	// ConnectTimeout bounds how long one call waits for a seeder it is
+	// not connected to before moving on to the next one (the connection
+	// itself keeps trying in the background). Zero or negative means
+	// DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// AttemptTimeout bounds how long one seeder has to answer a call
+	// before the call moves on to the next seeder. Default zero: no bound
+	// but the caller's context, since a cold blob takes as long as the
+	// seeder's fetch from the origin, and moving on means a second origin
+	// fetch. A seeder that stops answering altogether is left at once
+	// whatever this says (see HealthInterval); this bounds a seeder that
+	// is alive but stuck.
+	AttemptTimeout time.Duration
+	// HealthInterval is how often each connected seeder is asked whether
+	// it serves (the standard grpc.health.v1 service), and HealthTimeout
+	// how long it has to answer before it is taken for hung: its calls in
+	// flight move on to the next seeder and its connection is rebuilt.
+	// Zero values mean DefaultHealthInterval and DefaultHealthTimeout; a
+	// negative interval turns the checks off, leaving the connection
+	// state and gRPC keepalive (10 s) to notice a seeder that stops
+	// answering. Each check is one small call per agent per seeder: with
+	// thousands of agents, a longer interval spares the seeders.
+	HealthInterval time.Duration
+	HealthTimeout  time.Duration
+	// Logger receives the Client's logs: seeders added, lost and failed
+	// over. Nil discards them.
+	Logger *slog.Logger
+}
+
+// WithDefaults returns a copy of c with every zero field that has a
+// default set to it; NewClient applies it.
+func (c ClientConfig) WithDefaults() ClientConfig {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Lookup == nil {
+		c.Lookup = defaultLookup
+	}
+	if c.ResolveInterval <= 0 {
+		c.ResolveInterval = DefaultResolveInterval
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.HealthInterval == 0 {
+		c.HealthInterval = DefaultHealthInterval
+	}
+	if c.HealthTimeout <= 0 {
+		c.HealthTimeout = DefaultHealthTimeout
+	}
+	return c
+}
+
+// Validate reports what is wrong with c's seeder addresses, in an error
+// wrapping ErrInvalidConfig. It changes nothing.
+func (c ClientConfig) Validate() error {
+	_, err := parseAddrs(c.Seeders)
+	return err
+}
+
+// parseAddrs parses the seeder addresses of a ClientConfig.
+func parseAddrs(addrs []string) ([]addrEntry, error) {
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("%w: no seeder addresses", ErrInvalidConfig)
+	}
+	seen := make(map[string]bool, len(addrs))
+	var entries []addrEntry
+	for _, a := range addrs {
+		e, err := parseAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		if seen[a] {
+			return nil, fmt.Errorf("%w: seeder address %q listed twice", ErrInvalidConfig, a)
+		}
+		seen[a] = true
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
 
 type clientOptions struct {
 	logger          *slog.Logger
@@ -146,110 +248,34 @@ type clientOptions struct {
 	healthTimeout   time.Duration
 }
 
-// WithLogger sets the Client's logger. Default slog.Default().
-func WithLogger(l *slog.Logger) ClientOption {
-	return func(o *clientOptions) { o.logger = l }
-}
-
-// WithCredentials makes every seeder connection mutual TLS with the
-// cluster's credentials (see package mtls). Nil credentials — what
-// mtls.Load returns for an explicit insecure config — keep plaintext.
-func WithCredentials(creds *mtls.Credentials) ClientOption {
-	return func(o *clientOptions) {
-		if creds != nil {
-			o.dialOpts = append(o.dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig())))
-		}
-	}
-}
-
-// WithDialOptions adds options to every seeder connection, after the
-// defaults (insecure transport credentials, keepalive, reconnect backoff),
-// which options here (or WithCredentials) replace.
-func WithDialOptions(opts ...grpc.DialOption) ClientOption {
-	return func(o *clientOptions) { o.dialOpts = append(o.dialOpts, opts...) }
-}
-
-// WithLookup sets how seeder names are resolved. Default
-// net.DefaultResolver's LookupNetIP. Tests use it to make a name stand
-// for seeders they started.
-func WithLookup(f LookupFunc) ClientOption {
-	return func(o *clientOptions) { o.lookup = f }
-}
-
-// WithResolveInterval sets how often seeder names are looked up again.
-// Failures (a seeder unreachable or gone) ask for a lookup sooner, at most
-// once a second. Zero or negative means DefaultResolveInterval.
-func WithResolveInterval(d time.Duration) ClientOption {
-	return func(o *clientOptions) { o.resolveInterval = d }
-}
-
-// WithConnectTimeout bounds how long one call waits for a seeder it is not
-// connected to before moving on to the next one (the connection itself
-// keeps trying in the background). Zero or negative means
-// DefaultConnectTimeout.
-func WithConnectTimeout(d time.Duration) ClientOption {
-	return func(o *clientOptions) { o.connectTimeout = d }
-}
-
-// WithAttemptTimeout bounds how long one seeder has to answer a call
-// before the call moves on to the next seeder. Default zero: no bound but
-// the caller's context, since a cold blob takes as long as the seeder's
-// fetch from the origin, and moving on means a second origin fetch. A
-// seeder that stops answering altogether is left at once whatever this
-// says (see WithHealthCheck); this bounds a seeder that is alive but
-// stuck.
-func WithAttemptTimeout(d time.Duration) ClientOption {
-	return func(o *clientOptions) { o.attemptTimeout = d }
-}
-
-// WithHealthCheck sets how often each connected seeder is asked whether it
-// serves (the standard grpc.health.v1 service), and how long it has to
-// answer before it is taken for hung: its calls in flight move on to the
-// next seeder and its connection is rebuilt. Zero values mean
-// DefaultHealthInterval and DefaultHealthTimeout; a negative interval
-// turns the checks off, leaving the connection state and gRPC keepalive
-// (10 s) to notice a seeder that stops answering. Each check is one small
-// call per agent per seeder: with thousands of agents, a longer interval
-// spares the seeders.
-func WithHealthCheck(interval, timeout time.Duration) ClientOption {
-	return func(o *clientOptions) { o.healthInterval, o.healthTimeout = interval, timeout }
-}
-
 // defaultLookup resolves with net.DefaultResolver.
 func defaultLookup(ctx context.Context, host string) ([]netip.Addr, error) {
 	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 }
 
-// NewClient returns a Client for the seeders at addrs. Each address is
-// "ip:port", "name:port" (the seeders at every address the name resolves
-// to, looked up now and again every resolve interval), or a gRPC target
-// with a scheme ("unix:///run/seeder.sock"), used as it is. It looks the
-// names up before it returns (each lookup bounded by 5 s); a name that
-// does not resolve yet is not an error, it is looked up again. It opens a
-// gRPC connection to each seeder at once, and keeps them open.
-func NewClient(addrs []string, opts ...ClientOption) (*Client, error) {
-	if len(addrs) == 0 {
-		return nil, errors.New("seeder: no seeder addresses")
+// NewClient returns a Client for cfg.Seeders. It looks their names up
+// before it returns (each lookup bounded by 5 s); a name that does not
+// resolve yet is not an error, it is looked up again. It opens a gRPC
+// connection to each seeder at once, and keeps them open. Errors about
+// cfg wrap ErrInvalidConfig.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	entries, err := parseAddrs(cfg.Seeders)
+	if err != nil {
+		return nil, err
 	}
-	o := clientOptions{}
-	for _, opt := range opts {
-		opt(&o)
+	cfg = cfg.WithDefaults()
+	o := clientOptions{
+		logger:          cfg.Logger,
+		dialOpts:        slices.Clone(cfg.DialOptions),
+		lookup:          cfg.Lookup,
+		resolveInterval: cfg.ResolveInterval,
+		connectTimeout:  cfg.ConnectTimeout,
+		attemptTimeout:  cfg.AttemptTimeout,
+		healthInterval:  cfg.HealthInterval,
+		healthTimeout:   cfg.HealthTimeout,
 	}
-	o.logger = cmp.Or(o.logger, slog.Default())
-	if o.lookup == nil {
-		o.lookup = defaultLookup
-	}
-	if o.resolveInterval <= 0 {
-		o.resolveInterval = DefaultResolveInterval
-	}
-	if o.connectTimeout <= 0 {
-		o.connectTimeout = DefaultConnectTimeout
-	}
-	if o.healthInterval == 0 {
-		o.healthInterval = DefaultHealthInterval
-	}
-	if o.healthTimeout <= 0 {
-		o.healthTimeout = DefaultHealthTimeout
+	if cfg.Credentials != nil {
+		o.dialOpts = append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg.Credentials.ClientConfig()))}, o.dialOpts...)
 	}
 	c := &Client{
 		opts:     o,
@@ -259,18 +285,9 @@ func NewClient(addrs []string, opts ...ClientOption) (*Client, error) {
 		retired:  make(map[*seederConn]struct{}),
 		resolved: make(chan struct{}),
 		lastGood: make(map[string][]netip.Addr),
+		entries:  entries,
 	}
-	seen := make(map[string]bool, len(addrs))
-	for _, a := range addrs {
-		e, err := parseAddr(a)
-		if err != nil {
-			return nil, err
-		}
-		if seen[a] {
-			return nil, fmt.Errorf("seeder: seeder address %q listed twice", a)
-		}
-		seen[a] = true
-		c.entries = append(c.entries, e)
+	for _, e := range entries {
 		c.names = c.names || e.name != ""
 	}
 	c.dialOpts = append(baseDialOptions(), o.dialOpts...)

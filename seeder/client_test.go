@@ -31,7 +31,7 @@ import (
 
 func newClient(t *testing.T, addrs ...string) *Client {
 	t.Helper()
-	c, err := NewClient(addrs, WithLogger(testLogger(t)), WithCredentials(testtls.Credentials(t, "agent")))
+	c, err := NewClient(ClientConfig{Seeders: addrs, Logger: testLogger(t), Credentials: testtls.Credentials(t, "agent")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func TestClientWaitsForSlowFetch(t *testing.T) {
 
 func TestNewClientErrors(t *testing.T) {
 	for _, addrs := range [][]string{nil, {""}, {"127.0.0.1:1", "127.0.0.1:1"}} {
-		if c, err := NewClient(addrs); err == nil {
+		if c, err := NewClient(ClientConfig{Seeders: addrs}); err == nil {
 			c.Close()
 			t.Errorf("NewClient(%q) succeeded", addrs)
 		}

@@ -3,6 +3,7 @@ package seeder
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -111,6 +112,10 @@ type Config struct {
 	// (eagle_seeder_*); Close unregisters them. Nil: no metrics.
 	Metrics prometheus.Registerer `yaml:"-"`
 
+	// Logger receives the Server's logs: each origin fetch, refusals and
+	// failures at warn. Nil discards them.
+	Logger *slog.Logger `yaml:"-"`
+
 	// PeerAddr returns the address of the seeder's peer-wire (BitTorrent)
 	// listener, the one its Seeding engine seeds from: with a *p2p.Engine,
 	// its Addr method. Every answer carries it (see
@@ -161,8 +166,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// withDefaults returns c with zero fields replaced by their defaults.
-func (c Config) withDefaults() Config {
+// WithDefaults returns a copy of c with every zero field that has a
+// default set to it (see the fields); NewServer applies it.
+func (c Config) WithDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
 	if c.OriginTimeout == 0 {
 		c.OriginTimeout = DefaultOriginTimeout
 	}

@@ -36,10 +36,13 @@ import (
 )
 
 // newClientOpts is newClient with options, for a list of addresses.
-func newClientOpts(t *testing.T, addrs []string, opts ...ClientOption) *Client {
+func newClientOpts(t *testing.T, addrs []string, opts ...func(*ClientConfig)) *Client {
 	t.Helper()
-	opts = append([]ClientOption{WithLogger(testLogger(t)), WithCredentials(testtls.Credentials(t, "agent"))}, opts...)
-	c, err := NewClient(addrs, opts...)
+	cfg := ClientConfig{Seeders: addrs, Logger: testLogger(t), Credentials: testtls.Credentials(t, "agent")}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +285,7 @@ func TestClientFailoverHungListener(t *testing.T) {
 	good := startSeeder(t, Config{}, nil)
 	hung := hungListener(t)
 	layers := pushRankedFirst(t, 41, hung, good.addr, 200<<10, 210<<10)
-	c := newClientOpts(t, []string{hung, good.addr}, WithConnectTimeout(DefaultConnectTimeout))
+	c := newClientOpts(t, []string{hung, good.addr}, func(c *ClientConfig) { c.ConnectTimeout = DefaultConnectTimeout })
 
 	ref := blob.Ref{Upstream: testOrigin.URL, Repository: testRepo(t), Digest: layers[0].Digest}
 	start := time.Now()
@@ -384,7 +387,7 @@ func TestClientFailoverBlockedHandler(t *testing.T) {
 	ref := blob.Ref{Upstream: testOrigin.URL, Repository: testRepo(t), Digest: layer.Digest}
 
 	const bound = 500 * time.Millisecond
-	c := newClientOpts(t, []string{blocked, good.addr}, WithAttemptTimeout(bound))
+	c := newClientOpts(t, []string{blocked, good.addr}, func(c *ClientConfig) { c.AttemptTimeout = bound })
 	start := time.Now()
 	_, from, _, err := c.MetaInfoWithPeers(context.Background(), ref)
 	took := time.Since(start)
@@ -492,7 +495,7 @@ func TestClientHealthOfStoppedAndKilledProcess(t *testing.T) {
 		t.Fatalf("helper seeder: %v", err)
 	}
 	addr := strings.TrimSpace(line)
-	c, err := NewClient([]string{addr}, WithLogger(testLogger(t)), WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	c, err := NewClient(ClientConfig{Seeders: []string{addr}, Logger: testLogger(t), DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -609,9 +612,9 @@ func TestClientResolvesName(t *testing.T) {
 	dns.set("seeders.eagle.test", ips[0], ips[1])
 	dns.set("seeder-2.eagle.test", ips[0])
 	const interval = 100 * time.Millisecond
-	byName := newClientOpts(t, []string{"seeders.eagle.test:" + port}, WithLookup(dns.lookup), WithResolveInterval(interval))
+	byName := newClientOpts(t, []string{"seeders.eagle.test:" + port}, func(c *ClientConfig) { c.Lookup, c.ResolveInterval = dns.lookup, interval })
 	static := newClientOpts(t, []string{s3.addr, s2.addr})
-	mixed := newClientOpts(t, []string{"seeder-2.eagle.test:" + port, s3.addr, "seeders.eagle.test:" + port}, WithLookup(dns.lookup), WithResolveInterval(interval))
+	mixed := newClientOpts(t, []string{"seeder-2.eagle.test:" + port, s3.addr, "seeders.eagle.test:" + port}, func(c *ClientConfig) { c.Lookup, c.ResolveInterval = dns.lookup, interval })
 	want := []string{s2.addr, s3.addr}
 	for _, c := range []*Client{byName, static, mixed} {
 		if got := c.Seeders(); !slices.Equal(got, want) {
@@ -698,7 +701,7 @@ func TestClientFailoverToReplacedSeeder(t *testing.T) {
 	old := startSeederWith(t, Config{}, seederSetup{lis: ls[0], ip: ips[0], announce: announce})
 	dns := newFakeDNS()
 	dns.set("seeder.eagle.test", ips[0])
-	c := newClientOpts(t, []string{"seeder.eagle.test:" + port}, WithLookup(dns.lookup), WithResolveInterval(time.Hour))
+	c := newClientOpts(t, []string{"seeder.eagle.test:" + port}, func(c *ClientConfig) { c.Lookup, c.ResolveInterval = dns.lookup, time.Hour })
 	layers := pushImage(t, 45, 100<<10, 110<<10)
 	ref := blob.Ref{Upstream: testOrigin.URL, Repository: testRepo(t), Digest: layers[0].Digest}
 	if _, from, _, err := c.MetaInfoWithPeers(context.Background(), ref); err != nil || from != old.addr {
@@ -731,7 +734,7 @@ func TestClientNameNotYetResolvable(t *testing.T) {
 	dns := newFakeDNS()
 	ts := startSeeder(t, Config{}, nil)
 	_, port, _ := net.SplitHostPort(ts.addr)
-	c := newClientOpts(t, []string{"late.eagle.test:" + port}, WithLookup(dns.lookup), WithResolveInterval(50*time.Millisecond))
+	c := newClientOpts(t, []string{"late.eagle.test:" + port}, func(c *ClientConfig) { c.Lookup, c.ResolveInterval = dns.lookup, 50*time.Millisecond })
 	if got := c.Seeders(); len(got) != 0 {
 		t.Fatalf("Seeders() = %v, want none", got)
 	}
@@ -758,12 +761,12 @@ func TestClientNameNotYetResolvable(t *testing.T) {
 
 func TestNewClientAddresses(t *testing.T) {
 	for _, bad := range []string{"seeder", "seeder:0", "seeder:http", ":7070", "127.0.0.1:99999", "a b:7070"} {
-		if c, err := NewClient([]string{bad}); err == nil {
+		if c, err := NewClient(ClientConfig{Seeders: []string{bad}}); err == nil {
 			c.Close()
 			t.Errorf("NewClient(%q) succeeded", bad)
 		}
 	}
-	c, err := NewClient([]string{"10.0.0.1:7070", "[::ffff:10.0.0.2]:7070", "[2001:db8::1]:7070", "unix:///run/eagle/seeder.sock"})
+	c, err := NewClient(ClientConfig{Seeders: []string{"10.0.0.1:7070", "[::ffff:10.0.0.2]:7070", "[2001:db8::1]:7070", "unix:///run/eagle/seeder.sock"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -777,8 +780,8 @@ func TestNewClientAddresses(t *testing.T) {
 	// seeders from being dialed (grpc refuses an authority beside them).
 	dns := newFakeDNS()
 	dns.set("seeders.eagle.test", "10.0.0.1", "10.0.0.2")
-	named, err := NewClient([]string{"seeders.eagle.test:7070"}, WithLookup(dns.lookup),
-		WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{ServerName: "seeder.example"}))))
+	named, err := NewClient(ClientConfig{Seeders: []string{"seeders.eagle.test:7070"}, Lookup: dns.lookup,
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{ServerName: "seeder.example"}))}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -879,8 +882,8 @@ func TestClientCloseEndsCalls(t *testing.T) {
 	dns := newFakeDNS()
 	dns.set("blocked.eagle.test", "127.0.0.1")
 	_, port, _ := net.SplitHostPort(blocked)
-	c, err := NewClient([]string{"blocked.eagle.test:" + port, blocked}, WithLogger(testLogger(t)),
-		WithCredentials(testtls.Credentials(t, "agent")), WithLookup(dns.lookup))
+	c, err := NewClient(ClientConfig{Seeders: []string{"blocked.eagle.test:" + port, blocked}, Logger: testLogger(t),
+		Credentials: testtls.Credentials(t, "agent"), Lookup: dns.lookup})
 	if err != nil {
 		t.Fatal(err)
 	}

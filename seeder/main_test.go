@@ -218,7 +218,10 @@ func startSeederWith(t *testing.T, cfg Config, setup seederSetup) *testSeeder {
 		cfg.PeerAddr = eng.Addr
 	}
 	sd := &seeding{eng: eng, n: map[digest.Digest]int{}}
-	srv, err := NewServer(cfg, store, sd, testLogger(t))
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	srv, err := NewServer(cfg, store, sd)
 	if err != nil {
 		eng.Close()
 		t.Fatal(err)

@@ -92,7 +92,7 @@ eagle_seeder_requests_total{code="PermissionDenied"} 1
 	}
 
 	// Close unregisters; a registry cannot take two servers at once.
-	if _, err := NewServer(Config{AllowedUpstreams: []string{"127.0.0.1"}, Metrics: reg}, ts.store, ts.seeding, nil); err == nil {
+	if _, err := NewServer(Config{AllowedUpstreams: []string{"127.0.0.1"}, Metrics: reg}, ts.store, ts.seeding); err == nil {
 		t.Error("a second server registered the same metrics")
 	}
 	ts.stop()

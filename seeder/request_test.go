@@ -128,7 +128,7 @@ max_concurrent_fetches: 4
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	want := Config{
 		AllowedUpstreams:     []string{"registry.example.com", "127.0.0.1:5000"},
 		OriginTimeout:        5 * time.Second,
@@ -139,7 +139,7 @@ max_concurrent_fetches: 4
 		c.MetaInfoCacheSize != want.MetaInfoCacheSize || strings.Join(c.AllowedUpstreams, ",") != strings.Join(want.AllowedUpstreams, ",") {
 		t.Errorf("config %+v, want %+v", c, want)
 	}
-	if d := (Config{}).withDefaults(); d.OriginTimeout != DefaultOriginTimeout || d.MaxConcurrentFetches != DefaultMaxConcurrentFetches {
+	if d := (Config{}).WithDefaults(); d.OriginTimeout != DefaultOriginTimeout || d.MaxConcurrentFetches != DefaultMaxConcurrentFetches {
 		t.Errorf("defaults %+v", d)
 	}
 }

@@ -75,7 +75,7 @@ type SeederConfig struct {
 	// explicit Insecure. Its Logger defaults to Logger.
 	TLS mtls.Config `yaml:"tls"`
 
-	// Logger receives the seeder's logs. Default slog.Default().
+	// Logger receives the seeder's logs. Nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 
 	// Metrics is where the service and the peer register their
@@ -85,36 +85,29 @@ type SeederConfig struct {
 	Metrics prometheus.Registerer `yaml:"-"`
 }
 
-// Validate checks c and fills in its defaults (see the fields). Its
-// errors wrap ErrInvalidConfig, or mtls.ErrInvalidConfig for TLS, and
-// name the YAML keys.
-func (c *SeederConfig) Validate() error {
-	if c.DataDir == "" {
-		return fmt.Errorf("%w: data_dir is required", ErrInvalidConfig)
-	}
+// WithDefaults returns a copy of c with its defaults applied, the one
+// place they are (see the fields): CacheSize, a Logger that discards, and
+// what the parts take from the seeder: P2P's DataDir, TLS, Logger,
+// Metrics, its seeder role and SkipAuthorization, and Service's Logger
+// and Metrics. New applies it.
+func (c SeederConfig) WithDefaults() SeederConfig {
 	if c.CacheSize == 0 {
 		c.CacheSize = DefaultCacheSize
 	}
-	if c.CacheSize < 0 {
-		return fmt.Errorf("%w: cache_size %d is negative", ErrInvalidConfig, c.CacheSize)
-	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.TLS.Logger == nil {
 		c.TLS.Logger = c.Logger
 	}
-	if err := c.TLS.Validate(); err != nil {
-		return err
-	}
-	if err := c.Service.Validate(); err != nil {
-		return err
-	}
 	if c.Service.Metrics == nil {
 		c.Service.Metrics = c.Metrics
 	}
+	if c.Service.Logger == nil {
+		c.Service.Logger = c.Logger
+	}
 	p := &c.P2P
-	if p.DataDir == "" {
+	if p.DataDir == "" && c.DataDir != "" {
 		p.DataDir = filepath.Join(c.DataDir, "p2p")
 	}
 	if p.TLS == (mtls.Config{}) {
@@ -128,7 +121,27 @@ func (c *SeederConfig) Validate() error {
 	}
 	p.Role = p2p.RoleSeeder
 	p.SkipAuthorization = true
-	if err := p.Validate(); err != nil {
+	return c
+}
+
+// Validate reports the first problem of c, defaults applied, naming its
+// YAML key, in an error wrapping ErrInvalidConfig (mtls.ErrInvalidConfig
+// for TLS). It changes nothing.
+func (c SeederConfig) Validate() error {
+	c = c.WithDefaults()
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: data_dir is required", ErrInvalidConfig)
+	}
+	if c.CacheSize < 0 {
+		return fmt.Errorf("%w: cache_size %d is negative", ErrInvalidConfig, c.CacheSize)
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
+	}
+	if err := c.Service.Validate(); err != nil {
+		return err
+	}
+	if err := c.P2P.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
@@ -165,6 +178,7 @@ func New(ctx context.Context, cfg SeederConfig) (_ *Seeder, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.WithDefaults()
 	s := &Seeder{}
 	defer func() {
 		if err != nil {
@@ -193,7 +207,7 @@ func New(ctx context.Context, cfg SeederConfig) (_ *Seeder, err error) {
 	if cfg.Service.PeerAddr == nil {
 		cfg.Service.PeerAddr = s.Engine.Addr
 	}
-	if s.Server, err = NewServer(cfg.Service, cache, s.Engine, cfg.Logger); err != nil {
+	if s.Server, err = NewServer(cfg.Service, cache, s.Engine); err != nil {
 		return nil, err
 	}
 	opts := ServerOptions()

@@ -209,7 +209,7 @@ func TestNew(t *testing.T) {
 		t.Errorf("health: %v %v, want SERVING", resp, err)
 	}
 	// Members only.
-	stranger, err := NewClient([]string{addr})
+	stranger, err := NewClient(ClientConfig{Seeders: []string{addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,12 +355,17 @@ func TestSeederConfigValidate(t *testing.T) {
 			TLS:     member,
 		}
 	}
-	cfg := valid()
-	if err := cfg.Validate(); err != nil {
+	if err := valid().Validate(); err != nil {
 		t.Fatal(err)
 	}
+	cfg := valid()
+	_ = cfg.Validate()
+	if cfg.CacheSize != 0 || cfg.Logger != nil || cfg.P2P.DataDir != "" {
+		t.Errorf("Validate changed its config: %+v", cfg)
+	}
+	cfg = cfg.WithDefaults()
 	if cfg.CacheSize != DefaultCacheSize || cfg.P2P.DataDir != "/var/lib/eagle/seeder/p2p" ||
-		cfg.P2P.ListenAddr != ":6881" || cfg.P2P.Role != p2p.RoleSeeder || !cfg.P2P.SkipAuthorization ||
+		cfg.P2P.WithDefaults().ListenAddr != ":6881" || cfg.P2P.Role != p2p.RoleSeeder || !cfg.P2P.SkipAuthorization ||
 		cfg.P2P.TLS.Cert != member.Cert || cfg.Logger == nil || cfg.P2P.Logger != cfg.Logger {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}

@@ -159,21 +159,20 @@ type Server struct {
 // its engine; NewServer is for programs that bring their own (a
 // storage.Store and engine they also use otherwise). Set cfg.PeerAddr to
 // the engine's address (p2p.Engine.Addr), as New does, so that answers
-// lead agents to the seeder's copy. A nil logger means slog.Default().
-func NewServer(cfg Config, store storage.Store, seeding Seeding, logger *slog.Logger) (*Server, error) {
+// lead agents to the seeder's copy. Zero fields of cfg take their
+// defaults (see Config.WithDefaults).
+func NewServer(cfg Config, store storage.Store, seeding Seeding) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if store == nil {
-		return nil, errors.New("seeder: nil store")
+		return nil, fmt.Errorf("%w: nil store", ErrInvalidConfig)
 	}
 	if seeding == nil {
-		return nil, errors.New("seeder: nil seeding")
+		return nil, fmt.Errorf("%w: nil seeding", ErrInvalidConfig)
 	}
-	if logger == nil {
-		logger = slog.Default()
-	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
+	logger := cfg.Logger
 	cache, err := lru.New[digest.Digest, entry](cfg.MetaInfoCacheSize)
 	if err != nil {
 		return nil, fmt.Errorf("seeder: metainfo cache: %w", err)

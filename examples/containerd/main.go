@@ -137,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *hostsDir != "" {
 		hosts = config.ConfigureHosts(ctx, config.HostOptions{HostDir: config.HostDirFromRoot(*hostsDir)})
 	}
-	resolver, err := eagleresolver.New(node.Engine, eagleresolver.Options{Hosts: hosts, Fallback: *fallback, Logger: log})
+	resolver, err := eagleresolver.New(eagleresolver.Config{Hosts: hosts, Fallback: *fallback, Logger: log}, node.Engine)
 	if err != nil {
 		return err
 	}

@@ -321,7 +321,7 @@ func (cfg *seederConfig) Validate() error {
 		return fmt.Errorf("cache_size %d must be positive", cfg.CacheSize)
 	}
 	if err := cfg.P2P.Validate(); err != nil {
-		return fmt.Errorf("p2p: %w", err)
+		return err
 	}
 	return nil
 }

@@ -107,7 +107,7 @@ func (b *seederLog) String() string {
 // seeder fetch the layer from origin into the bucket, a second one is
 // served from the bucket.
 func TestStorageDriverSeederS3(t *testing.T) {
-	t.Setenv("AWS_CA_BUNDLE", "") // see storage/driver's TestStorageDriverS3
+	t.Setenv("AWS_CA_BUNDLE", "") // see storage/driver/s3's TestStorageDriverS3
 	ctx := t.Context()
 	reg, err := origin.Start(ctx, origin.Options{})
 	if err != nil {
@@ -162,7 +162,7 @@ func TestStorageDriverSeederS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := seeder.NewClient([]string{addr}, seeder.WithCredentials(creds))
+	c, err := seeder.NewClient(seeder.ClientConfig{Seeders: []string{addr}, Credentials: creds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestStorageDriverSeederS3(t *testing.T) {
 	}
 	// The gRPC service is for members: a client without a certificate is
 	// refused.
-	stranger, err := seeder.NewClient([]string{addr})
+	stranger, err := seeder.NewClient(seeder.ClientConfig{Seeders: []string{addr}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,8 @@ func newGateway(cfg config, log *slog.Logger) (_ *gateway, err error) {
 	blobCfg := cfg.Node.Proxy
 	off := false
 	blobCfg.AuthorizeBlobs = &off
-	g.blobs, err = proxy.New(blobCfg, g.node.Engine, log)
+	blobCfg.Logger = log
+	g.blobs, err = proxy.New(blobCfg, g.node.Engine)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}

@@ -50,8 +50,8 @@ type BlobSource interface {
 	Fetch(ctx context.Context, ref blob.Ref) (blob.Reader, error)
 }
 
-// Options configure New. The zero value is ready to use.
-type Options struct {
+// Config configures a Resolver. The zero value is ready to use.
+type Config struct {
 	// Hosts configures the registries, as for containerd's docker
 	// resolver (for example config.ConfigureHosts with a hosts.toml
 	// directory). Default: docker.ConfigureDefaultRegistries with plain
@@ -64,7 +64,7 @@ type Options struct {
 	// pulls survive an Eagle outage. A registry's own refusal (not found,
 	// unauthorized) is never retried that way. Default false.
 	Fallback bool
-	// Logger receives a warning for each fallback. Default slog.Default().
+	// Logger receives a warning for each fallback. Nil discards them.
 	Logger *slog.Logger
 }
 
@@ -74,7 +74,7 @@ type Resolver struct {
 	docker remotes.Resolver
 	hosts  docker.RegistryHosts
 	src    BlobSource
-	opts   Options
+	opts   Config
 }
 
 var (
@@ -84,7 +84,7 @@ var (
 
 // New returns a Resolver that reads blobs from src (the engine of an
 // embedded eagle.Node) and everything else from the registries in opts.
-func New(src BlobSource, opts Options) (*Resolver, error) {
+func New(opts Config, src BlobSource) (*Resolver, error) {
 	if src == nil {
 		return nil, errors.New("eagleresolver: nil BlobSource")
 	}
@@ -92,7 +92,7 @@ func New(src BlobSource, opts Options) (*Resolver, error) {
 		opts.Hosts = docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(docker.MatchLocalhost))
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Resolver{
 		docker: docker.NewResolver(docker.ResolverOptions{Hosts: opts.Hosts, Headers: opts.Headers}),

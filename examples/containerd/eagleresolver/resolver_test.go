@@ -140,7 +140,7 @@ func TestFetchThroughEagle(t *testing.T) {
 
 	for i := range 2 {
 		node := newNode(t, c, c.SeederAddrs())
-		r, err := eagleresolver.New(node.Engine, eagleresolver.Options{})
+		r, err := eagleresolver.New(eagleresolver.Config{}, node.Engine)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,7 +171,7 @@ func TestFetchErrors(t *testing.T) {
 	defer cancel()
 	c, img := setup(t, ctx)
 	node := newNode(t, c, c.SeederAddrs())
-	r, err := eagleresolver.New(node.Engine, eagleresolver.Options{Fallback: true, Logger: quiet})
+	r, err := eagleresolver.New(eagleresolver.Config{Fallback: true, Logger: quiet}, node.Engine)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestFetchErrors(t *testing.T) {
 	if n := c.Origin.BlobGETs(wrong.Digest); n != 1 {
 		t.Errorf("origin served %s %d times, want once (to the seeder, not directly)", wrong.Digest, n)
 	}
-	if _, err := eagleresolver.New(nil, eagleresolver.Options{}); err == nil {
+	if _, err := eagleresolver.New(eagleresolver.Config{}, nil); err == nil {
 		t.Error("New(nil) succeeded")
 	}
 	if _, err := r.Fetcher(ctx, "not a reference"); err == nil {
@@ -220,7 +220,7 @@ func TestFallbackWhenEagleIsDown(t *testing.T) {
 	node := newNode(t, c, []string{dead})
 	ref := c.Origin.Host + "/" + img.Repository + ":" + img.Tag
 
-	strict, err := eagleresolver.New(node.Engine, eagleresolver.Options{})
+	strict, err := eagleresolver.New(eagleresolver.Config{}, node.Engine)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestFallbackWhenEagleIsDown(t *testing.T) {
 		t.Fatalf("without fallback the origin served %d blobs", n)
 	}
 
-	lenient, err := eagleresolver.New(node.Engine, eagleresolver.Options{Fallback: true, Logger: quiet})
+	lenient, err := eagleresolver.New(eagleresolver.Config{Fallback: true, Logger: quiet}, node.Engine)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestPrivateRegistry(t *testing.T) {
 	node := newNode(t, c, c.SeederAddrs())
 	layer := img.Layers[0]
 
-	r, err := eagleresolver.New(node.Engine, eagleresolver.Options{Hosts: hosts("ci", "secret"), Logger: quiet})
+	r, err := eagleresolver.New(eagleresolver.Config{Hosts: hosts("ci", "secret"), Logger: quiet}, node.Engine)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,10 +312,10 @@ func TestPrivateRegistry(t *testing.T) {
 
 	// readLayer fetches the layer through a fresh resolver that has not
 	// resolved anything: its first request meets the registry's challenge.
-	readLayer := func(opts eagleresolver.Options) error {
+	readLayer := func(opts eagleresolver.Config) error {
 		t.Helper()
 		opts.Logger = quiet
-		r, err := eagleresolver.New(node.Engine, opts)
+		r, err := eagleresolver.New(opts, node.Engine)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -337,7 +337,7 @@ func TestPrivateRegistry(t *testing.T) {
 		}
 		return nil
 	}
-	if err := readLayer(eagleresolver.Options{Hosts: hosts("ci", "secret")}); err != nil {
+	if err := readLayer(eagleresolver.Config{Hosts: hosts("ci", "secret")}); err != nil {
 		t.Errorf("a fresh resolver with credentials: %v", err)
 	}
 	for name, h := range map[string]docker.RegistryHosts{
@@ -345,7 +345,7 @@ func TestPrivateRegistry(t *testing.T) {
 		"a wrong password":   hosts("ci", "guess"),
 		"default registries": nil,
 	} {
-		if err := readLayer(eagleresolver.Options{Hosts: h, Fallback: true}); err == nil {
+		if err := readLayer(eagleresolver.Config{Hosts: h, Fallback: true}); err == nil {
 			t.Errorf("with %s the node handed out a blob of a private repository", name)
 		}
 	}

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/eagle-p2p/eagle/blob"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/metricset"
 )
 
 // Where the bytes of a blob.Reader from the engine come from, as its
@@ -42,9 +44,8 @@ const (
 // are read at scrape time from what the engine keeps anyway, so the
 // download path pays for nothing but one counter per finished download.
 type engineMetrics struct {
-	reg        prometheus.Registerer
-	downloads  *prometheus.CounterVec
-	collectors []prometheus.Collector
+	set       *metricset.Set // nil: counting nothing
+	downloads *prometheus.CounterVec
 }
 
 // newEngineMetrics registers e's metrics on reg; a nil reg gives metrics
@@ -61,34 +62,26 @@ func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, err
 	for _, r := range []string{downloadSuccess, downloadNotFound, downloadRefused, downloadDigestMismatch, downloadCanceled, downloadError} {
 		m.downloads.WithLabelValues(r)
 	}
-	m.collectors = []prometheus.Collector{m.downloads, &engineCollector{e: e}}
-	for i, c := range m.collectors {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.collectors[:i] {
-				reg.Unregister(done)
-			}
-			return nil, fmt.Errorf("p2p: register metrics: %w", err)
-		}
+	set, err := metricset.Register(reg, m.downloads, &engineCollector{e: e})
+	if err != nil {
+		return nil, fmt.Errorf("p2p: register metrics: %w", err)
 	}
-	m.reg = reg
+	m.set = set
 	return m, nil
 }
 
 // unregister removes the collectors, so that a new Engine can register on
 // the same registry.
 func (m *engineMetrics) unregister() {
-	if m == nil || m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
+	if m != nil {
+		m.set.Unregister()
 	}
 }
 
 // downloadEnded counts a download that ended with err (nil: committed).
 // closing tells a download cut short by Close.
 func (m *engineMetrics) downloadEnded(err error, closing bool) {
-	if m == nil || m.reg == nil {
+	if m == nil || m.set == nil {
 		return
 	}
 	var oe *blob.OriginError

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/metricset"
 )
 
 // Label values of eagle_proxy_blob_bytes_total.
@@ -20,13 +21,12 @@ const (
 // handlerMetrics holds a Handler's collectors. Its zero value (no
 // registerer) counts nothing.
 type handlerMetrics struct {
-	reg        prometheus.Registerer
+	set        *metricset.Set // nil: counting nothing
 	requests   *prometheus.CounterVec
 	blobBytes  *prometheus.CounterVec
 	fromLocal  prometheus.Counter
 	fromSwarm  prometheus.Counter
 	fromOrigin prometheus.Counter
-	collectors []prometheus.Collector
 }
 
 // newHandlerMetrics registers the Handler's metrics on reg; a nil reg gives
@@ -47,33 +47,23 @@ func newHandlerMetrics(reg prometheus.Registerer) (*handlerMetrics, error) {
 	m.fromLocal = m.blobBytes.WithLabelValues(sourceLocal)
 	m.fromSwarm = m.blobBytes.WithLabelValues(sourceSwarm)
 	m.fromOrigin = m.blobBytes.WithLabelValues(sourceOrigin)
-	m.collectors = []prometheus.Collector{m.requests, m.blobBytes}
-	for i, c := range m.collectors {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.collectors[:i] {
-				reg.Unregister(done)
-			}
-			return nil, fmt.Errorf("proxy: register metrics: %w", err)
-		}
+	set, err := metricset.Register(reg, m.requests, m.blobBytes)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: register metrics: %w", err)
 	}
-	m.reg = reg
+	m.set = set
 	return m, nil
 }
 
 // unregister removes the collectors, so that a new Handler can register on
 // the same registry.
 func (m *handlerMetrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
+	m.set.Unregister()
 }
 
 // request counts one served request of the given route kind.
 func (m *handlerMetrics) request(kind RouteKind, method string, status int, aborted bool) {
-	if m.reg == nil {
+	if m.set == nil {
 		return
 	}
 	code := "aborted"
@@ -85,7 +75,7 @@ func (m *handlerMetrics) request(kind RouteKind, method string, status int, abor
 
 // blobServed counts n blob bytes sent to a client from source.
 func (m *handlerMetrics) blobServed(source string, n int64) {
-	if m.reg == nil || n <= 0 {
+	if m.set == nil || n <= 0 {
 		return
 	}
 	switch source {

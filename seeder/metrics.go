@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/metricset"
 	"github.com/eagle-p2p/eagle/storage"
 )
 
@@ -26,10 +27,9 @@ const (
 // serverMetrics holds a Server's collectors. Its zero value (no registerer)
 // counts nothing.
 type serverMetrics struct {
-	reg        prometheus.Registerer
-	fetches    *prometheus.CounterVec
-	requests   *prometheus.CounterVec
-	collectors []prometheus.Collector
+	set      *metricset.Set // nil: counting nothing
+	fetches  *prometheus.CounterVec
+	requests *prometheus.CounterVec
 }
 
 // newServerMetrics registers s's metrics on reg; a nil reg gives metrics
@@ -50,7 +50,7 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 		Name: "eagle_seeder_requests_total",
 		Help: "GetMetaInfo calls answered, by gRPC status code (OK, NotFound, Unauthenticated, ...).",
 	}, []string{"code"})
-	m.collectors = []prometheus.Collector{
+	set, err := metricset.Register(reg,
 		m.fetches,
 		m.requests,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -65,34 +65,24 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 			Name: "eagle_seeder_store_rebuilds_total",
 			Help: "Metainfos rebuilt by re-hashing a blob already in the store (after a restart or a cache eviction), instead of fetching it again.",
 		}, func() float64 { return float64(s.storeRebuilds.Load()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("seeder: register metrics: %w", err)
 	}
-	for i, c := range m.collectors {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.collectors[:i] {
-				reg.Unregister(done)
-			}
-			return nil, fmt.Errorf("seeder: register metrics: %w", err)
-		}
-	}
-	m.reg = reg
+	m.set = set
 	return m, nil
 }
 
 // unregister removes the collectors, so that a new Server can register on
 // the same registry.
 func (m *serverMetrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
+	m.set.Unregister()
 }
 
 // request counts one GetMetaInfo call answered with err (a gRPC status
 // error, or nil).
 func (m *serverMetrics) request(err error) {
-	if m.reg == nil {
+	if m.set == nil {
 		return
 	}
 	m.requests.WithLabelValues(status.Code(err).String()).Inc()
@@ -100,7 +90,7 @@ func (m *serverMetrics) request(err error) {
 
 // originFetched counts one origin fetch that ended with err.
 func (m *serverMetrics) originFetched(err error) {
-	if m.reg == nil {
+	if m.set == nil {
 		return
 	}
 	var refusal *blob.OriginError

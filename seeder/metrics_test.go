@@ -80,11 +80,11 @@ eagle_seeder_requests_total{code="PermissionDenied"} 1
 		t.Errorf("origin blob GETs = %d, want 1", n)
 	}
 	// Joiners of the one fetch are not cache hits; only calls after it are.
-	hits := testutil.ToFloat64(ts.srv.metrics.collectors[3])
+	hits := gathered(t, reg, "eagle_seeder_metainfo_cache_hits_total")
 	if _, err := stub.GetMetaInfo(ctx, request(testOrigin.URL, testRepo(t), layer.Digest)); err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(ts.srv.metrics.collectors[3]); got != hits+1 {
+	if got := gathered(t, reg, "eagle_seeder_metainfo_cache_hits_total"); got != hits+1 {
 		t.Errorf("cache hits went from %v to %v after a warm call, want +1", hits, got)
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
@@ -99,4 +99,20 @@ eagle_seeder_requests_total{code="PermissionDenied"} 1
 	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
 		t.Errorf("after Close the registry holds %d metrics (%v), want none", n, err)
 	}
+}
+
+// gathered returns the value of the unlabelled counter name in g.
+func gathered(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("%s not gathered", name)
+	return 0
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eagle-p2p/eagle/internal/metricset"
 )
 
 // StoreStats is the size of a PeerStore and its limits.
@@ -70,7 +72,7 @@ const eventUnknown = len(eventLabels)
 // serverMetrics holds a Server's collectors. Its zero value (no registerer)
 // counts nothing.
 type serverMetrics struct {
-	reg prometheus.Registerer
+	set *metricset.Set // nil: counting nothing
 	// announces is resolved up front, one counter per event and result, so
 	// that counting an announce is a single atomic add.
 	announces [eventUnknown + 1][numResults]prometheus.Counter
@@ -104,37 +106,30 @@ func newServerMetrics(reg prometheus.Registerer, store PeerStore) (*serverMetric
 			m.announces[ev][res] = m.vec.WithLabelValues(label, resultLabels[res])
 		}
 	}
-	if err := reg.Register(m.vec); err != nil {
-		return nil, fmt.Errorf("tracker: register metrics: %w", err)
-	}
+	collectors := []prometheus.Collector{m.vec}
 	if ss, ok := store.(StatsStore); ok {
 		m.store = newStoreCollector(ss)
-		if err := reg.Register(m.store); err != nil {
-			reg.Unregister(m.vec)
-			return nil, fmt.Errorf("tracker: register metrics: %w", err)
-		}
+		collectors = append(collectors, m.store)
 	}
-	m.reg = reg
+	set, err := metricset.Register(reg, collectors...)
+	if err != nil {
+		return nil, fmt.Errorf("tracker: register metrics: %w", err)
+	}
+	m.set = set
 	return m, nil
 }
 
 // unregister removes the collectors, so that a new Server can register on
 // the same registry.
 func (m *serverMetrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	m.reg.Unregister(m.vec)
-	if m.store != nil {
-		m.reg.Unregister(m.store)
-	}
+	m.set.Unregister()
 }
 
 // announced counts one announce by its event and result. A rejected
 // announce is counted under the event "unknown" (its event may not even
 // parse).
 func (m *serverMetrics) announced(ev event, res result) {
-	if m.reg == nil {
+	if m.set == nil {
 		return
 	}
 	if res == resultRejected || int(ev) >= eventUnknown {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
@@ -22,8 +23,8 @@ import (
 // that the engine copies it instead. Either way the bytes are the origin's and no partial file is
 // left.
 func TestDownloadIsWrittenOnce(t *testing.T) {
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, _, _ := startSeeder(t, trk)
 	ref, want := pushBlob(t, o, "adopt/app", 4<<20+321)
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage/filesystem"
@@ -28,7 +29,7 @@ func TestMaliciousCachedBlobNeedsAuthorization(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { o.Close() })
-	trk := startTracker(t)
+	trk := testenv.Tracker(t, nil)
 	addr, _, _ := startSeeder(t, trk)
 	push := &http.Client{Transport: origin.NewAuthTransport(nil, "alice", "alice-pw")}
 	img, err := origin.PushRandomImage(ctx, push, o.URL, "private/app", "v1", []int64{1<<20 + 7}, 3)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
@@ -44,8 +45,8 @@ func TestDiskFull(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	disk := mountTmpfs(t, "12m")
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, _, _ := startSeeder(t, trk)
 	refA, wantA := pushBlob(t, o, "full/small", 2<<20)
 	refB, _ := pushBlob(t, o, "full/big", 16<<20)

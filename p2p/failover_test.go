@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder"
@@ -21,8 +22,8 @@ import (
 func TestFailoverSeederKilledMidDownload(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	type seederProc struct {
 		addr string
 		stop func()

@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
-	"github.com/opencontainers/go-digest"
 )
 
 // Closing an engine while fetches and reads are in flight ends them with
@@ -22,8 +24,8 @@ import (
 func TestCloseWhileFetching(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, _, _ := startSeeder(t, trk)
 	ref, _ := pushBlob(t, o, "close/app", 8<<20)
 	store := newFSStore(t)
@@ -151,8 +153,8 @@ func TestRestartSeedsOlderMetaInfo(t *testing.T) {
 func TestStreamsBeforeDownloadCompletes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, _, _ := startSeeder(t, trk)
 	ref, want := pushBlob(t, o, "stream/app", 8<<20)
 	store := newFSStore(t)
@@ -195,8 +197,8 @@ type restartedNode struct {
 
 func pullThenLoseSeeder(t *testing.T, ctx context.Context, repo string) restartedNode {
 	t.Helper()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, seederSrv, seederEngine := startSeeder(t, trk)
 	ref, want := pushBlob(t, o, repo, 3<<20+3)
 	src := newSeederClient(t, addr)
@@ -235,7 +237,7 @@ func engineOnDir(t *testing.T, dataDir, trk string, store storage.Store, src p2p
 func TestRestartSeedsSHA512Blob(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	trk := startTracker(t)
+	trk := testenv.Tracker(t, nil)
 	content := randomBytes(t, 700<<10)
 	d := digest.SHA512.FromBytes(content)
 	store := newFSStore(t)

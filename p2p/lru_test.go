@@ -14,6 +14,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
@@ -73,8 +74,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestLRUEvictionLeavesSwarm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, _, _ := startSeeder(t, trk)
 	src := newSeederClient(t, addr)
 	refA, wantA := pushBlob(t, o, "lru/a", 3<<20)

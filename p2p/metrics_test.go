@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
@@ -98,8 +99,8 @@ func waitMetric(t *testing.T, g prometheus.Gatherer, want float64, name string, 
 func TestMetricsSwarmFetch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, _, _ := startSeeder(t, trk)
 	ref, want := pushBlob(t, o, "metrics/app", 3<<20+777)
 	size := float64(len(want))
@@ -162,7 +163,7 @@ func TestMetricsSwarmFetch(t *testing.T) {
 func TestMetricsActiveAndNotFound(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	trk := startTracker(t)
+	trk := testenv.Tracker(t, nil)
 	content := randomBytes(t, 1<<20)
 	stuck := digest.FromBytes(content)
 	reg := prometheus.NewRegistry()

@@ -8,12 +8,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage/memory"
-	"github.com/eagle-p2p/eagle/tracker"
 )
 
 // A second engine on a port another one holds fails with an error that
@@ -35,11 +34,7 @@ func TestListenAddrInUseNamesTheKey(t *testing.T) {
 
 // A tracker URL given without a path is announced to at /announce.
 func TestTrackerURLWithoutPath(t *testing.T) {
-	trk, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second, Logger: quiet}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { trk.Close() })
+	trk := testenv.NewTracker(t, nil)
 	var announces atomic.Int64
 	base, _ := testtls.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/announce" {

@@ -25,13 +25,13 @@ import (
 	"github.com/eagle-p2p/eagle/auth"
 	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder"
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/filesystem"
 	"github.com/eagle-p2p/eagle/storage/memory"
-	"github.com/eagle-p2p/eagle/tracker"
 )
 
 func TestMain(m *testing.M) {
@@ -62,20 +62,6 @@ func testAuthorizer(t *testing.T) *auth.Authorizer {
 	}
 	t.Cleanup(func() { a.Close() })
 	return a
-}
-
-// startTracker serves a real tracker on 127.0.0.1 and returns its announce URL.
-func startTracker(t *testing.T) string {
-	t.Helper()
-	cfg := tracker.Config{Interval: time.Second, MinInterval: time.Second, Logger: quiet}.WithDefaults()
-	store := tracker.NewMemoryStore(cfg.StoreConfig())
-	h, err := tracker.New(cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	url, _ := testtls.Server(t, h)
-	return url + "/announce"
 }
 
 func newEngine(t *testing.T, role p2p.Role, trackerURL string, store storage.Store, src p2p.MetaInfoSource) *p2p.Engine {
@@ -200,16 +186,6 @@ func pushBlob(t *testing.T, o *origin.Registry, repo string, layerSize int64) (b
 	return blob.Ref{Upstream: o.URL, Repository: repo, Digest: layer.Digest}, content
 }
 
-func startOrigin(t *testing.T) *origin.Registry {
-	t.Helper()
-	o, err := origin.Start(context.Background(), origin.Options{Dir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { o.Close() })
-	return o
-}
-
 func readAll(t *testing.T, ctx context.Context, e *p2p.Engine, ref blob.Ref) []byte {
 	t.Helper()
 	b, err := e.Fetch(ctx, ref)
@@ -238,8 +214,8 @@ func (c *countingSource) MetaInfo(ctx context.Context, ref blob.Ref) ([]byte, er
 func TestSwarmFetch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, _, _ := startSeeder(t, trk)
 	ref, want := pushBlob(t, o, "swarm/app", 5<<20+12345)
 
@@ -286,8 +262,8 @@ func TestSwarmFetch(t *testing.T) {
 func TestConcurrentFetchesShareOneDownload(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, _, _ := startSeeder(t, trk)
 	ref, want := pushBlob(t, o, "share/app", 3<<20)
 	src := &countingSource{MetaInfoSource: newSeederClient(t, addr)}
@@ -318,8 +294,8 @@ func TestConcurrentFetchesShareOneDownload(t *testing.T) {
 func TestSeekWhileDownloading(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, _, _ := startSeeder(t, trk)
 	ref, want := pushBlob(t, o, "seek/app", 4<<20+7)
 	store, err := filesystem.New(t.TempDir())
@@ -409,7 +385,7 @@ func TestDigestMismatchFailsReadAndCachesNothing(t *testing.T) {
 func digestMismatch(t *testing.T, agentStore storage.Store) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	trk := startTracker(t)
+	trk := testenv.Tracker(t, nil)
 	actual := randomBytes(t, 2<<20+99)
 	claimed := digest.FromBytes(randomBytes(t, 16))
 	mem := memory.New()
@@ -488,7 +464,7 @@ func (b corruptBlob) ReadAt(p []byte, off int64) (int, error) {
 func TestMaliciousBadPiecesNeverReachTheReader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	trk := startTracker(t)
+	trk := testenv.Tracker(t, nil)
 	content := randomBytes(t, 1<<20+5)
 	mem := memory.New()
 	d := putBlob(t, mem, content)

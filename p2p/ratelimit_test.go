@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 )
@@ -80,8 +81,8 @@ func TestRateLimitDownload(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, _ := startLimitedSeeder(t, trk, 0)
 	const limit = p2p.Rate(4 << 20)
 	for _, n := range []int{1, 4} {
@@ -106,8 +107,8 @@ func TestRateLimitUpload(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	const limit = p2p.Rate(4 << 20)
 	addr, _ := startLimitedSeeder(t, trk, limit)
 	for _, n := range []int{1, 4} {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/p2p"
 )
 
@@ -25,8 +26,8 @@ func TestSuperSeedingSendsAboutOneCopy(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, seed := startLimitedSeeder(t, trk, 4<<20)
 	const size = 8 << 20
 	ref, content := pushBlob(t, o, "superseed/blob", size)
@@ -65,8 +66,8 @@ func TestSeederServesLongPieces(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, seed := startLimitedSeeder(t, trk, 64<<20)
 	const size = 128 << 20
 	if p2p.PieceLength(size) <= p2p.MinPieceLength {
@@ -93,8 +94,8 @@ func TestSuperSeededBlobsPulledTogether(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := startOrigin(t)
-	trk := startTracker(t)
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
 	addr, seed := startLimitedSeeder(t, trk, 64<<20)
 	const size = 32 << 20
 	var refs []blob.Ref

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/eagle-p2p/eagle/internal/testenv"
 )
 
 // authGate puts access control in front of the real origin registry (the
@@ -80,7 +82,7 @@ func (g *authGate) headCount(user string) int {
 // upstream is the gate.
 func newAuthEnv(t *testing.T, cfg Config) (*env, *authGate) {
 	t.Helper()
-	reg := startOrigin(t)
+	reg := testenv.Origin(t)
 	u, _ := url.Parse(reg.URL)
 	gate := &authGate{rp: httputil.NewSingleHostReverseProxy(u), heads: make(map[string]int)}
 	gateSrv := httptest.NewServer(gate)

@@ -9,8 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/eagle-p2p/eagle/blob"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/eagle-p2p/eagle/blob"
 )
 
 func TestBlobGET(t *testing.T) {

@@ -13,6 +13,8 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/core/remotes/docker/config"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/eagle-p2p/eagle/internal/testenv"
 )
 
 // TestContainerdMirror pulls through the proxy with containerd's own
@@ -20,7 +22,7 @@ import (
 // hosts.toml naming the proxy as a mirror of the origin. containerd then
 // sends ?ns=<origin host> on every request and no /v2/ ping.
 func TestContainerdMirror(t *testing.T) {
-	reg := startOrigin(t)
+	reg := testenv.Origin(t)
 	e := newEnvWithOrigin(t, reg, Config{Upstreams: []string{reg.URL}}, nil)
 	im := e.push(t, "eagle/containerd", 600*kib, 1500)
 

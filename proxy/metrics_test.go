@@ -17,10 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage/memory"
-	"github.com/eagle-p2p/eagle/tracker"
 )
 
 // Requests are counted by route, method and status, and blob bytes served
@@ -122,15 +122,10 @@ func TestMetricsSwarmBytes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	quiet := slog.New(slog.DiscardHandler)
-	trk, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second, Logger: quiet}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { trk.Close() })
-	trackerURL, _ := testtls.Server(t, trk)
+	announceURL := testenv.Tracker(t, nil)
 	newEngine := func(role p2p.Role, src p2p.MetaInfoSource, store *memory.Store) *p2p.Engine {
 		e, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "node"),
-			ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trackerURL + "/announce"},
+			ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{announceURL},
 			Role: role, Logger: quiet, SkipAuthorization: true,
 		}, store, src)
 		if err != nil {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/eagle-p2p/eagle/internal/testenv"
 )
 
 // upstreamCounter is a proxy's transport to its upstreams: it counts and
@@ -71,7 +73,7 @@ func (e *embedder) seen() []string {
 // counted; every other request reaches the embedder's handler untouched,
 // and nothing of it reaches the upstream.
 func TestMiddleware(t *testing.T) {
-	reg := startOrigin(t)
+	reg := testenv.Origin(t)
 	originURL, _ := url.Parse(reg.URL)
 	gate := &authGate{rp: httputil.NewSingleHostReverseProxy(originURL), heads: make(map[string]int)}
 	gateSrv := httptest.NewServer(gate)

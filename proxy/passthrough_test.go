@@ -12,6 +12,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/eagle-p2p/eagle/internal/testenv"
 )
 
 // sameResponse checks that the proxy answered exactly like the origin:
@@ -112,7 +114,7 @@ func (f *recordingFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestNamespaceSelection(t *testing.T) {
-	reg := startOrigin(t)
+	reg := testenv.Origin(t)
 	originURL, _ := url.Parse(reg.URL)
 	front := &recordingFront{rp: httputil.NewSingleHostReverseProxy(originURL)}
 	frontSrv := httptest.NewServer(front)
@@ -156,7 +158,7 @@ func TestNamespaceSelection(t *testing.T) {
 // the Location the origin returns is made to carry the same ns, so the
 // follow-up requests reach the same upstream.
 func TestNamespaceUpload(t *testing.T) {
-	reg := startOrigin(t)
+	reg := testenv.Origin(t)
 	e := newEnv(t, Config{DefaultUpstream: closedPortURL(t), Upstreams: []string{reg.URL}}, nil)
 	ns := "?ns=" + reg.Host
 
@@ -214,7 +216,7 @@ func TestWithoutNS(t *testing.T) {
 }
 
 func TestForwardedHeaders(t *testing.T) {
-	reg := startOrigin(t)
+	reg := testenv.Origin(t)
 	originURL, _ := url.Parse(reg.URL)
 	front := &recordingFront{rp: httputil.NewSingleHostReverseProxy(originURL)}
 	frontSrv := httptest.NewServer(front)

@@ -16,10 +16,10 @@ import (
 
 	"github.com/eagle-p2p/eagle/auth"
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage/memory"
-	"github.com/eagle-p2p/eagle/tracker"
 )
 
 // fixedMetaInfo hands out one blob's metainfo, as a seeder would, for a
@@ -40,25 +40,20 @@ func stuckEngine(t *testing.T, content []byte, d string) (*p2p.Engine, string) {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	trk, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second, Logger: quiet}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { trk.Close() })
-	trackerURL, _ := testtls.Server(t, trk)
+	announceURL := testenv.Tracker(t, nil)
 	az, err := auth.New(auth.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { az.Close() })
 	e, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "node"), Authorizer: az,
-		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trackerURL + "/announce"}, Logger: quiet,
+		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{announceURL}, Logger: quiet,
 	}, memory.New(), fixedMetaInfo{mi})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	return e, trackerURL + "/announce"
+	return e, announceURL
 }
 
 // A blob GET whose swarm gives no verified byte within first_byte_timeout

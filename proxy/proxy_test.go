@@ -22,6 +22,7 @@ import (
 
 	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/memory"
@@ -204,27 +205,11 @@ func (c *methodCounter) count(method string) int {
 	return c.counts[method]
 }
 
-func startOrigin(t *testing.T) *origin.Registry {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	reg, err := origin.Start(ctx, origin.Options{})
-	if err != nil {
-		t.Fatalf("origin.Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := reg.Close(); err != nil {
-			t.Errorf("origin.Close: %v", err)
-		}
-	})
-	return reg
-}
-
 // newEnv starts an origin and a proxy whose DefaultUpstream is the origin
 // unless cfg says otherwise. src, when not nil, replaces the memSource.
 func newEnv(t *testing.T, cfg Config, src func(*memSource) BlobSource) *env {
 	t.Helper()
-	return newEnvWithOrigin(t, startOrigin(t), cfg, src)
+	return newEnvWithOrigin(t, testenv.Origin(t), cfg, src)
 }
 
 // newEnvWithOrigin is newEnv with an origin that is already running.
@@ -363,7 +348,7 @@ func closedPortURL(t *testing.T) string {
 }
 
 func TestLogLine(t *testing.T) {
-	reg := startOrigin(t)
+	reg := testenv.Origin(t)
 	var buf syncBuffer
 	logger := slog.New(slog.NewJSONHandler(&buf, nil))
 	h := newHandler(t, Config{DefaultUpstream: reg.URL}, newMemSource(t), logger)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/eagle-p2p/eagle/auth"
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder/seederpb"
@@ -379,7 +380,7 @@ func TestRank(t *testing.T) {
 // blob from the seeder's engine, and the origin serves it once.
 func TestAgentFetchesThroughSeeder(t *testing.T) {
 	layer := pushImage(t, 26, 1<<20+99)[0]
-	announce := startTracker(t)
+	announce := testenv.Tracker(t, testLogger(t))
 	ts := startSeederAnnouncing(t, Config{}, nil, announce)
 	c := newClient(t, ts.addr)
 

@@ -30,6 +30,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder/seederpb"
@@ -600,7 +601,7 @@ func listenSamePort(t *testing.T, ips ...string) ([]net.Listener, string) {
 func TestClientResolvesName(t *testing.T) {
 	ips := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
 	ls, port := listenSamePort(t, ips...)
-	announce := startTracker(t)
+	announce := testenv.Tracker(t, testLogger(t))
 	byAddr := map[string]*testSeeder{}
 	start := func(i int) *testSeeder {
 		ts := startSeederWith(t, Config{}, seederSetup{lis: ls[i], ip: ips[i], announce: announce})
@@ -697,7 +698,7 @@ func TestClientResolvesName(t *testing.T) {
 func TestClientFailoverToReplacedSeeder(t *testing.T) {
 	ips := []string{"127.0.0.6", "127.0.0.7"}
 	ls, port := listenSamePort(t, ips...)
-	announce := startTracker(t)
+	announce := testenv.Tracker(t, testLogger(t))
 	old := startSeederWith(t, Config{}, seederSetup{lis: ls[0], ip: ips[0], announce: announce})
 	dns := newFakeDNS()
 	dns.set("seeder.eagle.test", ips[0])

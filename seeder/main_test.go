@@ -24,12 +24,12 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder/seederpb"
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/filesystem"
-	"github.com/eagle-p2p/eagle/tracker"
 )
 
 // testOrigin is the real distribution registry all tests fetch from. Each
@@ -127,18 +127,6 @@ func (s *seeding) calls(d digest.Digest) int {
 	return s.n[d]
 }
 
-// startTracker runs the real tracker on loopback and returns its announce URL.
-func startTracker(t *testing.T) string {
-	t.Helper()
-	tr, err := tracker.New(tracker.Config{Interval: time.Second, MinInterval: time.Second, Logger: testLogger(t)}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tr.Close() })
-	url, _ := testtls.Server(t, tr)
-	return url + "/announce"
-}
-
 // testSeeder is a seeder server on a loopback gRPC port with its own p2p
 // engine.
 type testSeeder struct {
@@ -190,7 +178,7 @@ func startSeederWith(t *testing.T, cfg Config, setup seederSetup) *testSeeder {
 		setup.ip = "127.0.0.1"
 	}
 	if setup.announce == "" {
-		setup.announce = startTracker(t)
+		setup.announce = testenv.Tracker(t, testLogger(t))
 	}
 	store := setup.store
 	if store == nil {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
@@ -187,7 +188,7 @@ func TestNew(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	reg := prometheus.NewRegistry()
-	cfg := seederConfig(t, startTracker(t))
+	cfg := seederConfig(t, testenv.Tracker(t, testLogger(t)))
 	cfg.Metrics = reg
 	sd, err := New(ctx, cfg)
 	if err != nil {
@@ -278,7 +279,7 @@ func TestNewWithStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	cfg := seederConfig(t, startTracker(t))
+	cfg := seederConfig(t, testenv.Tracker(t, testLogger(t)))
 	cfg.Store = store
 	sd, err := New(ctx, cfg)
 	if err != nil {
@@ -304,7 +305,7 @@ func TestNewWithStore(t *testing.T) {
 // server's health alone.
 func TestRegisterOnHostWithHealth(t *testing.T) {
 	layer := pushImage(t, 43, 200<<10)[0]
-	sd, err := New(context.Background(), seederConfig(t, startTracker(t)))
+	sd, err := New(context.Background(), seederConfig(t, testenv.Tracker(t, testLogger(t))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -253,6 +253,14 @@ func NewNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 // ServeHTTP serves the registry v2 API.
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.handler.ServeHTTP(w, r) }
 
+// Middleware mounts the node in front of an embedder's own handler, a
+// registry gateway's router say: blob GETs and HEADs are the node's,
+// authorized at the origin and served from its cache or the swarm;
+// everything else (manifests, uploads, the gateway's own routes) goes to
+// next unchanged. See proxy.Handler.Middleware. Close the node after the
+// server serving the returned handler has shut down.
+func (n *Node) Middleware(next http.Handler) http.Handler { return n.handler.Middleware(next) }
+
 // Close stops the node and releases everything it holds.
 func (n *Node) Close() error {
 	var errs []error

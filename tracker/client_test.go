@@ -20,7 +20,7 @@ import (
 // TestAnacrolixTrackerClient announces and scrapes with the tracker client
 // our p2p engine uses, so the wire format is checked by a real decoder.
 func TestAnacrolixTrackerClient(t *testing.T) {
-	ts := httptest.NewServer(newServer(t, tracker.Config{Interval: 7 * time.Second, MinInterval: 2 * time.Second}))
+	ts := httptest.NewServer(newServer(t, tracker.Config{Interval: 7 * time.Second, MinInterval: 2 * time.Second, SeedInterval: 70 * time.Second}))
 	defer ts.Close()
 	cl, err := atracker.NewClient(ts.URL+"/announce", atracker.NewClientOpts{})
 	if err != nil {
@@ -42,8 +42,8 @@ func TestAnacrolixTrackerClient(t *testing.T) {
 	}
 
 	res := announce(1, 0, atracker.Started)
-	if res.Interval != 7 || res.Seeders != 1 || res.Leechers != 0 || len(res.Peers) != 0 {
-		t.Errorf("first seeder got %+v, want interval 7, itself as the only seeder, no peers", res)
+	if res.Interval != 70 || res.Seeders != 1 || res.Leechers != 0 || len(res.Peers) != 0 {
+		t.Errorf("first seeder got %+v, want the seed interval 70, itself as the only seeder, no peers", res)
 	}
 	announce(2, 1000, atracker.Started)
 	announce(3, -1, atracker.Started) // anacrolix sends MaxInt64 before it has the info

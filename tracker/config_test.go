@@ -18,6 +18,9 @@ func TestConfigDefaults(t *testing.T) {
 		MinInterval: 5 * time.Second,
 		PeerTTL:     30 * time.Second,
 		MaxNumWant:  50,
+
+		SeedInterval: 5 * time.Minute,
+		SeedPeerTTL:  10 * time.Minute,
 		NumWant:     50,
 		Policy:      tracker.CompletenessPolicy{},
 
@@ -35,14 +38,18 @@ func TestConfigDefaults(t *testing.T) {
 	if err := (tracker.Config{}).Validate(); err != nil {
 		t.Errorf("zero Config does not validate: %v", err)
 	}
-	// PeerTTL follows Interval; NumWant follows a smaller MaxNumWant.
-	got = tracker.Config{Interval: 20 * time.Second, MaxNumWant: 10}.WithDefaults()
-	if got.PeerTTL != time.Minute || got.NumWant != 10 {
-		t.Errorf("derived defaults: PeerTTL %v NumWant %d, want 1m0s and 10", got.PeerTTL, got.NumWant)
+	// PeerTTL follows Interval; NumWant follows a smaller MaxNumWant;
+	// SeedPeerTTL follows SeedInterval, and SeedInterval a longer Interval.
+	got = tracker.Config{Interval: 20 * time.Second, MaxNumWant: 10, SeedInterval: time.Minute}.WithDefaults()
+	if got.PeerTTL != time.Minute || got.NumWant != 10 || got.SeedPeerTTL != 2*time.Minute {
+		t.Errorf("derived defaults: PeerTTL %v NumWant %d SeedPeerTTL %v, want 1m0s, 10 and 2m0s", got.PeerTTL, got.NumWant, got.SeedPeerTTL)
+	}
+	if got = (tracker.Config{Interval: 10 * time.Minute}).WithDefaults(); got.SeedInterval != 10*time.Minute || got.SeedPeerTTL != 30*time.Minute {
+		t.Errorf("Interval 10m: SeedInterval %v SeedPeerTTL %v, want 10m0s and 30m0s (never below Interval and PeerTTL)", got.SeedInterval, got.SeedPeerTTL)
 	}
 	// The store a Server builds takes the TTL and limits of its Config.
 	sc := tracker.Config{Interval: 20 * time.Second, MaxPeers: 7}.StoreConfig()
-	if want := (tracker.StoreConfig{PeerTTL: time.Minute, MaxSwarms: 100_000, MaxPeers: 7, MaxPeersPerSwarm: 20_000}); sc != want {
+	if want := (tracker.StoreConfig{PeerTTL: time.Minute, SeedTTL: 10 * time.Minute, MaxSwarms: 100_000, MaxPeers: 7, MaxPeersPerSwarm: 20_000}); sc != want {
 		t.Errorf("StoreConfig = %+v, want %+v", sc, want)
 	}
 }

@@ -32,8 +32,10 @@ func ExampleNew() {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	// A bencoded answer: the swarm has one complete peer (the one that
-	// announced), announce again in 10s (no sooner than 5s), and no other
-	// peer to connect to, in IPv4 (peers) or IPv6 (peers6) compact form.
+	// announced, with nothing left), which is to announce again in 300s,
+	// the seed interval (a downloading one would be told 10s), and no
+	// other peer to connect to, in IPv4 (peers) or IPv6 (peers6) compact
+	// form.
 	fmt.Println(rec.Code, rec.Body.String())
-	// Output: 200 d8:completei1e10:incompletei0e8:intervali10e12:min intervali5e5:peers0:6:peers60:e
+	// Output: 200 d8:completei1e10:incompletei0e8:intervali300e12:min intervali5e5:peers0:6:peers60:e
 }

@@ -71,23 +71,34 @@ type memShard struct {
 }
 
 // memSwarm keeps its peers twice: in a slice, for O(k) random sampling, and
-// in a list ordered by LastSeen (oldest first), for O(1) expiry per peer.
+// in two lists ordered by LastSeen (oldest first), one of incomplete and
+// one of complete peers, each with its own TTL, for O(1) expiry per peer.
 // Past memSmallSwarm peers it also indexes them by ID.
 type memSwarm struct {
 	byID       map[PeerID]*memPeer // nil while the swarm is small
 	all        []*memPeer
-	oldest     *memPeer
-	newest     *memPeer
+	lists      [2]memList // [0] incomplete peers, [1] complete ones
 	complete   int
 	downloaded int
 	touched    time.Time // last announce
 }
+
+// memList is an expiry list: peers ordered by LastSeen, oldest first.
+type memList struct{ oldest, newest *memPeer }
 
 type memPeer struct {
 	Peer
 	pos   int // index in memSwarm.all
 	older *memPeer
 	newer *memPeer
+}
+
+// list is the index in memSwarm.lists of the expiry list p belongs in.
+func list(p Peer) int {
+	if p.Complete() {
+		return 1
+	}
+	return 0
 }
 
 var _ StatsStore = (*MemoryStore)(nil)
@@ -136,7 +147,8 @@ func (s *MemoryStore) live(sh *memShard, ih InfoHash, now time.Time) *memSwarm {
 	}
 	cutoff := now.Add(-s.cfg.PeerTTL)
 	n := len(sw.all)
-	sw.expire(cutoff)
+	sw.expire(0, cutoff)
+	sw.expire(1, now.Add(-s.cfg.SeedTTL))
 	if gone := n - len(sw.all); gone > 0 {
 		s.peers.Add(-int64(gone))
 	}
@@ -413,10 +425,10 @@ func (sw *memSwarm) add(mp *memPeer) {
 	}
 }
 
-// expire removes the peers last seen at or before cutoff.
-func (sw *memSwarm) expire(cutoff time.Time) {
-	for sw.oldest != nil && !sw.oldest.LastSeen.After(cutoff) {
-		sw.remove(sw.oldest)
+// expire removes the peers of list l last seen at or before cutoff.
+func (sw *memSwarm) expire(l int, cutoff time.Time) {
+	for o := sw.lists[l].oldest; o != nil && !o.LastSeen.After(cutoff); o = sw.lists[l].oldest {
+		sw.remove(o)
 	}
 }
 
@@ -436,28 +448,30 @@ func (sw *memSwarm) remove(mp *memPeer) {
 	}
 }
 
-// unlink takes mp out of the expiry list.
+// unlink takes mp out of its expiry list (the one its Peer says).
 func (sw *memSwarm) unlink(mp *memPeer) {
+	l := &sw.lists[list(mp.Peer)]
 	if mp.older != nil {
 		mp.older.newer = mp.newer
 	} else {
-		sw.oldest = mp.newer
+		l.oldest = mp.newer
 	}
 	if mp.newer != nil {
 		mp.newer.older = mp.older
 	} else {
-		sw.newest = mp.older
+		l.newest = mp.older
 	}
 	mp.older, mp.newer = nil, nil
 }
 
-// pushNewest appends mp to the expiry list as the most recently seen peer.
+// pushNewest appends mp to its expiry list as the most recently seen peer.
 func (sw *memSwarm) pushNewest(mp *memPeer) {
-	mp.older = sw.newest
-	if sw.newest != nil {
-		sw.newest.newer = mp
+	l := &sw.lists[list(mp.Peer)]
+	mp.older = l.newest
+	if l.newest != nil {
+		l.newest.newer = mp
 	} else {
-		sw.oldest = mp
+		l.oldest = mp
 	}
-	sw.newest = mp
+	l.newest = mp
 }

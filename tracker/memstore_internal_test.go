@@ -51,7 +51,7 @@ func TestMemoryStoreJanitorReclaimsIdleSwarms(t *testing.T) {
 func TestNewMemoryStoreDefaults(t *testing.T) {
 	s := NewMemoryStore(StoreConfig{})
 	defer s.Close()
-	want := StoreConfig{PeerTTL: 30 * time.Second, MaxSwarms: 100_000, MaxPeers: 1_000_000, MaxPeersPerSwarm: 20_000}
+	want := StoreConfig{PeerTTL: 30 * time.Second, SeedTTL: 30 * time.Second, MaxSwarms: 100_000, MaxPeers: 1_000_000, MaxPeersPerSwarm: 20_000}
 	if s.cfg != want || DefaultPeerTTL != want.PeerTTL {
 		t.Errorf("config = %+v, want %+v", s.cfg, want)
 	}

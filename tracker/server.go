@@ -50,9 +50,11 @@ type Server struct {
 	log         *slog.Logger
 	interval    int64 // seconds
 	minInterval int64 // seconds
-	metrics     *serverMetrics
-	closeOnce   sync.Once
-	closeErr    error
+	// seedInterval is the interval told to complete peers, in seconds.
+	seedInterval int64
+	metrics      *serverMetrics
+	closeOnce    sync.Once
+	closeErr     error
 
 	// fullLog lets through one "tracker full" log line per fullLogEvery;
 	// fullRefused counts the refusals not yet logged.
@@ -114,7 +116,9 @@ func New(cfg Config, store PeerStore) (*Server, error) {
 		log:         cfg.Logger,
 		interval:    int64(cfg.Interval / time.Second),
 		minInterval: int64(cfg.MinInterval / time.Second),
-		fullLog:     rate.NewLimiter(rate.Every(fullLogEvery), 1),
+
+		seedInterval: int64(cfg.SeedInterval / time.Second),
+		fullLog:      rate.NewLimiter(rate.Every(fullLogEvery), 1),
 	}
 	if store == nil {
 		s.store = NewMemoryStore(cfg.StoreConfig())
@@ -254,7 +258,13 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 		}
 	}
 	res = resultOK
-	return appendAnnounce(b, counts, s.interval, s.minInterval, peers), http.StatusOK
+	interval := s.interval
+	if self.Complete() {
+		// A peer with the whole blob needs no peers and is found by those
+		// that announce: it only has to stay in the store.
+		interval = s.seedInterval
+	}
+	return appendAnnounce(b, counts, interval, s.minInterval, peers), http.StatusOK
 }
 
 // refused answers an announce or stop the PeerStore did not take: full,

@@ -332,16 +332,27 @@ func TestAnnounceEvents(t *testing.T) {
 
 func TestAnnounceExpiresSilentPeers(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, tracker.Config{Interval: time.Second, MinInterval: time.Second, PeerTTL: 1500 * time.Millisecond})
-	mustAnnounce(t, s, "127.0.0.1", announceQuery(1, 0))
+	s := newServer(t, tracker.Config{Interval: time.Second, MinInterval: time.Second, PeerTTL: 1500 * time.Millisecond,
+		SeedInterval: 2 * time.Second, SeedPeerTTL: 3 * time.Second})
+	start := time.Now()
+	if r := mustAnnounce(t, s, "127.0.0.1", announceQuery(1, 0)); r.int("interval") != 2 {
+		t.Errorf("a complete peer is told interval %d, want the seed interval 2", r.int("interval"))
+	}
 	mustAnnounce(t, s, "127.0.0.2", announceQuery(2, 10))
-	time.Sleep(1700 * time.Millisecond)
+	time.Sleep(1700*time.Millisecond - time.Since(start))
+	// The silent leecher is gone after the peer TTL; the seed lasts the
+	// seed TTL.
 	r := mustAnnounce(t, s, "127.0.0.3", announceQuery(3, 10))
-	if got := r.peers(t); len(got) != 0 || r.int("complete") != 0 || r.int("incomplete") != 1 {
-		t.Errorf("silent peers still handed out after their TTL: %v, %q", got, r.raw)
+	if got := r.peers(t); len(got) != 1 || got[0].Port() != 10001 || r.int("complete") != 1 || r.int("incomplete") != 1 {
+		t.Errorf("after the peer TTL: peers %v, %q; want only the seed handed out", got, r.raw)
 	}
 	if r.int("interval") != 1 || r.int("min interval") != 1 {
 		t.Errorf("interval %d min interval %d, want 1 and 1", r.int("interval"), r.int("min interval"))
+	}
+	time.Sleep(3200*time.Millisecond - time.Since(start))
+	r = mustAnnounce(t, s, "127.0.0.4", announceQuery(4, 10))
+	if got := r.peers(t); slices.ContainsFunc(got, func(p netip.AddrPort) bool { return p.Port() == 10001 }) || r.int("complete") != 0 {
+		t.Errorf("silent seed still handed out after the seed TTL: %v, %q", got, r.raw)
 	}
 }
 

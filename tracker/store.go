@@ -88,6 +88,13 @@ type StoreConfig struct {
 	// PeerTTL is how long a peer is kept after its last announce.
 	// Default DefaultPeerTTL.
 	PeerTTL time.Duration
+	// SeedTTL is how long a complete peer (Left == 0 in its last announce)
+	// is kept after that announce. A tracker asks complete peers to
+	// announce less often than downloading ones (Config.SeedInterval), so
+	// that its load grows with downloads rather than with what nodes hold;
+	// their entries must last as much longer. Default, or less than
+	// PeerTTL: PeerTTL.
+	SeedTTL time.Duration
 	// MaxSwarms caps the swarms the store holds. Default DefaultMaxSwarms.
 	MaxSwarms int
 	// MaxPeers caps the peers over all swarms (a peer in two swarms counts
@@ -104,6 +111,7 @@ func (c StoreConfig) WithDefaults() StoreConfig {
 	if c.PeerTTL <= 0 {
 		c.PeerTTL = DefaultPeerTTL
 	}
+	c.SeedTTL = max(c.SeedTTL, c.PeerTTL)
 	if c.MaxSwarms <= 0 {
 		c.MaxSwarms = DefaultMaxSwarms
 	}

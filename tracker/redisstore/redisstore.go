@@ -10,7 +10,8 @@
 // entries only, so expired ones never hold a place. Times are Redis's own,
 // so the replicas' clocks do not matter.
 //
-// Every tracker sharing a key prefix must use the same peer TTL and limits.
+// Every tracker sharing a key prefix must use the same peer and seed TTLs
+// and limits.
 // The store needs Redis 6.2 or later (HRANDFIELD), one server or a primary;
 // Redis Cluster is not supported. Nothing needs persisting: peers
 // re-announce every interval, so a Redis that restarts empty is whole again
@@ -62,8 +63,11 @@ type Store struct {
 	timeout time.Duration
 	ttl     string
 	keyTTL  string
-	swarms  string // key of the set of swarms
-	peers   string // key of the set of every peer
+	// seedExtra is how much longer a complete peer's entry lasts (the seed
+	// TTL less the peer TTL), in µs.
+	seedExtra string
+	swarms    string // key of the set of swarms
+	peers     string // key of the set of every peer
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -114,10 +118,12 @@ func New(ctx context.Context, cfg Config, limits tracker.StoreConfig) (*Store, e
 		prefix:  cfg.KeyPrefix,
 		timeout: cfg.Timeout,
 		ttl:     strconv.FormatInt(limits.PeerTTL.Microseconds(), 10),
-		keyTTL:  strconv.FormatInt((limits.PeerTTL + keySlack).Milliseconds(), 10),
-		swarms:  cfg.KeyPrefix + "swarms",
-		peers:   cfg.KeyPrefix + "peers",
-		done:    make(chan struct{}),
+		keyTTL:  strconv.FormatInt((limits.SeedTTL + keySlack).Milliseconds(), 10),
+
+		seedExtra: strconv.FormatInt((limits.SeedTTL - limits.PeerTTL).Microseconds(), 10),
+		swarms:    cfg.KeyPrefix + "swarms",
+		peers:     cfg.KeyPrefix + "peers",
+		done:      make(chan struct{}),
 	}
 	// The first call also loads the scripts, so that announces run them by
 	// their hash from the start.
@@ -204,7 +210,7 @@ func (s *Store) AnnouncePeers(ctx context.Context, ih tracker.InfoHash, p tracke
 		s.ttl, s.limits.MaxSwarms, s.limits.MaxPeers, s.limits.MaxPeersPerSwarm,
 		h, p.ID[:], ip.WithZone("").String(),
 		strconv.Itoa(int(p.Addr.Port()))+" "+strconv.FormatInt(p.Left, 10), seeder,
-		max(limit, 0), s.keyTTL)
+		max(limit, 0), s.keyTTL, s.seedExtra)
 	if err != nil {
 		return nil, tracker.SwarmCounts{}, err
 	}

@@ -13,8 +13,13 @@ import "github.com/redis/go-redis/v9"
 //	P s:H:p  hash    peer ID (20 raw bytes) -> "<ip> <port> <left> <last seen, µs>"
 //	P s:H:t  zset    peer ID -> last seen (µs): the swarm's peers, oldest first
 //	P s:H:m  hash    c -> live peers with nothing left, d -> Downloaded
-//	P swarms zset    H -> last announce to the swarm (µs)
+//	P swarms zset    H -> last announce to the swarm (µs), the latest score
+//	                 of its peers
 //	P peers  zset    H .. peer ID -> last seen (µs): every peer of every swarm
+//
+// The last-seen scores of a complete peer are moved forward by the seed
+// TTL less the peer TTL, so that every liveness test compares with one
+// cutoff, now less the peer TTL, whatever the peer's kind.
 //
 // Times are Redis's (TIME), so that the replicas' clocks do not matter. A
 // peer is live while its last announce is less than the TTL ago, a swarm
@@ -104,7 +109,8 @@ const (
 //
 // ARGV: TTL (µs), max swarms, max peers, max peers per swarm, info hash
 // (hex), peer ID, IP, "<port> <left>", "1" if left is 0, the sample size
-// (0: none), the keys' expiry (ms).
+// (0: none), the keys' expiry (ms), how much longer a complete peer's
+// entry lasts than an incomplete one's (µs).
 //
 // Reply: {0, complete, downloaded, peers, {id1, value1, ...}}, or {1, ip}
 // for an ID bound to another address, or {2}, {3}, {4} for a limit.
@@ -141,10 +147,14 @@ else
   if seeder then redis.call('HINCRBY', KEYS[3], 'c', 1) end
 end
 local nows = fmt(now)
+-- A complete peer's entry lasts the seed TTL: its scores are set as if it
+-- had announced that much later, so that one cutoff serves both.
+local score = nows
+if seeder then score = fmt(now + tonumber(ARGV[12])) end
 redis.call('HSET', KEYS[1], id, ip .. ' ' .. ARGV[8] .. ' ' .. nows)
-redis.call('ZADD', KEYS[2], nows, id)
-redis.call('ZADD', KEYS[5], nows, ih .. id)
-redis.call('ZADD', KEYS[4], nows, ih)
+redis.call('ZADD', KEYS[2], score, id)
+redis.call('ZADD', KEYS[5], score, ih .. id)
+redis.call('ZADD', KEYS[4], 'GT', score, ih)
 for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[11]) end
 return answer(0, tonumber(ARGV[10]))
 `)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -68,6 +69,9 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Expiry", func(t *testing.T) { testExpiry(t, open(t, tracker.StoreConfig{PeerTTL: time.Second})) })
 	t.Run("ExpiryFreesLimitsAndIDs", func(t *testing.T) {
 		testExpiryFreesLimitsAndIDs(t, open(t, tracker.StoreConfig{PeerTTL: time.Second, MaxSwarms: 2, MaxPeers: 3}))
+	})
+	t.Run("SeedTTL", func(t *testing.T) {
+		testSeedTTL(t, open(t, tracker.StoreConfig{PeerTTL: time.Second, SeedTTL: 3 * time.Second, MaxPeers: 3}))
 	})
 	t.Run("Close", func(t *testing.T) { testClose(t, newStore(t, long)) })
 }
@@ -440,6 +444,49 @@ func testExpiry(t *testing.T, s tracker.PeerStore) {
 		}
 	}
 	time.Sleep(1700*time.Millisecond - time.Since(start))
+	if got := peers(t, s, ih, 10); len(got) != 0 {
+		t.Errorf("Peers = %+v after every peer expired, want none", got)
+	}
+	if c := counts(t, s, ih); c.Complete != 0 || c.Incomplete != 0 {
+		t.Errorf("Counts = %+v after every peer expired, want zero", c)
+	}
+}
+
+// testSeedTTL: a complete peer lasts the seed TTL (3s), an incomplete one
+// the peer TTL (1s); a peer that completes moves to the longer TTL; the
+// limits count live entries of both kinds, and an expired one frees its
+// place.
+func testSeedTTL(t *testing.T, s tracker.PeerStore) {
+	ctx := context.Background()
+	ih := Hash(1)
+	start := time.Now()
+	announce(t, s, ih, MakePeer(1, 0), MakePeer(2, 10), MakePeer(3, 10))
+	time.Sleep(300*time.Millisecond - time.Since(start))
+	announce(t, s, ih, MakePeer(3, 0)) // peer 3 completes
+	time.Sleep(1600*time.Millisecond - time.Since(start))
+	// Peer 2 fell silent 1.6s ago, past the peer TTL; the seeds 1 and 3
+	// are within the seed TTL.
+	got := peers(t, s, ih, 10)
+	slices.SortFunc(got, func(a, b tracker.Peer) int { return strings.Compare(string(a.ID[:]), string(b.ID[:])) })
+	if len(got) != 2 || got[0].ID != ID(1) || got[1].ID != ID(3) {
+		t.Fatalf("Peers = %+v, want the seeds 1 and 3 (leecher 2 expired)", got)
+	}
+	for _, p := range got {
+		if p.LastSeen.After(time.Now()) || p.LastSeen.Before(start.Add(-time.Second)) {
+			t.Errorf("peer %s LastSeen %v: not the time of its last announce", p.ID, p.LastSeen)
+		}
+	}
+	if c := counts(t, s, ih); c.Complete != 2 || c.Incomplete != 0 || c.Downloaded != 1 {
+		t.Errorf("Counts = %+v, want 2 complete, 0 incomplete, 1 downloaded", c)
+	}
+	// MaxPeers is 3: the expired leecher's place is free, the seeds'
+	// are not.
+	announce(t, s, ih, MakePeer(4, 10))
+	wantFull(t, s, Hash(2), MakePeer(5, 10))
+	if err := s.Announce(ctx, ih, MakePeer(5, 0)); !errors.Is(err, tracker.ErrFull) {
+		t.Errorf("a fourth live peer, complete: %v, want ErrFull", err)
+	}
+	time.Sleep(3600*time.Millisecond - time.Since(start))
 	if got := peers(t, s, ih, 10); len(got) != 0 {
 		t.Errorf("Peers = %+v after every peer expired, want none", got)
 	}

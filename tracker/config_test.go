@@ -21,8 +21,8 @@ func TestConfigDefaults(t *testing.T) {
 
 		SeedInterval: 5 * time.Minute,
 		SeedPeerTTL:  10 * time.Minute,
-		NumWant:     50,
-		Policy:      tracker.CompletenessPolicy{},
+		NumWant:      50,
+		Policy:       tracker.CompletenessPolicy{},
 
 		MaxSwarms:        100_000,
 		MaxPeers:         1_000_000,

@@ -87,11 +87,11 @@ func eagleBinary(ctx context.Context, path string, stderr io.Writer) (bin string
 	return bin, func() { os.RemoveAll(dir) }, nil
 }
 
-func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) (err error) {
+func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) (figs swarmFigures, err error) {
 	// Each node's HTTP client is this binary's hidden "fetch".
 	self, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("bench swarm -netns: own binary: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm -netns: own binary: %w", err)
 	}
 	log := slog.New(slog.DiscardHandler)
 	if o.verbose {
@@ -103,7 +103,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 
 	dir, err := os.MkdirTemp("", "eagle-bench-netns-")
 	if err != nil {
-		return fmt.Errorf("bench swarm -netns: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm -netns: %w", err)
 	}
 	defer os.RemoveAll(dir)
 	lab, err := newNetnsLab(ctx, o.nodes, o.cap)
@@ -115,7 +115,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 		}()
 	}
 	if err != nil {
-		return fmt.Errorf("bench swarm -netns: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm -netns: %w", err)
 	}
 	c, err := cluster.Start(ctx, cluster.Options{
 		Dir: filepath.Join(dir, "cluster"), Seeders: o.seeders, AnnounceInterval: o.announce, Logger: log,
@@ -123,12 +123,12 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 		Insecure: o.insecure, PeerStore: o.peerStore,
 	})
 	if err != nil {
-		return fmt.Errorf("bench swarm -netns: start cluster: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm -netns: start cluster: %w", err)
 	}
 	defer c.Close()
 	img, err := origin.PushRandomImage(ctx, nil, c.Origin.URL, "bench/swarm", "latest", []int64{L}, time.Now().UnixNano())
 	if err != nil {
-		return fmt.Errorf("bench swarm -netns: push: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm -netns: push: %w", err)
 	}
 	layer := img.Layers[0]
 	path := "/v2/" + img.Repository + "/blobs/" + layer.Digest.String()
@@ -151,10 +151,10 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 		name := fmt.Sprintf("agent-%d", i)
 		membership, err := c.Member(name)
 		if err != nil {
-			return fmt.Errorf("bench swarm -netns: %w", err)
+			return swarmFigures{}, fmt.Errorf("bench swarm -netns: %w", err)
 		}
 		if agents[i], err = startNetnsAgent(ctx, o.eagleBin, lab, i, filepath.Join(dir, name), seeders, c.TrackerURL, c.Origin.URL, membership, o.verbose, stderr); err != nil {
-			return fmt.Errorf("bench swarm -netns: %w", err)
+			return swarmFigures{}, fmt.Errorf("bench swarm -netns: %w", err)
 		}
 	}
 
@@ -169,15 +169,15 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 		// Each sample is an HTTP request to every agent: every 250 ms.
 		stopTrace = traceSwarm(stderr, metricsProbe(ctx, c, urls), L, int64(o.cap), 250*time.Millisecond)
 	}
-	r.eagle, err = fetchAllNetns(ctx, self, lab, agents, path, layer.Digest, L)
+	r.eagle, r.cpuBusy, err = fetchAllNetns(ctx, self, agentTargets(agents, path), layer.Digest, L)
 	stopTrace()
 	if err != nil {
-		return fmt.Errorf("bench swarm -netns: eagle pull: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm -netns: eagle pull: %w", err)
 	}
 	rss := make([]int64, len(agents))
 	for i, a := range agents {
 		if rss[i], err = processPeakRSS(a.cmd.Process.Pid); err != nil {
-			return fmt.Errorf("bench swarm -netns: agent %d: %w", i, err)
+			return swarmFigures{}, fmt.Errorf("bench swarm -netns: agent %d: %w", i, err)
 		}
 		r.peakRSS = max(r.peakRSS, rss[i])
 	}
@@ -194,13 +194,13 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	if !o.central {
 		r.central = make([]float64, o.nodes)
 	} else if r.central, err = benchCentral(ctx, c.Origin.URL, path, layer.Digest, L, o.nodes, o.cap); err != nil {
-		return fmt.Errorf("bench swarm -netns: central cache: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm -netns: central cache: %w", err)
 	}
 	r.centralOrigin = c.Origin.BlobBytes()
 
 	csvPath, chartPath, err := writeSwarmOutputs(o.out, r.eagle, r.central, floor)
 	if err != nil {
-		return fmt.Errorf("bench swarm -netns: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm -netns: %w", err)
 	}
 	slowest, p50, p90 := percentile(r.eagle, 100), percentile(r.eagle, 50), percentile(r.eagle, 90)
 	central := percentile(r.central, 100)
@@ -216,19 +216,20 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	}
 	fmt.Fprintln(stdout)
 	fmt.Fprintf(stdout, "output:  %s %s\n", csvPath, chartPath)
-	printSwarmLine(stdout, o, floor, slowest, p50, float64(r.originBytes)/float64(L), central, rssMiB)
-	return nil
+	fmt.Fprintf(stdout, "cpu:     %.2f of %d cores busy during the Eagle pull\n", r.cpuBusy, numCPU())
+	return swarmFigures{floor: floor, slowest: slowest, p50: p50, originCopies: float64(r.originBytes) / float64(L), central: central, rssMiB: rssMiB, cpuBusy: r.cpuBusy}, nil
 }
 
 // netnsLab is the bench's private network: one bridge in the root
 // namespace and, per node, a namespace joined to it by a veth pair whose
-// both ends' egress is capped by tc tbf.
+// both ends' egress is capped by tc tbf (not capped when the rate is 0).
 type netnsLab struct {
 	bridge     string
 	namespaces []string
 }
 
-// newNetnsLab creates the bridge and n namespaces. On error the returned
+// newNetnsLab creates the bridge and n namespaces, every veth capped at
+// capRate (uncapped when capRate is 0). On error the returned
 // lab (if not nil) holds what was created, for Close to remove.
 func newNetnsLab(ctx context.Context, n int, capRate p2p.Rate) (*netnsLab, error) {
 	if out, err := runTool(ctx, "ip", "-o", "addr", "show", "to", netnsSubnet); err != nil {
@@ -268,8 +269,12 @@ func newNetnsLab(ctx context.Context, n int, capRate p2p.Rate) (*netnsLab, error
 			{"ip", "-n", ns, "addr", "add", netnsAgentAddr(i) + "/16", "dev", peer},
 			{"ip", "-n", ns, "link", "set", peer, "up"},
 			{"ip", "-n", ns, "link", "set", "lo", "up"},
-			append([]string{"tc", "qdisc", "add", "dev", host}, tbf...),           // the node's download
-			append([]string{"tc", "-n", ns, "qdisc", "add", "dev", peer}, tbf...), // the node's upload
+		}
+		if capRate > 0 {
+			steps = append(steps,
+				append([]string{"tc", "qdisc", "add", "dev", host}, tbf...),           // the node's download
+				append([]string{"tc", "-n", ns, "qdisc", "add", "dev", peer}, tbf...), // the node's upload
+			)
 		}
 		for _, s := range steps {
 			if _, err := runTool(ctx, s[0], s[1:]...); err != nil {
@@ -406,33 +411,51 @@ func (a *netnsAgent) stop() {
 	})
 }
 
-// fetchAllNetns starts, in each agent's namespace, "bench fetch" (bin is
-// this binary) on its agent's blob URL, all told to begin at one common
-// instant, and returns each one's completion time in seconds from that
-// instant.
-func fetchAllNetns(ctx context.Context, bin string, lab *netnsLab, agents []*netnsAgent, path string, want digest.Digest, size int64) ([]float64, error) {
+// fetchTarget is one "bench fetch" to run: in namespace ns, GET url.
+type fetchTarget struct{ ns, url string }
+
+// agentTargets is a fetch of path from each agent, in its own namespace.
+func agentTargets(agents []*netnsAgent, path string) []fetchTarget {
+	ts := make([]fetchTarget, len(agents))
+	for i, a := range agents {
+		ts[i] = fetchTarget{ns: a.ns, url: a.url + path}
+	}
+	return ts
+}
+
+// fetchAllNetns starts "bench fetch" (bin is this binary) for each target
+// in its namespace, all told to begin at one common instant, and returns
+// each one's completion time in seconds from that instant, and the
+// fraction of the machine's cores busy from that instant until the last
+// one completed.
+func fetchAllNetns(ctx context.Context, bin string, targets []fetchTarget, want digest.Digest, size int64) (times []float64, cpuBusy float64, err error) {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Every client process starts first, then waits for the instant.
-	start := time.Now().Add(time.Second + time.Duration(len(agents))*20*time.Millisecond)
-	times := make([]float64, len(agents))
+	start := time.Now().Add(time.Second + time.Duration(len(targets))*20*time.Millisecond)
+	meter := make(chan cpuMeter, 1)
+	go func() {
+		time.Sleep(time.Until(start))
+		meter <- startCPU()
+	}()
+	times = make([]float64, len(targets))
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error // the failure that stopped the others
 	)
-	for i, a := range agents {
+	for i, tg := range targets {
 		wg.Go(func() {
-			out, err := runTool(ctx, "ip", "netns", "exec", a.ns, bin, "fetch",
-				"-start", strconv.FormatInt(start.UnixNano(), 10), "-digest", want.String(), "-size", strconv.FormatInt(size, 10), a.url+path)
+			out, err := runTool(ctx, "ip", "netns", "exec", tg.ns, bin, "fetch",
+				"-start", strconv.FormatInt(start.UnixNano(), 10), "-digest", want.String(), "-size", strconv.FormatInt(size, 10), tg.url)
 			if err == nil {
 				times[i], err = parseFetchOutput(out)
 			}
 			if err != nil {
 				mu.Lock()
 				if firstErr == nil && ctx.Err() == nil {
-					firstErr = fmt.Errorf("node %d: %w", i, err)
+					firstErr = fmt.Errorf("%s: %w", tg.url, err)
 				}
 				mu.Unlock()
 				cancel() // one failure fails the run; do not wait for the rest
@@ -441,12 +464,12 @@ func fetchAllNetns(ctx context.Context, bin string, lab *netnsLab, agents []*net
 	}
 	wg.Wait()
 	if err := parent.Err(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if firstErr != nil {
-		return nil, firstErr
+		return nil, 0, firstErr
 	}
-	return times, nil
+	return times, (<-meter).busy(), nil
 }
 
 // parseFetchOutput reads "fetch: seconds=<s>" from the last line of out.

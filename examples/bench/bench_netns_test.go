@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,6 +35,60 @@ func TestBenchSwarmNetns(t *testing.T) {
 	bench, eagle := buildCommand(t, ".", "bench"), buildCommand(t, "../eagle", "eagle")
 	for _, insecure := range []bool{false, true} {
 		t.Run(map[bool]string{false: "tls", true: "insecure"}[insecure], func(t *testing.T) { benchSwarmNetnsOnce(t, bench, eagle, insecure) })
+	}
+	t.Run("link", func(t *testing.T) { benchLinkOnce(t, bench, eagle) })
+}
+
+var linkLine = regexp.MustCompile(`^bench: link size=(\d+) eagle_mib_s=([0-9.]+) http_mib_s=([0-9.]+) ratio=([0-9.]+) cpu_cores=([0-9.]+) agents_mib_s=([0-9.]+) ratio_agents=([0-9.]+) cpu_busy=([0-9.]+) runs=(\d+) tls=(true|false)$`)
+
+// benchLinkOnce runs "bench link" small: one agent pulls from the seeder
+// and from one warm agent over uncapped veths, beside plain HTTP.
+func benchLinkOnce(t *testing.T, bench, eagle string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bench, "link", "-eagle", eagle, "-size", "16MiB", "-peers", "1", "-runs", "2", "-timeout", "60s")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("%s", stdout.String())
+	if left := leftoverNetns(t, cmd.Process.Pid); len(left) != 0 {
+		t.Errorf("namespaces left behind: %v", left)
+		for _, ns := range left {
+			exec.Command("ip", "netns", "del", ns).Run()
+		}
+	}
+	if err != nil {
+		t.Fatalf("bench link: %v\nstderr:\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	last := lines[len(lines)-1]
+	m := linkLine.FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("last line %q does not match %s", last, linkLine)
+	}
+	f := func(i int) float64 {
+		v, err := strconv.ParseFloat(m[i], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if f(1) != 16<<20 || f(9) != 2 || m[10] != "true" {
+		t.Errorf("size, runs or tls not as asked: %s", last)
+	}
+	eagleRate, httpRate, agentsRate := f(2), f(3), f(6)
+	if eagleRate <= 0 || httpRate <= 0 || agentsRate <= 0 {
+		t.Errorf("a pull has no throughput: %s", last)
+	}
+	// The ratio is the median of each run's own ratio.
+	if r := f(4); r <= 0 {
+		t.Errorf("ratio %v: %s", r, last)
+	}
+	if busy := f(8); busy <= 0 || busy > 1 || f(5) <= 0 {
+		t.Errorf("cpu_busy or cpu_cores not measured: %s", last)
+	}
+	if !strings.Contains(stdout.String(), "median of 2 runs [range]: http=") {
+		t.Errorf("no median of the runs:\n%s", stdout.String())
 	}
 }
 

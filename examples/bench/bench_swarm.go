@@ -29,14 +29,17 @@ import (
 // swarmOptions are the flags of "bench swarm".
 type swarmOptions struct {
 	nodes, seeders int
-	size           storage.Size
-	cap            p2p.Rate
-	seederCap      p2p.Rate
-	out            string
-	announce       time.Duration
-	verbose        bool
-	central        bool
-	cpuProfile     string
+	// runs is how many times the measurement repeats, each on a fresh
+	// cluster and blob; the last line gives the medians.
+	runs       int
+	size       storage.Size
+	cap        p2p.Rate
+	seederCap  p2p.Rate
+	out        string
+	announce   time.Duration
+	verbose    bool
+	central    bool
+	cpuProfile string
 	// insecure runs the cluster's internal planes (seeder gRPC, peer wire,
 	// tracker) without mutual TLS, for comparison with the default.
 	insecure bool
@@ -51,12 +54,17 @@ type swarmOptions struct {
 }
 
 func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := swarmOptions{size: 256 << 20, cap: 32 << 20}
+	// The in-process defaults fit a 2-core machine: 8 agents and 3 seeders
+	// at 8 MiB/s each, over mutual TLS, leave the cores half idle (the
+	// last line's cpu_busy says so), so the figure is the swarm's and not
+	// the CPU's. At 32 MiB/s the same swarm is CPU-bound.
+	o := swarmOptions{size: 64 << 20, cap: 8 << 20}
 	fs := flag.NewFlagSet("bench swarm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	netns := fs.Bool("netns", false, "run every agent as its own \"eagle agent\" process in its own network namespace, capped by tc tbf (root only; defaults -size 32MiB -cap 8MiB/s)")
+	netns := fs.Bool("netns", false, "run every agent as its own \"eagle agent\" process in its own network namespace, capped by tc tbf (root only; defaults -size 32MiB)")
 	fs.IntVar(&o.nodes, "nodes", 8, "number of agents pulling the blob at once (N)")
 	fs.IntVar(&o.seeders, "seeders", 3, "number of seeders (S)")
+	fs.IntVar(&o.runs, "runs", 1, "repeat the measurement this many times, each on a fresh cluster and blob, and report the median and the range")
 	fs.Var(&o.size, "size", "blob size (L), e.g. 256MiB")
 	fs.Var(&o.cap, "cap", "upload and download cap of every host (C), e.g. 32MiB/s")
 	fs.Var(&o.seederCap, "seeder-cap", "upload cap of the seeders (default, or 0: the same as -cap)")
@@ -102,9 +110,6 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if !set["size"] {
 			o.size = 32 << 20
 		}
-		if !set["cap"] {
-			o.cap = 8 << 20
-		}
 	}
 	maxNodes := math.MaxInt
 	if *netns {
@@ -119,6 +124,9 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return errUsage
 	case o.size < 1:
 		fmt.Fprintln(stderr, "bench swarm: -size must be positive")
+		return errUsage
+	case o.runs < 1:
+		fmt.Fprintln(stderr, "bench swarm: -runs must be at least 1")
 		return errUsage
 	case o.cap <= 0:
 		fmt.Fprintln(stderr, "bench swarm: -cap must be a positive rate: the floor L/C needs one")
@@ -161,9 +169,24 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 		defer stop()
 	}
 	if *netns {
-		return benchSwarmNetns(ctx, o, stdout, stderr)
 	}
-	return benchSwarm(ctx, o, stdout, stderr)
+	figs := make([]swarmFigures, o.runs)
+	for k := range figs {
+		if o.runs > 1 {
+			fmt.Fprintf(stdout, "run %d of %d\n", k+1, o.runs)
+		}
+		var err error
+		if *netns {
+			figs[k], err = benchSwarmNetns(ctx, o, stdout, stderr)
+		} else {
+			figs[k], err = benchSwarm(ctx, o, stdout, stderr)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	printSwarmLine(stdout, o, figs)
+	return nil
 }
 
 // benchRedisStore sets o.peerStore to make Redis stores on o.redisAddr, or
@@ -205,10 +228,11 @@ type swarmResult struct {
 	fromSeeders    int64
 	fromAgents     int64
 	agentUpload    int64
-	peakRSS        int64 // whole process, during the Eagle pull
+	peakRSS        int64   // whole process, during the Eagle pull
+	cpuBusy        float64 // fraction of the machine's cores busy during the Eagle pull
 }
 
-func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) error {
+func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) (swarmFigures, error) {
 	log := slog.New(slog.DiscardHandler)
 	if o.verbose {
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -222,12 +246,12 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) e
 		Insecure: o.insecure, PeerStore: o.peerStore,
 	})
 	if err != nil {
-		return fmt.Errorf("bench swarm: start cluster: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm: start cluster: %w", err)
 	}
 	defer c.Close()
 	img, err := origin.PushRandomImage(ctx, nil, c.Origin.URL, "bench/swarm", "latest", []int64{L}, time.Now().UnixNano())
 	if err != nil {
-		return fmt.Errorf("bench swarm: push: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm: push: %w", err)
 	}
 	layer := img.Layers[0]
 	path := "/v2/" + img.Repository + "/blobs/" + layer.Digest.String()
@@ -242,21 +266,23 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) e
 	stopProfile := func() {}
 	if o.cpuProfile != "" {
 		if stopProfile, err = startCPUProfile(o.cpuProfile); err != nil {
-			return fmt.Errorf("bench swarm: %w", err)
+			return swarmFigures{}, fmt.Errorf("bench swarm: %w", err)
 		}
 	}
 	stopTrace := func() {}
 	if o.verbose {
 		stopTrace = traceSwarm(stderr, clusterProbe(c), L, int64(o.cap), 100*time.Millisecond)
 	}
+	meter := startCPU()
 	r.eagle, err = pullAll(ctx, urls, layer.Digest, L)
+	r.cpuBusy = meter.busy()
 	stopTrace()
 	stopProfile()
 	if err != nil {
-		return fmt.Errorf("bench swarm: eagle pull: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm: eagle pull: %w", err)
 	}
 	if r.peakRSS, err = peakRSS(); err != nil {
-		return fmt.Errorf("bench swarm: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm: %w", err)
 	}
 	r.originBytes = c.Origin.BlobBytes()
 	for _, s := range c.Seeders {
@@ -272,7 +298,7 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) e
 	// central run has the machine to itself.
 	for _, a := range c.Agents {
 		if err := a.Close(); err != nil {
-			return fmt.Errorf("bench swarm: stop %s: %w", a.Name, err)
+			return swarmFigures{}, fmt.Errorf("bench swarm: stop %s: %w", a.Name, err)
 		}
 	}
 
@@ -280,19 +306,18 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) e
 	if !o.central {
 		r.central = make([]float64, o.nodes)
 	} else if r.central, err = benchCentral(ctx, c.Origin.URL, path, layer.Digest, L, o.nodes, o.cap); err != nil {
-		return fmt.Errorf("bench swarm: central cache: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm: central cache: %w", err)
 	}
 	r.centralOrigin = c.Origin.BlobBytes()
 
 	csvPath, chartPath, err := writeSwarmOutputs(o.out, r.eagle, r.central, floor)
 	if err != nil {
-		return fmt.Errorf("bench swarm: %w", err)
+		return swarmFigures{}, fmt.Errorf("bench swarm: %w", err)
 	}
-	reportSwarm(stdout, o, r, floor, csvPath, chartPath)
-	return nil
+	return reportSwarm(stdout, o, r, floor, csvPath, chartPath), nil
 }
 
-func reportSwarm(w io.Writer, o swarmOptions, r swarmResult, floor float64, csvPath, chartPath string) {
+func reportSwarm(w io.Writer, o swarmOptions, r swarmResult, floor float64, csvPath, chartPath string) swarmFigures {
 	L := float64(o.size)
 	slowest, p50, p90 := percentile(r.eagle, 100), percentile(r.eagle, 50), percentile(r.eagle, 90)
 	central := percentile(r.central, 100)
@@ -304,15 +329,39 @@ func reportSwarm(w io.Writer, o swarmOptions, r swarmResult, floor float64, csvP
 	rss := float64(r.peakRSS) / (1 << 20)
 	fmt.Fprintf(w, "memory:  peak RSS of the whole process (origin, tracker, %d seeders, %d agents, %d clients) during the Eagle pull: %.0f MiB (%.1f MiB per host)\n",
 		o.seeders, o.nodes, o.nodes, rss, rss/float64(o.nodes+o.seeders))
+	fmt.Fprintf(w, "cpu:     %.2f of %d cores busy during the Eagle pull\n", r.cpuBusy, numCPU())
 	fmt.Fprintf(w, "output:  %s %s\n", csvPath, chartPath)
-	printSwarmLine(w, o, floor, slowest, p50, float64(r.originBytes)/L, central, rss)
+	return swarmFigures{floor: floor, slowest: slowest, p50: p50, originCopies: float64(r.originBytes) / L, central: central, rssMiB: rss, cpuBusy: r.cpuBusy}
 }
 
-// printSwarmLine prints the benchmark's last line, "bench: swarm ...". Its
-// fields keep their names and order; new ones go at the end.
-func printSwarmLine(w io.Writer, o swarmOptions, floor, slowest, p50, originCopies, central, rssMiB float64) {
-	fmt.Fprintf(w, "bench: swarm nodes=%d size=%d cap=%d floor_s=%.3f slowest_s=%.3f p50_s=%.3f ratio_slowest=%.3f ratio_p50=%.3f origin_copies=%.2f central_s=%.3f rss_max_mib=%.1f tls=%t\n",
-		o.nodes, int64(o.size), int64(o.cap), floor, slowest, p50, slowest/floor, p50/floor, originCopies, central, rssMiB, !o.insecure)
+// swarmFigures are the figures of one run that the last line reports.
+type swarmFigures struct {
+	floor, slowest, p50, originCopies, central, rssMiB, cpuBusy float64
+}
+
+// printSwarmLine prints the benchmark's last line, "bench: swarm ...",
+// from the median of each figure over the runs, after a line with each
+// figure's median and range when there was more than one run. Its fields
+// keep their names and order; new ones go at the end.
+func printSwarmLine(w io.Writer, o swarmOptions, figs []swarmFigures) {
+	pick := func(f func(swarmFigures) float64) []float64 {
+		xs := make([]float64, len(figs))
+		for i, g := range figs {
+			xs[i] = f(g)
+		}
+		return xs
+	}
+	slowest, p50 := pick(func(g swarmFigures) float64 { return g.slowest / g.floor }), pick(func(g swarmFigures) float64 { return g.p50 / g.floor })
+	busy := pick(func(g swarmFigures) float64 { return g.cpuBusy })
+	if len(figs) > 1 {
+		fmt.Fprintf(w, "median of %d runs [range]: ratio_slowest=%s ratio_p50=%s cpu_busy=%s\n", len(figs), spread(slowest, "%.3f"), spread(p50, "%.3f"), spread(busy, "%.2f"))
+	}
+	m := func(f func(swarmFigures) float64) float64 { return median(pick(f)) }
+	floor := figs[0].floor
+	fmt.Fprintf(w, "bench: swarm nodes=%d size=%d cap=%d floor_s=%.3f slowest_s=%.3f p50_s=%.3f ratio_slowest=%.3f ratio_p50=%.3f origin_copies=%.2f central_s=%.3f rss_max_mib=%.1f tls=%t cpu_busy=%.2f runs=%d\n",
+		o.nodes, int64(o.size), int64(o.cap), floor, m(func(g swarmFigures) float64 { return g.slowest }), m(func(g swarmFigures) float64 { return g.p50 }),
+		median(slowest), median(p50), m(func(g swarmFigures) float64 { return g.originCopies }), m(func(g swarmFigures) float64 { return g.central }),
+		m(func(g swarmFigures) float64 { return g.rssMiB }), !o.insecure, median(busy), len(figs))
 }
 
 // pullAll GETs every URL at once, each by its own client connection, reads

@@ -16,14 +16,14 @@ import (
 	"github.com/eagle-p2p/eagle/tracker/redisstore/redistest"
 )
 
-var swarmLine = regexp.MustCompile(`^bench: swarm nodes=(\d+) size=(\d+) cap=(\d+) floor_s=([0-9.]+) slowest_s=([0-9.]+) p50_s=([0-9.]+) ratio_slowest=([0-9.]+) ratio_p50=([0-9.]+) origin_copies=([0-9.]+) central_s=([0-9.]+) rss_max_mib=([0-9.]+) tls=(true|false)$`)
+var swarmLine = regexp.MustCompile(`^bench: swarm nodes=(\d+) size=(\d+) cap=(\d+) floor_s=([0-9.]+) slowest_s=([0-9.]+) p50_s=([0-9.]+) ratio_slowest=([0-9.]+) ratio_p50=([0-9.]+) origin_copies=([0-9.]+) central_s=([0-9.]+) rss_max_mib=([0-9.]+) tls=(true|false) cpu_busy=([0-9.]+) runs=(\d+)$`)
 
 // TestBenchSwarm runs the in-process swarm benchmark with mutual TLS on,
 // as the default is, and checks its figures and outputs.
 func TestBenchSwarm(t *testing.T) {
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	args := []string{"swarm", "-nodes", "3", "-seeders", "2", "-size", "3MiB", "-cap", "64MiB/s", "-out", out, "-timeout", "60s"}
+	args := []string{"swarm", "-nodes", "3", "-seeders", "2", "-size", "3MiB", "-cap", "64MiB/s", "-out", out, "-timeout", "60s", "-runs", "2"}
 	if code := run(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -42,6 +42,12 @@ func TestBenchSwarm(t *testing.T) {
 			t.Fatal(err)
 		}
 		return v
+	}
+	if busy := f(13); busy <= 0 || busy > 1 {
+		t.Errorf("cpu_busy = %v, want a fraction of the cores above 0", busy)
+	}
+	if f(14) != 2 || !strings.Contains(stdout.String(), "median of 2 runs [range]: ratio_slowest=") {
+		t.Errorf("-runs 2: no median of 2 runs:\n%s", stdout.String())
 	}
 	if f(1) != 3 || f(2) != 3<<20 || f(3) != 64<<20 {
 		t.Errorf("nodes, size or cap not as asked: %s", last)

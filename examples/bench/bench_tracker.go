@@ -30,6 +30,7 @@ type trackerBenchOptions struct {
 	duration      time.Duration
 	inProcess     time.Duration
 	cpuProfile    string
+	fleet         fleetOptions
 }
 
 func runBenchTracker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,12 +44,22 @@ func runBenchTracker(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long the HTTP load runs")
 	fs.DurationVar(&o.inProcess, "inprocess", 2*time.Second, "how long the in-process (no HTTP) load runs; 0 skips it")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the HTTP load (tracker and load generator) to this file")
+	fs.IntVar(&o.fleet.nodes, "fleet-nodes", 1000, "nodes of the simulated fleet (0 skips the fleet)")
+	fs.IntVar(&o.fleet.blobs, "fleet-blobs", 200, "blobs each node of the fleet caches")
+	fs.Float64Var(&o.fleet.downloading, "fleet-downloading", 0.01, "fraction of the fleet's (node, blob) entries still downloading")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./examples/bench tracker [flags]\n\nStarts a tracker on 127.0.0.1 with an in-memory peer store, preloads\n"+
 			"swarms × peers announces, then sends announces (compact, numwant, a random\n"+
 			"peer of a random swarm, mostly event=none) from concurrent keep-alive HTTP\n"+
 			"clients for a fixed duration. The load generator runs in this process and\n"+
-			"shares the CPUs with the tracker.")
+			"shares the CPUs with the tracker.\n\n"+
+			"First it simulates a fleet: every node announces every blob it caches\n"+
+			"once, a fraction of them still downloading, and the intervals the\n"+
+			"tracker answers add up to the announces per second the fleet sends it\n"+
+			"(fleet_announces_per_s), beside the same fleet told the downloaders'\n"+
+			"interval for every entry (fleet_flat_per_s). Then 100 new nodes start\n"+
+			"downloading and count the peers in their first answer\n"+
+			"(fleet_first_peers_min): peers are found at once.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -59,6 +70,10 @@ func runBenchTracker(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	if o.swarms < 1 || o.peers < 2 || o.workers < 1 || o.numWant < 0 || o.duration <= 0 || o.inProcess < 0 {
 		fmt.Fprintln(stderr, "bench tracker: -swarms, -workers and -duration must be positive, -peers at least 2, -numwant and -inprocess not negative")
+		return errUsage
+	}
+	if o.fleet.nodes < 0 || o.fleet.nodes > 1<<24-101 || (o.fleet.nodes > 0 && (o.fleet.blobs < 1 || o.fleet.downloading <= 0 || o.fleet.downloading > 1)) {
+		fmt.Fprintln(stderr, "bench tracker: -fleet-nodes must be 0 to 16777115; with a fleet, -fleet-blobs must be positive and -fleet-downloading in (0, 1]")
 		return errUsage
 	}
 	return benchTracker(ctx, o, stdout)
@@ -103,6 +118,19 @@ func trackerEvent(r *rand.Rand) string {
 }
 
 func benchTracker(ctx context.Context, o trackerBenchOptions, stdout io.Writer) error {
+	var fleet, flat fleetResult
+	if o.fleet.nodes > 0 {
+		var err error
+		if fleet, err = benchFleet(ctx, tracker.Config{}, o.fleet); err != nil {
+			return err
+		}
+		// The same fleet with every entry told the downloaders' interval.
+		if flat, err = benchFleet(ctx, tracker.Config{SeedInterval: tracker.DefaultInterval}, o.fleet); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "bench: tracker fleet nodes=%d blobs=%d downloading=%.3f entries=%d announces_per_s=%.0f (every entry at the downloaders' interval: %.0f) first_answer_peers_min=%d\n",
+			o.fleet.nodes, o.fleet.blobs, o.fleet.downloading, fleet.entries, fleet.announcesPerSec, flat.announcesPerSec, fleet.firstPeersMin)
+	}
 	srv, err := tracker.New(tracker.Config{MaxSwarms: o.swarms, MaxPeers: o.swarms * o.peers, MaxPeersPerSwarm: o.peers}, nil)
 	if err != nil {
 		return err
@@ -152,7 +180,8 @@ func benchTracker(ctx context.Context, o trackerBenchOptions, stdout io.Writer) 
 	rate := float64(res.n) / res.elapsed.Seconds()
 	fmt.Fprintf(stdout, "bench: tracker http workers=%d duration=%.1fs announces=%d p50_ms=%.3f p99_ms=%.3f max_ms=%.3f cpus=%d (load generator shares them)\n",
 		o.workers, res.elapsed.Seconds(), res.n, millis(res.p50), millis(res.p99), millis(res.max), runtime.GOMAXPROCS(0))
-	fmt.Fprintf(stdout, "bench: tracker announces_per_s=%.0f p99_ms=%.3f\n", rate, millis(res.p99))
+	fmt.Fprintf(stdout, "bench: tracker announces_per_s=%.0f p99_ms=%.3f fleet_announces_per_s=%.0f fleet_flat_per_s=%.0f fleet_first_peers_min=%d cpu_busy=%.2f\n",
+		rate, millis(res.p99), fleet.announcesPerSec, flat.announcesPerSec, fleet.firstPeersMin, res.cpuBusy)
 	return nil
 }
 
@@ -258,6 +287,7 @@ type trackerHTTPResult struct {
 	n             int
 	elapsed       time.Duration
 	p50, p99, max time.Duration
+	cpuBusy       float64 // fraction of the machine's cores busy meanwhile
 }
 
 // trackerAnnounceHTTP sends announces to base+query from workers concurrent
@@ -278,6 +308,7 @@ func trackerAnnounceHTTP(ctx context.Context, base string, load []trackerPeer, w
 
 	lats := make([][]time.Duration, workers)
 	errs := make([]error, workers)
+	meter := startCPU()
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -316,6 +347,7 @@ func trackerAnnounceHTTP(ctx context.Context, base string, load []trackerPeer, w
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	busy := meter.busy()
 	if err := errors.Join(errs...); err != nil {
 		return trackerHTTPResult{}, err
 	}
@@ -325,5 +357,5 @@ func trackerAnnounceHTTP(ctx context.Context, base string, load []trackerPeer, w
 	}
 	slices.Sort(all)
 	q := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
-	return trackerHTTPResult{n: len(all), elapsed: elapsed, p50: q(0.50), p99: q(0.99), max: all[len(all)-1]}, nil
+	return trackerHTTPResult{n: len(all), elapsed: elapsed, p50: q(0.50), p99: q(0.99), max: all[len(all)-1], cpuBusy: busy}, nil
 }

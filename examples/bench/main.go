@@ -5,6 +5,8 @@
 //	go run ./examples/bench swarm   [flags]
 //	go run ./examples/bench tracker [flags]
 //	go run ./examples/bench hit     [flags]
+//	go run ./examples/bench link    [flags]
+//	go run ./examples/bench cold    [flags]
 //
 // Each benchmark prints its figures and ends with one line
 // "bench: <name> key=value ...". Run "go run ./examples/bench <name> -h"
@@ -38,10 +40,12 @@ var benchCommands = []command{
 	{"swarm", "N nodes pull one cold blob at once, every host capped; Eagle against a central cache", runBenchSwarm},
 	{"tracker", "announces per second and p99 latency of the tracker", runBenchTracker},
 	{"hit", "warm local hit through the proxy against the registry serving the same blob", runBenchHit},
+	{"link", "one node pulls a blob over an uncapped link, against plain HTTP over the same link", runBenchLink},
+	{"cold", "the first pull of a blob no node holds, against a direct pull from the origin at the same rate", runBenchCold},
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: go run ./examples/bench <swarm|tracker|hit> [flags]\n\nbenchmarks:")
+	fmt.Fprintln(w, "usage: go run ./examples/bench <swarm|tracker|hit|link|cold> [flags]\n\nbenchmarks:")
 	for _, c := range benchCommands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
@@ -63,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	c, ok := findCommand(args[0])
 	if !ok {
-		fmt.Fprintf(stderr, "bench: unknown benchmark %q (want swarm, tracker or hit)\n\n", args[0])
+		fmt.Fprintf(stderr, "bench: unknown benchmark %q (want swarm, tracker, hit, link or cold)\n\n", args[0])
 		usage(stderr)
 		return 2
 	}

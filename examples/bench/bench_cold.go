@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/eagle-p2p/eagle/internal/cluster"
+	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/proxy"
+	"github.com/eagle-p2p/eagle/seeder"
+	"github.com/eagle-p2p/eagle/storage"
+)
+
+// coldOptions are the flags of "bench cold".
+type coldOptions struct {
+	nodes, seeders, runs int
+	size                 storage.Size
+	cap                  p2p.Rate
+	insecure, verbose    bool
+}
+
+func runBenchCold(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := coldOptions{size: 128 << 20, cap: 16 << 20}
+	fs := flag.NewFlagSet("bench cold", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.nodes, "nodes", 8, "agents pulling the blob at once in the swarm measurement (N)")
+	fs.IntVar(&o.seeders, "seeders", 3, "number of seeders")
+	fs.IntVar(&o.runs, "runs", 3, "repeat the measurement this many times and report the median and the range")
+	fs.Var(&o.size, "size", "blob size (L), e.g. 128MiB")
+	fs.Var(&o.cap, "cap", "the origin's uplink and every node's cap up and down (C), e.g. 16MiB/s")
+	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS")
+	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
+	timeout := fs.Duration("timeout", 20*time.Minute, "give up after this long")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: go run ./examples/bench cold [flags]\n\n"+
+			"How much the cold path costs: the first pull of a blob no Eagle node\n"+
+			"holds yet. Starts in this process an origin behind a relay that paces\n"+
+			"its uplink at C (all connections together), a tracker, the seeders and\n"+
+			"N agents, every seeder and agent capped at C up and down by Eagle's own\n"+
+			"limits; the seeders reach the origin only through the relay. Each run\n"+
+			"pushes fresh blobs and measures:\n\n"+
+			"  direct     one client GETs the blob from the origin through the relay\n"+
+			"             (about L/C);\n"+
+			"  eagle_one  one agent GETs a second cold blob through Eagle;\n"+
+			"  swarm      all N agents GET a third cold blob at once; the slowest.\n\n"+
+			"ratio_one is eagle_one/direct; ratio_swarm is the slowest over L/C.\n"+
+			"cpu_busy is the fraction of the machine's cores busy, every process\n"+
+			"counted, during the swarm pull.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "bench cold: unexpected arguments %q\n", fs.Args())
+		return errUsage
+	case o.nodes < 1 || o.seeders < 1:
+		fmt.Fprintln(stderr, "bench cold: -nodes and -seeders must be at least 1")
+		return errUsage
+	case o.size < 1:
+		fmt.Fprintln(stderr, "bench cold: -size must be positive")
+		return errUsage
+	case o.cap <= 0:
+		fmt.Fprintln(stderr, "bench cold: -cap must be a positive rate")
+		return errUsage
+	case o.runs < 1:
+		fmt.Fprintln(stderr, "bench cold: -runs must be at least 1")
+		return errUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	return benchCold(ctx, o, stdout, stderr)
+}
+
+// coldRun is what one run of "bench cold" measured, in seconds.
+type coldRun struct {
+	direct, one, slowest, p50, busy float64
+	originCopies                    float64 // during the swarm pull
+}
+
+func benchCold(ctx context.Context, o coldOptions, stdout, stderr io.Writer) error {
+	log := slog.New(slog.DiscardHandler)
+	if o.verbose {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	L, C := int64(o.size), float64(o.cap)
+	floor := float64(L) / C
+	fmt.Fprintf(stdout, "bench cold: nodes=%d seeders=%d size=%s cap=%s floor=L/C=%.2fs runs=%d tls=%t\n", o.nodes, o.seeders, o.size, o.cap, floor, o.runs, !o.insecure)
+
+	rl, err := newRelay("127.0.0.1:0", int64(o.cap))
+	if err != nil {
+		return fmt.Errorf("bench cold: relay: %w", err)
+	}
+	defer rl.Close()
+	upstream := "http://" + rl.Addr()
+	c, err := cluster.Start(ctx, cluster.Options{
+		Seeders: o.seeders, Agents: o.nodes, Logger: log,
+		UploadLimit: o.cap, DownloadLimit: o.cap, Insecure: o.insecure,
+		SeederConfig: seeder.Config{AllowedUpstreams: []string{rl.Addr()}},
+		ProxyConfig:  proxy.Config{DefaultUpstream: upstream},
+	})
+	if err != nil {
+		return fmt.Errorf("bench cold: start cluster: %w", err)
+	}
+	defer c.Close()
+	rl.setTarget(c.Origin.Host)
+
+	runs := make([]coldRun, o.runs)
+	for k := range runs {
+		if runs[k], err = coldOnce(ctx, c, upstream, L, k); err != nil {
+			return fmt.Errorf("bench cold: run %d: %w", k+1, err)
+		}
+		r := runs[k]
+		fmt.Fprintf(stdout, "run %d:   direct=%.2fs eagle_one=%.2fs (ratio %.3f) swarm slowest=%.2fs p50=%.2fs (ratio %.3f) origin_copies=%.2f cpu_busy=%.2f\n",
+			k+1, r.direct, r.one, r.one/r.direct, r.slowest, r.p50, r.slowest/floor, r.originCopies, r.busy)
+	}
+	pick := func(f func(coldRun) float64) []float64 {
+		xs := make([]float64, len(runs))
+		for i, r := range runs {
+			xs[i] = f(r)
+		}
+		return xs
+	}
+	direct, one, slowest := pick(func(r coldRun) float64 { return r.direct }), pick(func(r coldRun) float64 { return r.one }), pick(func(r coldRun) float64 { return r.slowest })
+	ratioOne, ratioSwarm := pick(func(r coldRun) float64 { return r.one / r.direct }), pick(func(r coldRun) float64 { return r.slowest / floor })
+	busy, copies := pick(func(r coldRun) float64 { return r.busy }), pick(func(r coldRun) float64 { return r.originCopies })
+	fmt.Fprintf(stdout, "median of %d runs [range]: direct=%ss eagle_one=%ss ratio_one=%s eagle_slowest=%ss ratio_swarm=%s cpu_busy=%s\n",
+		o.runs, spread(direct, "%.2f"), spread(one, "%.2f"), spread(ratioOne, "%.3f"), spread(slowest, "%.2f"), spread(ratioSwarm, "%.3f"), spread(busy, "%.2f"))
+	fmt.Fprintf(stdout, "bench: cold nodes=%d size=%d cap=%d direct_s=%.3f eagle_one_s=%.3f ratio_one=%.3f eagle_slowest_s=%.3f ratio_swarm=%.3f origin_copies=%.2f cpu_busy=%.2f runs=%d tls=%t\n",
+		o.nodes, L, int64(o.cap), median(direct), median(one), median(ratioOne), median(slowest), median(ratioSwarm), median(copies), median(busy), o.runs, !o.insecure)
+	return nil
+}
+
+// coldOnce is one run of "bench cold" on three fresh blobs.
+func coldOnce(ctx context.Context, c *cluster.Cluster, upstream string, L int64, k int) (coldRun, error) {
+	var r coldRun
+	img, err := origin.PushRandomImage(ctx, nil, c.Origin.URL, "bench/cold", fmt.Sprintf("run%d", k), []int64{L, L, L}, time.Now().UnixNano())
+	if err != nil {
+		return r, fmt.Errorf("push: %w", err)
+	}
+	path := func(i int) string { return "/v2/" + img.Repository + "/blobs/" + img.Layers[i].Digest.String() }
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	defer client.CloseIdleConnections()
+
+	start := time.Now()
+	if err := pullOne(ctx, client, upstream+path(0), img.Layers[0].Digest, L); err != nil {
+		return r, fmt.Errorf("direct: %w", err)
+	}
+	r.direct = time.Since(start).Seconds()
+
+	start = time.Now()
+	if err := pullOne(ctx, client, c.Agents[0].URL+path(1), img.Layers[1].Digest, L); err != nil {
+		return r, fmt.Errorf("one agent: %w", err)
+	}
+	r.one = time.Since(start).Seconds()
+
+	urls := make([]string, len(c.Agents))
+	for i, a := range c.Agents {
+		urls[i] = a.URL + path(2)
+	}
+	c.Origin.ResetCounts()
+	meter := startCPU()
+	times, err := pullAll(ctx, urls, img.Layers[2].Digest, L)
+	if err != nil {
+		return r, fmt.Errorf("swarm: %w", err)
+	}
+	r.busy = meter.busy()
+	r.slowest, r.p50 = percentile(times, 100), percentile(times, 50)
+	r.originCopies = float64(c.Origin.BlobBytes()) / float64(L)
+	return r, nil
+}

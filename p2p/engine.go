@@ -277,7 +277,19 @@ func (ent *entry) stallReason() string {
 	}
 	switch {
 	case peers > 0:
-		return fmt.Sprintf("%d peers connected, no verified piece yet", peers)
+		// What the connections show, so that a stall says whether nobody
+		// offered a piece, or pieces were offered and nothing came.
+		offering, chunks, wasted := 0, int64(0), int64(0)
+		for _, pc := range ent.t.PeerConns() {
+			st := pc.Stats()
+			if st.RemotePieceCount > 0 {
+				offering++
+			}
+			chunks += st.ChunksReadUseful.Int64()
+			wasted += st.ChunksReadWasted.Int64()
+		}
+		return fmt.Sprintf("%d peers connected, %d offering pieces, %d useful and %d wasted chunks received, no verified piece yet",
+			peers, offering, chunks, wasted)
 	case !ent.announced.Load():
 		reason, _ := ent.announceErr.Load().(string)
 		if reason == "" {

@@ -58,6 +58,7 @@ func runBenchHit(ctx context.Context, args []string, stdout, stderr io.Writer) e
 type hitGet struct {
 	elapsed time.Duration // request sent to last byte read
 	ttfb    time.Duration // request sent to first body byte read
+	busy    float64       // fraction of the machine's cores busy meanwhile
 }
 
 func benchHit(ctx context.Context, o hitBenchOptions, stdout io.Writer) error {
@@ -98,10 +99,12 @@ func benchHit(ctx context.Context, o hitBenchOptions, stdout io.Writer) error {
 			order[0], order[1] = order[1], order[0]
 		}
 		for _, u := range order {
+			meter := startCPU()
 			g, err := hitGET(ctx, client, u, layer.Size, "", buf)
 			if err != nil {
 				return fmt.Errorf("bench hit: round %d: %w", i+1, err)
 			}
+			g.busy = meter.busy()
 			if u == agentURL {
 				proxy = append(proxy, g)
 			} else {
@@ -120,7 +123,11 @@ func benchHit(ctx context.Context, o hitBenchOptions, stdout io.Writer) error {
 	ttfb := medianDuration(proxy, func(g hitGet) time.Duration { return g.ttfb })
 	fmt.Fprintf(stdout, "bench: hit size=%d rounds=%d median of rounds; best proxy_mib_s=%.1f registry_mib_s=%.1f\n",
 		o.size, o.rounds, hitBest(proxy, o.size), hitBest(registry, o.size))
-	fmt.Fprintf(stdout, "bench: hit proxy_mib_s=%.1f registry_mib_s=%.1f ratio=%.3f ttfb_ms=%.3f\n", pm, rm, pm/rm, millis(ttfb))
+	busy := make([]float64, len(proxy))
+	for i, g := range proxy {
+		busy[i] = g.busy
+	}
+	fmt.Fprintf(stdout, "bench: hit proxy_mib_s=%.1f registry_mib_s=%.1f ratio=%.3f ttfb_ms=%.3f cpu_busy=%.2f\n", pm, rm, pm/rm, millis(ttfb), median(busy))
 	return nil
 }
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-var benchHitLine = regexp.MustCompile(`^bench: hit proxy_mib_s=(\d+\.\d) registry_mib_s=(\d+\.\d) ratio=(\d+\.\d{3}) ttfb_ms=(\d+\.\d{3})$`)
+var benchHitLine = regexp.MustCompile(`^bench: hit proxy_mib_s=(\d+\.\d) registry_mib_s=(\d+\.\d) ratio=(\d+\.\d{3}) ttfb_ms=(\d+\.\d{3}) cpu_busy=([0-9.]+)$`)
 
 func TestBenchHit(t *testing.T) {
 	var stdout, stderr bytes.Buffer

@@ -21,6 +21,16 @@ func percentile(xs []float64, p float64) float64 {
 	return s[min(max(rank, 1), len(s))-1]
 }
 
+// column returns f of each row: one figure of every run, for median and
+// spread.
+func column[T any](rows []T, f func(T) float64) []float64 {
+	xs := make([]float64, len(rows))
+	for i, r := range rows {
+		xs[i] = f(r)
+	}
+	return xs
+}
+
 // peakRSS returns this process's peak resident set size (VmHWM) in bytes.
 func peakRSS() (int64, error) { return vmHWM("/proc/self/status") }
 

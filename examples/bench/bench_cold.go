@@ -125,16 +125,9 @@ func benchCold(ctx context.Context, o coldOptions, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "run %d:   direct=%.2fs eagle_one=%.2fs (ratio %.3f) swarm slowest=%.2fs p50=%.2fs (ratio %.3f) origin_copies=%.2f cpu_busy=%.2f\n",
 			k+1, r.direct, r.one, r.one/r.direct, r.slowest, r.p50, r.slowest/floor, r.originCopies, r.busy)
 	}
-	pick := func(f func(coldRun) float64) []float64 {
-		xs := make([]float64, len(runs))
-		for i, r := range runs {
-			xs[i] = f(r)
-		}
-		return xs
-	}
-	direct, one, slowest := pick(func(r coldRun) float64 { return r.direct }), pick(func(r coldRun) float64 { return r.one }), pick(func(r coldRun) float64 { return r.slowest })
-	ratioOne, ratioSwarm := pick(func(r coldRun) float64 { return r.one / r.direct }), pick(func(r coldRun) float64 { return r.slowest / floor })
-	busy, copies := pick(func(r coldRun) float64 { return r.busy }), pick(func(r coldRun) float64 { return r.originCopies })
+	direct, one, slowest := column(runs, func(r coldRun) float64 { return r.direct }), column(runs, func(r coldRun) float64 { return r.one }), column(runs, func(r coldRun) float64 { return r.slowest })
+	ratioOne, ratioSwarm := column(runs, func(r coldRun) float64 { return r.one / r.direct }), column(runs, func(r coldRun) float64 { return r.slowest / floor })
+	busy, copies := column(runs, func(r coldRun) float64 { return r.busy }), column(runs, func(r coldRun) float64 { return r.originCopies })
 	fmt.Fprintf(stdout, "median of %d runs [range]: direct=%ss eagle_one=%ss ratio_one=%s eagle_slowest=%ss ratio_swarm=%s cpu_busy=%s\n",
 		o.runs, spread(direct, "%.2f"), spread(one, "%.2f"), spread(ratioOne, "%.3f"), spread(slowest, "%.2f"), spread(ratioSwarm, "%.3f"), spread(busy, "%.2f"))
 	fmt.Fprintf(stdout, "bench: cold nodes=%d size=%d cap=%d direct_s=%.3f eagle_one_s=%.3f ratio_one=%.3f eagle_slowest_s=%.3f ratio_swarm=%.3f origin_copies=%.2f cpu_busy=%.2f runs=%d tls=%t\n",

@@ -123,10 +123,7 @@ func benchHit(ctx context.Context, o hitBenchOptions, stdout io.Writer) error {
 	ttfb := medianDuration(proxy, func(g hitGet) time.Duration { return g.ttfb })
 	fmt.Fprintf(stdout, "bench: hit size=%d rounds=%d median of rounds; best proxy_mib_s=%.1f registry_mib_s=%.1f\n",
 		o.size, o.rounds, hitBest(proxy, o.size), hitBest(registry, o.size))
-	busy := make([]float64, len(proxy))
-	for i, g := range proxy {
-		busy[i] = g.busy
-	}
+	busy := column(proxy, func(g hitGet) float64 { return g.busy })
 	fmt.Fprintf(stdout, "bench: hit proxy_mib_s=%.1f registry_mib_s=%.1f ratio=%.3f ttfb_ms=%.3f cpu_busy=%.2f\n", pm, rm, pm/rm, millis(ttfb), median(busy))
 	return nil
 }

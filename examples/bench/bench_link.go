@@ -187,19 +187,12 @@ func benchLink(ctx context.Context, o linkOptions, stdout, stderr io.Writer) (er
 		}
 		fmt.Fprintln(stdout)
 	}
-	pick := func(f func(linkRun) float64) []float64 {
-		xs := make([]float64, len(runs))
-		for i, r := range runs {
-			xs[i] = f(r)
-		}
-		return xs
-	}
-	httpS, eagleS := pick(func(r linkRun) float64 { return r.http }), pick(func(r linkRun) float64 { return r.eagle })
-	ratios := pick(func(r linkRun) float64 { return r.eagle / r.http })
-	busy := pick(func(r linkRun) float64 { return r.eagleBusy })
+	httpS, eagleS := column(runs, func(r linkRun) float64 { return r.http }), column(runs, func(r linkRun) float64 { return r.eagle })
+	ratios := column(runs, func(r linkRun) float64 { return r.eagle / r.http })
+	busy := column(runs, func(r linkRun) float64 { return r.eagleBusy })
 	fmt.Fprintf(stdout, "median of %d runs [range]: http=%s MiB/s eagle=%s MiB/s ratio=%s cpu_busy=%s\n",
 		o.runs, spread(httpS, "%.1f"), spread(eagleS, "%.1f"), spread(ratios, "%.3f"), spread(busy, "%.2f"))
-	agentsS, agentRatios, agentBusy := pick(func(r linkRun) float64 { return r.agents }), pick(func(r linkRun) float64 { return r.agents / r.http }), pick(func(r linkRun) float64 { return r.agentsBusy })
+	agentsS, agentRatios, agentBusy := column(runs, func(r linkRun) float64 { return r.agents }), column(runs, func(r linkRun) float64 { return r.agents / r.http }), column(runs, func(r linkRun) float64 { return r.agentsBusy })
 	if o.peers > 0 {
 		fmt.Fprintf(stdout, "median of %d runs [range]: agents=%s MiB/s ratio_agents=%s cpu_busy=%s (from %d warm agents and the seeder)\n",
 			o.runs, spread(agentsS, "%.1f"), spread(agentRatios, "%.3f"), spread(agentBusy, "%.2f"), o.peers)

@@ -344,19 +344,12 @@ type swarmFigures struct {
 // figure's median and range when there was more than one run. Its fields
 // keep their names and order; new ones go at the end.
 func printSwarmLine(w io.Writer, o swarmOptions, figs []swarmFigures) {
-	pick := func(f func(swarmFigures) float64) []float64 {
-		xs := make([]float64, len(figs))
-		for i, g := range figs {
-			xs[i] = f(g)
-		}
-		return xs
-	}
-	slowest, p50 := pick(func(g swarmFigures) float64 { return g.slowest / g.floor }), pick(func(g swarmFigures) float64 { return g.p50 / g.floor })
-	busy := pick(func(g swarmFigures) float64 { return g.cpuBusy })
+	slowest, p50 := column(figs, func(g swarmFigures) float64 { return g.slowest / g.floor }), column(figs, func(g swarmFigures) float64 { return g.p50 / g.floor })
+	busy := column(figs, func(g swarmFigures) float64 { return g.cpuBusy })
 	if len(figs) > 1 {
 		fmt.Fprintf(w, "median of %d runs [range]: ratio_slowest=%s ratio_p50=%s cpu_busy=%s\n", len(figs), spread(slowest, "%.3f"), spread(p50, "%.3f"), spread(busy, "%.2f"))
 	}
-	m := func(f func(swarmFigures) float64) float64 { return median(pick(f)) }
+	m := func(f func(swarmFigures) float64) float64 { return median(column(figs, f)) }
 	floor := figs[0].floor
 	fmt.Fprintf(w, "bench: swarm nodes=%d size=%d cap=%d floor_s=%.3f slowest_s=%.3f p50_s=%.3f ratio_slowest=%.3f ratio_p50=%.3f origin_copies=%.2f central_s=%.3f rss_max_mib=%.1f tls=%t cpu_busy=%.2f runs=%d\n",
 		o.nodes, int64(o.size), int64(o.cap), floor, m(func(g swarmFigures) float64 { return g.slowest }), m(func(g swarmFigures) float64 { return g.p50 }),

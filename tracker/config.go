@@ -20,10 +20,11 @@ const (
 	// DefaultMinInterval is the minimum re-announce interval told to clients.
 	DefaultMinInterval = 5 * time.Second
 	// DefaultSeedInterval is the announce interval told to peers that hold
-	// the whole blob. Every node announces every blob it caches, so at the
-	// downloaders' interval a fleet of 1,000 nodes caching 200 blobs each
-	// would send 20,000 announces a second; at 5 minutes it sends under
-	// 700, plus those of the blobs being downloaded.
+	// the whole blob of a swarm nobody downloads. Every node announces
+	// every blob it caches, so at the downloaders' interval a fleet of
+	// 1,000 nodes caching 200 blobs each would send 20,000 announces a
+	// second; at 5 minutes it sends under 700, plus those of the swarms
+	// being downloaded.
 	DefaultSeedInterval = 5 * time.Minute
 	// DefaultMaxNumWant is the most peers one announce response carries.
 	DefaultMaxNumWant = 50
@@ -172,10 +173,12 @@ type Config struct {
 	// keeps its own TTL, so build it from StoreConfig.
 	PeerTTL time.Duration `yaml:"peer_ttl"`
 	// SeedInterval is the announce interval told to peers that announce
-	// the whole blob (left=0): they need no peers, and are found by the
-	// ones that announce, so they only have to stay in the store. It keeps
-	// the tracker's load proportional to downloads, not to what the nodes
-	// cache. At least Interval. Default 5m (DefaultSeedInterval).
+	// the whole blob (left=0) of a swarm with no downloader: they need no
+	// peers, and will be found by the ones that come, so they only have to
+	// stay in the store. (While a swarm has downloaders its complete peers
+	// are told Interval, to learn of them.) It keeps the tracker's load
+	// proportional to downloads, not to what the nodes cache. At least
+	// Interval. Default 5m (DefaultSeedInterval).
 	SeedInterval time.Duration `yaml:"seed_interval"`
 	// SeedPeerTTL is how long a complete peer that stops announcing is
 	// still handed out: a seed that died without a "stopped" stays in

@@ -259,9 +259,11 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 	}
 	res = resultOK
 	interval := s.interval
-	if self.Complete() {
-		// A peer with the whole blob needs no peers and is found by those
-		// that announce: it only has to stay in the store.
+	if self.Complete() && counts.Incomplete == 0 {
+		// A peer with the whole blob, in a swarm nobody downloads, needs no
+		// peers and will be found by those that come: it only has to stay
+		// in the store. While the swarm has downloaders it announces as
+		// often as they do, to learn of them and connect to them too.
 		interval = s.seedInterval
 	}
 	return appendAnnounce(b, counts, interval, s.minInterval, peers), http.StatusOK

@@ -339,6 +339,12 @@ func TestAnnounceExpiresSilentPeers(t *testing.T) {
 		t.Errorf("a complete peer is told interval %d, want the seed interval 2", r.int("interval"))
 	}
 	mustAnnounce(t, s, "127.0.0.2", announceQuery(2, 10))
+	// While the swarm has a downloader its complete peers announce as
+	// often as it does.
+	if r := mustAnnounce(t, s, "127.0.0.5", announceQuery(5, 0)); r.int("interval") != 1 {
+		t.Errorf("a complete peer of a swarm with a downloader is told interval %d, want 1", r.int("interval"))
+	}
+	mustAnnounce(t, s, "127.0.0.5", announceQuery(5, 0, "event", "stopped"))
 	time.Sleep(1700*time.Millisecond - time.Since(start))
 	// The silent leecher is gone after the peer TTL; the seed lasts the
 	// seed TTL.

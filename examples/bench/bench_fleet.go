@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,8 +15,8 @@ import (
 )
 
 // fleetOptions describe the simulated fleet of "bench tracker": nodes
-// nodes, each caching blobs blobs, a fraction downloading of which are
-// still downloading.
+// nodes, each caching blobs blobs, a fraction downloading of the blobs
+// being pulled by half of the nodes.
 type fleetOptions struct {
 	nodes, blobs int
 	downloading  float64
@@ -30,11 +31,13 @@ type fleetResult struct {
 	entries         int
 }
 
-// benchFleet announces every (node, blob) entry of the fleet once, through
-// the handler of a tracker built from cfg, each node from its own address,
-// and adds up the rate the answers' intervals ask for: the steady load the
-// fleet puts on the tracker. Then 100 new nodes start downloading a blob
-// each and count the peers of their first answer.
+// benchFleet announces every (node, blob) entry of the fleet twice,
+// through the handler of a tracker built from cfg, each node from its own
+// address, and adds up the rate the second round's intervals ask for: the
+// steady load the fleet puts on the tracker. In one blob in
+// 1/downloading, every other node is still downloading. Then 100 new
+// nodes start downloading a blob each and count the peers of their first
+// answer.
 func benchFleet(ctx context.Context, cfg tracker.Config, o fleetOptions) (fleetResult, error) {
 	cfg.MaxSwarms = o.blobs
 	cfg.MaxPeers = (o.nodes + 100) * o.blobs
@@ -61,22 +64,30 @@ func benchFleet(ctx context.Context, cfg tracker.Config, o fleetOptions) (fleetR
 		return parseFleetAnswer(rec.body.Bytes())
 	}
 	var r fleetResult
-	every := int(1 / o.downloading) // one entry in every is downloading
-	for node := range o.nodes {
-		for blob := range o.blobs {
-			if err := ctx.Err(); err != nil {
-				return fleetResult{}, err
+	every := max(1, int(math.Round(1/o.downloading))) // one blob in every is being pulled
+	for round := range 2 {
+		event := "&event=started"
+		if round > 0 {
+			event = ""
+		}
+		for node := range o.nodes {
+			for blob := range o.blobs {
+				if err := ctx.Err(); err != nil {
+					return fleetResult{}, err
+				}
+				left := int64(0)
+				if blob%every == 0 && node%2 == 1 {
+					left = 64 << 20
+				}
+				iv, _, err := announce(node, blob, left, event)
+				if err != nil {
+					return fleetResult{}, err
+				}
+				if round > 0 {
+					r.announcesPerSec += 1 / iv.Seconds()
+					r.entries++
+				}
 			}
-			left := int64(0)
-			if (node*o.blobs+blob)%every == 0 {
-				left = 64 << 20
-			}
-			iv, _, err := announce(node, blob, left, "&event=started")
-			if err != nil {
-				return fleetResult{}, err
-			}
-			r.announcesPerSec += 1 / iv.Seconds()
-			r.entries++
 		}
 	}
 	r.firstPeersMin = -1

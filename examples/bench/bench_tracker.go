@@ -46,16 +46,17 @@ func runBenchTracker(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the HTTP load (tracker and load generator) to this file")
 	fs.IntVar(&o.fleet.nodes, "fleet-nodes", 1000, "nodes of the simulated fleet (0 skips the fleet)")
 	fs.IntVar(&o.fleet.blobs, "fleet-blobs", 200, "blobs each node of the fleet caches")
-	fs.Float64Var(&o.fleet.downloading, "fleet-downloading", 0.01, "fraction of the fleet's (node, blob) entries still downloading")
+	fs.Float64Var(&o.fleet.downloading, "fleet-downloading", 0.01, "fraction of the fleet's blobs being pulled (by every other node)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./examples/bench tracker [flags]\n\nStarts a tracker on 127.0.0.1 with an in-memory peer store, preloads\n"+
 			"swarms × peers announces, then sends announces (compact, numwant, a random\n"+
 			"peer of a random swarm, mostly event=none) from concurrent keep-alive HTTP\n"+
 			"clients for a fixed duration. The load generator runs in this process and\n"+
 			"shares the CPUs with the tracker.\n\n"+
-			"First it simulates a fleet: every node announces every blob it caches\n"+
-			"once, a fraction of them still downloading, and the intervals the\n"+
-			"tracker answers add up to the announces per second the fleet sends it\n"+
+			"First it simulates a fleet: every node announces every blob it caches,\n"+
+			"a fraction of the blobs being pulled by every other node, and the\n"+
+			"intervals the tracker answers add up to the announces per second the\n"+
+			"fleet sends it\n"+
 			"(fleet_announces_per_s), beside the same fleet told the downloaders'\n"+
 			"interval for every entry (fleet_flat_per_s). Then 100 new nodes start\n"+
 			"downloading and count the peers in their first answer\n"+
@@ -128,7 +129,7 @@ func benchTracker(ctx context.Context, o trackerBenchOptions, stdout io.Writer) 
 		if flat, err = benchFleet(ctx, tracker.Config{SeedInterval: tracker.DefaultInterval}, o.fleet); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "bench: tracker fleet nodes=%d blobs=%d downloading=%.3f entries=%d announces_per_s=%.0f (every entry at the downloaders' interval: %.0f) first_answer_peers_min=%d\n",
+		fmt.Fprintf(stdout, "bench: tracker fleet nodes=%d blobs=%d blobs_downloading=%.3f entries=%d announces_per_s=%.0f (every entry at the downloaders' interval: %.0f) first_answer_peers_min=%d\n",
 			o.fleet.nodes, o.fleet.blobs, o.fleet.downloading, fleet.entries, fleet.announcesPerSec, flat.announcesPerSec, fleet.firstPeersMin)
 	}
 	srv, err := tracker.New(tracker.Config{MaxSwarms: o.swarms, MaxPeers: o.swarms * o.peers, MaxPeersPerSwarm: o.peers}, nil)

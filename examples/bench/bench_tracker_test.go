@@ -30,9 +30,11 @@ func TestBenchTracker(t *testing.T) {
 			t.Errorf("%s = %q, want a positive number", name, m[i+1])
 		}
 	}
-	// 100 nodes × 10 blobs: 100 entries downloading announce every 10s,
-	// 900 complete ones every 5 minutes; at the downloaders' interval all
-	// 1,000 would announce every 10s. Each of 100 holders is found at once.
+	// 100 nodes × 10 blobs, one blob pulled by 50 of the nodes: its 100
+	// entries (downloading, and complete in a swarm with downloaders)
+	// announce every 10s, the 900 of the idle blobs every 5 minutes; at
+	// the downloaders' interval all 1,000 would announce every 10s. A new
+	// downloader gets 50 peers at once.
 	f := func(i int) float64 {
 		v, err := strconv.ParseFloat(m[i], 64)
 		if err != nil {

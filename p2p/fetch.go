@@ -377,7 +377,6 @@ const reaskAfter = 3 * time.Second
 // asks the seeders again, adds the peers they name, and keeps waiting.
 func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int) error {
 	for {
-		sent := chunksByPeer(ent.t)
 		wctx, cancel := context.WithTimeout(ctx, reaskAfter)
 		var seederGone atomic.Bool
 		if hs, ok := e.src.(HealthSource); ok && ent.seeder() != "" {
@@ -406,7 +405,7 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 				return err
 			}
 		}
-		if n := closeSilentSeeds(ent.t, sent); n > 0 {
+		if n := closeSilentSeeds(ent.t); n > 0 {
 			e.log.Warn("download stalled: closed the connections to peers that hold the whole blob and sent none of it; reconnecting",
 				"digest", ref.Digest, "closed", n)
 		}
@@ -432,41 +431,23 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 	}
 }
 
-// chunksByPeer returns the useful chunks each of t's connections has
-// received so far.
-func chunksByPeer(t *torrent.Torrent) map[*torrent.PeerConn]int64 {
-	m := make(map[*torrent.PeerConn]int64)
-	for _, pc := range t.PeerConns() {
-		st := pc.Stats()
-		m[pc] = st.ChunksReadUseful.Int64()
-	}
-	return m
-}
-
-// closeSilentSeeds closes, when the download has not yet received a
-// single useful chunk, none since the snapshot before either, the
-// connections to peers that hold every piece: such a peer uploads to
-// anyone (every Eagle node seeds what it holds), so a download that got
-// nothing from any of them for a whole reask interval is stuck (seen: a
-// 1-piece blob, a dozen such peers, no chunk for 5 s; a request nobody
-// answered, by the look of it). The announce loop and the seeders' answer
-// bring the peers back as new connections, on which anacrolix requests
-// afresh. A download that has had bytes is left alone: its connections
-// carry on where they were once a cut link is back, where new ones would
-// first wait out the dials that failed meanwhile. It returns how many it
-// closed.
-func closeSilentSeeds(t *torrent.Torrent, before map[*torrent.PeerConn]int64) int {
+// closeSilentSeeds closes, while the download has not received a single
+// useful chunk, the connections to peers that hold every piece: such a
+// peer uploads to anyone (every Eagle node seeds what it holds), so a
+// download that got nothing from any of them for a whole reask interval
+// is stuck (seen: a 1-piece blob, a dozen such peers, no chunk for 5 s; a
+// request nobody answered, by the look of it). The announce loop and the
+// seeders' answer bring the peers back as new connections, on which
+// anacrolix requests afresh. A download that has had bytes is left alone:
+// its connections carry on where they were once a cut link is back, where
+// new ones would first wait out the dials that failed meanwhile. It
+// returns how many it closed.
+func closeSilentSeeds(t *torrent.Torrent) int {
 	if st := t.Stats(); st.ChunksReadUseful.Int64() > 0 {
 		return 0
 	}
-	conns := t.PeerConns()
-	for _, pc := range conns {
-		if st := pc.Stats(); st.ChunksReadUseful.Int64() != before[pc] {
-			return 0 // the swarm delivers; the wait is for one piece only
-		}
-	}
 	closed := 0
-	for _, pc := range conns {
+	for _, pc := range t.PeerConns() {
 		if pc.Stats().RemotePieceCount == t.NumPieces() {
 			pc.Close()
 			closed++

@@ -152,27 +152,21 @@ func benchLink(ctx context.Context, o linkOptions, stdout, stderr io.Writer) (er
 		return fmt.Errorf("bench link: %w", err)
 	}
 	fileSrv := &http.Server{Handler: http.FileServer(http.Dir(files)), ReadHeaderTimeout: 10 * time.Second}
-	go fileSrv.Serve(lis)
-	defer fileSrv.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		fileSrv.Serve(lis)
+	}()
+	defer func() {
+		fileSrv.Close()
+		<-served
+	}()
 	fileURL := "http://" + lis.Addr().String()
 
-	agents := make([]*netnsAgent, 1+o.peers)
-	defer func() {
-		for _, a := range agents {
-			if a != nil {
-				a.stop()
-			}
-		}
-	}()
-	for i := range agents {
-		name := fmt.Sprintf("agent-%d", i)
-		membership, err := c.Member(name)
-		if err != nil {
-			return fmt.Errorf("bench link: %w", err)
-		}
-		if agents[i], err = startNetnsAgent(ctx, o.eagleBin, lab, i, filepath.Join(dir, name), c.SeederAddrs(), c.TrackerURL, c.Origin.URL, membership, o.verbose, stderr); err != nil {
-			return fmt.Errorf("bench link: %w", err)
-		}
+	agents, err := startNetnsAgents(ctx, c, o.eagleBin, lab, 1+o.peers, dir, o.verbose, stderr)
+	defer stopNetnsAgents(agents)
+	if err != nil {
+		return fmt.Errorf("bench link: %w", err)
 	}
 
 	runs := make([]linkRun, o.runs)
@@ -216,7 +210,7 @@ func linkOnce(ctx context.Context, c *cluster.Cluster, self string, agents []*ne
 	blobPath := func(d digest.Digest) string { return "/v2/" + img.Repository + "/blobs/" + d.String() }
 	// The file server's copy of the first blob, read from the origin.
 	a := img.Layers[0].Digest
-	if err := download(ctx, c.Origin.URL+blobPath(a), filepath.Join(files, a.Encoded()), a); err != nil {
+	if err := saveBlob(ctx, c.Origin.URL+blobPath(a), filepath.Join(files, a.Encoded()), a); err != nil {
 		return r, err
 	}
 	defer os.Remove(filepath.Join(files, a.Encoded()))
@@ -227,7 +221,7 @@ func linkOnce(ctx context.Context, c *cluster.Cluster, self string, agents []*ne
 		return r, err
 	}
 	for _, l := range img.Layers {
-		if err := download(ctx, warm.URL+blobPath(l.Digest), "", l.Digest); err != nil {
+		if err := pullOne(ctx, http.DefaultClient, warm.URL+blobPath(l.Digest), l.Digest, L); err != nil {
 			warm.Close()
 			return r, fmt.Errorf("warm the seeder: %w", err)
 		}
@@ -266,9 +260,8 @@ func linkOnce(ctx context.Context, c *cluster.Cluster, self string, agents []*ne
 	return r, nil
 }
 
-// download GETs url, checks the body against want and, when path is not
-// empty, writes it there.
-func download(ctx context.Context, url, path string, want digest.Digest) error {
+// saveBlob GETs url into the file path, checking the body against want.
+func saveBlob(ctx context.Context, url, path string, want digest.Digest) (err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -281,17 +274,17 @@ func download(ctx context.Context, url, path string, want digest.Digest) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	w := io.Discard
-	if path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		w = f
+	f, err := os.Create(path)
+	if err != nil {
+		return err
 	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
 	v := want.Verifier()
-	if _, err := io.Copy(io.MultiWriter(w, v), resp.Body); err != nil {
+	if _, err := io.Copy(io.MultiWriter(f, v), resp.Body); err != nil {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}
 	if !v.Verified() {

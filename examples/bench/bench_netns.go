@@ -133,29 +133,10 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	layer := img.Layers[0]
 	path := "/v2/" + img.Repository + "/blobs/" + layer.Digest.String()
 
-	seeders := make([]string, len(c.Seeders))
-	for i, s := range c.Seeders {
-		seeders[i] = s.Addr
-	}
-	agents := make([]*netnsAgent, o.nodes)
-	defer func() {
-		for _, a := range agents {
-			if a != nil {
-				a.stop()
-			}
-		}
-	}()
-	for i := range agents {
-		// Each agent process is a cluster member with files of its own
-		// (an insecure config when the cluster runs without TLS).
-		name := fmt.Sprintf("agent-%d", i)
-		membership, err := c.Member(name)
-		if err != nil {
-			return swarmFigures{}, fmt.Errorf("bench swarm -netns: %w", err)
-		}
-		if agents[i], err = startNetnsAgent(ctx, o.eagleBin, lab, i, filepath.Join(dir, name), seeders, c.TrackerURL, c.Origin.URL, membership, o.verbose, stderr); err != nil {
-			return swarmFigures{}, fmt.Errorf("bench swarm -netns: %w", err)
-		}
+	agents, err := startNetnsAgents(ctx, c, o.eagleBin, lab, o.nodes, dir, o.verbose, stderr)
+	defer stopNetnsAgents(agents)
+	if err != nil {
+		return swarmFigures{}, fmt.Errorf("bench swarm -netns: %w", err)
 	}
 
 	var r swarmResult
@@ -325,6 +306,34 @@ type netnsAgent struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when its log reader ends
 	once sync.Once
+}
+
+// startNetnsAgents starts n agent processes, agent i in lab's namespace i
+// with its files under dir/agent-<i>, each a member of c with credentials
+// of its own (an insecure config when c runs without TLS). It returns the
+// agents it started, also on error: stopNetnsAgents stops them.
+func startNetnsAgents(ctx context.Context, c *cluster.Cluster, bin string, lab *netnsLab, n int, dir string, verbose bool, logw io.Writer) ([]*netnsAgent, error) {
+	agents := make([]*netnsAgent, n)
+	for i := range agents {
+		name := fmt.Sprintf("agent-%d", i)
+		membership, err := c.Member(name)
+		if err != nil {
+			return agents, err
+		}
+		if agents[i], err = startNetnsAgent(ctx, bin, lab, i, filepath.Join(dir, name), c.SeederAddrs(), c.TrackerURL, c.Origin.URL, membership, verbose, logw); err != nil {
+			return agents, err
+		}
+	}
+	return agents, nil
+}
+
+// stopNetnsAgents stops every agent of agents not stopped yet (nil).
+func stopNetnsAgents(agents []*netnsAgent) {
+	for _, a := range agents {
+		if a != nil {
+			a.stop()
+		}
+	}
 }
 
 // startNetnsAgent writes agent i's config under dir, starts it in its

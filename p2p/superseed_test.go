@@ -81,8 +81,11 @@ func TestSeederServesLongPieces(t *testing.T) {
 	}
 	wg.Wait()
 	// Super-seeded (not seeded plainly, as it once was for long pieces):
-	// each piece leaves the seeder about once.
-	checkSeederCopies(t, seed, size, 1.06)
+	// each piece leaves the seeder about once. Seeded plainly, it sent
+	// 1.13-1.16 copies; super-seeded, 1.00 alone and up to 1.10 on a loaded
+	// CI machine, where a peer that got pieces only from the seeder for
+	// isolationDelay is served plainly.
+	checkSeederCopies(t, seed, size, 1.12)
 }
 
 // TestSuperSeededBlobsPulledTogether has two agents each fetch three blobs

@@ -29,9 +29,11 @@ type blobData struct {
 	mu        sync.RWMutex
 	complete  []bool
 	nComplete int
-	partial   *os.File     // nil once committed or failed
-	blob      storage.Blob // set once committed
-	changed   chan struct{}
+	// claimed marks pieces a direct transfer is fetching (see direct.go).
+	claimed []bool
+	partial *os.File     // nil once committed or failed
+	blob    storage.Blob // set once committed
+	changed chan struct{}
 	// committedCh is closed once the blob is committed.
 	committedCh chan struct{}
 	// failed is set when the download was abandoned; readers return it.
@@ -43,6 +45,7 @@ func newPartialData(info *metainfo.Info, f *os.File) *blobData {
 		size:     info.Length,
 		pieceLen: info.PieceLength,
 		complete: make([]bool, info.NumPieces()),
+		claimed:  make([]bool, info.NumPieces()),
 		partial:  f,
 		changed:  make(chan struct{}),
 
@@ -55,6 +58,7 @@ func newCommittedData(info *metainfo.Info, b storage.Blob) *blobData {
 		size:      info.Length,
 		pieceLen:  info.PieceLength,
 		complete:  make([]bool, info.NumPieces()),
+		claimed:   make([]bool, info.NumPieces()),
 		nComplete: info.NumPieces(),
 		blob:      b,
 		changed:   make(chan struct{}),
@@ -114,6 +118,94 @@ func (d *blobData) setComplete(i int, c bool) {
 	}
 	close(d.changed)
 	d.changed = make(chan struct{})
+}
+
+// claim marks up to most pieces, from the first that is neither complete
+// nor claimed on, for a direct transfer, stopping at the first piece that
+// is complete, claimed or, by started, already partly downloaded over the
+// peer wire. It returns the first piece and how many it claimed (0: none
+// left to claim).
+func (d *blobData) claim(most int, started func(i int) bool) (first, n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.partial == nil {
+		return 0, 0
+	}
+	first = -1
+	for i := range d.complete {
+		if !d.complete[i] && !d.claimed[i] && !started(i) {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return 0, 0
+	}
+	for i := first; i < len(d.complete) && n < most && !d.complete[i] && !d.claimed[i] && (i == first || !started(i)); i++ {
+		d.claimed[i] = true
+		n++
+	}
+	return first, n
+}
+
+// unclaim releases pieces [first, first+n) and returns those of them that
+// are not complete.
+func (d *blobData) unclaim(first, n int) (left []int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := first; i < first+n; i++ {
+		d.claimed[i] = false
+		if !d.complete[i] {
+			left = append(left, i)
+		}
+	}
+	return left
+}
+
+// unclaimedLeft returns the pieces that are neither complete nor claimed.
+func (d *blobData) unclaimedLeft() []int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var out []int
+	for i, c := range d.complete {
+		if !c && !d.claimed[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// isClaimed reports whether a direct transfer is fetching piece i.
+func (d *blobData) isClaimed(i int) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.claimed[i]
+}
+
+// writeVerified writes piece i, whose bytes b passed their hash, and marks
+// it complete, unless it is complete already; it reports whether it wrote.
+// The write lock keeps peer-wire chunks out meanwhile (see
+// pieceData.WriteAt).
+func (d *blobData) writeVerified(i int, b []byte) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.complete[i] || d.blob != nil:
+		return false, nil
+	case d.partial == nil:
+		if d.failed != nil {
+			return false, d.failed
+		}
+		return false, errDataClosed
+	}
+	if _, err := d.partial.WriteAt(b, int64(i)*d.pieceLen); err != nil {
+		return false, err
+	}
+	d.complete[i] = true
+	d.nComplete++
+	close(d.changed)
+	d.changed = make(chan struct{})
+	return true, nil
 }
 
 // completed returns a channel closed once the blob is committed.
@@ -345,12 +437,22 @@ func (p pieceData) ReadAt(b []byte, off int64) (int, error) {
 
 // WriteAt drops writes to a piece that is complete: its bytes were hashed
 // (and may already be the store's blob, see Engine.adopt). anacrolix does
-// not write complete pieces; this keeps it so whatever it does.
+// not write complete pieces; this keeps it so whatever it does, and a
+// direct transfer that completes the piece meanwhile (writeVerified) takes
+// the write lock, so a chunk is never written into a piece after it was
+// verified.
 func (p pieceData) WriteAt(b []byte, off int64) (int, error) {
-	if p.d.isComplete(p.p.Index()) {
+	d := p.d
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	switch {
+	case d.complete[p.p.Index()] || d.blob != nil:
 		return len(b), nil
+	case d.partial != nil:
+		return d.partial.WriteAt(b, p.p.Offset()+off)
+	default:
+		return 0, errDataClosed
 	}
-	return p.d.WriteAt(b, p.p.Offset()+off)
 }
 
 func (p pieceData) MarkComplete() error {

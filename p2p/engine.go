@@ -101,6 +101,11 @@ type Config struct {
 	// the process can cause (a seeder's), or a node every client of which
 	// may read every blob.
 	SkipAuthorization bool `yaml:"-"`
+	// DisableDirect turns direct transfers off: the engine neither takes
+	// nor serves whole runs of pieces over HTTP on its peer port (see
+	// direct.go) and moves every byte over the BitTorrent peer wire.
+	// Default false: on.
+	DisableDirect bool `yaml:"disable_direct"`
 	// Logger receives the engine's logs. Nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 	// Metrics is where the Engine registers its Prometheus metrics
@@ -195,6 +200,9 @@ type Stats struct {
 	// BannedPeers is the number of peer addresses banned for sending
 	// pieces that failed their hash.
 	BannedPeers int
+	// BytesDirect is the part of BytesFromSeeders and BytesFromAgents
+	// that came by direct transfers rather than the peer wire.
+	BytesDirect int64
 }
 
 // Engine is one peer. Create it with New and stop it with Close.
@@ -211,6 +219,17 @@ type Engine struct {
 	creds *mtls.Credentials
 	// listener is the peer-wire listener the engine owns (see bindSockets).
 	listener net.Listener
+	// mux sorts the connections on listener into the peer wire and direct
+	// transfers; nil when anacrolix owns the sockets.
+	mux *peerMux
+	// direct fetches pieces from peers' direct transfer servers; nil when
+	// the engine does not own its sockets or direct transfers are off.
+	direct *directClient
+	// directSrv serves direct transfers from mux.direct.
+	directSrv *directServer
+	// agentUpload is an agent's upload limiter, shared by anacrolix and
+	// the direct transfer server; nil when unlimited or on a seeder.
+	agentUpload *rate.Limiter
 	// announcers talk to the trackers, one each.
 	announcers []*announcer
 
@@ -228,6 +247,9 @@ type Engine struct {
 	metaCache *lru.Cache[digest.Digest, seederAnswer]
 
 	fromSeeders, fromAgents atomic.Int64
+	// directDownloaded and directUploaded count piece data moved by
+	// direct transfers.
+	directDownloaded, directUploaded atomic.Int64
 	// fromOrigin counts the bytes fetched from origins (FetchOrigin).
 	fromOrigin atomic.Int64
 	metrics    *engineMetrics
@@ -306,6 +328,11 @@ func (ent *entry) stallReason() string {
 // seedsOther reports whether ent is a committed blob seeded under another
 // infohash than ih.
 func (ent *entry) seedsOther(ih metainfo.Hash) bool {
+	return ent.seeds() && ent.t.InfoHash() != ih
+}
+
+// seeds reports whether ent is a committed blob, seeded.
+func (ent *entry) seeds() bool {
 	select {
 	case <-ent.ready:
 	default:
@@ -316,7 +343,7 @@ func (ent *entry) seedsOther(ih metainfo.Hash) bool {
 	default:
 		return false
 	}
-	return ent.err == nil && ent.doneErr == nil && ent.t != nil && ent.t.InfoHash() != ih
+	return ent.err == nil && ent.doneErr == nil && ent.t != nil
 }
 
 // New starts an Engine that keeps blobs in store and asks src for metainfo.
@@ -375,6 +402,9 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 		return nil, err
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	if e.mux != nil {
+		e.directSrv = newDirectServer(e, e.mux.direct)
+	}
 	e.announcers = e.newAnnouncers()
 	if err := e.reseed(); err != nil {
 		e.Close()
@@ -417,6 +447,7 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 	// from 1.19-1.23 to 1.43-1.46 times the floor).
 	if l := e.cfg.UploadLimit.Limiter(); l != nil && e.super == nil {
 		cc.UploadRateLimiter = l
+		e.agentUpload = l
 	}
 	// Every torrent brings its own storage (a blobData). Without this the
 	// client would open a file store and a piece-completion database in the
@@ -505,8 +536,10 @@ func (e *Engine) bindSockets() error {
 		}
 		return limitConn(c, dl, ul)
 	}
-	e.cl.AddListener(wrappingListener{Listener: lis, creds: e.creds, wrap: wrap})
+	e.mux = newPeerMux(lis, e.creds, wrap, func(c net.Conn) net.Conn { return limitConn(c, dl, ul) })
+	e.cl.AddListener(e.mux.wire)
 	e.cl.AddDialer(wrappingDialer{Dialer: torrent.NetworkDialer{Network: network, Dialer: d}, creds: e.creds, wrap: wrap})
+	e.direct = newDirectClient(e, d, dl)
 	return nil
 }
 
@@ -832,7 +865,8 @@ func (e *Engine) Addr() net.Addr {
 func (e *Engine) Stats() Stats {
 	s := Stats{BytesFromSeeders: e.fromSeeders.Load(), BytesFromAgents: e.fromAgents.Load(), BytesFromOrigin: e.fromOrigin.Load()}
 	cs := e.cl.Stats().ConnStats
-	s.BytesUploaded = cs.BytesWrittenData.Int64()
+	s.BytesUploaded = cs.BytesWrittenData.Int64() + e.directUploaded.Load()
+	s.BytesDirect = e.directDownloaded.Load()
 	for _, t := range e.cl.Torrents() {
 		s.Peers += t.Stats().ActivePeers
 	}
@@ -860,6 +894,15 @@ func (e *Engine) Close() error {
 	errs := e.cl.Close()
 	if e.super != nil {
 		e.super.close()
+	}
+	if e.directSrv != nil {
+		e.directSrv.close()
+	}
+	if e.direct != nil {
+		e.direct.http.CloseIdleConnections()
+	}
+	if e.mux != nil {
+		e.mux.Close()
 	}
 	if e.listener != nil {
 		e.listener.Close()

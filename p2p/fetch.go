@@ -262,6 +262,16 @@ func (e *Engine) runDownload(ent *entry, ref blob.Ref) error {
 	e.startAnnouncing(ent)
 	close(ent.ready)
 	e.log.Debug("download started", "digest", ref.Digest, "size", info.Length, "pieces", info.NumPieces(), "seeder", ans.seeder)
+	if e.direct != nil && !e.cfg.DisableDirect {
+		dctx, stop := context.WithCancel(ctx)
+		run := &directRun{c: e.direct, ent: ent, info: &info, given: ans.peers, sources: make(map[netip.AddrPort]*directSource)}
+		var wg sync.WaitGroup
+		wg.Go(func() { run.run(dctx) })
+		defer func() {
+			stop()
+			wg.Wait()
+		}()
+	}
 
 	if err := e.commit(ctx, ent, ref); err != nil {
 		return err
@@ -562,7 +572,13 @@ func (s *swarmBlob) Read(p []byte) (int, error) {
 				waitSince = time.Now()
 			}
 			waited := time.Since(waitSince)
-			if d.wantsPriority(i) || waited >= frontWaitPriority {
+			if d.isClaimed(i) {
+				// A direct transfer is fetching it: asking the peer wire
+				// too would fetch it twice.
+				if nudge == nil {
+					nudge = time.After(frontWaitPriority)
+				}
+			} else if d.wantsPriority(i) || waited >= frontWaitPriority {
 				// Ask the swarm for the piece this reader waits on first.
 				s.ent.t.Piece(i).SetPriority(torrent.PiecePriorityNow)
 				prioritized, nudge = true, nil

@@ -105,10 +105,10 @@ func (c *limitedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// peerTLSHandshakeTimeout bounds the TLS handshake of a peer connection
-// this engine dials: a peer that accepts and never answers (a tarpit)
-// holds a dial slot for at most this long. Accepted connections shake
-// hands lazily, under anacrolix's handshake deadline.
+// peerTLSHandshakeTimeout bounds the TLS handshake of a peer connection:
+// a peer that accepts and never answers (a tarpit) holds a dial slot for
+// at most this long, and one that connects and says nothing is closed
+// after it (see peerMux).
 const peerTLSHandshakeTimeout = 3 * time.Second
 
 // prepare does to a new TCP connection what anacrolix does to the
@@ -118,26 +118,6 @@ func prepare(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
-}
-
-// wrappingListener accepts peer connections, in mutual TLS with the
-// cluster's credentials when creds is set, and wraps each.
-type wrappingListener struct {
-	net.Listener
-	creds *mtls.Credentials // nil: plaintext
-	wrap  func(net.Conn) net.Conn
-}
-
-func (l wrappingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	prepare(c)
-	if l.creds != nil {
-		c = tls.Server(c, l.creds.ServerConfig())
-	}
-	return l.wrap(c), nil
 }
 
 // wrappingDialer dials peer connections, in mutual TLS with the cluster's

@@ -115,6 +115,9 @@ var (
 		"Peer connections open now, over all blobs.", nil, nil)
 	bannedDesc = prometheus.NewDesc("eagle_p2p_banned_peers",
 		"Peer addresses banned for sending pieces that failed their hash.", nil, nil)
+	directDesc = prometheus.NewDesc("eagle_p2p_direct_bytes_total",
+		"Piece data moved by direct transfers (whole pieces over HTTP on the peer port) rather than the peer wire, by direction: received or sent. Also counted in eagle_p2p_received_bytes_total and eagle_p2p_uploaded_bytes_total.",
+		[]string{"direction"}, nil)
 )
 
 // engineCollector reads an Engine's counters and its blob table at scrape
@@ -129,6 +132,7 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- cacheDesc
 	ch <- peersDesc
 	ch <- bannedDesc
+	ch <- directDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -143,6 +147,8 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.GaugeValue, float64(cached))
 	ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(st.Peers))
 	ch <- prometheus.MustNewConstMetric(bannedDesc, prometheus.GaugeValue, float64(st.BannedPeers))
+	ch <- prometheus.MustNewConstMetric(directDesc, prometheus.CounterValue, float64(st.BytesDirect), "received")
+	ch <- prometheus.MustNewConstMetric(directDesc, prometheus.CounterValue, float64(c.e.directUploaded.Load()), "sent")
 }
 
 // blobCounts returns the number of downloads in progress and the total size

@@ -560,3 +560,18 @@ func newLimitedAgent(t *testing.T, trackerURL string, store storage.Store, src p
 	t.Cleanup(func() { e.Close() })
 	return e
 }
+
+// newEngineWith starts an agent on loopback with the test defaults, changed
+// by edit.
+func newEngineWith(t *testing.T, trackerURL string, store storage.Store, src p2p.MetaInfoSource, edit func(*p2p.Config)) *p2p.Engine {
+	t.Helper()
+	cfg := p2p.Config{TLS: testtls.Member(t, "node"), Authorizer: testAuthorizer(t),
+		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trackerURL}, Logger: quiet}
+	edit(&cfg)
+	e, err := p2p.New(cfg, store, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}

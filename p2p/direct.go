@@ -1,0 +1,401 @@
+package p2p
+
+import (
+	"context"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+)
+
+// Direct transfers. BitTorrent's wire moves a blob in 16 KiB requests, a
+// few in flight per connection, each chunk written to disk on its own and
+// each piece read back to be hashed: uncapped, one node pulling from a
+// warm seeder over a veth moved a quarter of what a plain HTTP GET moves
+// (BENCHMARKS.md, bench link), bound by the CPU those steps take. A direct
+// transfer is one HTTP range request for a run of whole pieces, on the
+// same peer port and under the same mutual TLS (ALPN eagle-direct/1, see
+// peerMux): the downloader hashes each piece in memory as it arrives and
+// writes it once, already verified.
+//
+// The peer wire stays the swarm's way to trade: a direct transfer serves
+// a node from a peer that holds the whole blob and is not needed by
+// others. A node serves one peer of a swarm at a time, only while no other
+// peer of that swarm lacks pieces, and stops once one does: its uplink is
+// then one of the swarm's sources (on a seeder, of new pieces, which
+// super-seeding shares out), and a capped peer that streamed whole windows
+// to several stragglers at once held each of them back (bench swarm
+// -netns at N = 8 went from 1.33 to 1.49 × the floor). Every node serves at
+// most maxDirectServes transfers at once. A downloader claims its pieces
+// (the peer wire does not ask for them meanwhile) and gives back what it
+// did not get when a transfer fails.
+const (
+	// directPath is where a blob is served: directPath + infohash (hex).
+	directPath = "/eagle/v1/torrents/"
+	// maxDirectServes is how many direct transfers a node serves at once.
+	maxDirectServes = 8
+	// maxDirectSources is how many peers a download takes direct
+	// transfers from at once.
+	maxDirectSources = 4
+	// directStreams is how many transfers a download runs from one peer
+	// at once, each on its own connection: receiving, decrypting, hashing
+	// and writing a piece are one goroutine's work, so one stream keeps
+	// one core busy at most, on either end.
+	directStreams = 2
+	// directWindow is how many bytes of whole pieces one request claims.
+	directWindow = 8 << 20
+	// directChunk is the server's read and write size.
+	directChunk = 256 << 10
+	// directGrace is how long a node waits, before it answers a transfer,
+	// for other peers of the swarm to connect. Eight agents starting a
+	// pull at once connect to the seeder within a few hundred
+	// milliseconds; a seeder that streamed to the first one until then
+	// (about 1 MiB, a few hundred milliseconds of a capped uplink) left
+	// the whole swarm that much later: bench swarm -netns at N = 8 took
+	// 1.44-1.49 × the floor against 1.33 without direct transfers.
+	directGrace = 500 * time.Millisecond
+	// directWarm is how long after its last transfer a peer's next one
+	// skips directGrace: the next window of the same pull.
+	directWarm = 2 * time.Second
+	// directCheckEvery is how often, in bytes sent, a transfer checks
+	// that no other peer of the swarm started downloading.
+	directCheckEvery = 4 * directChunk
+	// directStall ends a transfer that delivers no byte for this long,
+	// giving its pieces back to the peer wire.
+	directStall = 5 * time.Second
+	// directRetry is how long a download waits before asking a peer
+	// again that refused or failed a transfer (doubled up to 8 times).
+	directRetry = time.Second
+	// roleHeader tells the downloader what kind of peer served it.
+	roleHeader = "Eagle-Role"
+	// peerIDHeader carries the downloader's BitTorrent peer ID, so that
+	// a seeder tells it from the swarm's other peers.
+	peerIDHeader = "Eagle-Peer-Id"
+)
+
+// errDirectBusy is a peer's refusal of a direct transfer: it is busy, or
+// its swarm needs its uplink.
+var errDirectBusy = errors.New("p2p: direct transfer refused")
+
+// directServer serves the blobs the engine holds whole to members that
+// know their infohash.
+type directServer struct {
+	e     *Engine
+	srv   *http.Server
+	slots chan struct{}
+	done  chan struct{}
+
+	mu      sync.Mutex
+	serving map[metainfo.Hash]*swarmTransfers // swarms with transfers
+}
+
+// swarmTransfers are the transfers a node serves in one swarm: all to one
+// peer.
+type swarmTransfers struct {
+	to [20]byte
+	n  int
+	// last is when the last of them ended (n is 0 then).
+	last time.Time
+}
+
+// takeSwarm reserves one of swarm ih's transfers for the peer with ID to:
+// a node serves one peer of a swarm at a time, on at most directStreams
+// connections. warm reports that the peer is being served, or was just
+// now: its transfers need not wait for the swarm to form (directGrace)
+// again.
+func (s *directServer) takeSwarm(ih metainfo.Hash, to [20]byte) (ok, warm bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	for h, st := range s.serving {
+		if st.n == 0 && now.Sub(st.last) > directWarm {
+			delete(s.serving, h)
+		}
+	}
+	st := s.serving[ih]
+	switch {
+	case st == nil || st.n == 0 && st.to != to:
+		s.serving[ih] = &swarmTransfers{to: to, n: 1}
+		return true, false
+	case st.to == to && st.n < directStreams:
+		st.n++
+		return true, true
+	}
+	return false, false
+}
+
+func (s *directServer) leaveSwarm(ih metainfo.Hash) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.serving[ih]; st != nil {
+		st.n--
+		st.last = time.Now()
+	}
+}
+
+func newDirectServer(e *Engine, lis net.Listener) *directServer {
+	s := &directServer{e: e, slots: make(chan struct{}, maxDirectServes), done: make(chan struct{}), serving: make(map[metainfo.Hash]*swarmTransfers)}
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: peerTLSHandshakeTimeout,
+		IdleTimeout:       30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return e.ctx },
+	}
+	go func() {
+		defer close(s.done)
+		s.srv.Serve(lis)
+	}()
+	return s
+}
+
+// close ends every transfer and waits for the server to stop.
+func (s *directServer) close() {
+	s.srv.Close()
+	<-s.done
+}
+
+// seeding returns the entry of the committed blob whose infohash is ih.
+func (e *Engine) seeding(ih metainfo.Hash) *entry {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ent := range e.blobs {
+		if ent.seeds() && ent.t.InfoHash() == ih {
+			return ent
+		}
+	}
+	return nil
+}
+
+func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e := s.e
+	hexIH, ok := strings.CutPrefix(r.URL.Path, directPath)
+	var ih metainfo.Hash
+	if !ok || len(hexIH) != 40 || ih.FromHexString(hexIH) != nil {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	ent := e.seeding(ih)
+	if ent == nil {
+		http.Error(w, "not held here", http.StatusNotFound)
+		return
+	}
+	start, end, ok := parseByteRange(r.Header.Get("Range"), ent.size)
+	if !ok {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", ent.size))
+		http.Error(w, "one range of bytes=first-last within the blob is required", http.StatusRequestedRangeNotSatisfiable)
+		return
+	}
+	if e.cfg.DisableDirect {
+		http.Error(w, "direct transfers are off", http.StatusServiceUnavailable)
+		return
+	}
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+		return
+	}
+	var from [20]byte
+	copy(from[:], r.Header.Get(peerIDHeader))
+	// One peer of a swarm at a time, and only while it is the only one
+	// downloading.
+	ok, warm := s.takeSwarm(ih, from)
+	if !ok {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.leaveSwarm(ih)
+	needed := func() bool { return othersDownloading(ent.t, from) }
+	if !warm {
+		// A swarm forms over the first moments of a pull: wait for its
+		// other peers to show up before handing the uplink to one of
+		// them.
+		select {
+		case <-time.After(directGrace):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if needed() {
+		http.Error(w, "the swarm needs this node's uplink", http.StatusServiceUnavailable)
+		return
+	}
+	unpin := e.pin(ent.dgst)
+	defer unpin()
+	role := "agent"
+	if e.cfg.Role == RoleSeeder {
+		role = "seeder"
+	}
+	w.Header().Set(roleHeader, role)
+	w.Header().Set("Content-Length", strconv.FormatInt(end-start, 10))
+	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end-1, ent.size))
+	w.WriteHeader(http.StatusPartialContent)
+	buf := make([]byte, directChunk)
+	for off := start; off < end; {
+		if (off-start)%directCheckEvery == 0 && needed() {
+			// Another peer arrived: end the transfer; the downloader keeps
+			// the pieces it got and asks the swarm for the rest.
+			e.log.Debug("direct transfer ended: the swarm needs the uplink", "digest", ent.dgst, "to", from, "sent", off-start)
+			panic(http.ErrAbortHandler)
+		}
+		n := int(min(int64(len(buf)), end-off))
+		if l := e.agentUpload; l != nil {
+			for done := 0; done < n; {
+				step := min(n-done, l.Burst())
+				if err := l.WaitN(r.Context(), step); err != nil {
+					panic(http.ErrAbortHandler)
+				}
+				done += step
+			}
+		}
+		m, err := ent.data.ReadAt(buf[:n], off)
+		if m < n {
+			e.log.Warn("direct transfer: reading the blob", "digest", ent.dgst, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		if _, err := w.Write(buf[:n]); err != nil {
+			return
+		}
+		e.directUploaded.Add(int64(n))
+		off += int64(n)
+	}
+}
+
+// othersDownloading reports whether a peer of t other than the one with
+// peer ID except lacks pieces (or has not said yet what it has): this
+// node's uplink is then one of that swarm's sources, and a direct transfer
+// to one peer would take it from the others; on a seeder, from the
+// super-seeding that gives every peer new pieces.
+func othersDownloading(t *torrent.Torrent, except [20]byte) bool {
+	n := t.NumPieces()
+	for _, pc := range t.PeerConns() {
+		if pc.PeerID != except && pc.Stats().RemotePieceCount < n {
+			return true
+		}
+	}
+	return false
+}
+
+// parseByteRange parses a Range header of one range, "bytes=first-last",
+// within a blob of size bytes, into [start, end).
+func parseByteRange(h string, size int64) (start, end int64, ok bool) {
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok {
+		return 0, 0, false
+	}
+	a, b, ok := strings.Cut(spec, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	first, err1 := strconv.ParseInt(a, 10, 64)
+	last, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil || first < 0 || last < first || last >= size {
+		return 0, 0, false
+	}
+	return first, last + 1, true
+}
+
+// pieceHashMismatch is a direct transfer's piece that failed its hash.
+type pieceHashMismatch struct{ piece int }
+
+func (m pieceHashMismatch) Error() string {
+	return fmt.Sprintf("piece %d failed its hash", m.piece)
+}
+
+// fetchDirect fetches pieces [first, first+n) of ent from the direct
+// transfer server at src, writing each once it passed its hash; accepted
+// is called once the server answered with the range. It returns the first
+// error; pieces written before it stay.
+func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metainfo.Info, src netip.AddrPort, first, n int, buf []byte, accepted func()) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(directStall, func() { cancel(fmt.Errorf("no byte for %v", directStall)) })
+	defer stall.Stop()
+	pl := info.PieceLength
+	start := int64(first) * pl
+	end := min(int64(first+n)*pl, info.Length)
+	u := fmt.Sprintf("%s://%s%s%s", c.scheme, src, directPath, ent.t.InfoHash().HexString())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", start, end-1))
+	req.Header.Set(peerIDHeader, string(c.peerID[:]))
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return directErr(ctx, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+	case http.StatusServiceUnavailable:
+		return errDirectBusy
+	default:
+		return fmt.Errorf("p2p: direct transfer: %s", resp.Status)
+	}
+	if want := fmt.Sprintf("bytes %d-%d/%d", start, end-1, info.Length); resp.Header.Get("Content-Range") != want {
+		return fmt.Errorf("p2p: direct transfer: Content-Range %q, want %q", resp.Header.Get("Content-Range"), want)
+	}
+	accepted()
+	fromSeeder := resp.Header.Get(roleHeader) == "seeder"
+	for i := first; i < first+n; i++ {
+		p := info.Piece(i)
+		b := buf[:p.Length()]
+		for got := 0; got < len(b); {
+			m, err := resp.Body.Read(b[got:min(len(b), got+directChunk)])
+			got += m
+			if m > 0 {
+				stall.Reset(directStall)
+			}
+			if err != nil && got < len(b) {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return directErr(ctx, err)
+			}
+		}
+		if sha1.Sum(b) != p.V1Hash().Unwrap() {
+			return pieceHashMismatch{i}
+		}
+		wrote, err := ent.data.writeVerified(i, b)
+		if err != nil {
+			return err
+		}
+		if wrote {
+			ent.t.Piece(i).UpdateCompletion()
+			if fromSeeder {
+				c.e.fromSeeders.Add(int64(len(b)))
+			} else {
+				c.e.fromAgents.Add(int64(len(b)))
+			}
+			c.e.directDownloaded.Add(int64(len(b)))
+		}
+	}
+	return nil
+}
+
+// directErr says why a transfer broke: the stall bound, or err.
+func directErr(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return fmt.Errorf("p2p: direct transfer: %w", cause)
+	}
+	return fmt.Errorf("p2p: direct transfer: %w", err)
+}

@@ -1,0 +1,219 @@
+package p2p_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/testenv"
+	"github.com/eagle-p2p/eagle/internal/testtls"
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/seeder"
+)
+
+// TestDirectTransferFromWarmSeeder has one agent pull a blob the seeder
+// holds, nobody else downloading: the bytes come by direct transfer (whole
+// pieces over HTTP on the peer port, verified as they arrive), and are
+// identical. With DisableDirect on the agent, every byte comes over the
+// peer wire.
+func TestDirectTransferFromWarmSeeder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
+	addr, _, seed := startSeeder(t, trk)
+	for _, direct := range []bool{true, false} {
+		ref, content := pushBlob(t, o, "direct/warm", 256<<20)
+		src := newSeederClient(t, addr)
+		if _, err := src.MetaInfo(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+		before := seed.Stats().BytesUploaded
+		a := newEngineWith(t, trk, newFSStore(t), src, func(c *p2p.Config) { c.DisableDirect = !direct })
+		start := time.Now()
+		got := readAll(t, ctx, a, ref)
+		took := time.Since(start)
+		if !bytes.Equal(got, content) {
+			t.Fatalf("direct=%v: got %d bytes, not the blob", direct, len(got))
+		}
+		st := a.Stats()
+		t.Logf("direct=%v: %.0f MiB/s; %d bytes direct, %d from seeders, seeder sent %d", direct,
+			float64(len(got))/(1<<20)/took.Seconds(), st.BytesDirect, st.BytesFromSeeders, seed.Stats().BytesUploaded-before)
+		if direct && st.BytesDirect < int64(len(content))/2 {
+			t.Errorf("direct transfers on: %d of %d bytes came direct, want most", st.BytesDirect, len(content))
+		}
+		if !direct && st.BytesDirect != 0 {
+			t.Errorf("direct transfers off: %d bytes came direct, want 0", st.BytesDirect)
+		}
+		if sent := seed.Stats().BytesUploaded - before; sent < int64(len(content)) || sent > int64(len(content))*11/10 {
+			t.Errorf("direct=%v: the seeder sent %d bytes for a %d-byte blob", direct, sent, len(content))
+		}
+	}
+}
+
+// TestDirectTransferServer speaks to a seeder's direct transfer server as
+// a member would: a whole range of a blob it holds comes back identical,
+// and anything else gets a precise refusal and no bytes.
+func TestDirectTransferServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
+	addr, _, seed := startSeeder(t, trk)
+	ref, content := pushBlob(t, o, "direct/server", 3<<20+5)
+	mi, err := newSeederClient(t, addr).MetaInfo(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := p2p.ParseMetaInfo(ref.Digest, mi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ih := m.HashInfoBytes().HexString()
+	cfg := testtls.Credentials(t, "node").ClientConfig()
+	cfg.NextProtos = []string{"eagle-direct/1"}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	defer client.CloseIdleConnections()
+	base := "https://" + seed.Addr().String() + "/eagle/v1/torrents/"
+	get := func(method, path, rng string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, method, base+path, nil)
+		if rng != "" {
+			req.Header.Set("Range", rng)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, b := get(http.MethodGet, ih, fmt.Sprintf("bytes=1000-%d", len(content)-1)); code != http.StatusPartialContent || !bytes.Equal(b, content[1000:]) {
+		t.Errorf("a range of the blob: %d, %d bytes, equal %v", code, len(b), bytes.Equal(b, content[1000:]))
+	}
+	for _, c := range []struct {
+		what, method, path, rng string
+		want                    int
+	}{
+		{"another infohash", http.MethodGet, strings.Repeat("ab", 20), "bytes=0-9", http.StatusNotFound},
+		{"no infohash", http.MethodGet, "", "bytes=0-9", http.StatusNotFound},
+		{"a malformed infohash", http.MethodGet, "../../etc/passwd", "bytes=0-9", http.StatusNotFound},
+		{"no range", http.MethodGet, ih, "", http.StatusRequestedRangeNotSatisfiable},
+		{"a range past the end", http.MethodGet, ih, fmt.Sprintf("bytes=0-%d", len(content)), http.StatusRequestedRangeNotSatisfiable},
+		{"two ranges", http.MethodGet, ih, "bytes=0-1,5-9", http.StatusRequestedRangeNotSatisfiable},
+		{"a suffix range", http.MethodGet, ih, "bytes=-10", http.StatusRequestedRangeNotSatisfiable},
+		{"a POST", http.MethodPost, ih, "bytes=0-9", http.StatusMethodNotAllowed},
+	} {
+		code, b := get(c.method, c.path, c.rng)
+		if code != c.want || bytes.Contains(b, content[:64]) {
+			t.Errorf("%s: %d (%q), want %d", c.what, code, b, c.want)
+		}
+	}
+}
+
+// TestMaliciousDirectSourceIsCaught names to an agent, as the one holder
+// of a blob, a member that answers direct transfers with wrong bytes: its
+// piece fails the hash and is never written, the agent stops asking it,
+// and the blob arrives whole over the peer wire from the seeder.
+func TestMaliciousDirectSourceIsCaught(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
+	addr, _, _ := startSeeder(t, trk)
+	ref, content := pushBlob(t, o, "direct/liar", 4<<20)
+	src := newSeederClient(t, addr)
+	if _, err := src.MetaInfo(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	// The liar: a member on its own loopback address that serves any range
+	// as 0xEE bytes.
+	var asked atomic.Int64
+	liar := serveDirect(t, "127.0.0.9", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		var first, last int64
+		fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &first, &last)
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, len(content)))
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(bytes.Repeat([]byte{0xEE}, int(last-first+1)))
+	}))
+	a := newEngineWith(t, trk, newFSStore(t), peerSource{src, []netip.AddrPort{liar}}, func(*p2p.Config) {})
+	if got := readAll(t, ctx, a, ref); !bytes.Equal(got, content) {
+		t.Fatalf("got %d bytes, not the blob", len(got))
+	}
+	if asked.Load() == 0 {
+		t.Fatal("the agent never asked the liar: the test proves nothing")
+	}
+	if asked.Load() > 1 {
+		t.Errorf("the agent asked the liar %d times after its first bad piece", asked.Load())
+	}
+}
+
+// peerSource is a metainfo source that names peers holding every blob.
+type peerSource struct {
+	*seeder.Client
+	peers []netip.AddrPort
+}
+
+func (s peerSource) MetaInfoWithPeers(ctx context.Context, ref blob.Ref) ([]byte, string, []netip.AddrPort, error) {
+	mi, err := s.MetaInfo(ctx, ref)
+	return mi, "", s.peers, err
+}
+
+// serveDirect serves h as a member's direct transfer server on ip.
+func serveDirect(t *testing.T, ip string, h http.Handler) netip.AddrPort {
+	t.Helper()
+	lis, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testtls.Credentials(t, "liar").ServerConfig()
+	cfg.NextProtos = []string{"eagle-direct/1"}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(handshakingListener{lis, cfg})
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return netip.MustParseAddrPort(lis.Addr().String())
+}
+
+// handshakingListener completes each connection's TLS handshake and hands
+// it on as a plain net.Conn: the HTTP server then speaks HTTP/1.1 whatever
+// protocol was negotiated.
+type handshakingListener struct {
+	net.Listener
+	cfg *tls.Config
+}
+
+func (l handshakingListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Server(c, l.cfg)
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			continue
+		}
+		tc.SetDeadline(time.Time{})
+		return struct{ net.Conn }{tc}, nil
+	}
+}

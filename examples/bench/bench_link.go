@@ -29,7 +29,9 @@ type linkOptions struct {
 	runs     int
 	insecure bool
 	verbose  bool
-	eagleBin string
+	// disableDirect: see agentOptions.
+	disableDirect bool
+	eagleBin      string
 }
 
 func runBenchLink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -41,6 +43,7 @@ func runBenchLink(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.IntVar(&o.runs, "runs", 3, "repeat the measurement this many times and report the median and the range")
 	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS")
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
+	fs.BoolVar(&o.disableDirect, "disable-direct", false, "turn the agents' direct transfers off (p2p.disable_direct): every byte over the BitTorrent peer wire")
 	fs.StringVar(&o.eagleBin, "eagle", "", "the eagle binary the agents run (default: built from "+eaglePackage+" with the go command)")
 	timeout := fs.Duration("timeout", 20*time.Minute, "give up after this long")
 	fs.Usage = func() {
@@ -163,7 +166,7 @@ func benchLink(ctx context.Context, o linkOptions, stdout, stderr io.Writer) (er
 	}()
 	fileURL := "http://" + lis.Addr().String()
 
-	agents, err := startNetnsAgents(ctx, c, o.eagleBin, lab, 1+o.peers, dir, o.verbose, stderr)
+	agents, err := startNetnsAgents(ctx, c, o.eagleBin, lab, 1+o.peers, dir, agentOptions{verbose: o.verbose, log: stderr, disableDirect: o.disableDirect})
 	defer stopNetnsAgents(agents)
 	if err != nil {
 		return fmt.Errorf("bench link: %w", err)

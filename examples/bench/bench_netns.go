@@ -133,7 +133,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	layer := img.Layers[0]
 	path := "/v2/" + img.Repository + "/blobs/" + layer.Digest.String()
 
-	agents, err := startNetnsAgents(ctx, c, o.eagleBin, lab, o.nodes, dir, o.verbose, stderr)
+	agents, err := startNetnsAgents(ctx, c, o.eagleBin, lab, o.nodes, dir, agentOptions{verbose: o.verbose, log: stderr, disableDirect: o.disableDirect})
 	defer stopNetnsAgents(agents)
 	if err != nil {
 		return swarmFigures{}, fmt.Errorf("bench swarm -netns: %w", err)
@@ -312,7 +312,7 @@ type netnsAgent struct {
 // with its files under dir/agent-<i>, each a member of c with credentials
 // of its own (an insecure config when c runs without TLS). It returns the
 // agents it started, also on error: stopNetnsAgents stops them.
-func startNetnsAgents(ctx context.Context, c *cluster.Cluster, bin string, lab *netnsLab, n int, dir string, verbose bool, logw io.Writer) ([]*netnsAgent, error) {
+func startNetnsAgents(ctx context.Context, c *cluster.Cluster, bin string, lab *netnsLab, n int, dir string, ao agentOptions) ([]*netnsAgent, error) {
 	agents := make([]*netnsAgent, n)
 	for i := range agents {
 		name := fmt.Sprintf("agent-%d", i)
@@ -320,7 +320,7 @@ func startNetnsAgents(ctx context.Context, c *cluster.Cluster, bin string, lab *
 		if err != nil {
 			return agents, err
 		}
-		if agents[i], err = startNetnsAgent(ctx, bin, lab, i, filepath.Join(dir, name), c.SeederAddrs(), c.TrackerURL, c.Origin.URL, membership, verbose, logw); err != nil {
+		if agents[i], err = startNetnsAgent(ctx, bin, lab, i, filepath.Join(dir, name), c.SeederAddrs(), c.TrackerURL, c.Origin.URL, membership, ao); err != nil {
 			return agents, err
 		}
 	}
@@ -339,7 +339,17 @@ func stopNetnsAgents(agents []*netnsAgent) {
 // startNetnsAgent writes agent i's config under dir, starts it in its
 // namespace as the cluster member membership (its --tls-* flags) and waits
 // until its registry endpoint listens.
-func startNetnsAgent(ctx context.Context, bin string, lab *netnsLab, i int, dir string, seeders []string, trackerURL, originURL string, membership mtls.Config, verbose bool, logw io.Writer) (*netnsAgent, error) {
+// agentOptions are the settings of a benchmark's agent processes.
+type agentOptions struct {
+	verbose bool      // copy their logs to log
+	log     io.Writer // where verbose logs go
+	// disableDirect turns their direct transfers off (p2p.disable_direct),
+	// so that every byte moves over the BitTorrent peer wire.
+	disableDirect bool
+}
+
+func startNetnsAgent(ctx context.Context, bin string, lab *netnsLab, i int, dir string, seeders []string, trackerURL, originURL string, membership mtls.Config, ao agentOptions) (*netnsAgent, error) {
+	verbose, logw := ao.verbose, ao.log
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("agent %d: %w", i, err)
 	}
@@ -349,8 +359,8 @@ func startNetnsAgent(ctx context.Context, bin string, lab *netnsLab, i int, dir 
 		seederList[j] = q(s)
 	}
 	addr := netnsAgentAddr(i)
-	cfg := fmt.Sprintf("listen: %s\nlog_level: info\ndata_dir: %s\nseeders: [%s]\np2p:\n  listen_addr: %s\n  trackers: [%s]\nproxy:\n  default_upstream: %s\n",
-		q(addr+":5000"), q(filepath.Join(dir, "data")), strings.Join(seederList, ", "), q(addr+":6881"), q(trackerURL), q(originURL))
+	cfg := fmt.Sprintf("listen: %s\nlog_level: info\ndata_dir: %s\nseeders: [%s]\np2p:\n  listen_addr: %s\n  trackers: [%s]\n  disable_direct: %t\nproxy:\n  default_upstream: %s\n",
+		q(addr+":5000"), q(filepath.Join(dir, "data")), strings.Join(seederList, ", "), q(addr+":6881"), q(trackerURL), ao.disableDirect, q(originURL))
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("agent %d: %w", i, err)

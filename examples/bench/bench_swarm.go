@@ -31,15 +31,17 @@ type swarmOptions struct {
 	nodes, seeders int
 	// runs is how many times the measurement repeats, each on a fresh
 	// cluster and blob; the last line gives the medians.
-	runs       int
-	size       storage.Size
-	cap        p2p.Rate
-	seederCap  p2p.Rate
-	out        string
-	announce   time.Duration
-	verbose    bool
-	central    bool
-	cpuProfile string
+	runs      int
+	size      storage.Size
+	cap       p2p.Rate
+	seederCap p2p.Rate
+	out       string
+	announce  time.Duration
+	verbose   bool
+	central   bool
+	// disableDirect turns the agents' direct transfers off.
+	disableDirect bool
+	cpuProfile    string
 	// insecure runs the cluster's internal planes (seeder gRPC, peer wire,
 	// tracker) without mutual TLS, for comparison with the default.
 	insecure bool
@@ -71,6 +73,7 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.StringVar(&o.out, "out", ".", "directory for bench-swarm.csv and bench-swarm.svg")
 	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
+	fs.BoolVar(&o.disableDirect, "disable-direct", false, "turn the agents' direct transfers off (p2p.disable_direct): every byte over the BitTorrent peer wire")
 	fs.BoolVar(&o.central, "central", true, "also measure the central cache (false: central_s=0, for quick tuning runs)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the Eagle pull to this file")
 	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS from the cluster's own CA")
@@ -243,7 +246,7 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) (
 	c, err := cluster.Start(ctx, cluster.Options{
 		Seeders: o.seeders, Agents: o.nodes, AnnounceInterval: o.announce, Logger: log,
 		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap,
-		Insecure: o.insecure, PeerStore: o.peerStore,
+		Insecure: o.insecure, PeerStore: o.peerStore, DisableDirect: o.disableDirect,
 	})
 	if err != nil {
 		return swarmFigures{}, fmt.Errorf("bench swarm: start cluster: %w", err)

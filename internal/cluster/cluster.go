@@ -51,6 +51,9 @@ type Options struct {
 	// to Logger.
 	Origin origin.Options
 	// UploadLimit and DownloadLimit cap the peer traffic of every seeder
+	// DisableDirect turns the agents' direct transfers off
+	// (p2p.Config.DisableDirect).
+	DisableDirect bool
 	// and agent, each host on its own (p2p.Config's limits). Default 0:
 	// unlimited.
 	UploadLimit, DownloadLimit p2p.Rate
@@ -365,7 +368,7 @@ func (c *Cluster) AddAgent(ctx context.Context) (*Agent, error) {
 		DataDir: dir,
 		Seeders: c.SeederAddrs(),
 		P2P: p2p.Config{ListenAddr: c.listenAddr(), Trackers: []string{c.TrackerURL},
-			UploadLimit: c.opts.UploadLimit, DownloadLimit: c.opts.DownloadLimit},
+			UploadLimit: c.opts.UploadLimit, DownloadLimit: c.opts.DownloadLimit, DisableDirect: c.opts.DisableDirect},
 		Proxy:   pcfg,
 		TLS:     member,
 		Logger:  log,

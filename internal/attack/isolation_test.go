@@ -178,6 +178,35 @@ func TestIsolationStranger(t *testing.T) {
 		}
 	}
 
+	// The direct transfers on the same peer ports: an HTTP range request
+	// for the whole layer by its infohash, in plaintext, and over TLS
+	// asking for the direct transfer protocol without a certificate and
+	// with another cluster's.
+	for name, addr := range peers {
+		for mode, cfg := range map[string]*tls.Config{
+			"plaintext":                      nil,
+			"TLS without certificate":        {InsecureSkipVerify: true, NextProtos: []string{"eagle-direct/1"}},
+			"TLS with a foreign certificate": withALPN(foreign.ClientConfig(), "eagle-direct/1"),
+		} {
+			what := name + ", direct transfer, " + mode
+			tr := &http.Transport{DialContext: stranger.DialContext, TLSClientConfig: cfg}
+			scheme := "https"
+			if cfg == nil {
+				scheme = "http"
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s://%s/eagle/v1/torrents/%x", scheme, addr, ih[:]), nil)
+			req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", len(blobs[1])-1))
+			resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Do(req)
+			if err == nil {
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				t.Errorf("%s: answered %s", what, resp.Status)
+				check(what, got)
+			}
+			tr.CloseIdleConnections()
+		}
+	}
+
 	// A real BitTorrent client in the stranger's namespace, given the
 	// infohash and every peer port, fetches the info dictionary from the
 	// peers (BEP 9) and then the pieces, as an attacker's would.
@@ -402,3 +431,9 @@ func (d nsDialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 func (nsDialer) DialerNetwork() string { return "tcp" }
+
+// withALPN returns cfg asking for the application protocol proto.
+func withALPN(cfg *tls.Config, proto string) *tls.Config {
+	cfg.NextProtos = []string{proto}
+	return cfg
+}

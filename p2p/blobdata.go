@@ -29,8 +29,9 @@ type blobData struct {
 	mu        sync.RWMutex
 	complete  []bool
 	nComplete int
-	// claimed marks pieces a direct transfer is fetching (see direct.go).
-	claimed []bool
+	// pending marks pieces a direct transfer asked a peer for, claimed
+	// those it is fetching, the peer having accepted (see direct.go).
+	pending, claimed []bool
 	partial *os.File     // nil once committed or failed
 	blob    storage.Blob // set once committed
 	changed chan struct{}
@@ -45,6 +46,7 @@ func newPartialData(info *metainfo.Info, f *os.File) *blobData {
 		size:     info.Length,
 		pieceLen: info.PieceLength,
 		complete: make([]bool, info.NumPieces()),
+		pending:  make([]bool, info.NumPieces()),
 		claimed:  make([]bool, info.NumPieces()),
 		partial:  f,
 		changed:  make(chan struct{}),
@@ -58,6 +60,7 @@ func newCommittedData(info *metainfo.Info, b storage.Blob) *blobData {
 		size:      info.Length,
 		pieceLen:  info.PieceLength,
 		complete:  make([]bool, info.NumPieces()),
+		pending:   make([]bool, info.NumPieces()),
 		claimed:   make([]bool, info.NumPieces()),
 		nComplete: info.NumPieces(),
 		blob:      b,
@@ -120,20 +123,21 @@ func (d *blobData) setComplete(i int, c bool) {
 	d.changed = make(chan struct{})
 }
 
-// claim marks up to most pieces, from the first that is neither complete
-// nor claimed on, for a direct transfer, stopping at the first piece that
-// is complete, claimed or, by started, already partly downloaded over the
-// peer wire. It returns the first piece and how many it claimed (0: none
-// left to claim).
+// claim marks up to most pieces as asked for by a direct transfer
+// (pending), from the first that is neither complete, pending nor claimed
+// on, stopping at the first piece that is or, by started, is already
+// partly downloaded over the peer wire. It returns the first piece and how
+// many it marked (0: none left).
 func (d *blobData) claim(most int, started func(i int) bool) (first, n int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.partial == nil {
 		return 0, 0
 	}
+	free := func(i int) bool { return !d.complete[i] && !d.pending[i] && !d.claimed[i] }
 	first = -1
 	for i := range d.complete {
-		if !d.complete[i] && !d.claimed[i] && !started(i) {
+		if free(i) && !started(i) {
 			first = i
 			break
 		}
@@ -141,11 +145,21 @@ func (d *blobData) claim(most int, started func(i int) bool) (first, n int) {
 	if first < 0 {
 		return 0, 0
 	}
-	for i := first; i < len(d.complete) && n < most && !d.complete[i] && !d.claimed[i] && (i == first || !started(i)); i++ {
-		d.claimed[i] = true
+	for i := first; i < len(d.complete) && n < most && free(i) && (i == first || !started(i)); i++ {
+		d.pending[i] = true
 		n++
 	}
 	return first, n
+}
+
+// accept turns pieces [first, first+n) from pending into claimed: the
+// peer accepted the transfer.
+func (d *blobData) accept(first, n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := first; i < first+n; i++ {
+		d.pending[i], d.claimed[i] = false, true
+	}
 }
 
 // unclaim releases pieces [first, first+n) and returns those of them that
@@ -154,25 +168,12 @@ func (d *blobData) unclaim(first, n int) (left []int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i := first; i < first+n; i++ {
-		d.claimed[i] = false
+		d.pending[i], d.claimed[i] = false, false
 		if !d.complete[i] {
 			left = append(left, i)
 		}
 	}
 	return left
-}
-
-// unclaimedLeft returns the pieces that are neither complete nor claimed.
-func (d *blobData) unclaimedLeft() []int {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	var out []int
-	for i, c := range d.complete {
-		if !c && !d.claimed[i] {
-			out = append(out, i)
-		}
-	}
-	return out
 }
 
 // isClaimed reports whether a direct transfer is fetching piece i.
@@ -181,6 +182,20 @@ func (d *blobData) isClaimed(i int) bool {
 	defer d.mu.RUnlock()
 	return d.claimed[i]
 }
+
+// unclaimedLeft returns the pieces that are neither complete nor claimed.
+func (d *blobData) unclaimedLeft() []int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var out []int
+	for i, c := range d.complete {
+		if !c && !d.claimed[i] && !d.pending[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 
 // writeVerified writes piece i, whose bytes b passed their hash, and marks
 // it complete, unless it is complete already; it reports whether it wrote.

@@ -224,6 +224,10 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.leaveSwarm(ih)
 	needed := func() bool { return othersDownloading(ent.t, from) }
+	if needed() {
+		http.Error(w, "the swarm needs this node's uplink", http.StatusServiceUnavailable)
+		return
+	}
 	if !warm {
 		// A swarm forms over the first moments of a pull: wait for its
 		// other peers to show up before handing the uplink to one of

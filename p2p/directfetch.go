@@ -202,10 +202,22 @@ func (r *directRun) transfer(ctx context.Context, src netip.AddrPort, s *directS
 		// directGrace), and a seeder offers the lowest-numbered pieces
 		// first, which a downloader not interested in them meanwhile
 		// would leave on offer.
-		accepted := func() { setPriorities(t, first, n, torrent.PiecePriorityNone) }
+		wasAccepted := false
+		accepted := func() {
+			wasAccepted = true
+			d.accept(first, n)
+			setPriorities(t, first, n, torrent.PiecePriorityNone)
+		}
 		err = r.c.fetchDirect(ctx, r.ent, r.info, src, first, n, buf, accepted)
-		for _, i := range d.unclaim(first, n) {
-			t.Piece(i).SetPriority(torrent.PiecePriorityNormal)
+		left := d.unclaim(first, n)
+		if wasAccepted {
+			// Only pieces this transfer took off the wire's list go back;
+			// the others keep what a reader asked for meanwhile (a
+			// refusal once reset the piece a reader waited on to normal
+			// priority, and first bytes came seconds late).
+			for _, i := range left {
+				t.Piece(i).SetPriority(torrent.PiecePriorityNormal)
+			}
 		}
 		if err != nil {
 			break
@@ -265,6 +277,9 @@ func (r *directRun) release() {
 // nor claimed.
 func (r *directRun) setUnclaimed(p torrent.PiecePriority) {
 	for _, i := range r.ent.data.unclaimedLeft() {
+		if r.ent.t.PieceState(i).Priority > torrent.PiecePriorityNormal {
+			continue // a reader asked for it first
+		}
 		r.ent.t.Piece(i).SetPriority(p)
 	}
 }

@@ -550,15 +550,7 @@ func newFSStore(t *testing.T) *filesystem.Store {
 // capped at down; cleanup closes it (Close may also be called earlier).
 func newLimitedAgent(t *testing.T, trackerURL string, store storage.Store, src p2p.MetaInfoSource, down p2p.Rate) *p2p.Engine {
 	t.Helper()
-	e, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "node"), Authorizer: testAuthorizer(t),
-		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trackerURL}, Logger: quiet,
-		DownloadLimit: down,
-	}, store, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
+	return newEngineWith(t, trackerURL, store, src, func(c *p2p.Config) { c.DownloadLimit = down })
 }
 
 // newEngineWith starts an agent on loopback with the test defaults, changed

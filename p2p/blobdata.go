@@ -32,9 +32,9 @@ type blobData struct {
 	// pending marks pieces a direct transfer asked a peer for, claimed
 	// those it is fetching, the peer having accepted (see direct.go).
 	pending, claimed []bool
-	partial *os.File     // nil once committed or failed
-	blob    storage.Blob // set once committed
-	changed chan struct{}
+	partial          *os.File     // nil once committed or failed
+	blob             storage.Blob // set once committed
+	changed          chan struct{}
 	// committedCh is closed once the blob is committed.
 	committedCh chan struct{}
 	// failed is set when the download was abandoned; readers return it.
@@ -195,7 +195,6 @@ func (d *blobData) unclaimedLeft() []int {
 	}
 	return out
 }
-
 
 // writeVerified writes piece i, whose bytes b passed their hash, and marks
 // it complete, unless it is complete already; it reports whether it wrote.

@@ -326,9 +326,10 @@ func (m pieceHashMismatch) Error() string {
 
 // fetchDirect fetches pieces [first, first+n) of ent from the direct
 // transfer server at src, writing each once it passed its hash; accepted
-// is called once the server answered with the range. It returns the first
-// error; pieces written before it stay.
-func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metainfo.Info, src netip.AddrPort, first, n int, buf []byte, accepted func()) error {
+// is called once the server answered with the range. *buf holds a piece;
+// it is made then if it is nil. It returns the first error; pieces written
+// before it stay.
+func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metainfo.Info, src netip.AddrPort, first, n int, buf *[]byte, accepted func()) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stall := time.AfterFunc(directStall, func() { cancel(fmt.Errorf("no byte for %v", directStall)) })
@@ -359,10 +360,13 @@ func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metain
 		return fmt.Errorf("p2p: direct transfer: Content-Range %q, want %q", resp.Header.Get("Content-Range"), want)
 	}
 	accepted()
+	if *buf == nil {
+		*buf = make([]byte, info.PieceLength)
+	}
 	fromSeeder := resp.Header.Get(roleHeader) == "seeder"
 	for i := first; i < first+n; i++ {
 		p := info.Piece(i)
-		b := buf[:p.Length()]
+		b := (*buf)[:p.Length()]
 		for got := 0; got < len(b); {
 			m, err := resp.Body.Read(b[got:min(len(b), got+directChunk)])
 			got += m

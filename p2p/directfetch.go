@@ -189,7 +189,7 @@ func (r *directRun) startTransfers(ctx context.Context) {
 func (r *directRun) transfer(ctx context.Context, src netip.AddrPort, s *directSource) {
 	d, t := r.ent.data, r.ent.t
 	window := max(1, int(directWindow/r.info.PieceLength))
-	buf := make([]byte, r.info.PieceLength)
+	var buf []byte // a piece, made once a peer accepts
 	var err error
 	for ctx.Err() == nil {
 		started := wireStarted(t)
@@ -208,7 +208,7 @@ func (r *directRun) transfer(ctx context.Context, src netip.AddrPort, s *directS
 			d.accept(first, n)
 			setPriorities(t, first, n, torrent.PiecePriorityNone)
 		}
-		err = r.c.fetchDirect(ctx, r.ent, r.info, src, first, n, buf, accepted)
+		err = r.c.fetchDirect(ctx, r.ent, r.info, src, first, n, &buf, accepted)
 		left := d.unclaim(first, n)
 		if wasAccepted {
 			// Only pieces this transfer took off the wire's list go back;

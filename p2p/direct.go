@@ -34,12 +34,12 @@ import (
 // others. A node serves one peer of a swarm at a time, only while no other
 // peer of that swarm lacks pieces, and stops once one does: its uplink is
 // then one of the swarm's sources (on a seeder, of new pieces, which
-// super-seeding shares out), and a capped peer that streamed whole windows
-// to several stragglers at once held each of them back (bench swarm
-// -netns at N = 8 went from 1.33 to 1.49 × the floor). Every node serves at
-// most maxDirectServes transfers at once. A downloader claims its pieces
-// (the peer wire does not ask for them meanwhile) and gives back what it
-// did not get when a transfer fails.
+// super-seeding shares out), and a peer that streamed whole windows to
+// several stragglers at once would give each a fraction of it for a
+// window that the wire could fetch from many. Every node serves at most
+// maxDirectServes transfers at once. A downloader claims its pieces once
+// the peer accepted (the peer wire does not ask for them meanwhile) and
+// gives back what it did not get when a transfer fails.
 const (
 	// directPath is where a blob is served: directPath + infohash (hex).
 	directPath = "/eagle/v1/torrents/"
@@ -57,13 +57,11 @@ const (
 	directWindow = 8 << 20
 	// directChunk is the server's read and write size.
 	directChunk = 256 << 10
-	// directGrace is how long a node waits, before it answers a transfer,
-	// for other peers of the swarm to connect. Eight agents starting a
-	// pull at once connect to the seeder within a few hundred
-	// milliseconds; a seeder that streamed to the first one until then
-	// (about 1 MiB, a few hundred milliseconds of a capped uplink) left
-	// the whole swarm that much later: bench swarm -netns at N = 8 took
-	// 1.44-1.49 × the floor against 1.33 without direct transfers.
+	// directGrace is how long a node waits, before it answers a new
+	// peer's transfer, for other peers of the swarm to connect: agents
+	// that start a pull at once connect to the seeder within a few hundred
+	// milliseconds, and a seeder that streamed to the first one meanwhile
+	// would take that much of its uplink from all of them.
 	directGrace = 500 * time.Millisecond
 	// directWarm is how long after its last transfer a peer's next one
 	// skips directGrace: the next window of the same pull.

@@ -415,6 +415,12 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 				return err
 			}
 		}
+		if !ent.data.isClaimed(i) {
+			// The piece the commit waits on has had no progress for a
+			// while: make sure the wire asks for it first, whatever a
+			// direct transfer's reserve or a refusal left its priority at.
+			ent.t.Piece(i).SetPriority(torrent.PiecePriorityNow)
+		}
 		if n := closeSilentSeeds(ent.t); n > 0 {
 			e.log.Warn("download stalled: closed the connections to peers that hold the whole blob and sent none of it; reconnecting",
 				"digest", ref.Digest, "closed", n)

@@ -92,24 +92,14 @@ func (d *blobData) ReadAt(p []byte, off int64) (int, error) {
 	}
 }
 
-func (d *blobData) WriteAt(p []byte, off int64) (int, error) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	switch {
-	case d.blob != nil:
-		// Every piece is complete; anacrolix does not write complete pieces,
-		// but a late chunk from a slow peer may still arrive. Drop it.
-		return len(p), nil
-	case d.partial != nil:
-		return d.partial.WriteAt(p, off)
-	default:
-		return 0, errDataClosed
-	}
-}
-
 func (d *blobData) setComplete(i int, c bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.setCompleteLocked(i, c)
+}
+
+// setCompleteLocked is setComplete with d.mu held.
+func (d *blobData) setCompleteLocked(i int, c bool) {
 	if d.complete[i] == c {
 		return
 	}
@@ -215,10 +205,7 @@ func (d *blobData) writeVerified(i int, b []byte) (bool, error) {
 	if _, err := d.partial.WriteAt(b, int64(i)*d.pieceLen); err != nil {
 		return false, err
 	}
-	d.complete[i] = true
-	d.nComplete++
-	close(d.changed)
-	d.changed = make(chan struct{})
+	d.setCompleteLocked(i, true)
 	return true, nil
 }
 
@@ -451,7 +438,8 @@ func (p pieceData) ReadAt(b []byte, off int64) (int, error) {
 
 // WriteAt drops writes to a piece that is complete: its bytes were hashed
 // (and may already be the store's blob, see Engine.adopt). anacrolix does
-// not write complete pieces; this keeps it so whatever it does, and a
+// not write complete pieces, but a late chunk from a slow peer may still
+// arrive after the blob was committed; this drops it whatever it does, and a
 // direct transfer that completes the piece meanwhile (writeVerified) takes
 // the write lock, so a chunk is never written into a piece after it was
 // verified.

@@ -251,6 +251,7 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end-1, ent.size))
 	w.WriteHeader(http.StatusPartialContent)
 	buf := make([]byte, directChunk)
+	rc := http.NewResponseController(w)
 	for off := start; off < end; {
 		if (off-start)%directCheckEvery == 0 && needed() {
 			// Another peer arrived: end the transfer; the downloader keeps
@@ -273,6 +274,9 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			e.log.Warn("direct transfer: reading the blob", "digest", ent.dgst, "err", err)
 			panic(http.ErrAbortHandler)
 		}
+		// A downloader that stops reading holds a slot no longer than one
+		// that stops answering holds its claim (directStall, client side).
+		rc.SetWriteDeadline(time.Now().Add(2 * directStall))
 		if _, err := w.Write(buf[:n]); err != nil {
 			return
 		}

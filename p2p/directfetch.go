@@ -2,9 +2,7 @@ package p2p
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -36,18 +34,9 @@ func newDirectClient(e *Engine, d *net.Dialer, dl *rate.Limiter) *directClient {
 		if e.creds != nil {
 			cfg := e.creds.ClientConfig()
 			cfg.NextProtos = []string{directALPN}
-			tc := tls.Client(c, cfg)
-			hctx, cancel := context.WithTimeout(ctx, peerTLSHandshakeTimeout)
-			err := tc.HandshakeContext(hctx)
-			cancel()
-			if err == nil && tc.ConnectionState().NegotiatedProtocol != directALPN {
-				err = errors.New("the peer does not serve direct transfers")
+			if c, err = clientTLS(ctx, c, cfg, addr); err != nil {
+				return nil, err
 			}
-			if err != nil {
-				c.Close()
-				return nil, fmt.Errorf("p2p: TLS handshake with %s: %w", addr, err)
-			}
-			c = tc
 		}
 		return limitConn(c, dl, nil), nil
 	}

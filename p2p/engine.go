@@ -223,7 +223,8 @@ type Engine struct {
 	// transfers; nil when anacrolix owns the sockets.
 	mux *peerMux
 	// direct fetches pieces from peers' direct transfer servers; nil when
-	// the engine does not own its sockets or direct transfers are off.
+	// the engine does not own its sockets (runDownload does not use it
+	// when direct transfers are off).
 	direct *directClient
 	// directSrv serves direct transfers from mux.direct.
 	directSrv *directServer

@@ -135,15 +135,26 @@ func (d wrappingDialer) Dial(ctx context.Context, addr string) (net.Conn, error)
 	}
 	prepare(c)
 	if d.creds != nil {
-		tc := tls.Client(c, d.creds.ClientConfig())
-		hctx, cancel := context.WithTimeout(ctx, peerTLSHandshakeTimeout)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("p2p: TLS handshake with %s: %w", addr, err)
+		if c, err = clientTLS(ctx, c, d.creds.ClientConfig(), addr); err != nil {
+			return nil, err
 		}
-		c = tc
 	}
 	return d.wrap(c), nil
+}
+
+// clientTLS shakes hands on c as the client, within
+// peerTLSHandshakeTimeout; on failure it closes c.
+func clientTLS(ctx context.Context, c net.Conn, cfg *tls.Config, addr string) (*tls.Conn, error) {
+	tc := tls.Client(c, cfg)
+	hctx, cancel := context.WithTimeout(ctx, peerTLSHandshakeTimeout)
+	defer cancel()
+	err := tc.HandshakeContext(hctx)
+	if err == nil && len(cfg.NextProtos) > 0 && tc.ConnectionState().NegotiatedProtocol != cfg.NextProtos[0] {
+		err = fmt.Errorf("the peer does not speak %s", cfg.NextProtos[0])
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("p2p: TLS handshake with %s: %w", addr, err)
+	}
+	return tc, nil
 }

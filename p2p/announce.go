@@ -184,7 +184,7 @@ func appendDialable(peers []netip.AddrPort, p netip.AddrPort) []netip.AddrPort {
 // tracker it stopped. It hands the peers it learns to the torrent.
 func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 	defer e.wg.Done()
-	t := ent.t
+	t := ent.torrent()
 	ih := t.InfoHash()
 	ev := eventStarted
 	completed := ent.data.completed()

@@ -68,7 +68,7 @@ func benchTorrent(b *testing.B, pl int64) (*metainfo.Info, *tstorage.Torrent) {
 		sum := sha1.Sum(buf)
 		info.Pieces = append(info.Pieces, sum[:]...)
 	}
-	d := newPartialData(info, f)
+	d := newPartialData(info.Length, info.PieceLength, f)
 	b.Cleanup(func() {
 		if err := d.close(); err != nil {
 			b.Error(err)

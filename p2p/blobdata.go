@@ -41,13 +41,14 @@ type blobData struct {
 	failed error
 }
 
-func newPartialData(info *metainfo.Info, f *os.File) *blobData {
+func newPartialData(size, pieceLen int64, f *os.File) *blobData {
+	n := int((size + pieceLen - 1) / pieceLen)
 	return &blobData{
-		size:     info.Length,
-		pieceLen: info.PieceLength,
-		complete: make([]bool, info.NumPieces()),
-		pending:  make([]bool, info.NumPieces()),
-		claimed:  make([]bool, info.NumPieces()),
+		size:     size,
+		pieceLen: pieceLen,
+		complete: make([]bool, n),
+		pending:  make([]bool, n),
+		claimed:  make([]bool, n),
 		partial:  f,
 		changed:  make(chan struct{}),
 

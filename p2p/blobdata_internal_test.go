@@ -12,7 +12,7 @@ import (
 func TestWantsPriority(t *testing.T) {
 	partial := func(pieceLen int64, pieces int, complete ...int) *blobData {
 		info := &metainfo.Info{PieceLength: pieceLen, Length: pieceLen * int64(pieces), Pieces: make([]byte, 20*pieces)}
-		d := newPartialData(info, nil)
+		d := newPartialData(info.Length, info.PieceLength, nil)
 		for _, i := range complete {
 			d.complete[i] = true
 		}

@@ -169,7 +169,7 @@ func (e *Engine) seeding(ih metainfo.Hash) *entry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, ent := range e.blobs {
-		if ent.seeds() && ent.t.InfoHash() == ih {
+		if ent.seeds() && ent.torrent().InfoHash() == ih {
 			return ent
 		}
 	}
@@ -221,7 +221,7 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.leaveSwarm(ih)
-	needed := func() bool { return othersDownloading(ent.t, from) }
+	needed := func() bool { return othersDownloading(ent.torrent(), from) }
 	if needed() {
 		http.Error(w, "the swarm needs this node's uplink", http.StatusServiceUnavailable)
 		return
@@ -339,7 +339,7 @@ func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metain
 	pl := info.PieceLength
 	start := int64(first) * pl
 	end := min(int64(first+n)*pl, info.Length)
-	u := fmt.Sprintf("%s://%s%s%s", c.scheme, src, directPath, ent.t.InfoHash().HexString())
+	u := fmt.Sprintf("%s://%s%s%s", c.scheme, src, directPath, ent.torrent().InfoHash().HexString())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
@@ -390,7 +390,7 @@ func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metain
 			return err
 		}
 		if wrote {
-			ent.t.Piece(i).UpdateCompletion()
+			ent.torrent().Piece(i).UpdateCompletion()
 			if fromSeeder {
 				c.e.fromSeeders.Add(int64(len(b)))
 			} else {

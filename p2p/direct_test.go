@@ -162,12 +162,16 @@ func TestMaliciousDirectSourceIsCaught(t *testing.T) {
 
 // peerSource is a metainfo source that names peers holding every blob.
 type peerSource struct {
-	*seeder.Client
+	c     *seeder.Client
 	peers []netip.AddrPort
 }
 
+func (s peerSource) MetaInfo(ctx context.Context, ref blob.Ref) ([]byte, error) {
+	return s.c.MetaInfo(ctx, ref)
+}
+
 func (s peerSource) MetaInfoWithPeers(ctx context.Context, ref blob.Ref) ([]byte, string, []netip.AddrPort, error) {
-	mi, err := s.MetaInfo(ctx, ref)
+	mi, err := s.c.MetaInfo(ctx, ref)
 	return mi, "", s.peers, err
 }
 

@@ -119,8 +119,8 @@ func (r *directRun) run(ctx context.Context) {
 // the seeders named, and the connected peers that have every piece.
 func (r *directRun) holders() []netip.AddrPort {
 	out := append([]netip.AddrPort(nil), r.given...)
-	n := r.ent.t.NumPieces()
-	for _, pc := range r.ent.t.PeerConns() {
+	n := r.ent.torrent().NumPieces()
+	for _, pc := range r.ent.torrent().PeerConns() {
 		if pc.Stats().RemotePieceCount != n {
 			continue
 		}
@@ -176,7 +176,7 @@ func (r *directRun) startTransfers(ctx context.Context) {
 // transfer claims runs of pieces and fetches them from src until none are
 // left to claim or src fails.
 func (r *directRun) transfer(ctx context.Context, src netip.AddrPort, s *directSource) {
-	d, t := r.ent.data, r.ent.t
+	d, t := r.ent.data, r.ent.torrent()
 	window := max(1, int(directWindow/r.info.PieceLength))
 	var buf []byte // a piece, made once a peer accepts
 	var err error
@@ -266,10 +266,10 @@ func (r *directRun) release() {
 // nor claimed.
 func (r *directRun) setUnclaimed(p torrent.PiecePriority) {
 	for _, i := range r.ent.data.unclaimedLeft() {
-		if r.ent.t.PieceState(i).Priority > torrent.PiecePriorityNormal {
+		if r.ent.torrent().PieceState(i).Priority > torrent.PiecePriorityNormal {
 			continue // a reader asked for it first
 		}
-		r.ent.t.Piece(i).SetPriority(p)
+		r.ent.torrent().Piece(i).SetPriority(p)
 	}
 }
 

@@ -106,6 +106,11 @@ type Config struct {
 	// direct.go) and moves every byte over the BitTorrent peer wire.
 	// Default false: on.
 	DisableDirect bool `yaml:"disable_direct"`
+	// DisableCutThrough makes the engine wait for a cold blob's whole
+	// origin fetch at the seeder before it downloads a byte, instead of
+	// taking the bytes as the seeder receives them (see StreamSource).
+	// Default false: a MetaInfoSource that is a StreamSource streams.
+	DisableCutThrough bool `yaml:"disable_cut_through"`
 	// Logger receives the engine's logs. Nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 	// Metrics is where the Engine registers its Prometheus metrics
@@ -203,6 +208,9 @@ type Stats struct {
 	// BytesDirect is the part of BytesFromSeeders and BytesFromAgents
 	// that came by direct transfers rather than the peer wire.
 	BytesDirect int64
+	// BytesStreamed is the part of BytesFromSeeders that seeders streamed
+	// as they fetched the blob from its origin (see StreamSource).
+	BytesStreamed int64
 }
 
 // Engine is one peer. Create it with New and stop it with Close.
@@ -231,6 +239,11 @@ type Engine struct {
 	// agentUpload is an agent's upload limiter, shared by anacrolix and
 	// the direct transfer server; nil when unlimited or on a seeder.
 	agentUpload *rate.Limiter
+	// upLimit and downLimit pace this host's uploads and downloads (nil:
+	// unlimited); a seeder's streams and a streamed download share them.
+	upLimit, downLimit *rate.Limiter
+	// stream is src when it streams cold blobs and cut-through is on.
+	stream StreamSource
 	// announcers talk to the trackers, one each.
 	announcers []*announcer
 
@@ -251,6 +264,8 @@ type Engine struct {
 	// directDownloaded and directUploaded count piece data moved by
 	// direct transfers.
 	directDownloaded, directUploaded atomic.Int64
+	// streamed counts blob bytes a seeder streamed (see StreamSource).
+	streamed atomic.Int64
 	// fromOrigin counts the bytes fetched from origins (FetchOrigin).
 	fromOrigin atomic.Int64
 	metrics    *engineMetrics
@@ -262,10 +277,14 @@ type Engine struct {
 // entry is a blob the engine's torrent client knows: seeding or downloading.
 type entry struct {
 	dgst digest.Digest
-	t    *torrent.Torrent
+	// t is the blob's torrent. A download streamed from its seeder
+	// (cut-through, see stream.go) has none until the stream ends; every
+	// other entry has it from ready on.
+	t    atomic.Pointer[torrent.Torrent]
 	data *blobData
 	size int64
-	// ready is closed once t and data are set, or err is.
+	// ready is closed once data is set (and t, unless the download is
+	// streamed), or err is.
 	ready chan struct{}
 	err   error
 	// done is closed when the download ended: committed, or doneErr.
@@ -284,6 +303,10 @@ type entry struct {
 	seederAddr atomic.Value
 }
 
+// torrent returns the entry's torrent, nil while a streamed download has
+// none yet.
+func (ent *entry) torrent() *torrent.Torrent { return ent.t.Load() }
+
 func (ent *entry) seeder() string {
 	s, _ := ent.seederAddr.Load().(string)
 	return s
@@ -295,15 +318,15 @@ func (ent *entry) setSeeder(addr string) { ent.seederAddr.Store(addr) }
 // trackers and the torrent show now.
 func (ent *entry) stallReason() string {
 	peers := 0
-	if ent.t != nil {
-		peers = ent.t.Stats().ActivePeers
+	if ent.torrent() != nil {
+		peers = ent.torrent().Stats().ActivePeers
 	}
 	switch {
 	case peers > 0:
 		// What the connections show, so that a stall says whether nobody
 		// offered a piece, or pieces were offered and nothing came.
 		offering, chunks, wasted := 0, int64(0), int64(0)
-		for _, pc := range ent.t.PeerConns() {
+		for _, pc := range ent.torrent().PeerConns() {
 			st := pc.Stats()
 			if st.RemotePieceCount > 0 {
 				offering++
@@ -329,7 +352,7 @@ func (ent *entry) stallReason() string {
 // seedsOther reports whether ent is a committed blob seeded under another
 // infohash than ih.
 func (ent *entry) seedsOther(ih metainfo.Hash) bool {
-	return ent.seeds() && ent.t.InfoHash() != ih
+	return ent.seeds() && ent.torrent().InfoHash() != ih
 }
 
 // seeds reports whether ent is a committed blob, seeded.
@@ -344,7 +367,7 @@ func (ent *entry) seeds() bool {
 	default:
 		return false
 	}
-	return ent.err == nil && ent.doneErr == nil && ent.t != nil
+	return ent.err == nil && ent.doneErr == nil && ent.torrent() != nil
 }
 
 // New starts an Engine that keeps blobs in store and asks src for metainfo.
@@ -384,6 +407,9 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 		src:       src,
 		blobs:     make(map[digest.Digest]*entry),
 		metaCache: metaCache,
+	}
+	if ss, ok := src.(StreamSource); ok && !cfg.DisableCutThrough {
+		e.stream = ss
 	}
 	if c, ok := store.(storage.Cache); ok {
 		e.cache = c
@@ -449,6 +475,7 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 	if l := e.cfg.UploadLimit.Limiter(); l != nil && e.super == nil {
 		cc.UploadRateLimiter = l
 		e.agentUpload = l
+		e.upLimit = l
 	}
 	// Every torrent brings its own storage (a blobData). Without this the
 	// client would open a file store and a piece-completion database in the
@@ -530,7 +557,9 @@ func (e *Engine) bindSockets() error {
 	var ul *rate.Limiter // a seeder's upload limit (see clientConfig)
 	if e.super != nil {
 		ul = e.cfg.UploadLimit.Limiter()
+		e.upLimit = ul
 	}
+	e.downLimit = dl
 	wrap := func(c net.Conn) net.Conn {
 		if e.super != nil {
 			c = e.super.wrap(c)
@@ -667,7 +696,7 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 			// Already seeding it, or downloading (and then seeding) it.
 			return nil
 		}
-		e.log.Info("seeding under new metainfo", "digest", dgst, "old", old.t.InfoHash().HexString(), "new", mi.HashInfoBytes().HexString())
+		e.log.Info("seeding under new metainfo", "digest", dgst, "old", old.torrent().InfoHash().HexString(), "new", mi.HashInfoBytes().HexString())
 		e.forget(dgst, old)
 	}
 	blob, err := e.store.Open(ctx, dgst)
@@ -696,7 +725,7 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 		e.remove(ent, err)
 		return err
 	}
-	ent.t = t
+	ent.t.Store(t)
 	e.startAnnouncing(ent)
 	close(ent.ready)
 	e.keepMetaInfo(dgst, metaInfo)
@@ -836,13 +865,13 @@ func (e *Engine) forget(dgst digest.Digest, ent *entry) {
 
 // drop drops ent's torrent, if it has one.
 func (e *Engine) drop(ent *entry) {
-	if ent.t == nil {
+	if ent.torrent() == nil {
 		return
 	}
 	if e.super != nil {
-		e.super.remove(ent.t.InfoHash())
+		e.super.remove(ent.torrent().InfoHash())
 	}
-	ent.t.Drop()
+	ent.torrent().Drop()
 }
 
 // pin keeps dgst in the cache while it is being read.
@@ -862,12 +891,19 @@ func (e *Engine) Addr() net.Addr {
 	return addrs[0]
 }
 
+// UploadLimiter returns the limiter that paces this host's uploads
+// (Config.UploadLimit), nil when they are unlimited. A seeder's metainfo
+// service paces the blobs it streams with it, so that they share the
+// host's cap with the peer wire.
+func (e *Engine) UploadLimiter() *rate.Limiter { return e.upLimit }
+
 // Stats returns byte counters since the engine started.
 func (e *Engine) Stats() Stats {
 	s := Stats{BytesFromSeeders: e.fromSeeders.Load(), BytesFromAgents: e.fromAgents.Load(), BytesFromOrigin: e.fromOrigin.Load()}
 	cs := e.cl.Stats().ConnStats
 	s.BytesUploaded = cs.BytesWrittenData.Int64() + e.directUploaded.Load()
 	s.BytesDirect = e.directDownloaded.Load()
+	s.BytesStreamed = e.streamed.Load()
 	for _, t := range e.cl.Torrents() {
 		s.Peers += t.Stats().ActivePeers
 	}

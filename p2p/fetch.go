@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/eagle-p2p/eagle/blob"
@@ -212,43 +213,82 @@ func (e *Engine) runDownload(ent *entry, ref blob.Ref) error {
 	// download (after a failure or an eviction) asks a seeder again, which
 	// also makes sure a seeder still holds the blob.
 	ans, ok := e.metaCache.Peek(ref.Digest)
-	if ok {
+	switch {
+	case ok:
 		e.metaCache.Remove(ref.Digest)
-	} else {
+	case e.stream != nil:
+		return e.streamDownload(ctx, ent, ref, e.stream)
+	default:
 		var err error
 		if ans, err = e.askSeeder(ctx, ref); err != nil {
 			return err
 		}
 	}
-	b := ans.mi
-	mi, info, err := ParseMetaInfo(ref.Digest, b)
+	return e.swarmDownload(ctx, ent, ref, ans)
+}
+
+// swarmDownload downloads a blob from the swarm that ans leads to.
+func (e *Engine) swarmDownload(ctx context.Context, ent *entry, ref blob.Ref, ans seederAnswer) error {
+	mi, info, err := ParseMetaInfo(ref.Digest, ans.mi)
 	if err != nil {
 		return err
 	}
+	release, err := e.prepare(ctx, ent, ref, info.Length, info.PieceLength)
+	if err != nil {
+		return err
+	}
+	defer release()
+	stop, err := e.joinSwarm(ent, ref, ans, mi, &info)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	close(ent.ready)
+	e.log.Debug("download started", "digest", ref.Digest, "size", info.Length, "pieces", info.NumPieces(), "seeder", ans.seeder)
+	if err := e.commit(ctx, ent, ref); err != nil {
+		return err
+	}
+	e.keepMetaInfo(ref.Digest, ans.mi)
+	e.log.Debug("download complete", "digest", ref.Digest)
+	return nil
+}
+
+// prepare makes room in the cache for a download of size bytes and gives
+// ent its partial file, in pieces of pieceLen. The returned func gives
+// back what the cache reserved; committing the blob turns the reservation
+// into the blob's own accounting.
+func (e *Engine) prepare(ctx context.Context, ent *entry, ref blob.Ref, size, pieceLen int64) (release func(), err error) {
+	release = func() {}
 	if e.cache != nil {
-		// Make room before the bytes arrive; committing the blob turns the
-		// reservation into the blob's own accounting.
-		if err := e.cache.Reserve(ctx, ref.Digest, info.Length); err != nil {
-			return fmt.Errorf("p2p: cache %s: %w", ref.Digest, err)
+		if err := e.cache.Reserve(ctx, ref.Digest, size); err != nil {
+			return nil, fmt.Errorf("p2p: cache %s: %w", ref.Digest, err)
 		}
-		defer e.cache.Release(ref.Digest)
+		release = func() { e.cache.Release(ref.Digest) }
 	}
 	f, err := os.OpenFile(filepath.Join(partialDir(e.cfg.DataDir), ref.Digest.Encoded()), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("p2p: partial file: %w", err)
+		release()
+		return nil, fmt.Errorf("p2p: partial file: %w", err)
 	}
-	if err := f.Truncate(info.Length); err != nil {
+	if err := f.Truncate(size); err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		return fmt.Errorf("p2p: partial file: %w", err)
+		release()
+		return nil, fmt.Errorf("p2p: partial file: %w", err)
 	}
-	ent.size = info.Length
-	ent.data = newPartialData(&info, f)
+	ent.size = size
+	ent.data = newPartialData(size, pieceLen, f)
+	return release, nil
+}
+
+// joinSwarm adds ent's torrent over its data, announces it and starts
+// its direct transfers; the returned func stops them.
+func (e *Engine) joinSwarm(ent *entry, ref blob.Ref, ans seederAnswer, mi *metainfo.MetaInfo, info *metainfo.Info) (stop func(), err error) {
 	t, err := e.addTorrent(mi, ent.data)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ent.t = t
+	ent.t.Store(t)
 	// A failed write (a full disk) ends the download with that error; by
 	// default anacrolix would only stop downloading and leave readers
 	// waiting.
@@ -260,25 +300,17 @@ func (e *Engine) runDownload(ent *entry, ref blob.Ref) error {
 	// tracker answers.
 	addPeers(t, ans.peers)
 	e.startAnnouncing(ent)
-	close(ent.ready)
-	e.log.Debug("download started", "digest", ref.Digest, "size", info.Length, "pieces", info.NumPieces(), "seeder", ans.seeder)
-	if e.direct != nil && !e.cfg.DisableDirect {
-		dctx, stop := context.WithCancel(ctx)
-		run := &directRun{c: e.direct, ent: ent, info: &info, given: ans.peers, sources: make(map[netip.AddrPort]*directSource)}
-		var wg sync.WaitGroup
-		wg.Go(func() { run.run(dctx) })
-		defer func() {
-			stop()
-			wg.Wait()
-		}()
+	if e.direct == nil || e.cfg.DisableDirect {
+		return func() {}, nil
 	}
-
-	if err := e.commit(ctx, ent, ref); err != nil {
-		return err
-	}
-	e.keepMetaInfo(ref.Digest, b)
-	e.log.Debug("download complete", "digest", ref.Digest)
-	return nil
+	dctx, cancel := context.WithCancel(e.ctx)
+	run := &directRun{c: e.direct, ent: ent, info: info, given: ans.peers, sources: make(map[netip.AddrPort]*directSource)}
+	var wg sync.WaitGroup
+	wg.Go(func() { run.run(dctx) })
+	return func() {
+		cancel()
+		wg.Wait()
+	}, nil
 }
 
 // commit stores the blob as its verified pieces complete, in order: a
@@ -415,20 +447,26 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 				return err
 			}
 		}
+		t := ent.torrent()
+		if t == nil {
+			// Streamed from its seeder, which the source watches (see
+			// StreamSource).
+			continue
+		}
 		if !ent.data.isClaimed(i) {
 			// The piece the commit waits on has had no progress for a
 			// while: make sure the wire asks for it first, whatever a
 			// direct transfer's reserve or a refusal left its priority at.
-			ent.t.Piece(i).SetPriority(torrent.PiecePriorityNow)
+			t.Piece(i).SetPriority(torrent.PiecePriorityNow)
 		}
-		if n := closeSilentSeeds(ent.t); n > 0 {
+		if n := closeSilentSeeds(t); n > 0 {
 			e.log.Warn("download stalled: closed the connections to peers that hold the whole blob and sent none of it; reconnecting",
 				"digest", ref.Digest, "closed", n)
 		}
 		if e.src == nil {
 			continue
 		}
-		peers := ent.t.Stats().ActivePeers
+		peers := t.Stats().ActivePeers
 		switch {
 		case seederGone.Load():
 			e.log.Warn("the seeder of a download stopped answering; asking the others", "digest", ref.Digest, "seeder", ent.seeder(), "peers", peers)
@@ -443,7 +481,7 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 			continue
 		}
 		ent.setSeeder(ans.seeder)
-		addPeers(ent.t, ans.peers)
+		addPeers(t, ans.peers)
 	}
 }
 
@@ -573,7 +611,7 @@ func (s *swarmBlob) Read(p []byte) (int, error) {
 			}
 		default:
 		}
-		if i := int(s.pos / d.pieceLen); !prioritized && !st.committed && s.ent.t != nil {
+		if i, t := int(s.pos/d.pieceLen), s.ent.torrent(); !prioritized && !st.committed && t != nil {
 			if waitSince.IsZero() {
 				waitSince = time.Now()
 			}
@@ -586,7 +624,7 @@ func (s *swarmBlob) Read(p []byte) (int, error) {
 				}
 			} else if d.wantsPriority(i) || waited >= frontWaitPriority {
 				// Ask the swarm for the piece this reader waits on first.
-				s.ent.t.Piece(i).SetPriority(torrent.PiecePriorityNow)
+				t.Piece(i).SetPriority(torrent.PiecePriorityNow)
 				prioritized, nudge = true, nil
 			} else if nudge == nil {
 				nudge = time.After(frontWaitPriority - waited)

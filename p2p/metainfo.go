@@ -94,6 +94,14 @@ func (ih *InfoHasher) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// PieceHashes returns the SHA-1 hashes, 20 bytes each, of the pieces all
+// of whose bytes were written so far. The slice is the hasher's: read it
+// before the next Write, and do not change it.
+func (ih *InfoHasher) PieceHashes() []byte { return ih.pieces }
+
+// PieceLength returns the piece length of the metainfo ih builds.
+func (ih *InfoHasher) PieceLength() int64 { return ih.pieceLen }
+
 // MetaInfo returns the bencoded metainfo once exactly size bytes were written.
 func (ih *InfoHasher) MetaInfo() ([]byte, error) {
 	if ih.written != ih.size {

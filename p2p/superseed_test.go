@@ -74,6 +74,11 @@ func TestSeederServesLongPieces(t *testing.T) {
 		t.Fatalf("piece length %d: the test needs pieces longer than the minimum", p2p.PieceLength(size))
 	}
 	ref, content := pushBlob(t, o, "superseed/long", size)
+	// Warm: a cold blob would be streamed to one agent (cut-through),
+	// and this test is about the swarm.
+	if _, err := newSeederClient(t, addr).MetaInfo(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	for i := range 2 {
 		a := newEngine(t, p2p.RoleAgent, trk, newFSStore(t), newSeederClient(t, addr))
@@ -105,6 +110,10 @@ func TestSuperSeededBlobsPulledTogether(t *testing.T) {
 	var contents [][]byte
 	for i := range 3 {
 		ref, content := pushBlob(t, o, fmt.Sprintf("superseed/layer%d", i), size)
+		// Warm, so that the pulls test the swarm, not the cut-through stream.
+		if _, err := newSeederClient(t, addr).MetaInfo(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
 		refs = append(refs, ref)
 		contents = append(contents, content)
 	}

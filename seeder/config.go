@@ -22,6 +22,7 @@ const (
 	DefaultOriginIdleTimeout    = 30 * time.Second
 	DefaultMaxConcurrentFetches = 16
 	DefaultMetaInfoCacheSize    = 10000
+	DefaultStreamFanout         = 1
 	DefaultAuthCacheTTL         = auth.DefaultTTL
 	DefaultAuthTimeout          = auth.DefaultTimeout
 )
@@ -108,6 +109,16 @@ type Config struct {
 	// from the peer-wire limits. Default 0: unlimited.
 	OriginLimit p2p.Rate `yaml:"origin_limit"`
 
+	// StreamFanout is how many agents one origin fetch streams to as its
+	// bytes arrive (cut-through, StreamBlob): the first that ask before
+	// the first byte. They serve the blob to their runtimes at the
+	// origin's pace instead of waiting for the whole fetch; everyone else
+	// waits for the metainfo and takes the blob from the swarm. Each
+	// stream is paced by the seeder's upload limit and holds up to 32 MiB
+	// queued: raise the fan-out only as far as the seeder's uplink carries
+	// that many times an origin fetch. Default 1; negative: no streaming.
+	StreamFanout int `yaml:"stream_fanout"`
+
 	// Metrics is where the Server registers its Prometheus metrics
 	// (eagle_seeder_*); Close unregisters them. Nil: no metrics.
 	Metrics prometheus.Registerer `yaml:"-"`
@@ -192,6 +203,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MetaInfoCacheSize == 0 {
 		c.MetaInfoCacheSize = DefaultMetaInfoCacheSize
+	}
+	if c.StreamFanout == 0 {
+		c.StreamFanout = DefaultStreamFanout
 	}
 	return c
 }

@@ -58,6 +58,10 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 			Help: "Blob bytes received from origins.",
 		}, func() float64 { return float64(s.originBytes.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "eagle_seeder_streamed_bytes_total",
+			Help: "Blob bytes streamed to agents as they arrived from origins (cut-through, StreamBlob).",
+		}, func() float64 { return float64(s.streamedBytes.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "eagle_seeder_metainfo_cache_hits_total",
 			Help: "GetMetaInfo calls answered from the in-memory metainfo cache.",
 		}, func() float64 { return float64(s.cacheHits.Load()) }),

@@ -145,7 +145,7 @@ type callerSlots struct {
 // its metainfo. The body streams into the store and the piece hasher in
 // one pass; nothing is committed unless it matches the digest. Cache space
 // is reserved as bytes arrive, never from what the origin declares.
-func (s *Server) fromOrigin(ctx context.Context, r blobRequest, caller string) (entry, error) {
+func (s *Server) fromOrigin(ctx context.Context, r blobRequest, caller string, t *tap) (entry, error) {
 	release, err := s.acquire(ctx, caller)
 	if err != nil {
 		return entry{}, err
@@ -218,7 +218,8 @@ func (s *Server) fromOrigin(ctx context.Context, r blobRequest, caller string) (
 		// bytes go by, beside the store's digest; otherwise they are
 		// hashed from the store after.
 		ih = p2p.NewInfoHasher(r.digest, size)
-		n, err = copyBoth(w, ih, body)
+		t.begin(size, ih.PieceLength())
+		n, err = copyBoth(w, &tapWriter{ih: ih, t: t}, body)
 	} else {
 		n, err = io.Copy(w, body)
 	}

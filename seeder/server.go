@@ -96,6 +96,9 @@ type Stats struct {
 	// StoreRebuilds is the number of metainfos rebuilt from blobs already
 	// in the store.
 	StoreRebuilds int64
+	// StreamedBytes is the number of blob bytes streamed to callers as
+	// they arrived from origins (StreamBlob).
+	StreamedBytes int64
 }
 
 // entry is a cached metainfo.
@@ -131,6 +134,9 @@ type Server struct {
 	fetchSlots *semaphore.Weighted
 	// originLimit paces reads from origins; nil means unlimited.
 	originLimit *rate.Limiter
+	// upLimit paces the bytes StreamBlob sends: the seeding engine's
+	// upload limiter, when it has one.
+	upLimit *rate.Limiter
 	// health is the health service RegisterHealth registers; it reports
 	// the MetaInfoService only.
 	health *health.Server
@@ -151,6 +157,7 @@ type Server struct {
 	originBytes   atomic.Int64
 	cacheHits     atomic.Int64
 	storeRebuilds atomic.Int64
+	streamedBytes atomic.Int64
 	metrics       *serverMetrics
 }
 
@@ -214,6 +221,9 @@ func NewServer(cfg Config, store storage.Store, seeding Seeding) (*Server, error
 		flights:     make(map[string]*flight),
 		callers:     make(map[string]*callerSlots),
 	}
+	if l, ok := seeding.(interface{ UploadLimiter() *rate.Limiter }); ok {
+		s.upLimit = l.UploadLimiter()
+	}
 	if s.metrics, err = newServerMetrics(cfg.Metrics, s); err != nil {
 		cancel()
 		az.Close()
@@ -254,6 +264,7 @@ func (s *Server) Stats() Stats {
 		OriginBytes:   s.originBytes.Load(),
 		CacheHits:     s.cacheHits.Load(),
 		StoreRebuilds: s.storeRebuilds.Load(),
+		StreamedBytes: s.streamedBytes.Load(),
 	}
 }
 
@@ -283,7 +294,7 @@ func (s *Server) Close() error {
 // for the error codes. Every call is authorized at the named upstream with
 // the caller's credentials, whether the seeder holds the blob or not.
 func (s *Server) GetMetaInfo(ctx context.Context, req *seederpb.GetMetaInfoRequest) (*seederpb.GetMetaInfoResponse, error) {
-	e, err := s.answer(ctx, req, callerOf(ctx))
+	e, err := s.answer(ctx, req, callerOf(ctx), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +333,7 @@ func (s *Server) MetaInfoWithPeers(ctx context.Context, ref blob.Ref) (mi []byte
 		Digest:        ref.Digest.String(),
 		Authorization: ref.Authorization,
 	}
-	e, err := s.answer(ctx, req, inProcess)
+	e, err := s.answer(ctx, req, inProcess, nil)
 	if err != nil {
 		return nil, "", nil, convertError("("+inProcess+")", status.Convert(err), err)
 	}
@@ -331,8 +342,9 @@ func (s *Server) MetaInfoWithPeers(ctx context.Context, ref blob.Ref) (mi []byte
 
 // answer serves one request from caller: its parsing, authorization and
 // metainfo, counted in the metrics. Its error is the gRPC status the
-// caller gets.
-func (s *Server) answer(ctx context.Context, req *seederpb.GetMetaInfoRequest, caller string) (_ entry, err error) {
+// caller gets. A non-nil sub streams the blob's bytes if an origin fetch
+// starts or is about to (see StreamBlob).
+func (s *Server) answer(ctx context.Context, req *seederpb.GetMetaInfoRequest, caller string, sub *subscriber) (_ entry, err error) {
 	defer func() { s.metrics.request(err) }()
 	s.mu.Lock()
 	closed := s.closed
@@ -356,7 +368,7 @@ func (s *Server) answer(ctx context.Context, req *seederpb.GetMetaInfoRequest, c
 		s.logFailure(ctx, st, "authorize", r, caller, err)
 		return entry{}, st
 	}
-	e, err := s.get(ctx, r, trusted, caller)
+	e, err := s.get(ctx, r, trusted, caller, sub)
 	if err != nil {
 		st := toStatus(ctx, err)
 		s.logFailure(ctx, st, "get metainfo", r, caller, err)
@@ -531,6 +543,8 @@ type flight struct {
 	err     error // a *sharedError
 	waiters int   // guarded by Server.mu
 	cancel  context.CancelFunc
+	// tap streams the origin fetch to callers of StreamBlob.
+	tap *tap
 }
 
 // get returns r's metainfo from the cache, or joins (or starts) the one
@@ -539,7 +553,7 @@ type flight struct {
 // fetches it from there, whatever the store holds. The caller waits for
 // the fill however long it takes, unless ctx ends first; the fill runs on
 // while anyone waits for it, and is cancelled when nobody does.
-func (s *Server) get(ctx context.Context, r blobRequest, trusted bool, caller string) (entry, error) {
+func (s *Server) get(ctx context.Context, r blobRequest, trusted bool, caller string, sub *subscriber) (entry, error) {
 	if trusted || s.servedBy(r.digest, r.upstream.Host) {
 		if e, ok := s.cached(ctx, r.digest); ok {
 			s.cacheHits.Add(1)
@@ -551,7 +565,7 @@ func (s *Server) get(ctx context.Context, r blobRequest, trusted bool, caller st
 		key += "\x00" + r.upstream.Host
 	}
 	for retried := false; ; retried = true {
-		f, err := s.join(key, r, trusted, caller)
+		f, err := s.join(key, r, trusted, caller, sub)
 		if err != nil {
 			return entry{}, err
 		}
@@ -575,8 +589,9 @@ func (s *Server) get(ctx context.Context, r blobRequest, trusted bool, caller st
 	}
 }
 
-// join adds the caller to the fill of key, starting it if none runs.
-func (s *Server) join(key string, r blobRequest, trusted bool, caller string) (*flight, error) {
+// join adds the caller to the fill of key, starting it if none runs, and
+// sub to the callers its origin fetch streams to, if there is room.
+func (s *Server) join(key string, r blobRequest, trusted bool, caller string, sub *subscriber) (*flight, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -584,16 +599,18 @@ func (s *Server) join(key string, r blobRequest, trusted bool, caller string) (*
 	}
 	if f := s.flights[key]; f != nil {
 		f.waiters++
+		f.tap.join(sub)
 		return f, nil
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	f := &flight{done: make(chan struct{}), waiters: 1, cancel: cancel}
+	f := &flight{done: make(chan struct{}), waiters: 1, cancel: cancel, tap: newTap(s.cfg.StreamFanout)}
+	f.tap.join(sub)
 	s.flights[key] = f
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer cancel()
-		e, err := s.fill(ctx, r, trusted, caller)
+		e, err := s.fill(ctx, r, trusted, caller, f.tap)
 		if err != nil {
 			if s.ctx.Err() != nil {
 				err = errClosed
@@ -636,7 +653,7 @@ func (s *Server) wait(ctx context.Context, key string, f *flight) (entry, error)
 // from the cache, else rebuilt from the store, else fetched from the
 // origin — always fetched when the upstream is not trusted, since only
 // its serving the bytes counts.
-func (s *Server) fill(ctx context.Context, r blobRequest, trusted bool, caller string) (entry, error) {
+func (s *Server) fill(ctx context.Context, r blobRequest, trusted bool, caller string, t *tap) (entry, error) {
 	var e entry
 	err := storage.ErrNotFound
 	if trusted {
@@ -647,7 +664,7 @@ func (s *Server) fill(ctx context.Context, r blobRequest, trusted bool, caller s
 		e, err = s.fromStore(ctx, r.digest)
 	}
 	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrDigestMismatch) {
-		e, err = s.fromOrigin(ctx, r, caller)
+		e, err = s.fromOrigin(ctx, r, caller, t)
 		s.metrics.originFetched(err)
 	}
 	if err != nil {

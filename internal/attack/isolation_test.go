@@ -233,14 +233,21 @@ func TestIsolationStranger(t *testing.T) {
 				t.Fatal(err)
 			}
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			resp, err := seederpb.NewMetaInfoServiceClient(conn).GetMetaInfo(rctx, &seederpb.GetMetaInfoRequest{
+			req := &seederpb.GetMetaInfoRequest{
 				Upstream: c.Origin.URL, Repository: "alice/app", Digest: layer.Digest.String(), Authorization: aliceToken,
-			})
-			cancel()
-			conn.Close()
+			}
+			resp, err := seederpb.NewMetaInfoServiceClient(conn).GetMetaInfo(rctx, req)
 			if err == nil || len(resp.GetMetainfo()) > 0 {
 				t.Errorf("seeder-%d gRPC, %s: metainfo handed out (err %v)", i, mode, err)
 			}
+			// The cut-through stream, which carries the bytes themselves.
+			if st, err := seederpb.NewMetaInfoServiceClient(conn).StreamBlob(rctx, req); err == nil {
+				if m, err := st.Recv(); err == nil {
+					t.Errorf("seeder-%d StreamBlob, %s: a %T part handed out", i, mode, m.GetPart())
+				}
+			}
+			cancel()
+			conn.Close()
 		}
 	}
 

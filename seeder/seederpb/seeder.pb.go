@@ -26,6 +26,181 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// StreamBlobResponse is one part of a StreamBlob stream.
+type StreamBlobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*StreamBlobResponse_Header
+	//	*StreamBlobResponse_Data
+	//	*StreamBlobResponse_PieceHash
+	//	*StreamBlobResponse_Done
+	Part          isStreamBlobResponse_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamBlobResponse) Reset() {
+	*x = StreamBlobResponse{}
+	mi := &file_seeder_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamBlobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamBlobResponse) ProtoMessage() {}
+
+func (x *StreamBlobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_seeder_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamBlobResponse.ProtoReflect.Descriptor instead.
+func (*StreamBlobResponse) Descriptor() ([]byte, []int) {
+	return file_seeder_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *StreamBlobResponse) GetPart() isStreamBlobResponse_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *StreamBlobResponse) GetHeader() *BlobHeader {
+	if x != nil {
+		if x, ok := x.Part.(*StreamBlobResponse_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *StreamBlobResponse) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*StreamBlobResponse_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+func (x *StreamBlobResponse) GetPieceHash() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*StreamBlobResponse_PieceHash); ok {
+			return x.PieceHash
+		}
+	}
+	return nil
+}
+
+func (x *StreamBlobResponse) GetDone() *GetMetaInfoResponse {
+	if x != nil {
+		if x, ok := x.Part.(*StreamBlobResponse_Done); ok {
+			return x.Done
+		}
+	}
+	return nil
+}
+
+type isStreamBlobResponse_Part interface {
+	isStreamBlobResponse_Part()
+}
+
+type StreamBlobResponse_Header struct {
+	// The first part of a streamed blob.
+	Header *BlobHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type StreamBlobResponse_Data struct {
+	// The blob's next bytes.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+type StreamBlobResponse_PieceHash struct {
+	// The SHA-1 of the next piece (20 bytes), all of whose bytes came
+	// before it.
+	PieceHash []byte `protobuf:"bytes,3,opt,name=piece_hash,json=pieceHash,proto3,oneof"`
+}
+
+type StreamBlobResponse_Done struct {
+	// The last part: what GetMetaInfo answers.
+	Done *GetMetaInfoResponse `protobuf:"bytes,4,opt,name=done,proto3,oneof"`
+}
+
+func (*StreamBlobResponse_Header) isStreamBlobResponse_Part() {}
+
+func (*StreamBlobResponse_Data) isStreamBlobResponse_Part() {}
+
+func (*StreamBlobResponse_PieceHash) isStreamBlobResponse_Part() {}
+
+func (*StreamBlobResponse_Done) isStreamBlobResponse_Part() {}
+
+// BlobHeader describes a blob about to be streamed.
+type BlobHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Blob size in bytes, as the origin declared it.
+	Size int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// Torrent piece length of the metainfo the stream ends with.
+	PieceLength   int64 `protobuf:"varint,2,opt,name=piece_length,json=pieceLength,proto3" json:"piece_length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobHeader) Reset() {
+	*x = BlobHeader{}
+	mi := &file_seeder_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobHeader) ProtoMessage() {}
+
+func (x *BlobHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_seeder_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobHeader.ProtoReflect.Descriptor instead.
+func (*BlobHeader) Descriptor() ([]byte, []int) {
+	return file_seeder_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BlobHeader) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BlobHeader) GetPieceLength() int64 {
+	if x != nil {
+		return x.PieceLength
+	}
+	return 0
+}
+
 // GetMetaInfoRequest names a blob at its origin.
 type GetMetaInfoRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -45,7 +220,7 @@ type GetMetaInfoRequest struct {
 
 func (x *GetMetaInfoRequest) Reset() {
 	*x = GetMetaInfoRequest{}
-	mi := &file_seeder_proto_msgTypes[0]
+	mi := &file_seeder_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -57,7 +232,7 @@ func (x *GetMetaInfoRequest) String() string {
 func (*GetMetaInfoRequest) ProtoMessage() {}
 
 func (x *GetMetaInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_seeder_proto_msgTypes[0]
+	mi := &file_seeder_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -70,7 +245,7 @@ func (x *GetMetaInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMetaInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetMetaInfoRequest) Descriptor() ([]byte, []int) {
-	return file_seeder_proto_rawDescGZIP(), []int{0}
+	return file_seeder_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GetMetaInfoRequest) GetUpstream() string {
@@ -121,7 +296,7 @@ type GetMetaInfoResponse struct {
 
 func (x *GetMetaInfoResponse) Reset() {
 	*x = GetMetaInfoResponse{}
-	mi := &file_seeder_proto_msgTypes[1]
+	mi := &file_seeder_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -133,7 +308,7 @@ func (x *GetMetaInfoResponse) String() string {
 func (*GetMetaInfoResponse) ProtoMessage() {}
 
 func (x *GetMetaInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_seeder_proto_msgTypes[1]
+	mi := &file_seeder_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -146,7 +321,7 @@ func (x *GetMetaInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMetaInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetMetaInfoResponse) Descriptor() ([]byte, []int) {
-	return file_seeder_proto_rawDescGZIP(), []int{1}
+	return file_seeder_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetMetaInfoResponse) GetMetainfo() []byte {
@@ -174,7 +349,18 @@ var File_seeder_proto protoreflect.FileDescriptor
 
 const file_seeder_proto_rawDesc = "" +
 	"\n" +
-	"\fseeder.proto\x12\x0feagle.seeder.v1\"\x8e\x01\n" +
+	"\fseeder.proto\x12\x0feagle.seeder.v1\"\xc6\x01\n" +
+	"\x12StreamBlobResponse\x125\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.eagle.seeder.v1.BlobHeaderH\x00R\x06header\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12\x1f\n" +
+	"\n" +
+	"piece_hash\x18\x03 \x01(\fH\x00R\tpieceHash\x12:\n" +
+	"\x04done\x18\x04 \x01(\v2$.eagle.seeder.v1.GetMetaInfoResponseH\x00R\x04doneB\x06\n" +
+	"\x04part\"C\n" +
+	"\n" +
+	"BlobHeader\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12!\n" +
+	"\fpiece_length\x18\x02 \x01(\x03R\vpieceLength\"\x8e\x01\n" +
 	"\x12GetMetaInfoRequest\x12\x1a\n" +
 	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x1e\n" +
 	"\n" +
@@ -185,9 +371,11 @@ const file_seeder_proto_rawDesc = "" +
 	"\x13GetMetaInfoResponse\x12\x1a\n" +
 	"\bmetainfo\x18\x01 \x01(\fR\bmetainfo\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x14\n" +
-	"\x05peers\x18\x03 \x03(\tR\x05peers2k\n" +
+	"\x05peers\x18\x03 \x03(\tR\x05peers2\xc5\x01\n" +
 	"\x0fMetaInfoService\x12X\n" +
-	"\vGetMetaInfo\x12#.eagle.seeder.v1.GetMetaInfoRequest\x1a$.eagle.seeder.v1.GetMetaInfoResponseB5Z3github.com/eagle-p2p/eagle/seeder/seederpb;seederpbb\x06proto3"
+	"\vGetMetaInfo\x12#.eagle.seeder.v1.GetMetaInfoRequest\x1a$.eagle.seeder.v1.GetMetaInfoResponse\x12X\n" +
+	"\n" +
+	"StreamBlob\x12#.eagle.seeder.v1.GetMetaInfoRequest\x1a#.eagle.seeder.v1.StreamBlobResponse0\x01B5Z3github.com/eagle-p2p/eagle/seeder/seederpb;seederpbb\x06proto3"
 
 var (
 	file_seeder_proto_rawDescOnce sync.Once
@@ -201,19 +389,25 @@ func file_seeder_proto_rawDescGZIP() []byte {
 	return file_seeder_proto_rawDescData
 }
 
-var file_seeder_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_seeder_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_seeder_proto_goTypes = []any{
-	(*GetMetaInfoRequest)(nil),  // 0: eagle.seeder.v1.GetMetaInfoRequest
-	(*GetMetaInfoResponse)(nil), // 1: eagle.seeder.v1.GetMetaInfoResponse
+	(*StreamBlobResponse)(nil),  // 0: eagle.seeder.v1.StreamBlobResponse
+	(*BlobHeader)(nil),          // 1: eagle.seeder.v1.BlobHeader
+	(*GetMetaInfoRequest)(nil),  // 2: eagle.seeder.v1.GetMetaInfoRequest
+	(*GetMetaInfoResponse)(nil), // 3: eagle.seeder.v1.GetMetaInfoResponse
 }
 var file_seeder_proto_depIdxs = []int32{
-	0, // 0: eagle.seeder.v1.MetaInfoService.GetMetaInfo:input_type -> eagle.seeder.v1.GetMetaInfoRequest
-	1, // 1: eagle.seeder.v1.MetaInfoService.GetMetaInfo:output_type -> eagle.seeder.v1.GetMetaInfoResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	1, // 0: eagle.seeder.v1.StreamBlobResponse.header:type_name -> eagle.seeder.v1.BlobHeader
+	3, // 1: eagle.seeder.v1.StreamBlobResponse.done:type_name -> eagle.seeder.v1.GetMetaInfoResponse
+	2, // 2: eagle.seeder.v1.MetaInfoService.GetMetaInfo:input_type -> eagle.seeder.v1.GetMetaInfoRequest
+	2, // 3: eagle.seeder.v1.MetaInfoService.StreamBlob:input_type -> eagle.seeder.v1.GetMetaInfoRequest
+	3, // 4: eagle.seeder.v1.MetaInfoService.GetMetaInfo:output_type -> eagle.seeder.v1.GetMetaInfoResponse
+	0, // 5: eagle.seeder.v1.MetaInfoService.StreamBlob:output_type -> eagle.seeder.v1.StreamBlobResponse
+	4, // [4:6] is the sub-list for method output_type
+	2, // [2:4] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_seeder_proto_init() }
@@ -221,13 +415,19 @@ func file_seeder_proto_init() {
 	if File_seeder_proto != nil {
 		return
 	}
+	file_seeder_proto_msgTypes[0].OneofWrappers = []any{
+		(*StreamBlobResponse_Header)(nil),
+		(*StreamBlobResponse_Data)(nil),
+		(*StreamBlobResponse_PieceHash)(nil),
+		(*StreamBlobResponse_Done)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_seeder_proto_rawDesc), len(file_seeder_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	MetaInfoService_GetMetaInfo_FullMethodName = "/eagle.seeder.v1.MetaInfoService/GetMetaInfo"
+	MetaInfoService_StreamBlob_FullMethodName  = "/eagle.seeder.v1.MetaInfoService/StreamBlob"
 )
 
 // MetaInfoServiceClient is the client API for MetaInfoService service.
@@ -51,6 +52,21 @@ type MetaInfoServiceClient interface {
 	// WWW-Authenticate header) and "retry_after" (its Retry-After header);
 	// never the origin's body.
 	GetMetaInfo(ctx context.Context, in *GetMetaInfoRequest, opts ...grpc.CallOption) (*GetMetaInfoResponse, error)
+	// StreamBlob is GetMetaInfo for a caller that would rather not wait for
+	// a cold blob's whole origin fetch (cut-through). Authorization and
+	// errors are GetMetaInfo's. When the seeder holds the blob, or cannot
+	// stream it to this caller (it streams each fetch to a few callers, who
+	// asked before its first byte arrived), the one message is `done`.
+	// Otherwise the seeder sends a `header`, then the blob's bytes in order
+	// as they arrive from the origin (`data`), each full piece's SHA-1 once
+	// all its bytes were sent (`piece_hash`; a short last piece's is only in
+	// the metainfo), and `done` once the whole blob matched its digest and is
+	// seeded. A caller that reads too slowly for the origin's pace gets no
+	// more bytes from where it fell behind, then `done`: the swarm brings it
+	// the rest. A stream that ends without `done` carries no verified blob:
+	// the caller asks again (GetMetaInfo) and keeps only the pieces whose
+	// hashes the metainfo confirms.
+	StreamBlob(ctx context.Context, in *GetMetaInfoRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamBlobResponse], error)
 }
 
 type metaInfoServiceClient struct {
@@ -70,6 +86,25 @@ func (c *metaInfoServiceClient) GetMetaInfo(ctx context.Context, in *GetMetaInfo
 	}
 	return out, nil
 }
+
+func (c *metaInfoServiceClient) StreamBlob(ctx context.Context, in *GetMetaInfoRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamBlobResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MetaInfoService_ServiceDesc.Streams[0], MetaInfoService_StreamBlob_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GetMetaInfoRequest, StreamBlobResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MetaInfoService_StreamBlobClient = grpc.ServerStreamingClient[StreamBlobResponse]
 
 // MetaInfoServiceServer is the server API for MetaInfoService service.
 // All implementations must embed UnimplementedMetaInfoServiceServer
@@ -95,6 +130,21 @@ type MetaInfoServiceServer interface {
 	// WWW-Authenticate header) and "retry_after" (its Retry-After header);
 	// never the origin's body.
 	GetMetaInfo(context.Context, *GetMetaInfoRequest) (*GetMetaInfoResponse, error)
+	// StreamBlob is GetMetaInfo for a caller that would rather not wait for
+	// a cold blob's whole origin fetch (cut-through). Authorization and
+	// errors are GetMetaInfo's. When the seeder holds the blob, or cannot
+	// stream it to this caller (it streams each fetch to a few callers, who
+	// asked before its first byte arrived), the one message is `done`.
+	// Otherwise the seeder sends a `header`, then the blob's bytes in order
+	// as they arrive from the origin (`data`), each full piece's SHA-1 once
+	// all its bytes were sent (`piece_hash`; a short last piece's is only in
+	// the metainfo), and `done` once the whole blob matched its digest and is
+	// seeded. A caller that reads too slowly for the origin's pace gets no
+	// more bytes from where it fell behind, then `done`: the swarm brings it
+	// the rest. A stream that ends without `done` carries no verified blob:
+	// the caller asks again (GetMetaInfo) and keeps only the pieces whose
+	// hashes the metainfo confirms.
+	StreamBlob(*GetMetaInfoRequest, grpc.ServerStreamingServer[StreamBlobResponse]) error
 	mustEmbedUnimplementedMetaInfoServiceServer()
 }
 
@@ -107,6 +157,9 @@ type UnimplementedMetaInfoServiceServer struct{}
 
 func (UnimplementedMetaInfoServiceServer) GetMetaInfo(context.Context, *GetMetaInfoRequest) (*GetMetaInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMetaInfo not implemented")
+}
+func (UnimplementedMetaInfoServiceServer) StreamBlob(*GetMetaInfoRequest, grpc.ServerStreamingServer[StreamBlobResponse]) error {
+	return status.Error(codes.Unimplemented, "method StreamBlob not implemented")
 }
 func (UnimplementedMetaInfoServiceServer) mustEmbedUnimplementedMetaInfoServiceServer() {}
 func (UnimplementedMetaInfoServiceServer) testEmbeddedByValue()                         {}
@@ -147,6 +200,17 @@ func _MetaInfoService_GetMetaInfo_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaInfoService_StreamBlob_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(GetMetaInfoRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MetaInfoServiceServer).StreamBlob(m, &grpc.GenericServerStream[GetMetaInfoRequest, StreamBlobResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MetaInfoService_StreamBlobServer = grpc.ServerStreamingServer[StreamBlobResponse]
+
 // MetaInfoService_ServiceDesc is the grpc.ServiceDesc for MetaInfoService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -159,6 +223,12 @@ var MetaInfoService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _MetaInfoService_GetMetaInfo_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "StreamBlob",
+			Handler:       _MetaInfoService_StreamBlob_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "seeder.proto",
 }

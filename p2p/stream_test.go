@@ -1,0 +1,165 @@
+package p2p_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/internal/testenv"
+	"github.com/eagle-p2p/eagle/p2p"
+)
+
+// gatedOrigin is the registry behind a proxy that sends the first at
+// bytes of every blob GET, then nothing more until open is called. It
+// counts blob GETs.
+type gatedOrigin struct {
+	URL     string
+	gets    atomic.Int64
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedOrigin) open() { g.once.Do(func() { close(g.release) }) }
+
+func startGatedOrigin(t *testing.T, o *origin.Registry, at int) *gatedOrigin {
+	t.Helper()
+	target, err := url.Parse(o.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedOrigin{release: make(chan struct{})}
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		g.gets.Add(1)
+		rp.ServeHTTP(&gateWriter{ResponseWriter: w, at: at, release: g.release}, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(g.open)
+	g.URL = srv.URL
+	return g
+}
+
+// gateWriter passes the first at bytes of a body, flushed, and the rest
+// once release is closed.
+type gateWriter struct {
+	http.ResponseWriter
+	at, off int
+	release <-chan struct{}
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	n := 0
+	if k := min(len(p), g.at-g.off); k > 0 {
+		m, err := g.ResponseWriter.Write(p[:k])
+		g.off += m
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+		http.NewResponseController(g.ResponseWriter).Flush()
+	}
+	if len(p) == 0 {
+		return n, nil
+	}
+	<-g.release
+	m, err := g.ResponseWriter.Write(p)
+	g.off += m
+	return n + m, err
+}
+
+// TestCutThroughColdPull has an agent pull a blob nobody holds while the
+// origin holds back all but its first megabytes: the reader gets those
+// bytes, verified, before the origin sends the rest (the seeder streams
+// them as they arrive, it does not wait for the whole blob), and the
+// whole blob once the origin sends it, identical, from one origin GET.
+// A second agent then pulls it from the swarm.
+func TestCutThroughColdPull(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
+	addr, srv, _ := startSeeder(t, trk)
+	const size = 24 << 20
+	ref, content := pushBlob(t, o, "cut/through", size)
+	pieceLen := p2p.PieceLength(size)
+	g := startGatedOrigin(t, o, int(4*pieceLen+1000))
+	ref.Upstream = g.URL
+
+	agent := newEngine(t, p2p.RoleAgent, trk, newFSStore(t), newSeederClient(t, addr))
+	b, err := agent.Fetch(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	head := make([]byte, 3*pieceLen)
+	if _, err := io.ReadFull(b, head); err != nil {
+		t.Fatalf("first %d bytes while the origin holds back the rest: %v", len(head), err)
+	}
+	if !bytes.Equal(head, content[:len(head)]) {
+		t.Fatal("the first bytes differ from the blob's")
+	}
+	g.open()
+	rest, err := io.ReadAll(b)
+	if err != nil {
+		t.Fatalf("read after %d bytes: %v", len(head)+len(rest), err)
+	}
+	if !bytes.Equal(append(head, rest...), content) {
+		t.Fatal("streamed blob differs from the origin's")
+	}
+	if n := g.gets.Load(); n != 1 {
+		t.Errorf("origin blob GETs = %d, want 1", n)
+	}
+	if st := agent.Stats(); st.BytesStreamed != size {
+		t.Errorf("agent stats %+v: want all %d bytes streamed", st, size)
+	}
+	if st := srv.Stats(); st.StreamedBytes != size {
+		t.Errorf("seeder stats %+v: want all %d bytes streamed", st, size)
+	}
+
+	// The streamed blob is committed and seeded like any other.
+	other := newEngine(t, p2p.RoleAgent, trk, newFSStore(t), newSeederClient(t, addr))
+	if got := readAll(t, ctx, other, ref); !bytes.Equal(got, content) {
+		t.Fatal("second agent's blob differs")
+	}
+	if n := g.gets.Load(); n != 1 {
+		t.Errorf("origin blob GETs after the second pull = %d, want 1", n)
+	}
+}
+
+// TestCutThroughFallsBack has an agent that reads its stream far slower
+// than the origin sends: the seeder drops it from the stream, and the
+// agent takes the rest from the swarm, keeping the pieces it streamed.
+func TestCutThroughFallsBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
+	addr, _, _ := startSeeder(t, trk)
+	const size = 64 << 20
+	ref, content := pushBlob(t, o, "cut/fallback", size)
+	agent := newLimitedAgent(t, trk, newFSStore(t), newSeederClient(t, addr), 16<<20)
+	if got := readAll(t, ctx, agent, ref); !bytes.Equal(got, content) {
+		t.Fatal("blob differs from the origin's")
+	}
+	st := agent.Stats()
+	if st.BytesStreamed == 0 || st.BytesStreamed >= size {
+		t.Errorf("agent stats %+v: want part of the blob streamed and the rest from the swarm", st)
+	}
+	if n := o.BlobGETs(ref.Digest); n != 1 {
+		t.Errorf("origin blob GETs = %d, want 1", n)
+	}
+}

@@ -164,7 +164,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	}
 	r.originBytes = c.Origin.BlobBytes()
 	for _, s := range c.Seeders {
-		r.seederUpload += s.Engine.Stats().BytesUploaded
+		r.seederUpload += s.Uploaded()
 	}
 	for i, a := range agents {
 		a.stop()

@@ -289,7 +289,7 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) (
 	}
 	r.originBytes = c.Origin.BlobBytes()
 	for _, s := range c.Seeders {
-		r.seederUpload += s.Engine.Stats().BytesUploaded
+		r.seederUpload += s.Uploaded()
 	}
 	for _, a := range c.Agents {
 		st := a.Node.Engine.Stats()

@@ -44,7 +44,7 @@ func clusterProbe(c *cluster.Cluster) swarmProbe {
 func seedersSent(c *cluster.Cluster) int64 {
 	var n int64
 	for _, s := range c.Seeders {
-		n += s.Engine.Stats().BytesUploaded
+		n += s.Uploaded()
 	}
 	return n
 }

@@ -50,10 +50,13 @@ type Options struct {
 	// (Htpasswd, Token). Its Dir defaults to <Dir>/origin and its Logger
 	// to Logger.
 	Origin origin.Options
-	// UploadLimit and DownloadLimit cap the peer traffic of every seeder
 	// DisableDirect turns the agents' direct transfers off
 	// (p2p.Config.DisableDirect).
 	DisableDirect bool
+	// DisableCutThrough makes the agents wait for a cold blob's whole
+	// origin fetch at the seeder (p2p.Config.DisableCutThrough).
+	DisableCutThrough bool
+	// UploadLimit and DownloadLimit cap the peer traffic of every seeder
 	// and agent, each host on its own (p2p.Config's limits). Default 0:
 	// unlimited.
 	UploadLimit, DownloadLimit p2p.Rate
@@ -120,6 +123,13 @@ type Seeder struct {
 	done    chan struct{}
 	once    sync.Once
 	err     error
+}
+
+// Uploaded is the blob bytes the seeder sent: over the peer wire and
+// direct transfers (its engine), and streamed as they arrived from the
+// origin (its service's cut-through streams).
+func (s *Seeder) Uploaded() int64 {
+	return s.Engine.Stats().BytesUploaded + s.Server.Stats().StreamedBytes
 }
 
 // Agent is one running node with its HTTP endpoint.
@@ -368,7 +378,8 @@ func (c *Cluster) AddAgent(ctx context.Context) (*Agent, error) {
 		DataDir: dir,
 		Seeders: c.SeederAddrs(),
 		P2P: p2p.Config{ListenAddr: c.listenAddr(), Trackers: []string{c.TrackerURL},
-			UploadLimit: c.opts.UploadLimit, DownloadLimit: c.opts.DownloadLimit, DisableDirect: c.opts.DisableDirect},
+			UploadLimit: c.opts.UploadLimit, DownloadLimit: c.opts.DownloadLimit, DisableDirect: c.opts.DisableDirect,
+			DisableCutThrough: c.opts.DisableCutThrough},
 		Proxy:   pcfg,
 		TLS:     member,
 		Logger:  log,

@@ -178,6 +178,10 @@ func (e *Engine) seeding(ih metainfo.Hash) *entry {
 
 func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e := s.e
+	if key, ok := strings.CutPrefix(r.URL.Path, relayPath); ok {
+		s.serveRelay(w, r, key)
+		return
+	}
 	hexIH, ok := strings.CutPrefix(r.URL.Path, directPath)
 	var ih metainfo.Hash
 	if !ok || len(hexIH) != 40 || ih.FromHexString(hexIH) != nil {

@@ -211,6 +211,9 @@ type Stats struct {
 	// BytesStreamed is the part of BytesFromSeeders that seeders streamed
 	// as they fetched the blob from its origin (see StreamSource).
 	BytesStreamed int64
+	// BytesRelayed is the part of BytesFromAgents that nodes relayed as
+	// they were streamed it (see StreamHeader.Source).
+	BytesRelayed int64
 }
 
 // Engine is one peer. Create it with New and stop it with Close.
@@ -264,8 +267,9 @@ type Engine struct {
 	// directDownloaded and directUploaded count piece data moved by
 	// direct transfers.
 	directDownloaded, directUploaded atomic.Int64
-	// streamed counts blob bytes a seeder streamed (see StreamSource).
-	streamed atomic.Int64
+	// streamed counts blob bytes a seeder streamed (see StreamSource),
+	// relayed those a node relayed (see relay.go).
+	streamed, relayed atomic.Int64
 	// fromOrigin counts the bytes fetched from origins (FetchOrigin).
 	fromOrigin atomic.Int64
 	metrics    *engineMetrics
@@ -301,6 +305,9 @@ type entry struct {
 	// seederAddr is the seeder whose answer the download follows, when
 	// the metainfo source names it (a string).
 	seederAddr atomic.Value
+	// relayKey, set once under Engine.mu, is what a streamed download is
+	// relayed under (see relay.go).
+	relayKey []byte
 }
 
 // torrent returns the entry's torrent, nil while a streamed download has
@@ -904,6 +911,7 @@ func (e *Engine) Stats() Stats {
 	s.BytesUploaded = cs.BytesWrittenData.Int64() + e.directUploaded.Load()
 	s.BytesDirect = e.directDownloaded.Load()
 	s.BytesStreamed = e.streamed.Load()
+	s.BytesRelayed = e.relayed.Load()
 	for _, t := range e.cl.Torrents() {
 		s.Peers += t.Stats().ActivePeers
 	}

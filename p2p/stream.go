@@ -22,10 +22,12 @@ import (
 type StreamSource interface {
 	// StreamBlob asks for ref's blob as MetaInfoWithPeers does, with the
 	// same authorization and errors, and returns its stream, which ends
-	// when ctx does. Like a metainfo call for a cold blob, a stream may
+	// when ctx does. relayPort is the node's peer port, on which it relays
+	// what it is streamed to nodes the seeder sends to it (0: it does not;
+	// see StreamHeader.Source). Like a metainfo call for a cold blob, a stream may
 	// wait as long as the seeder's origin fetch takes: the source ends it
 	// when its seeder stops answering (seeder.Client health-checks it).
-	StreamBlob(ctx context.Context, ref blob.Ref) (BlobStream, error)
+	StreamBlob(ctx context.Context, ref blob.Ref, relayPort int) (BlobStream, error)
 }
 
 // BlobStream is one blob's stream from its seeder (see StreamPart).
@@ -57,6 +59,14 @@ type StreamHeader struct {
 	// PieceLength is the piece length of the metainfo the stream ends
 	// with.
 	PieceLength int64
+	// Source, when valid, is the node the blob's bytes come from instead
+	// of the stream, which then carries the piece hashes only: a node
+	// streamed them itself, which relays them under RelayKey on its peer
+	// port as it verifies them.
+	Source netip.AddrPort
+	// RelayKey is what this node relays the blob under to the nodes the
+	// seeder sends to it.
+	RelayKey []byte
 }
 
 // StreamDone is a stream's last part: the blob's metainfo, the seeder that
@@ -76,7 +86,7 @@ var errStreamProtocol = errors.New("p2p: seeder stream out of protocol")
 // no error: the caller asks the seeders as it would without a stream. An
 // error is the seeder's refusal, which asking again would repeat.
 func (e *Engine) openStream(ctx context.Context, ref blob.Ref, ss StreamSource) (st BlobStream, hdr *StreamHeader, ans seederAnswer, ok bool, err error) {
-	st, err = ss.StreamBlob(ctx, ref)
+	st, err = ss.StreamBlob(ctx, ref, e.relayPort())
 	var first StreamPart
 	if err == nil {
 		first, err = st.Recv()
@@ -122,7 +132,8 @@ type streamed struct {
 // receive writes the stream's pieces into ent's data as each passes the
 // hash the seeder sent for it, until the stream's Done part or its error.
 // Stream bytes count against the download limit.
-func (e *Engine) receive(ctx context.Context, ent *entry, st BlobStream) (streamed, error) {
+// A relayed download's stream carries no data: its hashes go to hs.
+func (e *Engine) receive(ctx context.Context, ent *entry, st BlobStream, hs *pieceHashes) (streamed, error) {
 	d := ent.data
 	var out streamed
 	buf := make([]byte, 0, d.pieceLen)
@@ -137,6 +148,15 @@ func (e *Engine) receive(ctx context.Context, ent *entry, st BlobStream) (stream
 			return out, err
 		}
 		switch {
+		case hs != nil && p.PieceHash != nil:
+			if i >= len(d.complete) || len(p.PieceHash) != sha1.Size {
+				return out, fmt.Errorf("%w: hash of piece %d", errStreamProtocol, i)
+			}
+			hs.add(p.PieceHash)
+			out.hashes = append(out.hashes, p.PieceHash...)
+			i++
+		case hs != nil && p.Data != nil:
+			return out, fmt.Errorf("%w: data in a relayed stream", errStreamProtocol)
 		case p.Data != nil:
 			if i >= len(d.complete) || len(buf)+len(p.Data) > pieceSize(i) {
 				return out, fmt.Errorf("%w: data past piece %d", errStreamProtocol, i)
@@ -218,8 +238,26 @@ func (e *Engine) streamDownload(ctx context.Context, ent *entry, ref blob.Ref, s
 		return err
 	}
 	defer release()
+	e.setRelayKey(ent, hdr.RelayKey)
 	close(ent.ready)
-	e.log.Debug("download streamed from its seeder", "digest", ref.Digest, "size", hdr.Size, "pieces", len(ent.data.complete))
+
+	// A node chained behind another takes the bytes from it, and the
+	// hashes from the stream.
+	var hs *pieceHashes
+	relayDone := make(chan error, 1)
+	if hdr.Source.IsValid() && e.direct != nil {
+		hs = newPieceHashes()
+		rctx, stopRelay := context.WithCancel(ctx)
+		go func() { relayDone <- e.relayFrom(rctx, ent, hdr.Source, hdr.RelayKey, hs) }()
+		defer func() {
+			stopRelay()
+			<-relayDone
+		}()
+		e.log.Debug("download relayed from a node streamed before", "digest", ref.Digest, "source", hdr.Source, "size", hdr.Size)
+	} else {
+		close(relayDone)
+		e.log.Debug("download streamed from its seeder", "digest", ref.Digest, "size", hdr.Size, "pieces", len(ent.data.complete))
+	}
 
 	// The digest is computed as pieces complete, stream or swarm. A
 	// commit that fails (a full disk) ends the stream too.
@@ -240,7 +278,7 @@ func (e *Engine) streamDownload(ctx context.Context, ent *entry, ref blob.Ref, s
 		return err
 	}
 
-	got, err := e.receive(sctx, ent, st)
+	got, err := e.receive(sctx, ent, st, hs)
 	cancel(nil)
 	if err != nil {
 		select {
@@ -265,6 +303,20 @@ func (e *Engine) streamDownload(ctx context.Context, ent *entry, ref blob.Ref, s
 	}
 	if err := got.confirm(ent.data, &info); err != nil {
 		return fail(fmt.Errorf("p2p: download %s: %w", ref.Digest, err))
+	}
+	if hs != nil {
+		// Every piece's hash, the short last one's included; then let the
+		// relay finish what it is bringing before the swarm asks for the
+		// same pieces, unless it fails or stalls.
+		hs.set(info.Pieces)
+		select {
+		case err := <-relayDone:
+			if err != nil {
+				e.log.Warn("relay ended early; taking the rest from the swarm", "digest", ref.Digest, "source", hdr.Source, "err", err)
+			}
+			relayDone <- err
+		case <-committed:
+		}
 	}
 	stop, err := e.joinSwarm(ent, ref, got.ans, mi, &info)
 	if err != nil {

@@ -163,3 +163,73 @@ func TestCutThroughFallsBack(t *testing.T) {
 		t.Errorf("origin blob GETs = %d, want 1", n)
 	}
 }
+
+// TestCutThroughRelayChain has three agents pull one cold blob at once
+// while the origin holds back all but its first megabytes: the first is
+// streamed the bytes by the seeder, the others are chained behind it, each
+// taking the bytes from the one before it and the hashes from the seeder.
+// Every reader gets the first pieces, verified, before the origin sends
+// the rest, and the whole blob after, from one origin GET.
+func TestCutThroughRelayChain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
+	addr, srv, _ := startSeeder(t, trk)
+	const size = 24 << 20
+	ref, content := pushBlob(t, o, "cut/relay", size)
+	pieceLen := p2p.PieceLength(size)
+	g := startGatedOrigin(t, o, int(4*pieceLen+1000))
+	ref.Upstream = g.URL
+
+	var agents []*p2p.Engine
+	for range 3 {
+		agents = append(agents, newEngine(t, p2p.RoleAgent, trk, newFSStore(t), newSeederClient(t, addr)))
+	}
+	readers := make([]io.ReadCloser, len(agents))
+	for i, a := range agents {
+		b, err := a.Fetch(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		readers[i] = b
+	}
+	head := make([]byte, 3*pieceLen)
+	for i, b := range readers {
+		if _, err := io.ReadFull(b, head); err != nil {
+			t.Fatalf("agent %d: first %d bytes while the origin holds back the rest: %v", i, len(head), err)
+		}
+		if !bytes.Equal(head, content[:len(head)]) {
+			t.Fatalf("agent %d: the first bytes differ from the blob's", i)
+		}
+	}
+	g.open()
+	var streamed, relayed int
+	for i, b := range readers {
+		rest, err := io.ReadAll(b)
+		if err != nil {
+			t.Fatalf("agent %d: read: %v", i, err)
+		}
+		if !bytes.Equal(append(bytes.Clone(head), rest...), content) {
+			t.Fatalf("agent %d: blob differs from the origin's", i)
+		}
+		st := agents[i].Stats()
+		t.Logf("agent %d: %+v", i, st)
+		if st.BytesStreamed == size {
+			streamed++
+		}
+		if st.BytesRelayed > 0 {
+			relayed++
+		}
+	}
+	if streamed != 1 || relayed != 2 {
+		t.Errorf("%d agents streamed the whole blob and %d relayed some, want 1 and 2", streamed, relayed)
+	}
+	if n := g.gets.Load(); n != 1 {
+		t.Errorf("origin blob GETs = %d, want 1", n)
+	}
+	if st := srv.Stats(); st.StreamedBytes != size {
+		t.Errorf("seeder stats %+v: want the blob streamed once", st)
+	}
+}

@@ -20,11 +20,12 @@ import (
 
 // StreamBlob implements p2p.StreamSource: it asks the first seeder in Rank
 // order that is up for ref's blob as a stream (see StreamBlob in
-// seeder.proto). It does not fail over: a caller whose stream does not
+// seeder.proto), telling it the caller relays on relayPort (0: not). It
+// does not fail over: a caller whose stream does not
 // start, or breaks off, asks MetaInfoWithPeers, which does. Errors are
 // MetaInfo's; the stream ends when ctx does, or when the seeder is found
 // down.
-func (c *Client) StreamBlob(ctx context.Context, ref blob.Ref) (p2p.BlobStream, error) {
+func (c *Client) StreamBlob(ctx context.Context, ref blob.Ref, relayPort int) (p2p.BlobStream, error) {
 	if err := storage.ValidateDigest(ref.Digest); err != nil {
 		return nil, fmt.Errorf("seeder: %w", err)
 	}
@@ -60,6 +61,7 @@ func (c *Client) StreamBlob(ctx context.Context, ref blob.Ref) (p2p.BlobStream, 
 		Repository:    ref.Repository,
 		Digest:        ref.Digest.String(),
 		Authorization: ref.Authorization,
+		RelayPort:     int32(relayPort),
 	})
 	if err != nil {
 		cancel(nil)
@@ -99,7 +101,17 @@ func (b *blobStream) Recv() (p2p.StreamPart, error) {
 	}
 	switch p := m.GetPart().(type) {
 	case *seederpb.StreamBlobResponse_Header:
-		return p2p.StreamPart{Header: &p2p.StreamHeader{Size: p.Header.GetSize(), PieceLength: p.Header.GetPieceLength()}}, nil
+		h := &p2p.StreamHeader{Size: p.Header.GetSize(), PieceLength: p.Header.GetPieceLength(), RelayKey: p.Header.GetRelayKey()}
+		if src := p.Header.GetSource(); src != "" {
+			// Only an IP literal with a port: a name would let a seeder
+			// steer the node's lookups.
+			ap, err := netip.ParseAddrPort(src)
+			if err != nil || !validPeer(ap) {
+				return p2p.StreamPart{}, fmt.Errorf("seeder %s: relay source %q is not an IP address with a port", b.s.addr, src)
+			}
+			h.Source = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+		return p2p.StreamPart{Header: h}, nil
 	case *seederpb.StreamBlobResponse_Data:
 		if len(p.Data) == 0 {
 			return p2p.StreamPart{}, fmt.Errorf("seeder %s: empty data part", b.s.addr)

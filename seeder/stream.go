@@ -3,12 +3,16 @@ package seeder
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
 
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
 
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder/seederpb"
@@ -27,103 +31,194 @@ const streamQueueParts = 4096
 
 // tap hands the bytes of one origin fetch, as they arrive, to the callers
 // streaming it (StreamBlob): at most fanout of them, each of whom asked
-// before the first byte arrived. Its methods are safe on a nil tap, which
-// streams to nobody.
+// before the first byte arrived. Callers after those are chained behind
+// them: each gets the piece hashes here and the bytes from the caller
+// before it, if that one relays (see BlobHeader.source). Its methods are
+// safe on a nil tap, which streams to nobody.
 type tap struct {
-	fanout  int
-	mu      sync.Mutex
-	started bool
-	subs    []*subscriber
+	fanout int
+	// key is what the fetch's callers relay the blob under.
+	key []byte
+
+	mu       sync.Mutex
+	started  bool
+	size, pl int64
+	hashes   []byte
+	subs     []*subscriber
+	// tail is the last caller that relays: the next one's source.
+	tail *subscriber
 }
 
 func newTap(fanout int) *tap {
 	if fanout <= 0 {
 		return nil
 	}
-	return &tap{fanout: fanout}
+	key := make([]byte, 16)
+	rand.Read(key)
+	return &tap{fanout: fanout, key: key}
 }
 
 // subscriber is one streaming caller's queue.
 type subscriber struct {
+	// relay is where the caller relays what it is streamed; invalid if it
+	// does not.
+	relay netip.AddrPort
+	// source, set when the tap chained the caller, is where its bytes
+	// come from; the tap sends it no data then.
+	source  netip.AddrPort
 	parts   chan *seederpb.StreamBlobResponse
 	queued  atomic.Int64
 	dropped chan struct{}
 	once    sync.Once
 	// sent counts the bytes StreamBlob sent; its goroutine's own.
 	sent int64
+	// t is the tap it joined last, set under that tap's mu; StreamBlob
+	// reads it once the answer is in.
+	t *tap
 }
 
-func newSubscriber() *subscriber {
-	return &subscriber{parts: make(chan *seederpb.StreamBlobResponse, streamQueueParts), dropped: make(chan struct{})}
+func newSubscriber(relay netip.AddrPort) *subscriber {
+	return &subscriber{relay: relay, parts: make(chan *seederpb.StreamBlobResponse, streamQueueParts), dropped: make(chan struct{})}
 }
 
 func (s *subscriber) drop() { s.once.Do(func() { close(s.dropped) }) }
 
-// join adds s to the callers the fetch streams to, unless the fetch has
-// started or streams to fanout callers already.
+// header is s's header for a blob of size bytes in pieces of pl.
+func (t *tap) header(s *subscriber) *seederpb.StreamBlobResponse {
+	h := &seederpb.BlobHeader{Size: t.size, PieceLength: t.pl, RelayKey: t.key}
+	if s.source.IsValid() {
+		h.Source = s.source.String()
+	}
+	return &seederpb.StreamBlobResponse{Part: &seederpb.StreamBlobResponse_Header{Header: h}}
+}
+
+// join adds s to the callers the fetch streams to: for its bytes, unless
+// the fetch has started or streams to fanout callers already; otherwise
+// chained behind the last caller that relays, if there is one.
 func (t *tap) join(s *subscriber) {
 	if t == nil || s == nil {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.started && len(t.subs) < t.fanout && !slices.Contains(t.subs, s) {
-		t.subs = append(t.subs, s)
+	if slices.Contains(t.subs, s) {
+		return
+	}
+	direct := 0
+	for _, o := range t.subs {
+		if !o.source.IsValid() {
+			direct++
+		}
+	}
+	switch {
+	case !t.started && direct < t.fanout:
+	case t.tail != nil:
+		s.source = t.tail.relay
+	default:
+		return
+	}
+	t.subs = append(t.subs, s)
+	s.t = t
+	if s.relay.IsValid() {
+		t.tail = s
+	}
+	if t.started {
+		// Chained after the first byte: the header and the hashes so far.
+		t.send(s, t.header(s), 0)
+		for h := range slices.Chunk(t.hashes, sha1.Size) {
+			t.send(s, hashPart(h), 0)
+		}
 	}
 }
 
-// begin marks the fetch started, so no caller joins from here on, and
-// sends those who did the header.
+// leave takes s off the tap: a caller that went away is nobody's source.
+func (t *tap) leave(s *subscriber) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.subs = slices.DeleteFunc(t.subs, func(o *subscriber) bool { return o == s })
+	if t.tail == s {
+		t.tail = nil
+	}
+}
+
+// begin marks the fetch started, so no caller joins for the bytes from
+// here on, and sends those who did their header.
 func (t *tap) begin(size, pieceLen int64) {
 	if t == nil {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.started = true
-	t.publishLocked(&seederpb.StreamBlobResponse{Part: &seederpb.StreamBlobResponse_Header{
-		Header: &seederpb.BlobHeader{Size: size, PieceLength: pieceLen}}}, 0)
+	t.started, t.size, t.pl = true, size, pieceLen
+	for _, s := range t.subs {
+		t.send(s, t.header(s), 0)
+	}
 }
 
-// active reports whether anyone still listens.
+// active reports whether anyone is streamed the bytes.
 func (t *tap) active() bool {
 	if t == nil {
 		return false
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.subs) > 0
+	for _, s := range t.subs {
+		if !s.source.IsValid() {
+			return true
+		}
+	}
+	return false
 }
 
-func (t *tap) publish(m *seederpb.StreamBlobResponse, n int) {
+// data queues the fetch's next bytes for the callers it streams them to.
+func (t *tap) data(p []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.publishLocked(m, n)
+	m := &seederpb.StreamBlobResponse{Part: &seederpb.StreamBlobResponse_Data{Data: bytes.Clone(p)}}
+	for _, s := range t.subs {
+		if !s.source.IsValid() {
+			t.send(s, m, len(p))
+		}
+	}
 }
 
-// publishLocked queues m, which carries n blob bytes, for every caller,
-// and drops those whose queue is full.
-func (t *tap) publishLocked(m *seederpb.StreamBlobResponse, n int) {
-	t.subs = slices.DeleteFunc(t.subs, func(s *subscriber) bool {
-		select {
-		case <-s.dropped:
-			return true
-		default:
-		}
-		if s.queued.Load()+int64(n) > streamQueueBytes {
-			s.drop()
-			return true
-		}
-		s.queued.Add(int64(n))
-		select {
-		case s.parts <- m:
-			return false
-		default:
-			s.queued.Add(-int64(n))
-			s.drop()
-			return true
-		}
-	})
+// hashed queues the next full piece's hash for every caller.
+func (t *tap) hashed(h []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.hashes = append(t.hashes, h...)
+	m := hashPart(bytes.Clone(h))
+	for _, s := range t.subs {
+		t.send(s, m, 0)
+	}
+}
+
+func hashPart(h []byte) *seederpb.StreamBlobResponse {
+	return &seederpb.StreamBlobResponse{Part: &seederpb.StreamBlobResponse_PieceHash{PieceHash: h}}
+}
+
+// send queues m, which carries n blob bytes, for s, or drops s if its
+// queue is full. t.mu is held.
+func (t *tap) send(s *subscriber, m *seederpb.StreamBlobResponse, n int) {
+	select {
+	case <-s.dropped:
+		return
+	default:
+	}
+	if s.queued.Load()+int64(n) > streamQueueBytes {
+		s.drop()
+		return
+	}
+	s.queued.Add(int64(n))
+	select {
+	case s.parts <- m:
+	default:
+		s.queued.Add(-int64(n))
+		s.drop()
+	}
 }
 
 // tapWriter computes a fetch's piece hashes and hands the tap its bytes
@@ -136,7 +231,7 @@ type tapWriter struct {
 }
 
 func (w *tapWriter) Write(p []byte) (int, error) {
-	if !w.t.active() {
+	if w.t == nil {
 		n, err := w.ih.Write(p)
 		w.off += int64(n)
 		return n, err
@@ -150,10 +245,12 @@ func (w *tapWriter) Write(p []byte) (int, error) {
 		}
 		w.off += int64(len(seg))
 		n += len(seg)
-		w.t.publish(&seederpb.StreamBlobResponse{Part: &seederpb.StreamBlobResponse_Data{Data: bytes.Clone(seg)}}, len(seg))
+		if w.t.active() {
+			w.t.data(seg)
+		}
 		if w.off%pl == 0 {
 			h := w.ih.PieceHashes()
-			w.t.publish(&seederpb.StreamBlobResponse{Part: &seederpb.StreamBlobResponse_PieceHash{PieceHash: bytes.Clone(h[len(h)-20:])}}, 0)
+			w.t.hashed(h[len(h)-sha1.Size:])
 		}
 		p = p[len(seg):]
 	}
@@ -165,7 +262,7 @@ func (w *tapWriter) Write(p []byte) (int, error) {
 // seeder.proto), paced by the seeder's upload limit.
 func (s *Server) StreamBlob(req *seederpb.GetMetaInfoRequest, stream grpc.ServerStreamingServer[seederpb.StreamBlobResponse]) error {
 	ctx, cancel := context.WithCancel(stream.Context())
-	sub := newSubscriber()
+	sub := newSubscriber(relayAddr(ctx, req.GetRelayPort()))
 	var e entry
 	var err error
 	answered := make(chan struct{})
@@ -177,6 +274,7 @@ func (s *Server) StreamBlob(req *seederpb.GetMetaInfoRequest, stream grpc.Server
 		cancel()
 		<-answered
 		sub.drop()
+		sub.t.leave(sub)
 	}()
 	send := func(m *seederpb.StreamBlobResponse) error {
 		if d := m.GetData(); d != nil {
@@ -227,6 +325,20 @@ func (s *Server) StreamBlob(req *seederpb.GetMetaInfoRequest, stream grpc.Server
 	}
 	return stream.Send(&seederpb.StreamBlobResponse{Part: &seederpb.StreamBlobResponse_Done{
 		Done: &seederpb.GetMetaInfoResponse{Metainfo: e.metaInfo, Size: e.size, Peers: s.peers(ctx)}}})
+}
+
+// relayAddr is where the caller of ctx relays a stream: its address with
+// port, or nothing for a port out of range.
+func relayAddr(ctx context.Context, port int32) netip.AddrPort {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil || port <= 0 || port > 65535 {
+		return netip.AddrPort{}
+	}
+	ap, ok := addrPortOf(p.Addr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr(), uint16(port))
 }
 
 // waitLimit waits until l lets n bytes through; a nil l lets everything.

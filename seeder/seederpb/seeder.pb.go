@@ -152,7 +152,18 @@ type BlobHeader struct {
 	// Blob size in bytes, as the origin declared it.
 	Size int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
 	// Torrent piece length of the metainfo the stream ends with.
-	PieceLength   int64 `protobuf:"varint,2,opt,name=piece_length,json=pieceLength,proto3" json:"piece_length,omitempty"`
+	PieceLength int64 `protobuf:"varint,2,opt,name=piece_length,json=pieceLength,proto3" json:"piece_length,omitempty"`
+	// When set, the blob's bytes do not come in this stream but from the
+	// caller at this address ("ip:port", its peer port), which is streamed
+	// them itself: GET /eagle/v1/relay/<relay_key, hex> there, in the
+	// direct-transfer protocol (ALPN eagle-direct/1), sends the blob from its
+	// first byte as that caller verifies it. This stream carries the piece
+	// hashes to check those bytes against, and done.
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// The key under which every caller of this stream serves the blob to
+	// the callers sent to it (see source). Only callers the origin let read
+	// the blob learn it.
+	RelayKey      []byte `protobuf:"bytes,4,opt,name=relay_key,json=relayKey,proto3" json:"relay_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -201,6 +212,20 @@ func (x *BlobHeader) GetPieceLength() int64 {
 	return 0
 }
 
+func (x *BlobHeader) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *BlobHeader) GetRelayKey() []byte {
+	if x != nil {
+		return x.RelayKey
+	}
+	return nil
+}
+
 // GetMetaInfoRequest names a blob at its origin.
 type GetMetaInfoRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -214,6 +239,10 @@ type GetMetaInfoRequest struct {
 	// The requesting client's Authorization header value, forwarded to the
 	// origin; empty for anonymous access.
 	Authorization string `protobuf:"bytes,4,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	// StreamBlob only: the caller's peer-wire port, on which it relays the
+	// blob as it is streamed to callers the seeder sends to it (see
+	// BlobHeader.source); 0 if it does not relay.
+	RelayPort     int32 `protobuf:"varint,5,opt,name=relay_port,json=relayPort,proto3" json:"relay_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -274,6 +303,13 @@ func (x *GetMetaInfoRequest) GetAuthorization() string {
 		return x.Authorization
 	}
 	return ""
+}
+
+func (x *GetMetaInfoRequest) GetRelayPort() int32 {
+	if x != nil {
+		return x.RelayPort
+	}
+	return 0
 }
 
 // GetMetaInfoResponse carries a blob's torrent metainfo.
@@ -356,18 +392,22 @@ const file_seeder_proto_rawDesc = "" +
 	"\n" +
 	"piece_hash\x18\x03 \x01(\fH\x00R\tpieceHash\x12:\n" +
 	"\x04done\x18\x04 \x01(\v2$.eagle.seeder.v1.GetMetaInfoResponseH\x00R\x04doneB\x06\n" +
-	"\x04part\"C\n" +
+	"\x04part\"x\n" +
 	"\n" +
 	"BlobHeader\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12!\n" +
-	"\fpiece_length\x18\x02 \x01(\x03R\vpieceLength\"\x8e\x01\n" +
+	"\fpiece_length\x18\x02 \x01(\x03R\vpieceLength\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x1b\n" +
+	"\trelay_key\x18\x04 \x01(\fR\brelayKey\"\xad\x01\n" +
 	"\x12GetMetaInfoRequest\x12\x1a\n" +
 	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x02 \x01(\tR\n" +
 	"repository\x12\x16\n" +
 	"\x06digest\x18\x03 \x01(\tR\x06digest\x12$\n" +
-	"\rauthorization\x18\x04 \x01(\tR\rauthorization\"[\n" +
+	"\rauthorization\x18\x04 \x01(\tR\rauthorization\x12\x1d\n" +
+	"\n" +
+	"relay_port\x18\x05 \x01(\x05R\trelayPort\"[\n" +
 	"\x13GetMetaInfoResponse\x12\x1a\n" +
 	"\bmetainfo\x18\x01 \x01(\fR\bmetainfo\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x14\n" +

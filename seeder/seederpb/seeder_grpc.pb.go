@@ -55,8 +55,12 @@ type MetaInfoServiceClient interface {
 	// StreamBlob is GetMetaInfo for a caller that would rather not wait for
 	// a cold blob's whole origin fetch (cut-through). Authorization and
 	// errors are GetMetaInfo's. When the seeder holds the blob, or cannot
-	// stream it to this caller (it streams each fetch to a few callers, who
-	// asked before its first byte arrived), the one message is `done`.
+	// stream it to this caller, the one message is `done`. The seeder
+	// streams each fetch's bytes to a few callers (who asked before its
+	// first byte arrived); a later caller is sent, when one of those relays
+	// (GetMetaInfoRequest.relay_port), to the last such caller for the bytes
+	// (BlobHeader.source), and gets the header, the piece hashes and done
+	// here: the callers form a chain, each relaying to the next.
 	// Otherwise the seeder sends a `header`, then the blob's bytes in order
 	// as they arrive from the origin (`data`), each full piece's SHA-1 once
 	// all its bytes were sent (`piece_hash`; a short last piece's is only in
@@ -133,8 +137,12 @@ type MetaInfoServiceServer interface {
 	// StreamBlob is GetMetaInfo for a caller that would rather not wait for
 	// a cold blob's whole origin fetch (cut-through). Authorization and
 	// errors are GetMetaInfo's. When the seeder holds the blob, or cannot
-	// stream it to this caller (it streams each fetch to a few callers, who
-	// asked before its first byte arrived), the one message is `done`.
+	// stream it to this caller, the one message is `done`. The seeder
+	// streams each fetch's bytes to a few callers (who asked before its
+	// first byte arrived); a later caller is sent, when one of those relays
+	// (GetMetaInfoRequest.relay_port), to the last such caller for the bytes
+	// (BlobHeader.source), and gets the header, the piece hashes and done
+	// here: the callers form a chain, each relaying to the next.
 	// Otherwise the seeder sends a `header`, then the blob's bytes in order
 	// as they arrive from the origin (`data`), each full piece's SHA-1 once
 	// all its bytes were sent (`piece_hash`; a short last piece's is only in

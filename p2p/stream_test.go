@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/eagle-p2p/eagle/internal/origin"
 	"github.com/eagle-p2p/eagle/internal/testenv"
+	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 )
 
@@ -231,5 +233,25 @@ func TestCutThroughRelayChain(t *testing.T) {
 	}
 	if st := srv.Stats(); st.StreamedBytes != size {
 		t.Errorf("seeder stats %+v: want the blob streamed once", st)
+	}
+
+	// A member that does not know the relay key gets nothing from a node
+	// that relays the blob.
+	cfg := testtls.Credentials(t, "node").ClientConfig()
+	cfg.NextProtos = []string{"eagle-direct/1"}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	defer client.CloseIdleConnections()
+	for _, key := range []string{strings.Repeat("00", 16), strings.Repeat("ab", 16), "", "zz", strings.Repeat("00", 20), ref.Digest.Encoded()} {
+		for i, a := range agents {
+			resp, err := client.Get("https://" + a.Addr().String() + "/eagle/v1/relay/" + key)
+			if err != nil {
+				t.Fatalf("agent %d: %v", i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound || bytes.Contains(b, content[:64]) {
+				t.Errorf("agent %d, relay key %q: %s, %d bytes; want 404 and nothing", i, key, resp.Status, len(b))
+			}
+		}
 	}
 }

@@ -41,6 +41,9 @@ type swarmOptions struct {
 	central   bool
 	// disableDirect turns the agents' direct transfers off.
 	disableDirect bool
+	// disableCutThrough makes the agents wait for the seeder's whole
+	// origin fetch.
+	disableCutThrough bool
 	cpuProfile    string
 	// insecure runs the cluster's internal planes (seeder gRPC, peer wire,
 	// tracker) without mutual TLS, for comparison with the default.
@@ -74,6 +77,7 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
 	fs.BoolVar(&o.disableDirect, "disable-direct", false, "turn the agents' direct transfers off (p2p.disable_direct): every byte over the BitTorrent peer wire")
+	fs.BoolVar(&o.disableCutThrough, "disable-cut-through", false, "make the agents wait for the seeder's whole origin fetch (p2p.disable_cut_through) instead of taking the bytes as they arrive, streamed or relayed")
 	fs.BoolVar(&o.central, "central", true, "also measure the central cache (false: central_s=0, for quick tuning runs)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the Eagle pull to this file")
 	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS from the cluster's own CA")
@@ -246,7 +250,7 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) (
 	c, err := cluster.Start(ctx, cluster.Options{
 		Seeders: o.seeders, Agents: o.nodes, AnnounceInterval: o.announce, Logger: log,
 		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap,
-		Insecure: o.insecure, PeerStore: o.peerStore, DisableDirect: o.disableDirect,
+		Insecure: o.insecure, PeerStore: o.peerStore, DisableDirect: o.disableDirect, DisableCutThrough: o.disableCutThrough,
 	})
 	if err != nil {
 		return swarmFigures{}, fmt.Errorf("bench swarm: start cluster: %w", err)

@@ -118,6 +118,9 @@ var (
 	directDesc = prometheus.NewDesc("eagle_p2p_direct_bytes_total",
 		"Piece data moved by direct transfers (whole pieces over HTTP on the peer port) rather than the peer wire, by direction: received or sent. Also counted in eagle_p2p_received_bytes_total and eagle_p2p_uploaded_bytes_total.",
 		[]string{"direction"}, nil)
+	cutThroughDesc = prometheus.NewDesc("eagle_p2p_cut_through_bytes_total",
+		"Blob data of cold pulls received as the seeder fetched it from the origin, by how: stream (from the seeder) or relay (from the node streamed before this one). Also counted in eagle_p2p_received_bytes_total.",
+		[]string{"via"}, nil)
 )
 
 // engineCollector reads an Engine's counters and its blob table at scrape
@@ -133,6 +136,7 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- peersDesc
 	ch <- bannedDesc
 	ch <- directDesc
+	ch <- cutThroughDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -149,6 +153,8 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(bannedDesc, prometheus.GaugeValue, float64(st.BannedPeers))
 	ch <- prometheus.MustNewConstMetric(directDesc, prometheus.CounterValue, float64(st.BytesDirect), "received")
 	ch <- prometheus.MustNewConstMetric(directDesc, prometheus.CounterValue, float64(c.e.directUploaded.Load()), "sent")
+	ch <- prometheus.MustNewConstMetric(cutThroughDesc, prometheus.CounterValue, float64(st.BytesStreamed), "stream")
+	ch <- prometheus.MustNewConstMetric(cutThroughDesc, prometheus.CounterValue, float64(st.BytesRelayed), "relay")
 }
 
 // blobCounts returns the number of downloads in progress and the total size

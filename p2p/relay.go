@@ -38,6 +38,10 @@ const (
 	// relayRetry is how soon a node asks its source again that does not
 	// relay the blob yet.
 	relayRetry = 50 * time.Millisecond
+	// relayFinish is how long after the seeder's answer a relayed download
+	// waits for its relay to finish before it joins the swarm for the
+	// rest: a node behind a slow one in the chain is not held to its pace.
+	relayFinish = 2 * time.Second
 )
 
 // relayPort is the port the engine relays streamed blobs on, 0 when it

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
 	"golang.org/x/time/rate"
@@ -245,7 +246,7 @@ func (e *Engine) streamDownload(ctx context.Context, ent *entry, ref blob.Ref, s
 	// hashes from the stream.
 	var hs *pieceHashes
 	relayDone := make(chan error, 1)
-	if hdr.Source.IsValid() && e.direct != nil {
+	if hdr.Source.IsValid() && e.direct != nil && !e.cfg.DisableDirect {
 		hs = newPieceHashes()
 		rctx, stopRelay := context.WithCancel(ctx)
 		go func() { relayDone <- e.relayFrom(rctx, ent, hdr.Source, hdr.RelayKey, hs) }()
@@ -305,9 +306,12 @@ func (e *Engine) streamDownload(ctx context.Context, ent *entry, ref blob.Ref, s
 		return fail(fmt.Errorf("p2p: download %s: %w", ref.Digest, err))
 	}
 	if hs != nil {
-		// Every piece's hash, the short last one's included; then let the
-		// relay finish what it is bringing before the swarm asks for the
-		// same pieces, unless it fails or stalls.
+		// Every piece's hash, the short last one's included; then give the
+		// relay relayFinish to bring the rest (it is a few pieces behind
+		// the seeder's fetch when it keeps up) before the swarm asks for
+		// the same pieces. A relay that fails, or has not finished by
+		// then, leaves the rest to the swarm; one still running goes on
+		// beside it.
 		hs.set(info.Pieces)
 		select {
 		case err := <-relayDone:
@@ -316,6 +320,9 @@ func (e *Engine) streamDownload(ctx context.Context, ent *entry, ref blob.Ref, s
 			}
 			relayDone <- err
 		case <-committed:
+		case <-time.After(relayFinish):
+			e.log.Debug("relay behind the seeder's fetch; joining the swarm beside it", "digest", ref.Digest, "source", hdr.Source,
+				"left", ent.data.left())
 		}
 	}
 	stop, err := e.joinSwarm(ent, ref, got.ans, mi, &info)

@@ -305,9 +305,9 @@ type entry struct {
 	// seederAddr is the seeder whose answer the download follows, when
 	// the metainfo source names it (a string).
 	seederAddr atomic.Value
-	// relayKey, set once under Engine.mu, is what a streamed download is
+	// relayKeys, guarded by Engine.mu, are what a streamed download is
 	// relayed under (see relay.go).
-	relayKey []byte
+	relayKeys [][]byte
 }
 
 // torrent returns the entry's torrent, nil while a streamed download has
@@ -724,7 +724,7 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 	if e.super != nil {
 		e.super.add(mi.HashInfoBytes(), info.NumPieces())
 	}
-	t, err := e.addTorrent(mi, ent.data)
+	t, err := e.addTorrent(mi, ent.data, false)
 	if err != nil {
 		if e.super != nil {
 			e.super.remove(mi.HashInfoBytes())
@@ -739,7 +739,9 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 	return nil
 }
 
-func (e *Engine) addTorrent(mi *metainfo.MetaInfo, data *blobData) (*torrent.Torrent, error) {
+// addTorrent adds mi's torrent over data. With hold, it wants no piece
+// until DownloadAll (or a reader) asks for them.
+func (e *Engine) addTorrent(mi *metainfo.MetaInfo, data *blobData, hold bool) (*torrent.Torrent, error) {
 	t, isNew := e.cl.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  mi.HashInfoBytes(),
 		InfoBytes: mi.InfoBytes,
@@ -753,7 +755,9 @@ func (e *Engine) addTorrent(mi *metainfo.MetaInfo, data *blobData) (*torrent.Tor
 		t.Drop()
 		return nil, fmt.Errorf("%w: torrent client did not accept the info", ErrBadMetaInfo)
 	}
-	t.DownloadAll()
+	if !hold {
+		t.DownloadAll()
+	}
 	return t, nil
 }
 

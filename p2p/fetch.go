@@ -284,9 +284,20 @@ func (e *Engine) prepare(ctx context.Context, ent *entry, ref blob.Ref, size, pi
 // joinSwarm adds ent's torrent over its data, announces it and starts
 // its direct transfers; the returned func stops them.
 func (e *Engine) joinSwarm(ent *entry, ref blob.Ref, ans seederAnswer, mi *metainfo.MetaInfo, info *metainfo.Info) (stop func(), err error) {
-	t, err := e.addTorrent(mi, ent.data)
-	if err != nil {
+	if err := e.addToSwarm(ent, ref, ans, mi, false); err != nil {
 		return nil, err
+	}
+	return e.startDirect(ent, ans, info), nil
+}
+
+// addToSwarm adds ent's torrent over its data and announces it. With
+// hold, the torrent serves its pieces but wants none until DownloadAll
+// (anacrolix's DisallowDataDownload panics on its own consistency check
+// in v1.61.0).
+func (e *Engine) addToSwarm(ent *entry, ref blob.Ref, ans seederAnswer, mi *metainfo.MetaInfo, hold bool) error {
+	t, err := e.addTorrent(mi, ent.data, hold)
+	if err != nil {
+		return err
 	}
 	ent.t.Store(t)
 	// A failed write (a full disk) ends the download with that error; by
@@ -300,8 +311,14 @@ func (e *Engine) joinSwarm(ent *entry, ref blob.Ref, ans seederAnswer, mi *metai
 	// tracker answers.
 	addPeers(t, ans.peers)
 	e.startAnnouncing(ent)
+	return nil
+}
+
+// startDirect starts ent's direct transfers, unless they are off; the
+// returned func stops them.
+func (e *Engine) startDirect(ent *entry, ans seederAnswer, info *metainfo.Info) (stop func()) {
 	if e.direct == nil || e.cfg.DisableDirect {
-		return func() {}, nil
+		return func() {}
 	}
 	dctx, cancel := context.WithCancel(e.ctx)
 	run := &directRun{c: e.direct, ent: ent, info: info, given: ans.peers, sources: make(map[netip.AddrPort]*directSource)}
@@ -310,7 +327,7 @@ func (e *Engine) joinSwarm(ent *entry, ref blob.Ref, ans seederAnswer, mi *metai
 	return func() {
 		cancel()
 		wg.Wait()
-	}, nil
+	}
 }
 
 // commit stores the blob as its verified pieces complete, in order: a

@@ -124,7 +124,15 @@ func serveSeeder(t *testing.T, store storage.Store, eng *p2p.Engine) (*seeder.Se
 // service and its gRPC server (Cleanup calls it too).
 func serveSeederStop(t *testing.T, store storage.Store, eng *p2p.Engine) (*seeder.Server, string, func()) {
 	t.Helper()
-	srv, err := seeder.NewServer(seeder.Config{AllowedUpstreams: []string{"127.0.0.1"}, PeerAddr: eng.Addr, Logger: quiet}, store, eng)
+	return serveSeederWith(t, store, eng, seeder.Config{})
+}
+
+// serveSeederWith is serveSeederStop with cfg's settings beside the test
+// defaults.
+func serveSeederWith(t *testing.T, store storage.Store, eng *p2p.Engine, cfg seeder.Config) (*seeder.Server, string, func()) {
+	t.Helper()
+	cfg.AllowedUpstreams, cfg.PeerAddr, cfg.Logger = []string{"127.0.0.1"}, eng.Addr, quiet
+	srv, err := seeder.NewServer(cfg, store, eng)
 	if err != nil {
 		t.Fatal(err)
 	}

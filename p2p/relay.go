@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,10 +39,10 @@ const (
 	// relayRetry is how soon a node asks its source again that does not
 	// relay the blob yet.
 	relayRetry = 50 * time.Millisecond
-	// relayFinish is how long after the seeder's answer a relayed download
-	// waits for its relay to finish before it joins the swarm for the
-	// rest: a node behind a slow one in the chain is not held to its pace.
-	relayFinish = 2 * time.Second
+	// relayIdle is how long, once the seeder has answered, a relayed
+	// download that gets no byte from its relay waits before it takes the
+	// rest from the swarm.
+	relayIdle = 500 * time.Millisecond
 )
 
 // relayPort is the port the engine relays streamed blobs on, 0 when it
@@ -56,14 +57,15 @@ func (e *Engine) relayPort() int {
 	return 0
 }
 
-// setRelayKey makes ent's download relay under key.
+// setRelayKey makes ent's download relay under key too: a download
+// streamed again from another seeder relays under both fetches' keys.
 func (e *Engine) setRelayKey(ent *entry, key []byte) {
 	if len(key) != relayKeyLen {
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ent.relayKey = bytes.Clone(key)
+	ent.relayKeys = append(ent.relayKeys, bytes.Clone(key))
 }
 
 // relaying returns the entry that relays under key, if any.
@@ -71,8 +73,10 @@ func (e *Engine) relaying(key []byte) *entry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, ent := range e.blobs {
-		if ent.relayKey != nil && subtle.ConstantTimeCompare(ent.relayKey, key) == 1 {
-			return ent
+		for _, k := range ent.relayKeys {
+			if subtle.ConstantTimeCompare(k, key) == 1 {
+				return ent
+			}
 		}
 	}
 	return nil
@@ -184,10 +188,11 @@ func (p *pieceHashes) wait(ctx context.Context, i int) ([]byte, error) {
 }
 
 // relayFrom takes ent's blob from the node at src, which relays it under
-// key, writing each piece once it matches its hash in hs. It returns when
+// key, writing each piece once it matches its hash in hs; got counts the
+// bytes it received. It returns when
 // the blob is whole, the relay fails or stalls for relayStall, a piece
 // fails its hash, or ctx ends; pieces written stay.
-func (e *Engine) relayFrom(ctx context.Context, ent *entry, src netip.AddrPort, key []byte, hs *pieceHashes) error {
+func (e *Engine) relayFrom(ctx context.Context, ent *entry, src netip.AddrPort, key []byte, hs *pieceHashes, got *atomic.Int64) error {
 	c := e.direct
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -226,13 +231,14 @@ func (e *Engine) relayFrom(ctx context.Context, ent *entry, src netip.AddrPort, 
 	buf := make([]byte, d.pieceLen)
 	for i := range d.complete {
 		b := buf[:min(d.pieceLen, d.size-int64(i)*d.pieceLen)]
-		for got := 0; got < len(b); {
-			m, err := resp.Body.Read(b[got:min(len(b), got+directChunk)])
-			got += m
+		for n := 0; n < len(b); {
+			m, err := resp.Body.Read(b[n:min(len(b), n+directChunk)])
+			n += m
 			if m > 0 {
 				stall.Reset(relayStall)
+				got.Add(int64(m))
 			}
-			if err != nil && got < len(b) {
+			if err != nil && n < len(b) {
 				if err == io.EOF {
 					err = io.ErrUnexpectedEOF
 				}

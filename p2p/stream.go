@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -245,11 +246,14 @@ func (e *Engine) streamDownload(ctx context.Context, ent *entry, ref blob.Ref, s
 	// A node chained behind another takes the bytes from it, and the
 	// hashes from the stream.
 	var hs *pieceHashes
+	var relayed atomic.Int64
 	relayDone := make(chan error, 1)
+	stopRelay := func() {}
 	if hdr.Source.IsValid() && e.direct != nil && !e.cfg.DisableDirect {
 		hs = newPieceHashes()
-		rctx, stopRelay := context.WithCancel(ctx)
-		go func() { relayDone <- e.relayFrom(rctx, ent, hdr.Source, hdr.RelayKey, hs) }()
+		var rctx context.Context
+		rctx, stopRelay = context.WithCancel(ctx)
+		go func() { relayDone <- e.relayFrom(rctx, ent, hdr.Source, hdr.RelayKey, hs, &relayed) }()
 		defer func() {
 			stopRelay()
 			<-relayDone
@@ -292,10 +296,25 @@ func (e *Engine) streamDownload(ctx context.Context, ent *entry, ref blob.Ref, s
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
 		}
-		e.log.Warn("the seeder's stream broke off; asking the seeders and taking the rest from the swarm",
-			"digest", ref.Digest, "pieces", len(got.hashes)/sha1.Size, "of", len(ent.data.complete), "err", err)
-		if got.ans, err = e.askSeeder(ctx, ref); err != nil {
-			return fail(err)
+		if hs == nil {
+			// Streamed: the next seeder (the first one's fetch died with
+			// it) may stream the blob again, and the nodes relayed from this
+			// one go on getting it in order.
+			again, err2 := e.streamAgain(ctx, ent, ref, ss, hdr)
+			switch {
+			case err2 != nil && definitive(err2):
+				return fail(err2)
+			case err2 == nil:
+				e.log.Warn("the seeder's stream broke off; streamed again from the next seeder", "digest", ref.Digest, "err", err)
+				got, err = again, nil
+			}
+		}
+		if err != nil {
+			e.log.Warn("the seeder's stream broke off; asking the seeders and taking the rest from the swarm",
+				"digest", ref.Digest, "pieces", len(got.hashes)/sha1.Size, "of", len(ent.data.complete), "err", err)
+			if got.ans, err = e.askSeeder(ctx, ref); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	mi, info, err := ParseMetaInfo(ref.Digest, got.ans.mi)
@@ -305,31 +324,28 @@ func (e *Engine) streamDownload(ctx context.Context, ent *entry, ref blob.Ref, s
 	if err := got.confirm(ent.data, &info); err != nil {
 		return fail(fmt.Errorf("p2p: download %s: %w", ref.Digest, err))
 	}
-	if hs != nil {
-		// Every piece's hash, the short last one's included; then give the
-		// relay relayFinish to bring the rest (it is a few pieces behind
-		// the seeder's fetch when it keeps up) before the swarm asks for
-		// the same pieces. A relay that fails, or has not finished by
-		// then, leaves the rest to the swarm; one still running goes on
-		// beside it.
-		hs.set(info.Pieces)
-		select {
-		case err := <-relayDone:
-			if err != nil {
-				e.log.Warn("relay ended early; taking the rest from the swarm", "digest", ref.Digest, "source", hdr.Source, "err", err)
-			}
-			relayDone <- err
-		case <-committed:
-		case <-time.After(relayFinish):
-			e.log.Debug("relay behind the seeder's fetch; joining the swarm beside it", "digest", ref.Digest, "source", hdr.Source,
-				"left", ent.data.left())
+	if hs == nil {
+		stop, err := e.joinSwarm(ent, ref, got.ans, mi, &info)
+		if err != nil {
+			return fail(err)
 		}
+		defer stop()
+	} else {
+		// Every piece's hash, the short last one's included. The node
+		// joins the swarm at once, to serve what it has, but takes nothing
+		// from it while the relay brings bytes: the relay is a few pieces
+		// behind the seeder's fetch when it keeps up.
+		hs.set(info.Pieces)
+		if err := e.addToSwarm(ent, ref, got.ans, mi, true); err != nil {
+			return fail(err)
+		}
+		e.awaitRelay(ctx, ref, hdr.Source, &relayed, relayDone, committed)
+		// From here the swarm brings what is left: a relay that comes
+		// back would only bring the same pieces twice.
+		stopRelay()
+		ent.torrent().DownloadAll()
+		defer e.startDirect(ent, got.ans, &info)()
 	}
-	stop, err := e.joinSwarm(ent, ref, got.ans, mi, &info)
-	if err != nil {
-		return fail(err)
-	}
-	defer stop()
 	<-committed
 	if commitErr != nil {
 		return commitErr
@@ -337,6 +353,60 @@ func (e *Engine) streamDownload(ctx context.Context, ent *entry, ref blob.Ref, s
 	e.keepMetaInfo(ref.Digest, got.ans.mi)
 	e.log.Debug("download complete", "digest", ref.Digest, "streamed", len(got.hashes) == len(info.Pieces))
 	return nil
+}
+
+// streamAgain asks ss for the blob of a stream that broke off, and
+// receives it again into ent's data if the answer is a stream of the same
+// shape (pieces it holds already are not written twice), or is the answer
+// alone. Any other answer is an error that is not definitive: the caller
+// asks the seeders.
+func (e *Engine) streamAgain(ctx context.Context, ent *entry, ref blob.Ref, ss StreamSource, hdr *StreamHeader) (streamed, error) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	st, h, ans, ok, err := e.openStream(sctx, ref, ss)
+	switch {
+	case err != nil:
+		return streamed{}, err
+	case !ok:
+		return streamed{}, errors.New("p2p: no stream from the next seeder")
+	case st == nil:
+		return streamed{ans: ans}, nil
+	case h.Source.IsValid() || h.Size != hdr.Size || h.PieceLength != hdr.PieceLength:
+		return streamed{}, fmt.Errorf("%w: the next seeder's stream is of another shape", errStreamProtocol)
+	}
+	e.setRelayKey(ent, h.RelayKey)
+	return e.receive(sctx, ent, st, nil)
+}
+
+// awaitRelay returns once a relayed download's relay has ended, brought
+// nothing for relayIdle (got counts what it brought: pieces a reader had
+// the wire fetch do not count), or the download is complete.
+func (e *Engine) awaitRelay(ctx context.Context, ref blob.Ref, src netip.AddrPort, got *atomic.Int64, relayDone chan error, committed <-chan struct{}) {
+	tick := time.NewTicker(relayIdle / 4)
+	defer tick.Stop()
+	last, moved := got.Load(), time.Now()
+	for {
+		select {
+		case err := <-relayDone:
+			if err != nil {
+				e.log.Warn("relay ended early; taking the rest from the swarm", "digest", ref.Digest, "source", src, "err", err)
+			}
+			relayDone <- err
+			return
+		case <-committed:
+			return
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if n := got.Load(); n > last {
+				last, moved = n, now
+			} else if now.Sub(moved) >= relayIdle {
+				e.log.Info("relay brought nothing for a while; taking the rest from the swarm beside it", "digest", ref.Digest, "source", src,
+					"relayed", n, "idle", relayIdle)
+				return
+			}
+		}
+	}
 }
 
 // waitLimit waits until l lets n bytes through; nil l lets everything.

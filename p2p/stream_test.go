@@ -18,7 +18,21 @@ import (
 	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/seeder"
+	"github.com/eagle-p2p/eagle/storage/filesystem"
 )
+
+// startStreamingSeeder starts a seeder that streams cold blobs to one
+// agent (seeder.Config.StreamFanout), with relays as relay says.
+func startStreamingSeeder(t *testing.T, trk string) (string, *seeder.Server) {
+	t.Helper()
+	store, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, addr, _ := serveSeederWith(t, store, newEngine(t, p2p.RoleSeeder, trk, store, nil), seeder.Config{StreamFanout: 1})
+	return addr, srv
+}
 
 // gatedOrigin is the registry behind a proxy that sends the first at
 // bytes of every blob GET, then nothing more until open is called. It
@@ -94,7 +108,7 @@ func TestCutThroughColdPull(t *testing.T) {
 	defer cancel()
 	o := testenv.Origin(t)
 	trk := testenv.Tracker(t, nil)
-	addr, srv, _ := startSeeder(t, trk)
+	addr, srv := startStreamingSeeder(t, trk)
 	const size = 24 << 20
 	ref, content := pushBlob(t, o, "cut/through", size)
 	pieceLen := p2p.PieceLength(size)
@@ -125,11 +139,14 @@ func TestCutThroughColdPull(t *testing.T) {
 	if n := g.gets.Load(); n != 1 {
 		t.Errorf("origin blob GETs = %d, want 1", n)
 	}
-	if st := agent.Stats(); st.BytesStreamed != size {
-		t.Errorf("agent stats %+v: want all %d bytes streamed", st, size)
+	// At least what the origin sent before it held back: the rest may
+	// come by stream or, once the seeder holds the blob and the stream is
+	// behind, from the swarm.
+	if st := agent.Stats(); st.BytesStreamed < 4*pieceLen {
+		t.Errorf("agent stats %+v: want at least the %d bytes sent before the origin held back streamed", st, 4*pieceLen)
 	}
-	if st := srv.Stats(); st.StreamedBytes != size {
-		t.Errorf("seeder stats %+v: want all %d bytes streamed", st, size)
+	if st := srv.Stats(); st.StreamedBytes < 4*pieceLen {
+		t.Errorf("seeder stats %+v: want at least %d bytes streamed", st, 4*pieceLen)
 	}
 
 	// The streamed blob is committed and seeded like any other.
@@ -143,14 +160,15 @@ func TestCutThroughColdPull(t *testing.T) {
 }
 
 // TestCutThroughFallsBack has an agent that reads its stream far slower
-// than the origin sends: the seeder drops it from the stream, and the
-// agent takes the rest from the swarm, keeping the pieces it streamed.
+// than the origin sends: once the seeder holds the blob it gives the
+// agent its answer, and the agent takes the rest from the swarm, keeping
+// the pieces it streamed; the origin serves one copy.
 func TestCutThroughFallsBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	o := testenv.Origin(t)
 	trk := testenv.Tracker(t, nil)
-	addr, _, _ := startSeeder(t, trk)
+	addr, _ := startStreamingSeeder(t, trk)
 	const size = 64 << 20
 	ref, content := pushBlob(t, o, "cut/fallback", size)
 	agent := newLimitedAgent(t, trk, newFSStore(t), newSeederClient(t, addr), 16<<20)
@@ -177,7 +195,11 @@ func TestCutThroughRelayChain(t *testing.T) {
 	defer cancel()
 	o := testenv.Origin(t)
 	trk := testenv.Tracker(t, nil)
-	addr, srv, _ := startSeeder(t, trk)
+	store, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, addr, _ := serveSeederWith(t, store, newEngine(t, p2p.RoleSeeder, trk, store, nil), seeder.Config{StreamFanout: 1, StreamRelay: true})
 	const size = 24 << 20
 	ref, content := pushBlob(t, o, "cut/relay", size)
 	pieceLen := p2p.PieceLength(size)
@@ -218,7 +240,7 @@ func TestCutThroughRelayChain(t *testing.T) {
 		}
 		st := agents[i].Stats()
 		t.Logf("agent %d: %+v", i, st)
-		if st.BytesStreamed == size {
+		if st.BytesStreamed >= 3*pieceLen {
 			streamed++
 		}
 		if st.BytesRelayed > 0 {
@@ -226,13 +248,13 @@ func TestCutThroughRelayChain(t *testing.T) {
 		}
 	}
 	if streamed != 1 || relayed != 2 {
-		t.Errorf("%d agents streamed the whole blob and %d relayed some, want 1 and 2", streamed, relayed)
+		t.Errorf("%d agents were streamed the head of the blob and %d relayed it, want 1 and 2", streamed, relayed)
 	}
 	if n := g.gets.Load(); n != 1 {
 		t.Errorf("origin blob GETs = %d, want 1", n)
 	}
-	if st := srv.Stats(); st.StreamedBytes != size {
-		t.Errorf("seeder stats %+v: want the blob streamed once", st)
+	if st := srv.Stats(); st.StreamedBytes < 3*pieceLen || st.StreamedBytes > size {
+		t.Errorf("seeder stats %+v: want the head of the blob streamed, once", st)
 	}
 
 	// A member that does not know the relay key gets nothing from a node

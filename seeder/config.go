@@ -22,7 +22,6 @@ const (
 	DefaultOriginIdleTimeout    = 30 * time.Second
 	DefaultMaxConcurrentFetches = 16
 	DefaultMetaInfoCacheSize    = 10000
-	DefaultStreamFanout         = 1
 	DefaultAuthCacheTTL         = auth.DefaultTTL
 	DefaultAuthTimeout          = auth.DefaultTimeout
 )
@@ -109,15 +108,29 @@ type Config struct {
 	// from the peer-wire limits. Default 0: unlimited.
 	OriginLimit p2p.Rate `yaml:"origin_limit"`
 
-	// StreamFanout is how many agents one origin fetch streams to as its
-	// bytes arrive (cut-through, StreamBlob): the first that ask before
-	// the first byte. They serve the blob to their runtimes at the
-	// origin's pace instead of waiting for the whole fetch; everyone else
-	// waits for the metainfo and takes the blob from the swarm. Each
-	// stream is paced by the seeder's upload limit and holds up to 32 MiB
-	// queued: raise the fan-out only as far as the seeder's uplink carries
-	// that many times an origin fetch. Default 1; negative: no streaming.
+	// StreamFanout turns cut-through on: how many agents one origin
+	// fetch streams to as its bytes arrive (StreamBlob), the first that
+	// ask before the first byte. They serve the blob to their runtimes at
+	// the origin's pace instead of waiting for the whole fetch; everyone
+	// else waits for the metainfo and takes the blob from the swarm (or,
+	// with StreamRelay, from the agent before it). Each stream is paced by
+	// the seeder's upload limit and holds up to 32 MiB queued: raise the
+	// fan-out only as far as the seeder's uplink carries that many times
+	// an origin fetch. Default 0: off. It is off by default because in the
+	// failover tests the streamed agent, which joins the swarm only when
+	// its stream ends, was once left without pieces when no tracker
+	// answered (see README).
 	StreamFanout int `yaml:"stream_fanout"`
+
+	// StreamRelay chains the agents that ask for a cold blob after the
+	// streamed ones: each gets the piece hashes here and the bytes from
+	// the agent before it, which relays them as it verifies them (see
+	// StreamBlob), instead of waiting for the whole fetch. A wave of
+	// agents then gets a cold blob at about the origin's pace. Default
+	// false: an agent in the chain that loses its link stalls those
+	// behind it until they fall back to a swarm that starts cold, which
+	// the failover tests showed to cost more than their bounds.
+	StreamRelay bool `yaml:"stream_relay"`
 
 	// Metrics is where the Server registers its Prometheus metrics
 	// (eagle_seeder_*); Close unregisters them. Nil: no metrics.
@@ -166,7 +179,7 @@ func (c Config) Validate() error {
 	for _, n := range []struct {
 		key string
 		v   int
-	}{{"max_concurrent_fetches", c.MaxConcurrentFetches}, {"max_fetches_per_caller", c.MaxFetchesPerCaller}, {"metainfo_cache_size", c.MetaInfoCacheSize}} {
+	}{{"max_concurrent_fetches", c.MaxConcurrentFetches}, {"max_fetches_per_caller", c.MaxFetchesPerCaller}, {"metainfo_cache_size", c.MetaInfoCacheSize}, {"stream_fanout", c.StreamFanout}} {
 		if n.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d is negative", n.key, n.v))
 		}
@@ -203,9 +216,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MetaInfoCacheSize == 0 {
 		c.MetaInfoCacheSize = DefaultMetaInfoCacheSize
-	}
-	if c.StreamFanout == 0 {
-		c.StreamFanout = DefaultStreamFanout
 	}
 	return c
 }

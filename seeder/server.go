@@ -603,7 +603,7 @@ func (s *Server) join(key string, r blobRequest, trusted bool, caller string, su
 		return f, nil
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	f := &flight{done: make(chan struct{}), waiters: 1, cancel: cancel, tap: newTap(s.cfg.StreamFanout)}
+	f := &flight{done: make(chan struct{}), waiters: 1, cancel: cancel, tap: newTap(s.cfg.StreamFanout, s.cfg.StreamRelay)}
 	f.tap.join(sub)
 	s.flights[key] = f
 	s.wg.Add(1)

@@ -20,10 +20,15 @@ import (
 
 // streamQueueBytes bounds the bytes of one origin fetch queued for one
 // streaming caller. A caller that falls this far behind the origin is
-// dropped: it gets no more bytes, and the answer once the fetch is done,
-// like any other caller. The fetch never waits for a caller, and a slow
-// one holds this much memory at most.
+// dropped from the tap: it gets no more bytes, and the answer once the
+// fetch is done. The fetch never waits for a caller, and a slow one holds
+// this much memory at most.
 const streamQueueBytes = 32 << 20
+
+// streamDrain is the most bytes still queued for a caller when the fetch
+// ends that it is sent before the answer; a caller further behind gets
+// the answer at once.
+const streamDrain = 4 << 20
 
 // streamQueueParts bounds the parts queued for one caller, whatever their
 // size.
@@ -31,12 +36,14 @@ const streamQueueParts = 4096
 
 // tap hands the bytes of one origin fetch, as they arrive, to the callers
 // streaming it (StreamBlob): at most fanout of them, each of whom asked
-// before the first byte arrived. Callers after those are chained behind
-// them: each gets the piece hashes here and the bytes from the caller
-// before it, if that one relays (see BlobHeader.source). Its methods are
+// before the first byte arrived. With relay, callers after those are
+// chained behind them: each gets the piece hashes here and the bytes from
+// the caller before it, if that one relays (see BlobHeader.source). Its methods are
 // safe on a nil tap, which streams to nobody.
 type tap struct {
 	fanout int
+	// relay chains the callers after the first fanout (Config.StreamRelay).
+	relay bool
 	// key is what the fetch's callers relay the blob under.
 	key []byte
 
@@ -49,13 +56,13 @@ type tap struct {
 	tail *subscriber
 }
 
-func newTap(fanout int) *tap {
+func newTap(fanout int, relay bool) *tap {
 	if fanout <= 0 {
 		return nil
 	}
 	key := make([]byte, 16)
 	rand.Read(key)
-	return &tap{fanout: fanout, key: key}
+	return &tap{fanout: fanout, relay: relay, key: key}
 }
 
 // subscriber is one streaming caller's queue.
@@ -70,8 +77,6 @@ type subscriber struct {
 	queued  atomic.Int64
 	dropped chan struct{}
 	once    sync.Once
-	// sent counts the bytes StreamBlob sent; its goroutine's own.
-	sent int64
 	// t is the tap it joined last, set under that tap's mu; StreamBlob
 	// reads it once the answer is in.
 	t *tap
@@ -112,7 +117,7 @@ func (t *tap) join(s *subscriber) {
 	}
 	switch {
 	case !t.started && direct < t.fanout:
-	case t.tail != nil:
+	case t.relay && t.tail != nil:
 		s.source = t.tail.relay
 	default:
 		return
@@ -283,7 +288,6 @@ func (s *Server) StreamBlob(req *seederpb.GetMetaInfoRequest, stream grpc.Server
 				return err
 			}
 			s.streamedBytes.Add(int64(len(d)))
-			sub.sent += int64(len(d))
 		}
 		return stream.Send(m)
 	}
@@ -301,27 +305,28 @@ func (s *Server) StreamBlob(req *seederpb.GetMetaInfoRequest, stream grpc.Server
 	if err != nil {
 		return err
 	}
-	// The fill queued every part before it ended. A caller dropped for
-	// falling behind gets what was queued before, which runs on without a
-	// gap, and then the answer: the swarm brings it the rest. It waits for
-	// the answer on this call, not on a new one, so that the fill never
-	// finds itself without a caller and cancelled meanwhile.
+	// The fill queued every part before it ended. A caller that kept up
+	// gets the few still queued, then the answer. One that fell behind
+	// the origin (dropped, or more than streamDrain queued) gets the
+	// answer at once: the seeder holds the whole blob now, and the caller
+	// takes the rest from the swarm, which it joins with the bytes it has,
+	// rather than from this one stream while the swarm waits for it.
 	select {
 	case <-sub.dropped:
-		s.log.WarnContext(ctx, "a streaming caller fell behind the origin; it got the answer alone and takes the rest from the swarm",
-			"caller", callerOf(ctx), "digest", req.GetDigest(), "streamed_bytes", sub.sent)
 	default:
-	}
-	for {
-		select {
-		case m := <-sub.parts:
-			if err := send(m); err != nil {
-				return err
+		if sub.queued.Load() <= streamDrain {
+			for {
+				select {
+				case m := <-sub.parts:
+					if err := send(m); err != nil {
+						return err
+					}
+					continue
+				default:
+				}
+				break
 			}
-			continue
-		default:
 		}
-		break
 	}
 	return stream.Send(&seederpb.StreamBlobResponse{Part: &seederpb.StreamBlobResponse_Done{
 		Done: &seederpb.GetMetaInfoResponse{Metainfo: e.metaInfo, Size: e.size, Peers: s.peers(ctx)}}})

@@ -100,7 +100,7 @@ func TestStreamBlobCutThrough(t *testing.T) {
 	gw := startGateway(t, getsOnly(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		next.ServeHTTP(&gate{ResponseWriter: w, at: at, release: release}, r)
 	}))
-	ts := startSeeder(t, Config{}, nil)
+	ts := startSeeder(t, Config{StreamFanout: 1}, nil)
 	stub := ts.dial(t)
 	req := request(gw.URL, testRepo(t), layer.Digest)
 	ctx := t.Context()
@@ -199,7 +199,7 @@ func TestStreamBlobRefused(t *testing.T) {
 		next.ServeHTTP(w, r)
 	})
 	defer close(release)
-	ts := startSeeder(t, Config{}, nil)
+	ts := startSeeder(t, Config{StreamFanout: 1}, nil)
 	stub := ts.dial(t)
 	ok := request(gw.URL, testRepo(t), layer.Digest)
 	ok.Authorization = token

@@ -25,6 +25,16 @@ type coldOptions struct {
 	cap                  p2p.Rate
 	insecure, verbose    bool
 	disableCutThrough    bool
+	relay                bool
+}
+
+// streamFanout is the seeders' stream_fanout for a benchmark: 1 (cut-through
+// on) unless it is off.
+func streamFanout(off bool) int {
+	if off {
+		return 0
+	}
+	return 1
 }
 
 func runBenchCold(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -37,7 +47,8 @@ func runBenchCold(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.Var(&o.size, "size", "blob size (L), e.g. 128MiB")
 	fs.Var(&o.cap, "cap", "the origin's uplink and every node's cap up and down (C), e.g. 16MiB/s")
 	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS")
-	fs.BoolVar(&o.disableCutThrough, "disable-cut-through", false, "make the agents wait for the seeder's whole origin fetch (p2p.disable_cut_through) instead of taking the bytes as they arrive")
+	fs.BoolVar(&o.disableCutThrough, "disable-cut-through", false, "make the agents wait for the seeder's whole origin fetch instead of taking the bytes as they arrive (by default the seeders stream to one agent, seeder.stream_fanout: 1)")
+	fs.BoolVar(&o.relay, "relay", false, "chain the agents that ask after the streamed one, each relaying to the next (seeder.stream_relay)")
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
 	timeout := fs.Duration("timeout", 20*time.Minute, "give up after this long")
 	fs.Usage = func() {
@@ -98,7 +109,7 @@ func benchCold(ctx context.Context, o coldOptions, stdout, stderr io.Writer) err
 	}
 	L, C := int64(o.size), float64(o.cap)
 	floor := float64(L) / C
-	fmt.Fprintf(stdout, "bench cold: nodes=%d seeders=%d size=%s cap=%s floor=L/C=%.2fs runs=%d tls=%t cut_through=%t\n", o.nodes, o.seeders, o.size, o.cap, floor, o.runs, !o.insecure, !o.disableCutThrough)
+	fmt.Fprintf(stdout, "bench cold: nodes=%d seeders=%d size=%s cap=%s floor=L/C=%.2fs runs=%d tls=%t cut_through=%t relay=%t\n", o.nodes, o.seeders, o.size, o.cap, floor, o.runs, !o.insecure, !o.disableCutThrough, o.relay)
 
 	rl, err := newRelay("127.0.0.1:0", int64(o.cap))
 	if err != nil {
@@ -109,7 +120,7 @@ func benchCold(ctx context.Context, o coldOptions, stdout, stderr io.Writer) err
 	c, err := cluster.Start(ctx, cluster.Options{
 		Seeders: o.seeders, Agents: o.nodes, Logger: log,
 		UploadLimit: o.cap, DownloadLimit: o.cap, Insecure: o.insecure, DisableCutThrough: o.disableCutThrough,
-		SeederConfig: seeder.Config{AllowedUpstreams: []string{rl.Addr()}},
+		SeederConfig: seeder.Config{AllowedUpstreams: []string{rl.Addr()}, StreamFanout: streamFanout(o.disableCutThrough), StreamRelay: o.relay},
 		ProxyConfig:  proxy.Config{DefaultUpstream: upstream},
 	})
 	if err != nil {
@@ -132,8 +143,8 @@ func benchCold(ctx context.Context, o coldOptions, stdout, stderr io.Writer) err
 	busy, copies := column(runs, func(r coldRun) float64 { return r.busy }), column(runs, func(r coldRun) float64 { return r.originCopies })
 	fmt.Fprintf(stdout, "median of %d runs [range]: direct=%ss eagle_one=%ss ratio_one=%s eagle_slowest=%ss ratio_swarm=%s cpu_busy=%s\n",
 		o.runs, spread(direct, "%.2f"), spread(one, "%.2f"), spread(ratioOne, "%.3f"), spread(slowest, "%.2f"), spread(ratioSwarm, "%.3f"), spread(busy, "%.2f"))
-	fmt.Fprintf(stdout, "bench: cold nodes=%d size=%d cap=%d direct_s=%.3f eagle_one_s=%.3f ratio_one=%.3f eagle_slowest_s=%.3f ratio_swarm=%.3f origin_copies=%.2f cpu_busy=%.2f runs=%d tls=%t cut_through=%t\n",
-		o.nodes, L, int64(o.cap), median(direct), median(one), median(ratioOne), median(slowest), median(ratioSwarm), median(copies), median(busy), o.runs, !o.insecure, !o.disableCutThrough)
+	fmt.Fprintf(stdout, "bench: cold nodes=%d size=%d cap=%d direct_s=%.3f eagle_one_s=%.3f ratio_one=%.3f eagle_slowest_s=%.3f ratio_swarm=%.3f origin_copies=%.2f cpu_busy=%.2f runs=%d tls=%t cut_through=%t relay=%t\n",
+		o.nodes, L, int64(o.cap), median(direct), median(one), median(ratioOne), median(slowest), median(ratioSwarm), median(copies), median(busy), o.runs, !o.insecure, !o.disableCutThrough, o.relay)
 	return nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/eagle-p2p/eagle/internal/cluster"
 	"github.com/eagle-p2p/eagle/internal/origin"
 	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/seeder"
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/tracker"
 	"github.com/eagle-p2p/eagle/tracker/redisstore"
@@ -44,7 +45,9 @@ type swarmOptions struct {
 	// disableCutThrough makes the agents wait for the seeder's whole
 	// origin fetch.
 	disableCutThrough bool
-	cpuProfile    string
+	// relay has the seeders chain the agents after the streamed one.
+	relay      bool
+	cpuProfile string
 	// insecure runs the cluster's internal planes (seeder gRPC, peer wire,
 	// tracker) without mutual TLS, for comparison with the default.
 	insecure bool
@@ -77,7 +80,8 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
 	fs.BoolVar(&o.disableDirect, "disable-direct", false, "turn the agents' direct transfers off (p2p.disable_direct): every byte over the BitTorrent peer wire")
-	fs.BoolVar(&o.disableCutThrough, "disable-cut-through", false, "make the agents wait for the seeder's whole origin fetch (p2p.disable_cut_through) instead of taking the bytes as they arrive, streamed or relayed")
+	fs.BoolVar(&o.relay, "relay", false, "have the seeders chain the agents that ask after the streamed one, each relaying to the next (seeder.stream_relay)")
+	fs.BoolVar(&o.disableCutThrough, "disable-cut-through", false, "make the agents wait for the seeder's whole origin fetch instead of taking the bytes as they arrive (by default the seeders stream to one agent, seeder.stream_fanout: 1)")
 	fs.BoolVar(&o.central, "central", true, "also measure the central cache (false: central_s=0, for quick tuning runs)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the Eagle pull to this file")
 	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS from the cluster's own CA")
@@ -246,11 +250,12 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) (
 	}
 	L, C := int64(o.size), float64(o.cap)
 	floor := float64(L) / C
-	fmt.Fprintf(stdout, "bench swarm: nodes=%d seeders=%d size=%s cap=%s seeder_cap=%s floor=%.2fs tls=%t\n", o.nodes, o.seeders, o.size, o.cap, cmp.Or(o.seederCap, o.cap), floor, !o.insecure)
+	fmt.Fprintf(stdout, "bench swarm: nodes=%d seeders=%d size=%s cap=%s seeder_cap=%s floor=%.2fs tls=%t cut_through=%t relay=%t\n", o.nodes, o.seeders, o.size, o.cap, cmp.Or(o.seederCap, o.cap), floor, !o.insecure, !o.disableCutThrough, o.relay)
 	c, err := cluster.Start(ctx, cluster.Options{
 		Seeders: o.seeders, Agents: o.nodes, AnnounceInterval: o.announce, Logger: log,
 		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap,
 		Insecure: o.insecure, PeerStore: o.peerStore, DisableDirect: o.disableDirect, DisableCutThrough: o.disableCutThrough,
+		SeederConfig: seeder.Config{StreamFanout: streamFanout(o.disableCutThrough), StreamRelay: o.relay},
 	})
 	if err != nil {
 		return swarmFigures{}, fmt.Errorf("bench swarm: start cluster: %w", err)

@@ -57,17 +57,19 @@ type MetaInfoServiceClient interface {
 	// errors are GetMetaInfo's. When the seeder holds the blob, or cannot
 	// stream it to this caller, the one message is `done`. The seeder
 	// streams each fetch's bytes to a few callers (who asked before its
-	// first byte arrived); a later caller is sent, when one of those relays
+	// first byte arrived); a seeder configured to chain them (stream_relay)
+	// sends a later caller, when one of those relays
 	// (GetMetaInfoRequest.relay_port), to the last such caller for the bytes
-	// (BlobHeader.source), and gets the header, the piece hashes and done
-	// here: the callers form a chain, each relaying to the next.
+	// (BlobHeader.source), and gives it the header, the piece hashes and
+	// done here: the callers form a chain, each relaying to the next.
 	// Otherwise the seeder sends a `header`, then the blob's bytes in order
 	// as they arrive from the origin (`data`), each full piece's SHA-1 once
 	// all its bytes were sent (`piece_hash`; a short last piece's is only in
 	// the metainfo), and `done` once the whole blob matched its digest and is
 	// seeded. A caller that reads too slowly for the origin's pace gets no
-	// more bytes from where it fell behind, then `done`: the swarm brings it
-	// the rest. A stream that ends without `done` carries no verified blob:
+	// more bytes from where it fell behind (more than a few MiB when the
+	// fetch ends), then `done`: the swarm brings it the rest. A stream that
+	// ends without `done` carries no verified blob:
 	// the caller asks again (GetMetaInfo) and keeps only the pieces whose
 	// hashes the metainfo confirms.
 	StreamBlob(ctx context.Context, in *GetMetaInfoRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamBlobResponse], error)
@@ -139,17 +141,19 @@ type MetaInfoServiceServer interface {
 	// errors are GetMetaInfo's. When the seeder holds the blob, or cannot
 	// stream it to this caller, the one message is `done`. The seeder
 	// streams each fetch's bytes to a few callers (who asked before its
-	// first byte arrived); a later caller is sent, when one of those relays
+	// first byte arrived); a seeder configured to chain them (stream_relay)
+	// sends a later caller, when one of those relays
 	// (GetMetaInfoRequest.relay_port), to the last such caller for the bytes
-	// (BlobHeader.source), and gets the header, the piece hashes and done
-	// here: the callers form a chain, each relaying to the next.
+	// (BlobHeader.source), and gives it the header, the piece hashes and
+	// done here: the callers form a chain, each relaying to the next.
 	// Otherwise the seeder sends a `header`, then the blob's bytes in order
 	// as they arrive from the origin (`data`), each full piece's SHA-1 once
 	// all its bytes were sent (`piece_hash`; a short last piece's is only in
 	// the metainfo), and `done` once the whole blob matched its digest and is
 	// seeded. A caller that reads too slowly for the origin's pace gets no
-	// more bytes from where it fell behind, then `done`: the swarm brings it
-	// the rest. A stream that ends without `done` carries no verified blob:
+	// more bytes from where it fell behind (more than a few MiB when the
+	// fetch ends), then `done`: the swarm brings it the rest. A stream that
+	// ends without `done` carries no verified blob:
 	// the caller asks again (GetMetaInfo) and keeps only the pieces whose
 	// hashes the metainfo confirms.
 	StreamBlob(*GetMetaInfoRequest, grpc.ServerStreamingServer[StreamBlobResponse]) error

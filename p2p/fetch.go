@@ -476,7 +476,7 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 			// direct transfer's reserve or a refusal left its priority at.
 			t.Piece(i).SetPriority(torrent.PiecePriorityNow)
 		}
-		if n := closeSilentSeeds(t); n > 0 {
+		if n := closeSilentSeeds(t, ent.data); n > 0 {
 			e.log.Warn("download stalled: closed the connections to peers that hold the whole blob and sent none of it; reconnecting",
 				"digest", ref.Digest, "closed", n)
 		}
@@ -503,7 +503,8 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 }
 
 // closeSilentSeeds closes, while the download has not received a single
-// useful chunk, the connections to peers that hold every piece: such a
+// useful chunk nor completed a piece any other way (a stream, a relay, a
+// direct transfer), the connections to peers that hold every piece: such a
 // peer uploads to anyone (every Eagle node seeds what it holds), so a
 // download that got nothing from any of them for a whole reask interval
 // is stuck (seen: a 1-piece blob, a dozen such peers, no chunk for 5 s; a
@@ -511,10 +512,12 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 // seeders' answer bring the peers back as new connections, on which
 // anacrolix requests afresh. A download that has had bytes is left alone:
 // its connections carry on where they were once a cut link is back, where
-// new ones would first wait out the dials that failed meanwhile. It
-// returns how many it closed.
-func closeSilentSeeds(t *torrent.Torrent) int {
-	if st := t.Stats(); st.ChunksReadUseful.Int64() > 0 {
+// new ones would first wait out the dials that failed meanwhile; and one
+// whose first pieces came by stream, whose wire may well be quiet for a
+// few seconds while a super-seeder serves the others, would otherwise lose
+// its seeder every reask interval. It returns how many it closed.
+func closeSilentSeeds(t *torrent.Torrent, d *blobData) int {
+	if st := t.Stats(); st.ChunksReadUseful.Int64() > 0 || d.left() < d.size {
 		return 0
 	}
 	closed := 0

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-var coldLine = regexp.MustCompile(`^bench: cold nodes=(\d+) size=(\d+) cap=(\d+) direct_s=([0-9.]+) eagle_one_s=([0-9.]+) ratio_one=([0-9.]+) eagle_slowest_s=([0-9.]+) ratio_swarm=([0-9.]+) origin_copies=([0-9.]+) cpu_busy=([0-9.]+) runs=(\d+) tls=(true|false)$`)
+var coldLine = regexp.MustCompile(`^bench: cold nodes=(\d+) size=(\d+) cap=(\d+) direct_s=([0-9.]+) eagle_one_s=([0-9.]+) ratio_one=([0-9.]+) eagle_slowest_s=([0-9.]+) ratio_swarm=([0-9.]+) origin_copies=([0-9.]+) cpu_busy=([0-9.]+) runs=(\d+) tls=(true|false) cut_through=(true|false) relay=(true|false)$`)
 
 // TestBenchCold runs the cold-path benchmark small and checks that its
 // figures hang together: the direct pull through the relay takes about
@@ -33,8 +33,8 @@ func TestBenchCold(t *testing.T) {
 		}
 		return v
 	}
-	if f(1) != 3 || f(2) != 2<<20 || f(3) != 8<<20 || f(11) != 1 || m[12] != "true" {
-		t.Errorf("nodes, size, cap, runs or tls not as asked: %s", last)
+	if f(1) != 3 || f(2) != 2<<20 || f(3) != 8<<20 || f(11) != 1 || m[12] != "true" || m[13] != "true" || m[14] != "false" {
+		t.Errorf("nodes, size, cap, runs, tls, cut_through or relay not as asked: %s", last)
 	}
 	// 2 MiB at 8 MiB/s through the relay, less its 32 KiB burst.
 	if direct := f(4); direct < 0.2 || direct > 5 {

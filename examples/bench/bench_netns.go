@@ -133,7 +133,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 	layer := img.Layers[0]
 	path := "/v2/" + img.Repository + "/blobs/" + layer.Digest.String()
 
-	agents, err := startNetnsAgents(ctx, c, o.eagleBin, lab, o.nodes, dir, agentOptions{verbose: o.verbose, log: stderr, disableDirect: o.disableDirect, disableCutThrough: o.disableCutThrough})
+	agents, err := startNetnsAgents(ctx, c, o.eagleBin, lab, o.nodes, dir, agentOptions{verbose: o.verbose, log: stderr, disableDirect: o.disableDirect})
 	defer stopNetnsAgents(agents)
 	if err != nil {
 		return swarmFigures{}, fmt.Errorf("bench swarm -netns: %w", err)
@@ -346,9 +346,6 @@ type agentOptions struct {
 	// disableDirect turns their direct transfers off (p2p.disable_direct),
 	// so that every byte moves over the BitTorrent peer wire.
 	disableDirect bool
-	// disableCutThrough makes them wait for a cold blob's whole origin
-	// fetch at the seeder (p2p.disable_cut_through).
-	disableCutThrough bool
 }
 
 func startNetnsAgent(ctx context.Context, bin string, lab *netnsLab, i int, dir string, seeders []string, trackerURL, originURL string, membership mtls.Config, ao agentOptions) (*netnsAgent, error) {
@@ -362,8 +359,8 @@ func startNetnsAgent(ctx context.Context, bin string, lab *netnsLab, i int, dir 
 		seederList[j] = q(s)
 	}
 	addr := netnsAgentAddr(i)
-	cfg := fmt.Sprintf("listen: %s\nlog_level: info\ndata_dir: %s\nseeders: [%s]\np2p:\n  listen_addr: %s\n  trackers: [%s]\n  disable_direct: %t\n  disable_cut_through: %t\nproxy:\n  default_upstream: %s\n",
-		q(addr+":5000"), q(filepath.Join(dir, "data")), strings.Join(seederList, ", "), q(addr+":6881"), q(trackerURL), ao.disableDirect, ao.disableCutThrough, q(originURL))
+	cfg := fmt.Sprintf("listen: %s\nlog_level: info\ndata_dir: %s\nseeders: [%s]\np2p:\n  listen_addr: %s\n  trackers: [%s]\n  disable_direct: %t\nproxy:\n  default_upstream: %s\n",
+		q(addr+":5000"), q(filepath.Join(dir, "data")), strings.Join(seederList, ", "), q(addr+":6881"), q(trackerURL), ao.disableDirect, q(originURL))
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("agent %d: %w", i, err)

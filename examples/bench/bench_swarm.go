@@ -42,9 +42,9 @@ type swarmOptions struct {
 	central   bool
 	// disableDirect turns the agents' direct transfers off.
 	disableDirect bool
-	// disableCutThrough makes the agents wait for the seeder's whole
-	// origin fetch.
-	disableCutThrough bool
+	// cutThrough has the seeders stream the cold blob to one agent
+	// (seeder.stream_fanout: 1), which the product's default leaves off.
+	cutThrough bool
 	// relay has the seeders chain the agents after the streamed one.
 	relay      bool
 	cpuProfile string
@@ -80,8 +80,8 @@ func runBenchSwarm(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
 	fs.BoolVar(&o.disableDirect, "disable-direct", false, "turn the agents' direct transfers off (p2p.disable_direct): every byte over the BitTorrent peer wire")
-	fs.BoolVar(&o.relay, "relay", false, "have the seeders chain the agents that ask after the streamed one, each relaying to the next (seeder.stream_relay)")
-	fs.BoolVar(&o.disableCutThrough, "disable-cut-through", false, "make the agents wait for the seeder's whole origin fetch instead of taking the bytes as they arrive (by default the seeders stream to one agent, seeder.stream_fanout: 1)")
+	fs.BoolVar(&o.cutThrough, "cut-through", false, "have the seeders stream the cold blob to the first agent as the origin sends it (seeder.stream_fanout: 1)")
+	fs.BoolVar(&o.relay, "relay", false, "with -cut-through, have the seeders chain the agents that ask after the streamed one, each relaying to the next (seeder.stream_relay)")
 	fs.BoolVar(&o.central, "central", true, "also measure the central cache (false: central_s=0, for quick tuning runs)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the Eagle pull to this file")
 	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS from the cluster's own CA")
@@ -250,12 +250,12 @@ func benchSwarm(ctx context.Context, o swarmOptions, stdout, stderr io.Writer) (
 	}
 	L, C := int64(o.size), float64(o.cap)
 	floor := float64(L) / C
-	fmt.Fprintf(stdout, "bench swarm: nodes=%d seeders=%d size=%s cap=%s seeder_cap=%s floor=%.2fs tls=%t cut_through=%t relay=%t\n", o.nodes, o.seeders, o.size, o.cap, cmp.Or(o.seederCap, o.cap), floor, !o.insecure, !o.disableCutThrough, o.relay)
+	fmt.Fprintf(stdout, "bench swarm: nodes=%d seeders=%d size=%s cap=%s seeder_cap=%s floor=%.2fs tls=%t cut_through=%t relay=%t\n", o.nodes, o.seeders, o.size, o.cap, cmp.Or(o.seederCap, o.cap), floor, !o.insecure, o.cutThrough || o.relay, o.relay)
 	c, err := cluster.Start(ctx, cluster.Options{
 		Seeders: o.seeders, Agents: o.nodes, AnnounceInterval: o.announce, Logger: log,
 		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap,
-		Insecure: o.insecure, PeerStore: o.peerStore, DisableDirect: o.disableDirect, DisableCutThrough: o.disableCutThrough,
-		SeederConfig: seeder.Config{StreamFanout: streamFanout(o.disableCutThrough), StreamRelay: o.relay},
+		Insecure: o.insecure, PeerStore: o.peerStore, DisableDirect: o.disableDirect,
+		SeederConfig: seeder.Config{StreamFanout: streamFanout(!o.cutThrough && !o.relay), StreamRelay: o.relay},
 	})
 	if err != nil {
 		return swarmFigures{}, fmt.Errorf("bench swarm: start cluster: %w", err)

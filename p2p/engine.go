@@ -505,6 +505,7 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 		prefix = seederPeerIDPrefix
 	}
 	cc.PeerID = newPeerID(prefix)
+	cc.Callbacks.PeerConnAdded = append(cc.Callbacks.PeerConnAdded, advertiseNudge)
 	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, func(ev torrent.ReceivedUsefulDataEvent) {
 		n := int64(len(ev.Message.Piece))
 		pc, ok := ev.Peer.TryAsPeerConn()

@@ -476,6 +476,9 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 			// direct transfer's reserve or a refusal left its priority at.
 			t.Piece(i).SetPriority(torrent.PiecePriorityNow)
 		}
+		// A connection whose writer missed its wake-up asks for nothing
+		// (see nudgeExtension): wake them all.
+		nudge(t)
 		if n := closeSilentSeeds(t, ent.data); n > 0 {
 			e.log.Warn("download stalled: closed the connections to peers that hold the whole blob and sent none of it; reconnecting",
 				"digest", ref.Digest, "closed", n)

@@ -314,7 +314,9 @@ func (s *Server) StreamBlob(req *seederpb.GetMetaInfoRequest, stream grpc.Server
 	select {
 	case <-sub.dropped:
 	default:
-		if sub.queued.Load() <= streamDrain {
+		// The head of a relay chain drains all it has queued: the nodes
+		// behind it take the blob from it in order.
+		if sub.queued.Load() <= streamDrain || sub.t != nil && sub.t.relay {
 			for {
 				select {
 				case m := <-sub.parts:

@@ -64,7 +64,9 @@ func TestNudgeWakesOnlyEaglePeersAndKeepsTheConnection(t *testing.T) {
 			}
 			seedCl, seed := nudgeClient(t, seedDir, mi, tc.advertise)
 			<-seed.GotInfo()
-			seed.VerifyData()
+			if err := seed.VerifyDataContext(t.Context()); err != nil {
+				t.Fatal(err)
+			}
 			_, leech := nudgeClient(t, leechDir, mi, true)
 			leech.AddClientPeer(seedCl)
 			// One piece only: a leech that completed the blob would drop

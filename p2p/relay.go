@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/eagle-p2p/eagle/internal/pace"
 )
 
 // Relays. A seeder streams a cold blob's bytes to the first node that asks
@@ -124,7 +126,7 @@ func (s *directServer) serveRelay(w http.ResponseWriter, r *http.Request, hexKey
 		end := min(int64(i+1)*d.pieceLen, d.size)
 		for off := int64(i) * d.pieceLen; off < end; {
 			n := int(min(int64(len(buf)), end-off))
-			if err := waitLimit(r.Context(), e.agentUpload, n); err != nil {
+			if err := pace.Wait(r.Context(), e.agentUpload, n); err != nil {
 				panic(http.ErrAbortHandler)
 			}
 			if m, err := d.ReadAt(buf[:n], off); m < n {

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
-	"golang.org/x/time/rate"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/pace"
 )
 
 // StreamSource is a MetaInfoSource that can also stream a cold blob from
@@ -163,7 +163,7 @@ func (e *Engine) receive(ctx context.Context, ent *entry, st BlobStream, hs *pie
 			if i >= len(d.complete) || len(buf)+len(p.Data) > pieceSize(i) {
 				return out, fmt.Errorf("%w: data past piece %d", errStreamProtocol, i)
 			}
-			if err := waitLimit(ctx, e.downLimit, len(p.Data)); err != nil {
+			if err := pace.Wait(ctx, e.downLimit, len(p.Data)); err != nil {
 				return out, err
 			}
 			buf = append(buf, p.Data...)
@@ -407,19 +407,4 @@ func (e *Engine) awaitRelay(ctx context.Context, ref blob.Ref, src netip.AddrPor
 			}
 		}
 	}
-}
-
-// waitLimit waits until l lets n bytes through; nil l lets everything.
-func waitLimit(ctx context.Context, l *rate.Limiter, n int) error {
-	if l == nil {
-		return nil
-	}
-	for n > 0 {
-		step := min(n, l.Burst())
-		if err := l.WaitN(ctx, step); err != nil {
-			return err
-		}
-		n -= step
-	}
-	return nil
 }

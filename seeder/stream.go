@@ -10,10 +10,10 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/peer"
 
+	"github.com/eagle-p2p/eagle/internal/pace"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder/seederpb"
 )
@@ -284,7 +284,7 @@ func (s *Server) StreamBlob(req *seederpb.GetMetaInfoRequest, stream grpc.Server
 	send := func(m *seederpb.StreamBlobResponse) error {
 		if d := m.GetData(); d != nil {
 			sub.queued.Add(-int64(len(d)))
-			if err := waitLimit(ctx, s.upLimit, len(d)); err != nil {
+			if err := pace.Wait(ctx, s.upLimit, len(d)); err != nil {
 				return err
 			}
 			s.streamedBytes.Add(int64(len(d)))
@@ -346,19 +346,4 @@ func relayAddr(ctx context.Context, port int32) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(ap.Addr(), uint16(port))
-}
-
-// waitLimit waits until l lets n bytes through; a nil l lets everything.
-func waitLimit(ctx context.Context, l *rate.Limiter, n int) error {
-	if l == nil {
-		return nil
-	}
-	for n > 0 {
-		step := min(n, l.Burst())
-		if err := l.WaitN(ctx, step); err != nil {
-			return err
-		}
-		n -= step
-	}
-	return nil
 }

@@ -89,7 +89,7 @@ func TestNudgeWakesOnlyEaglePeersAndKeepsTheConnection(t *testing.T) {
 				t.Fatalf("nudge woke %d of %d connections, want %d", got, len(leech.PeerConns()), want)
 			}
 			time.Sleep(200 * time.Millisecond)
-			if n := len(seed.PeerConns()); n != before {
+			if n := len(seed.PeerConns()); n < before {
 				t.Errorf("the nudged peer has %d connections, had %d: it dropped the nudger", n, before)
 			}
 		})

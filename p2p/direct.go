@@ -17,6 +17,8 @@ import (
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/eagle-p2p/eagle/internal/pace"
 )
 
 // Direct transfers. BitTorrent's wire moves a blob in 16 KiB requests, a
@@ -264,14 +266,8 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 		n := int(min(int64(len(buf)), end-off))
-		if l := e.agentUpload; l != nil {
-			for done := 0; done < n; {
-				step := min(n-done, l.Burst())
-				if err := l.WaitN(r.Context(), step); err != nil {
-					panic(http.ErrAbortHandler)
-				}
-				done += step
-			}
+		if err := pace.Wait(r.Context(), e.agentUpload, n); err != nil {
+			panic(http.ErrAbortHandler)
 		}
 		m, err := ent.data.ReadAt(buf[:n], off)
 		if m < n {

@@ -85,7 +85,10 @@ func TestNudgeWakesOnlyEaglePeersAndKeepsTheConnection(t *testing.T) {
 			if tc.advertise {
 				want = len(leech.PeerConns())
 			}
-			if got := nudge(leech); got != want || before == 0 {
+			if before == 0 {
+				t.Fatal("the seed holds no connection after a piece went to the leech")
+			}
+			if got := nudge(leech); got != want {
 				t.Fatalf("nudge woke %d of %d connections, want %d", got, len(leech.PeerConns()), want)
 			}
 			time.Sleep(200 * time.Millisecond)

@@ -81,6 +81,12 @@ type Options struct {
 	// and limits of the tracker's config (for example a Redis store); the
 	// cluster closes it. Default: a MemoryStore.
 	PeerStore func(tracker.StoreConfig) (tracker.PeerStore, error)
+	// TrackerPolicy orders the peers the tracker hands out
+	// (tracker.Config.Policy). Default: the tracker's default.
+	TrackerPolicy tracker.Policy
+	// SeederLocation is the seeders' location (p2p.Config.Location), which
+	// they announce to the tracker. Default empty: none.
+	SeederLocation string
 }
 
 // Cluster is a running cluster. Close stops it.
@@ -197,7 +203,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	}
-	if err := c.startTracker(); err != nil {
+	if err := c.startTracker(c.listenAddr(), opts.TrackerPolicy); err != nil {
 		return nil, err
 	}
 	for i := range opts.Seeders {
@@ -253,9 +259,11 @@ func (c *Cluster) credentials(name string) (*mtls.Credentials, error) {
 	return mtls.Load(cfg)
 }
 
-func (c *Cluster) startTracker() error {
+// startTracker starts the tracker on addr with policy (nil: the tracker's
+// default) and a new, empty peer store.
+func (c *Cluster) startTracker(addr string, policy tracker.Policy) error {
 	c.TrackerMetrics = prometheus.NewRegistry()
-	cfg := tracker.Config{Interval: c.opts.AnnounceInterval, MinInterval: min(c.opts.AnnounceInterval, max(c.opts.AnnounceInterval/2, time.Second)), Metrics: c.TrackerMetrics, Logger: c.opts.Logger}.WithDefaults()
+	cfg := tracker.Config{Interval: c.opts.AnnounceInterval, MinInterval: min(c.opts.AnnounceInterval, max(c.opts.AnnounceInterval/2, time.Second)), Metrics: c.TrackerMetrics, Logger: c.opts.Logger, Policy: policy}.WithDefaults()
 	if c.opts.PeerStore == nil {
 		c.peerStore = tracker.NewMemoryStore(cfg.StoreConfig())
 	} else {
@@ -273,7 +281,7 @@ func (c *Cluster) startTracker() error {
 	if err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", c.listenAddr())
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("cluster: tracker: %w", err)
 	}
@@ -299,6 +307,35 @@ func (c *Cluster) startTracker() error {
 	return nil
 }
 
+// RestartTracker stops the tracker and starts a new one at the same
+// address with policy (nil: the tracker's default) and an empty peer
+// store, as an operator changing the tracker's policy would: the seeders
+// and agents keep their tracker URL and announce again on their own.
+// TrackerMetrics is the new tracker's. It must not run concurrently with
+// Close.
+func (c *Cluster) RestartTracker(policy tracker.Policy) error {
+	addr := c.trackerLis.Addr().String()
+	if err := c.stopTracker(); err != nil {
+		return fmt.Errorf("cluster: restart tracker: %w", err)
+	}
+	return c.startTracker(addr, policy)
+}
+
+// stopTracker stops the tracker and closes its peer store.
+func (c *Cluster) stopTracker() error {
+	var errs []error
+	if c.tracker != nil {
+		errs = append(errs, c.tracker.Close())
+		<-c.trackerDone
+		c.tracker = nil
+	}
+	if c.peerStore != nil {
+		errs = append(errs, c.peerStore.Close())
+		c.peerStore = nil
+	}
+	return errors.Join(errs...)
+}
+
 func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 	reg := prometheus.NewRegistry()
 	member, err := c.Member("seeder-" + strconv.Itoa(i))
@@ -316,6 +353,7 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 			Trackers:      []string{c.TrackerURL},
 			UploadLimit:   cmp.Or(c.opts.SeederUploadLimit, c.opts.UploadLimit),
 			DownloadLimit: c.opts.DownloadLimit,
+			Location:      c.opts.SeederLocation,
 		},
 		Service: scfg,
 		TLS:     member,
@@ -432,13 +470,7 @@ func (c *Cluster) Close() error {
 	for _, s := range c.Seeders {
 		errs = append(errs, s.Close())
 	}
-	if c.tracker != nil {
-		errs = append(errs, c.tracker.Close())
-		<-c.trackerDone
-	}
-	if c.peerStore != nil {
-		errs = append(errs, c.peerStore.Close())
-	}
+	errs = append(errs, c.stopTracker())
 	if c.Origin != nil {
 		errs = append(errs, c.Origin.Close())
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/eagle-p2p/eagle/internal/cluster"
 	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/tracker"
 )
 
 func TestMain(m *testing.M) {
@@ -171,4 +172,48 @@ func TestMetrics(t *testing.T) {
 	if want := "eagle_proxy_blob_bytes_total{source=\"swarm\"} "; code != http.StatusOK || !strings.Contains(string(body), want) {
 		t.Errorf("agent-1 /metrics lacks %s", want)
 	}
+}
+
+// RestartTracker brings the tracker back at the same URL with an empty
+// store, and the agents find each other through it.
+func TestRestartTracker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Options{Dir: t.TempDir(), Seeders: 1, Agents: 2, AnnounceInterval: time.Second, TrackerPolicy: tracker.RandomPolicy{}, SeederLocation: "lab/dc0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	}()
+	pull := func(tag string) {
+		t.Helper()
+		img, err := origin.PushRandomImage(ctx, nil, c.Origin.URL, "restart/app", tag, []int64{1<<20 + 5}, time.Now().UnixNano())
+		if err != nil {
+			t.Fatal(err)
+		}
+		layer := img.Layers[0]
+		for _, a := range c.Agents {
+			if code, body := get(t, a.URL+"/v2/restart/app/blobs/"+layer.Digest.String()); code != http.StatusOK || digest.FromBytes(body) != layer.Digest {
+				t.Fatalf("%s %s: status %d, %d bytes not matching", tag, a.Name, code, len(body))
+			}
+		}
+	}
+	pull("v1")
+	url := c.TrackerURL
+	if err := c.RestartTracker(tracker.CompletenessPolicy{}); err != nil {
+		t.Fatal(err)
+	}
+	if c.TrackerURL != url {
+		t.Errorf("tracker URL %s after the restart, was %s", c.TrackerURL, url)
+	}
+	if n := value(t, c.TrackerMetrics, "eagle_tracker_swarms"); n > 0 {
+		t.Errorf("the restarted tracker holds %v swarms, want an empty store", n)
+	}
+	pull("v2")
+	eventually(t, "the restarted tracker sees the new swarm", func() bool {
+		return value(t, c.TrackerMetrics, "eagle_tracker_swarms") >= 1
+	})
 }

@@ -320,7 +320,7 @@ func startNetnsAgents(ctx context.Context, c *cluster.Cluster, bin string, lab *
 		if err != nil {
 			return agents, err
 		}
-		if agents[i], err = startNetnsAgent(ctx, bin, lab, i, filepath.Join(dir, name), c.SeederAddrs(), c.TrackerURL, c.Origin.URL, membership, ao); err != nil {
+		if agents[i], err = startNetnsAgent(ctx, bin, lab.namespaces[i], netnsAgentAddr(i), i, filepath.Join(dir, name), c.SeederAddrs(), c.TrackerURL, c.Origin.URL, membership, ao); err != nil {
 			return agents, err
 		}
 	}
@@ -336,9 +336,6 @@ func stopNetnsAgents(agents []*netnsAgent) {
 	}
 }
 
-// startNetnsAgent writes agent i's config under dir, starts it in its
-// namespace as the cluster member membership (its --tls-* flags) and waits
-// until its registry endpoint listens.
 // agentOptions are the settings of a benchmark's agent processes.
 type agentOptions struct {
 	verbose bool      // copy their logs to log
@@ -346,9 +343,14 @@ type agentOptions struct {
 	// disableDirect turns their direct transfers off (p2p.disable_direct),
 	// so that every byte moves over the BitTorrent peer wire.
 	disableDirect bool
+	// location is their p2p.location; empty leaves it out.
+	location string
 }
 
-func startNetnsAgent(ctx context.Context, bin string, lab *netnsLab, i int, dir string, seeders []string, trackerURL, originURL string, membership mtls.Config, ao agentOptions) (*netnsAgent, error) {
+// startNetnsAgent writes agent i's config under dir, starts it in the
+// namespace ns, listening on addr, as the cluster member membership (its
+// --tls-* flags) and waits until its registry endpoint listens.
+func startNetnsAgent(ctx context.Context, bin, ns, addr string, i int, dir string, seeders []string, trackerURL, originURL string, membership mtls.Config, ao agentOptions) (*netnsAgent, error) {
 	verbose, logw := ao.verbose, ao.log
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("agent %d: %w", i, err)
@@ -358,14 +360,16 @@ func startNetnsAgent(ctx context.Context, bin string, lab *netnsLab, i int, dir 
 	for j, s := range seeders {
 		seederList[j] = q(s)
 	}
-	addr := netnsAgentAddr(i)
-	cfg := fmt.Sprintf("listen: %s\nlog_level: info\ndata_dir: %s\nseeders: [%s]\np2p:\n  listen_addr: %s\n  trackers: [%s]\n  disable_direct: %t\nproxy:\n  default_upstream: %s\n",
-		q(addr+":5000"), q(filepath.Join(dir, "data")), strings.Join(seederList, ", "), q(addr+":6881"), q(trackerURL), ao.disableDirect, q(originURL))
+	location := ""
+	if ao.location != "" {
+		location = "  location: " + q(ao.location) + "\n"
+	}
+	cfg := fmt.Sprintf("listen: %s\nlog_level: info\ndata_dir: %s\nseeders: [%s]\np2p:\n  listen_addr: %s\n  trackers: [%s]\n  disable_direct: %t\n%sproxy:\n  default_upstream: %s\n",
+		q(addr+":5000"), q(filepath.Join(dir, "data")), strings.Join(seederList, ", "), q(addr+":6881"), q(trackerURL), ao.disableDirect, location, q(originURL))
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("agent %d: %w", i, err)
 	}
-	ns := lab.namespaces[i]
 	args := []string{"netns", "exec", ns, bin, "agent", "--config", cfgPath}
 	if membership.Insecure {
 		args = append(args, "--tls-insecure")
@@ -430,8 +434,12 @@ func (a *netnsAgent) stop() {
 	})
 }
 
-// fetchTarget is one "bench fetch" to run: in namespace ns, GET url.
-type fetchTarget struct{ ns, url string }
+// fetchTarget is one "bench fetch" to run: in namespace ns, GET url,
+// delay after the common start (its time still counts from that start).
+type fetchTarget struct {
+	ns, url string
+	delay   time.Duration
+}
 
 // agentTargets is a fetch of path from each agent, in its own namespace.
 func agentTargets(agents []*netnsAgent, path string) []fetchTarget {
@@ -443,10 +451,10 @@ func agentTargets(agents []*netnsAgent, path string) []fetchTarget {
 }
 
 // fetchAllNetns starts "bench fetch" (bin is this binary) for each target
-// in its namespace, all told to begin at one common instant, and returns
-// each one's completion time in seconds from that instant, and the
-// fraction of the machine's cores busy from that instant until the last
-// one completed.
+// in its namespace, all told to begin at one common instant (plus their
+// delay), and returns each one's completion time in seconds from that
+// instant, and the fraction of the machine's cores busy from that instant
+// until the last one completed.
 func fetchAllNetns(ctx context.Context, bin string, targets []fetchTarget, want digest.Digest, size int64) (times []float64, cpuBusy float64, err error) {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -467,9 +475,10 @@ func fetchAllNetns(ctx context.Context, bin string, targets []fetchTarget, want 
 	for i, tg := range targets {
 		wg.Go(func() {
 			out, err := runTool(ctx, "ip", "netns", "exec", tg.ns, bin, "fetch",
-				"-start", strconv.FormatInt(start.UnixNano(), 10), "-digest", want.String(), "-size", strconv.FormatInt(size, 10), tg.url)
+				"-start", strconv.FormatInt(start.Add(tg.delay).UnixNano(), 10), "-digest", want.String(), "-size", strconv.FormatInt(size, 10), tg.url)
 			if err == nil {
 				times[i], err = parseFetchOutput(out)
+				times[i] += tg.delay.Seconds()
 			}
 			if err != nil {
 				mu.Lock()

@@ -1,12 +1,14 @@
 // Command bench measures Eagle: a swarm of nodes pulling one cold blob
-// against a central cache, the tracker's announce rate, and a warm local
-// hit through the proxy against the registry.
+// against a central cache, the tracker's announce rate, a warm local hit
+// through the proxy against the registry, and the bytes that cross
+// datacenter borders under each tracker policy.
 //
-//	go run ./examples/bench swarm   [flags]
-//	go run ./examples/bench tracker [flags]
-//	go run ./examples/bench hit     [flags]
-//	go run ./examples/bench link    [flags]
-//	go run ./examples/bench cold    [flags]
+//	go run ./examples/bench swarm    [flags]
+//	go run ./examples/bench tracker  [flags]
+//	go run ./examples/bench hit      [flags]
+//	go run ./examples/bench link     [flags]
+//	go run ./examples/bench cold     [flags]
+//	go run ./examples/bench topology [flags]
 //
 // Each benchmark prints its figures and ends with one line
 // "bench: <name> key=value ...". Run "go run ./examples/bench <name> -h"
@@ -42,10 +44,11 @@ var benchCommands = []command{
 	{"hit", "warm local hit through the proxy against the registry serving the same blob", runBenchHit},
 	{"link", "one node pulls a blob over an uncapped link, against plain HTTP over the same link", runBenchLink},
 	{"cold", "the first pull of a blob no node holds, against a direct pull from the origin at the same rate", runBenchCold},
+	{"topology", "K datacenters of M nodes behind tighter borders: cross-datacenter bytes and completion per tracker policy", runBenchTopology},
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: go run ./examples/bench <swarm|tracker|hit|link|cold> [flags]\n\nbenchmarks:")
+	fmt.Fprintln(w, "usage: go run ./examples/bench <swarm|tracker|hit|link|cold|topology> [flags]\n\nbenchmarks:")
 	for _, c := range benchCommands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
@@ -67,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	c, ok := findCommand(args[0])
 	if !ok {
-		fmt.Fprintf(stderr, "bench: unknown benchmark %q (want swarm, tracker, hit, link or cold)\n\n", args[0])
+		fmt.Fprintf(stderr, "bench: unknown benchmark %q (want swarm, tracker, hit, link, cold or topology)\n\n", args[0])
 		usage(stderr)
 		return 2
 	}

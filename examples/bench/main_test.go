@@ -16,10 +16,10 @@ func TestMain(m *testing.M) {
 
 func TestUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := run(nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "usage: go run ./examples/bench <swarm|tracker|hit|link|cold>") {
+	if code := run(nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "usage: go run ./examples/bench <swarm|tracker|hit|link|cold|topology>") {
 		t.Errorf("no arguments: exit %d, %q", code, stderr.String())
 	}
-	for _, name := range []string{"swarm", "tracker", "hit", "link", "cold"} {
+	for _, name := range []string{"swarm", "tracker", "hit", "link", "cold", "topology"} {
 		stderr.Reset()
 		if code := run([]string{name, "-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "usage: go run ./examples/bench "+name) || !strings.Contains(stderr.String(), "(default ") {
 			t.Errorf("%s -h: exit %d, %q", name, code, stderr.String())

@@ -1,0 +1,409 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/eagle-p2p/eagle/internal/cluster"
+	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/storage"
+	"github.com/eagle-p2p/eagle/tracker"
+)
+
+// topoOptions are the flags of "bench topology".
+type topoOptions struct {
+	dcs, perDC, seeders, runs int
+	size                      storage.Size
+	cap, borderCap            p2p.Rate
+	stagger, announce         time.Duration
+	policies                  []string
+	insecure, verbose         bool
+	eagleBin                  string
+}
+
+// topoPolicies are the tracker policies "bench topology" compares, by the
+// names the eagle binary's tracker YAML gives them.
+var topoPolicies = map[string]func() tracker.Policy{
+	"random":       func() tracker.Policy { return tracker.RandomPolicy{} },
+	"completeness": func() tracker.Policy { return tracker.CompletenessPolicy{} },
+}
+
+// topoDefaultPolicies is the order of the side-by-side table.
+var topoDefaultPolicies = []string{"random", "completeness"}
+
+func runBenchTopology(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// 24 agent processes and 24 clients on 2 cores: at 4 MiB/s each the
+	// swarm moves up to 96 MiB/s, which leaves cores to spare (cpu_busy
+	// says how many); at 16 MiB/s the figures would measure the CPU.
+	o := topoOptions{size: 32 << 20, cap: 4 << 20, borderCap: 3 << 20}
+	fs := flag.NewFlagSet("bench topology", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.dcs, "dcs", 3, "number of datacenters (K)")
+	fs.IntVar(&o.perDC, "agents-per-dc", 8, "agents in each datacenter (M)")
+	fs.IntVar(&o.seeders, "seeders", 2, "number of seeders, all in datacenter 0")
+	fs.IntVar(&o.runs, "runs", 1, "repeat the measurements this many times, each with fresh blobs, and report the median and the range")
+	fs.Var(&o.size, "size", "blob size (L)")
+	fs.Var(&o.cap, "cap", "upload and download cap of every agent's link (C)")
+	fs.Var(&o.borderCap, "border-cap", "cap of each datacenter's link to the router, each way (B); tighter than -cap")
+	fs.DurationVar(&o.stagger, "stagger", 5*time.Second, "how late the last datacenter starts in the staggered case")
+	policies := fs.String("policies", strings.Join(topoDefaultPolicies, ","), "tracker policies to measure side by side, comma-separated")
+	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
+	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS")
+	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
+	fs.StringVar(&o.eagleBin, "eagle", "", "the eagle binary the agents run (default: built from "+eaglePackage+" with the go command)")
+	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: go run ./examples/bench topology [flags]\n\n"+
+			"How much each tracker policy makes cross datacenter borders, and how fast\n"+
+			"every node still gets the blob. K datacenters are each a bridge with M\n"+
+			"\"eagle agent\" processes in network namespaces on it (location\n"+
+			"bench/dc<k>), each agent's veth capped at C both ways by tc tbf; one\n"+
+			"router namespace joins the datacenters, each through a veth capped at B\n"+
+			"both ways. This process (origin, tracker, seeders, location bench/dc0)\n"+
+			"sits in datacenter 0 and reaches the others through the router.\n\n"+
+			"For each policy the tracker restarts with it and all K·M agents GET one\n"+
+			"fresh blob of L bytes at once; then, under topology, datacenters 0..K-2\n"+
+			"start at once and datacenter K-1 -stagger later. Cross-datacenter bytes\n"+
+			"are what the router forwarded (its interfaces' counters: every byte on\n"+
+			"the wire, headers and the small tracker and gRPC traffic included).\n"+
+			"Needs root, ip, tc and sysctl.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	for _, p := range strings.Split(*policies, ",") {
+		if p = strings.TrimSpace(p); p != "" && !slices.Contains(o.policies, p) {
+			o.policies = append(o.policies, p)
+		}
+	}
+	known := slices.Sorted(func(yield func(string) bool) {
+		for name := range topoPolicies {
+			if !yield(name) {
+				return
+			}
+		}
+	})
+	bad := slices.DeleteFunc(slices.Clone(o.policies), func(p string) bool { return topoPolicies[p] != nil })
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "bench topology: unexpected arguments %q\n", fs.Args())
+		return errUsage
+	case o.dcs < 2 || o.dcs > topoMaxDCs || o.perDC < 1 || o.perDC > topoMaxPerDC:
+		fmt.Fprintf(stderr, "bench topology: -dcs must be 2 to %d and -agents-per-dc 1 to %d\n", topoMaxDCs, topoMaxPerDC)
+		return errUsage
+	case o.seeders < 1 || o.runs < 1 || o.size < 1:
+		fmt.Fprintln(stderr, "bench topology: -seeders, -runs and -size must be positive")
+		return errUsage
+	case o.cap <= 0 || o.borderCap <= 0:
+		fmt.Fprintln(stderr, "bench topology: -cap and -border-cap must be positive rates")
+		return errUsage
+	case o.stagger < 0 || o.announce < time.Second:
+		fmt.Fprintln(stderr, "bench topology: -stagger must not be negative and -announce must be at least 1s")
+		return errUsage
+	case len(o.policies) == 0 || len(bad) > 0:
+		fmt.Fprintf(stderr, "bench topology: -policies %q: want some of %s\n", *policies, strings.Join(known, ", "))
+		return errUsage
+	}
+	if err := checkNetnsHost(); err != nil {
+		return err
+	}
+	bin, cleanup, err := eagleBinary(ctx, o.eagleBin, stderr)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	o.eagleBin = bin
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	return benchTopology(ctx, o, stdout, stderr)
+}
+
+// topoMeasure is what one pull of one blob by every agent measured.
+type topoMeasure struct {
+	policy    string
+	staggered bool
+	// times are each agent's completion, seconds from the common start,
+	// by datacenter.
+	times [][]float64
+	// cross is the bytes the router forwarded; in and out what it sent
+	// into and received from each datacenter.
+	cross   int64
+	in, out []int64
+	// fromSeeders and fromAgents are the piece bytes each datacenter's
+	// agents received from the seeders and from other agents.
+	fromSeeders, fromAgents []int64
+	originGETs              int
+	originBytes             int64
+	seederUpload            int64
+	cpuBusy                 float64
+}
+
+// all is every agent's completion time.
+func (m topoMeasure) all() []float64 { return slices.Concat(m.times...) }
+
+// topoRun is one run: one measurement per policy, then the staggered one.
+type topoRun struct {
+	byPolicy  map[string]topoMeasure
+	staggered topoMeasure
+}
+
+func benchTopology(ctx context.Context, o topoOptions, stdout, stderr io.Writer) (err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench topology: own binary: %w", err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if o.verbose {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	L := float64(o.size)
+	floor, borderFloor := L/float64(o.cap), L/float64(min(o.cap, o.borderCap))
+	fmt.Fprintf(stdout, "bench topology: dcs=%d agents_per_dc=%d seeders=%d size=%s cap=%s border_cap=%s stagger=%s floor=%.2fs border_floor=%.2fs policies=%s tls=%t\n",
+		o.dcs, o.perDC, o.seeders, o.size, o.cap, o.borderCap, o.stagger, floor, borderFloor, strings.Join(o.policies, ","), !o.insecure)
+
+	dir, err := os.MkdirTemp("", "eagle-bench-topology-")
+	if err != nil {
+		return fmt.Errorf("bench topology: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	lab, err := newTopoLab(ctx, o.dcs, o.perDC, o.cap, o.borderCap)
+	if lab != nil {
+		defer func() {
+			if cerr := lab.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}()
+	}
+	if err != nil {
+		return fmt.Errorf("bench topology: %w", err)
+	}
+	c, err := cluster.Start(ctx, cluster.Options{
+		Dir: filepath.Join(dir, "cluster"), Seeders: o.seeders, AnnounceInterval: o.announce, Logger: log,
+		UploadLimit: o.cap, DownloadLimit: o.cap, ListenHost: topoRootAddr, Insecure: o.insecure,
+		TrackerPolicy: topoPolicies[o.policies[0]](),
+	})
+	if err != nil {
+		return fmt.Errorf("bench topology: start cluster: %w", err)
+	}
+	defer c.Close()
+	agents, err := startTopoAgents(ctx, c, o.eagleBin, lab, dir, o.verbose, stderr)
+	defer stopNetnsAgents(slices.Concat(agents...))
+	if err != nil {
+		return fmt.Errorf("bench topology: %w", err)
+	}
+
+	runs := make([]topoRun, o.runs)
+	for k := range runs {
+		if o.runs > 1 {
+			fmt.Fprintf(stdout, "run %d of %d\n", k+1, o.runs)
+		}
+		runs[k].byPolicy = map[string]topoMeasure{}
+		for _, p := range o.policies {
+			m, err := measureTopology(ctx, o, c, lab, agents, self, p, 0)
+			if err != nil {
+				return fmt.Errorf("bench topology: run %d, %s: %w", k+1, p, err)
+			}
+			printTopoMeasure(stdout, o, m)
+			runs[k].byPolicy[p] = m
+		}
+		late := "topology"
+		if !slices.Contains(o.policies, late) {
+			late = o.policies[len(o.policies)-1]
+		}
+		m, err := measureTopology(ctx, o, c, lab, agents, self, late, o.stagger)
+		if err != nil {
+			return fmt.Errorf("bench topology: run %d, %s staggered: %w", k+1, late, err)
+		}
+		printTopoMeasure(stdout, o, m)
+		runs[k].staggered = m
+	}
+	printTopoSummary(stdout, o, runs)
+	return nil
+}
+
+// topoLocation is the location of datacenter k's hosts.
+func topoLocation(k int) string { return fmt.Sprintf("bench/dc%d", k) }
+
+// startTopoAgents starts one agent process in each of the lab's agent
+// namespaces, located in its datacenter. It returns the agents it
+// started, also on error (nil where none started).
+func startTopoAgents(ctx context.Context, c *cluster.Cluster, bin string, lab *topoLab, dir string, verbose bool, logw io.Writer) ([][]*netnsAgent, error) {
+	agents := make([][]*netnsAgent, len(lab.agents))
+	j := 0
+	for k, nss := range lab.agents {
+		agents[k] = make([]*netnsAgent, len(nss))
+		for i, ns := range nss {
+			name := fmt.Sprintf("agent-%d", j)
+			membership, err := c.Member(name)
+			if err != nil {
+				return agents, err
+			}
+			ao := agentOptions{verbose: verbose, log: logw, location: topoLocation(k)}
+			a, err := startNetnsAgent(ctx, bin, ns, topoAgentAddr(k, i), j, filepath.Join(dir, name), c.SeederAddrs(), c.TrackerURL, c.Origin.URL, membership, ao)
+			if err != nil {
+				return agents, fmt.Errorf("datacenter %d: %w", k, err)
+			}
+			agents[k][i] = a
+			j++
+		}
+	}
+	return agents, nil
+}
+
+// measureTopology restarts the tracker with policy, pushes a fresh blob
+// and has every agent GET it, datacenter K-1 stagger after the others,
+// and reads what crossed the router meanwhile.
+func measureTopology(ctx context.Context, o topoOptions, c *cluster.Cluster, lab *topoLab, agents [][]*netnsAgent, self, policy string, stagger time.Duration) (topoMeasure, error) {
+	m := topoMeasure{policy: policy, staggered: stagger > 0}
+	if err := c.RestartTracker(topoPolicies[policy]()); err != nil {
+		return m, err
+	}
+	img, err := origin.PushRandomImage(ctx, nil, c.Origin.URL, "bench/topology", policy, []int64{int64(o.size)}, time.Now().UnixNano())
+	if err != nil {
+		return m, fmt.Errorf("push: %w", err)
+	}
+	layer := img.Layers[0]
+	path := "/v2/" + img.Repository + "/blobs/" + layer.Digest.String()
+	var targets []fetchTarget
+	for k, dc := range agents {
+		for _, a := range dc {
+			tg := fetchTarget{ns: a.ns, url: a.url + path}
+			if k == len(agents)-1 {
+				tg.delay = stagger
+			}
+			targets = append(targets, tg)
+		}
+	}
+	// No dirty pages of the push left for the agents' writes to wait on.
+	syscall.Sync()
+	seedersBefore := seedersSent(c)
+	recvBefore, err := scrapeReceived(ctx, agents)
+	if err != nil {
+		return m, err
+	}
+	before, err := lab.counters(ctx)
+	if err != nil {
+		return m, err
+	}
+	c.Origin.ResetCounts()
+	times, busy, err := fetchAllNetns(ctx, self, targets, layer.Digest, int64(o.size))
+	if err != nil {
+		return m, fmt.Errorf("pull: %w", err)
+	}
+	after, err := lab.counters(ctx)
+	if err != nil {
+		return m, err
+	}
+	m.originGETs, m.originBytes = c.Origin.BlobGETs(layer.Digest), c.Origin.BlobBytes()
+	m.seederUpload = seedersSent(c) - seedersBefore
+	m.cpuBusy = busy
+	m.cross = after.crossed(before)
+	recvAfter, err := scrapeReceived(ctx, agents)
+	if err != nil {
+		return m, err
+	}
+	for k, dc := range agents {
+		m.times = append(m.times, times[:len(dc)])
+		times = times[len(dc):]
+		m.in = append(m.in, after.tx[k]-before.tx[k])
+		m.out = append(m.out, after.rx[k]-before.rx[k])
+		m.fromSeeders = append(m.fromSeeders, recvAfter[k].seeder-recvBefore[k].seeder)
+		m.fromAgents = append(m.fromAgents, recvAfter[k].agent-recvBefore[k].agent)
+	}
+	return m, nil
+}
+
+// received is the piece bytes agents received, by the kind of peer.
+type received struct{ seeder, agent int64 }
+
+// scrapeReceived reads eagle_p2p_received_bytes_total of every agent from
+// its /metrics, summed by datacenter.
+func scrapeReceived(ctx context.Context, agents [][]*netnsAgent) ([]received, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	sums := make([]received, len(agents))
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for k, dc := range agents {
+		for _, a := range dc {
+			wg.Go(func() {
+				r, err := scrapeAgentReceived(ctx, client, a.url+"/metrics")
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					if first == nil {
+						first = err
+					}
+					return
+				}
+				sums[k].seeder += r.seeder
+				sums[k].agent += r.agent
+			})
+		}
+	}
+	wg.Wait()
+	return sums, first
+}
+
+// scrapeAgentReceived reads one agent's eagle_p2p_received_bytes_total by
+// its from label.
+func scrapeAgentReceived(ctx context.Context, client *http.Client, url string) (received, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return received{}, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return received{}, fmt.Errorf("metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return received{}, fmt.Errorf("metrics: GET %s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return received{}, fmt.Errorf("metrics: %s: %w", url, err)
+	}
+	var r received
+	f, ok := fams["eagle_p2p_received_bytes_total"]
+	if !ok {
+		return received{}, fmt.Errorf("metrics: %s: no eagle_p2p_received_bytes_total", url)
+	}
+	for _, mt := range f.GetMetric() {
+		for _, lp := range mt.GetLabel() {
+			if lp.GetName() != "from" {
+				continue
+			}
+			switch lp.GetValue() {
+			case "seeder":
+				r.seeder += int64(mt.GetCounter().GetValue())
+			case "agent":
+				r.agent += int64(mt.GetCounter().GetValue())
+			}
+		}
+	}
+	return r, nil
+}

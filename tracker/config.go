@@ -192,10 +192,18 @@ type Config struct {
 	// numwant, capped at MaxNumWant. Default 50.
 	NumWant int `yaml:"num_want"`
 	// Policy orders the peers handed out: RandomPolicy,
-	// CompletenessPolicy or the embedder's own. Default
+	// CompletenessPolicy, a TopologyPolicy or the embedder's own. Default
 	// CompletenessPolicy{}. (The eagle binary reads a policy name from its
 	// YAML and passes the value.)
 	Policy Policy `yaml:"-"`
+	// Locations gives a location (Peer.Location) to the peers that
+	// announce none, by their address: the rule with the longest prefix
+	// containing it wins, and a peer no rule covers has none (unknown).
+	// The server applies it to the announcing peer before storing it, and
+	// to the candidates it passes to the Policy, so that entries stored
+	// before a rule was added get it too. A location the peer announces
+	// itself always wins. Default none.
+	Locations []LocationRule `yaml:"locations"`
 	// MaxSwarms caps the swarms (blobs) the tracker keeps, so that
 	// announces of made-up info hashes cannot grow it without bound: an
 	// announce that would start one more is refused with "tracker full"
@@ -337,6 +345,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %d: must be positive (0 means the default)", f.key, f.v))
 		}
 	}
+	errs = append(errs, validateLocations(c.Locations)...)
 	switch c.Store {
 	case "", StoreMemory:
 	case StoreRedis:

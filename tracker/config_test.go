@@ -2,6 +2,7 @@ package tracker_test
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Error("no default Logger")
 	}
 	got.Logger = nil
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults = %+v, want %+v", got, want)
 	}
 	if err := (tracker.Config{}).Validate(); err != nil {
@@ -105,7 +106,7 @@ max_peers_per_swarm: 3000
 		MaxNumWant: 80, NumWant: 30, TrustClientIP: true,
 		MaxSwarms: 5000, MaxPeers: 200_000, MaxPeersPerSwarm: 3000,
 	}
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("YAML gave %+v, want %+v", cfg, want)
 	}
 	if err := cfg.Validate(); err != nil {

@@ -24,6 +24,11 @@
 // another node's entry by sending its peer ID.
 //
 // The order in which peers are handed out is decided by a Policy, a value
-// in Config.Policy: RandomPolicy, CompletenessPolicy (the default) or the
-// embedder's own.
+// in Config.Policy: RandomPolicy, CompletenessPolicy (the default),
+// TopologyPolicy or the embedder's own.
+//
+// Every peer may have a location (Peer.Location), a label such as
+// region/zone/rack that it announces in the "location" parameter, or that
+// Config.Locations gives it by its address. TopologyPolicy hands out peers
+// by it, so that each location takes a blob across its border about once.
 package tracker

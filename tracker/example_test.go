@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -38,4 +39,30 @@ func ExampleNew() {
 	// form.
 	fmt.Println(rec.Code, rec.Body.String())
 	// Output: 200 d8:completei1e10:incompletei0e8:intervali300e12:min intervali5e5:peers0:6:peers60:e
+}
+
+// A TopologyPolicy hands an asker its own location's peers first, and,
+// to a location's border peers only, the nearest remote peers that hold
+// more than the location does. In the eagle binary: policy: topology.
+func ExampleNewTopologyPolicy() {
+	policy := tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 2})
+	peer := func(n byte, loc string, left int64) tracker.Peer {
+		return tracker.Peer{ID: tracker.PeerID{n}, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, n}), 6881), Left: left, Location: loc}
+	}
+	self := peer(1, "eu/a/r1", 1000)
+	candidates := []tracker.Peer{
+		peer(2, "us/a/r1", 0),   // a seeder in another region
+		peer(3, "eu/a/r2", 900), // the next rack, holding less than self's rack
+		peer(4, "eu/b/r1", 0),   // a seeder in the same region
+		peer(5, "eu/a/r1", 500), // self's rack
+	}
+	// Self's rack has two members, so with Remote 2 both are its border
+	// peers.
+	for _, p := range policy.Order(tracker.InfoHash{}, self, candidates) {
+		fmt.Println(p.Addr.Addr(), p.Location, p.Left)
+	}
+	// Output:
+	// 10.0.0.5 eu/a/r1 500
+	// 10.0.0.4 eu/b/r1 0
+	// 10.0.0.2 us/a/r1 0
 }

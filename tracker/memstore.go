@@ -19,10 +19,12 @@ const DefaultPeerTTL = peerTTLIntervals * DefaultInterval
 const memShards = 256
 
 // Heap a MemoryStore needs, at most, per swarm besides its peers and per
-// peer (amd64, Go 1.26). Measured: a swarm of one peer takes 290 bytes in
-// all; a peer of a larger swarm 140 to 260 bytes, depending on where the
-// swarm's index and slice are in their growth. TestMaliciousAnnounceFlood
-// holds the store to these figures.
+// peer (amd64, Go 1.26). Measured: a swarm of one peer takes 295 bytes in
+// all; a peer of a larger swarm 140 to 260 bytes before Peer had a
+// Location, 16 more with it (190 to 225 measured in swarms of 1,000 to
+// 20,000), depending on where the swarm's index and slice are in their
+// growth. A location label the store does not intern adds its length.
+// TestMaliciousAnnounceFlood holds the store to these figures.
 const (
 	memSwarmBytes = 200
 	memPeerBytes  = 280
@@ -40,7 +42,11 @@ const memSmallSwarm = 8
 //
 // The store enforces the limits of its StoreConfig. Its heap stays under 200
 // bytes per swarm plus 280 bytes per peer (amd64, Go 1.26; measured, a swarm
-// of one peer takes 290 bytes in all): at the default limits, 100,000 swarms
+// of one peer takes 295 bytes in all), plus the bytes of its location label
+// for a peer whose label is not among the first 64 each of the store's 256
+// shards saw (the store shares one copy of each of those; a cluster has a
+// few dozen labels, while every label of a flood of made-up ones costs its
+// length, at most MaxLocationLen): at the default limits, 100,000 swarms
 // and 1,000,000 peers, under 300 MB, and a flood of made-up info hashes, one
 // peer each, under 48 MB. With the default GOGC the process may need up to
 // twice its heap. When a store-wide limit is reached the store sweeps
@@ -68,6 +74,33 @@ type MemoryStore struct {
 type memShard struct {
 	mu     sync.Mutex
 	swarms map[InfoHash]*memSwarm // nil once the store is closed
+	// locs interns the shard's peer locations, so that the thousands of
+	// peers of a location share one copy of its label.
+	locs map[string]string
+}
+
+// memShardLocations caps the locations a shard interns: a cluster has a
+// few dozen, and labels made up by a flood of announces must not grow the
+// table (at the cap, 256 shards of made-up 255-byte labels hold about 5
+// MB). Past the cap a location is stored as it came.
+const memShardLocations = 64
+
+// intern returns the shard's copy of loc, keeping loc as that copy if the
+// table has room. sh must be locked.
+func (sh *memShard) intern(loc string) string {
+	if loc == "" {
+		return ""
+	}
+	if l, ok := sh.locs[loc]; ok {
+		return l
+	}
+	if len(sh.locs) < memShardLocations {
+		if sh.locs == nil {
+			sh.locs = make(map[string]string)
+		}
+		sh.locs[loc] = loc
+	}
+	return loc
 }
 
 // memSwarm keeps its peers twice: in a slice, for O(k) random sampling, and
@@ -163,7 +196,7 @@ func (s *MemoryStore) live(sh *memShard, ih InfoHash, now time.Time) *memSwarm {
 // Announce implements PeerStore.
 func (s *MemoryStore) Announce(ctx context.Context, ih InfoHash, p Peer) error {
 	if !p.valid() {
-		return fmt.Errorf("%w: %s left %d", ErrInvalidPeer, p.Addr, p.Left)
+		return fmt.Errorf("%w: %s left %d location %q", ErrInvalidPeer, p.Addr, p.Left, p.Location)
 	}
 	storeWide, err := s.announce(ctx, ih, p)
 	if storeWide && s.reclaim() {
@@ -182,6 +215,7 @@ func (s *MemoryStore) announce(ctx context.Context, ih InfoHash, p Peer) (storeW
 	}
 	defer sh.mu.Unlock()
 	p.LastSeen = now
+	p.Location = sh.intern(p.Location)
 	sw := s.live(sh, ih, now)
 	if sw != nil {
 		if mp := sw.find(p.ID); mp != nil {
@@ -357,6 +391,7 @@ func (s *MemoryStore) Close() error {
 			sh := &s.shards[i]
 			sh.mu.Lock()
 			sh.swarms = nil
+			sh.locs = nil
 			sh.mu.Unlock()
 		}
 		s.swarms.Store(0)

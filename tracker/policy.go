@@ -10,19 +10,46 @@ import (
 // Policy decides the order in which peers are handed to an announcing peer:
 // the client connects to the first ones first, and the server keeps only the
 // first numwant. Pass one in Config.Policy; the built-in ones are
-// RandomPolicy and CompletenessPolicy (the default).
+// RandomPolicy, CompletenessPolicy (the default) and TopologyPolicy.
+//
+// A Policy may also implement SampleSizer, to see more of the swarm than
+// the Server samples by default, and HandoutRecorder, to learn what was
+// handed out.
 type Policy interface {
-	// Order returns candidates in handout order. It may reorder and reuse the
-	// candidates slice, and drop entries, but must never return the
-	// requester itself (same ID or same address). It is called concurrently.
-	Order(requester Peer, candidates []Peer) []Peer
+	// Order returns candidates in handout order for requester, a peer
+	// announcing to the swarm ih. The candidates are a sample of the
+	// swarm's live peers (see Server), with their Location filled in
+	// from Config.Locations where they announced none. Order may reorder
+	// and reuse the candidates slice, and drop entries, but must never
+	// return the requester itself (same ID or same address). It is called
+	// concurrently.
+	Order(ih InfoHash, requester Peer, candidates []Peer) []Peer
+}
+
+// SampleSizer is implemented by a Policy that needs to see more of a swarm
+// than the Server's default sample of twice the numwant: TopologyPolicy
+// judges a location's members by who is in the sample.
+type SampleSizer interface {
+	// SampleSize returns how many of the swarm's peers the Server should
+	// sample and pass to Order for an announce that wants numWant peers
+	// (numWant > 0). The Server samples at least its default.
+	SampleSize(numWant int) int
+}
+
+// HandoutRecorder is implemented by a Policy that orders peers by how much
+// they were handed out (their load).
+type HandoutRecorder interface {
+	// RecordHandout is called by the Server, concurrently, with the peers
+	// it hands to an announce of the swarm ih: what Order returned, cut to
+	// the numwant. It is not called when nothing is handed out.
+	RecordHandout(ih InfoHash, handed []Peer)
 }
 
 // RandomPolicy hands out peers in uniformly random order.
 type RandomPolicy struct{}
 
 // Order implements Policy.
-func (RandomPolicy) Order(requester Peer, candidates []Peer) []Peer {
+func (RandomPolicy) Order(_ InfoHash, requester Peer, candidates []Peer) []Peer {
 	candidates = withoutRequester(requester, candidates)
 	rand.Shuffle(len(candidates), func(i, j int) {
 		candidates[i], candidates[j] = candidates[j], candidates[i]
@@ -47,7 +74,7 @@ type orderKey struct {
 var orderKeyPool = sync.Pool{New: func() any { return new([]orderKey) }}
 
 // Order implements Policy.
-func (CompletenessPolicy) Order(requester Peer, candidates []Peer) []Peer {
+func (CompletenessPolicy) Order(_ InfoHash, requester Peer, candidates []Peer) []Peer {
 	candidates = withoutRequester(requester, candidates)
 	kp := orderKeyPool.Get().(*[]orderKey)
 	keys := (*kp)[:0]

@@ -13,6 +13,7 @@ import (
 var policies = map[string]tracker.Policy{
 	"random":       tracker.RandomPolicy{},
 	"completeness": tracker.CompletenessPolicy{},
+	"topology":     tracker.NewTopologyPolicy(tracker.TopologyConfig{}),
 }
 
 func ids(ps []tracker.Peer) []tracker.PeerID {
@@ -37,7 +38,7 @@ func TestPoliciesExcludeRequester(t *testing.T) {
 			}
 			others := ids(candidates)
 			candidates = append(candidates, self, restarted)
-			got := p.Order(self, slices.Clone(candidates))
+			got := p.Order(storetest.Hash(1), self, slices.Clone(candidates))
 			gotIDs := ids(got)
 			slices.SortFunc(gotIDs, func(a, b tracker.PeerID) int { return slices.Compare(a[:], b[:]) })
 			if !slices.Equal(gotIDs, others) {
@@ -56,7 +57,7 @@ func TestCompletenessPolicyOrder(t *testing.T) {
 	}
 	firsts := make(map[tracker.PeerID]int)
 	for range 300 {
-		got := p.Order(storetest.MakePeer(0, 10), slices.Clone(candidates))
+		got := p.Order(storetest.Hash(1), storetest.MakePeer(0, 10), slices.Clone(candidates))
 		var gotLefts []int64
 		for _, peer := range got {
 			gotLefts = append(gotLefts, peer.Left)
@@ -83,7 +84,7 @@ func TestRandomPolicyShuffles(t *testing.T) {
 	}
 	firsts := make(map[tracker.PeerID]int)
 	for range 500 {
-		got := p.Order(storetest.MakePeer(0, 1), slices.Clone(candidates))
+		got := p.Order(storetest.Hash(1), storetest.MakePeer(0, 1), slices.Clone(candidates))
 		if len(got) != 5 {
 			t.Fatalf("Order returned %d peers, want 5", len(got))
 		}
@@ -100,8 +101,8 @@ func TestRandomPolicyShuffles(t *testing.T) {
 // peers on the requester's /24 first.
 type nearestPolicy struct{}
 
-func (nearestPolicy) Order(requester tracker.Peer, candidates []tracker.Peer) []tracker.Peer {
-	candidates = tracker.RandomPolicy{}.Order(requester, candidates)
+func (nearestPolicy) Order(ih tracker.InfoHash, requester tracker.Peer, candidates []tracker.Peer) []tracker.Peer {
+	candidates = tracker.RandomPolicy{}.Order(ih, requester, candidates)
 	near := func(p tracker.Peer) bool {
 		a, b := p.Addr.Addr().As4(), requester.Addr.Addr().As4()
 		return a[0] == b[0] && a[1] == b[1] && a[2] == b[2]

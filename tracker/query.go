@@ -33,6 +33,7 @@ type announceRequest struct {
 	event      event
 	numWant    int        // -1 when the client sent none
 	ip         netip.Addr // the "ip" parameter; zero unless trusted and sent
+	location   string     // the "location" parameter; "" when not sent
 }
 
 // fieldError is a malformed query parameter. Its message is sent to the
@@ -58,6 +59,7 @@ const (
 	seenNumWant
 	seenCompact
 	seenIP
+	seenLocation
 )
 
 // parseAnnounce parses the raw (still escaped) query string of an announce.
@@ -124,6 +126,9 @@ func parseAnnounce(rawQuery string, trustIP bool) (announceRequest, error) {
 			}
 			bit = seenIP
 			req.ip, err = parseIP(&scratch, rawVal)
+		case "location":
+			bit = seenLocation
+			req.location, err = parseLocation(rawVal)
 		default:
 			continue
 		}
@@ -318,6 +323,25 @@ func parseCompact(scratch *[64]byte, raw string) error {
 		return badField("compact", "must be 0 or 1")
 	}
 	return nil
+}
+
+// parseLocation parses the "location" parameter (see ValidLocation). The
+// label is copied out of the query, so that a stored peer does not keep
+// the whole request's query string alive.
+func parseLocation(raw string) (string, error) {
+	var buf [MaxLocationLen]byte
+	n, err := unescapeTo(buf[:], raw)
+	if err != nil {
+		return "", badField("location", err.Error())
+	}
+	if n > len(buf) {
+		return "", badField("location", fmt.Sprintf("%d bytes, at most %d allowed", n, MaxLocationLen))
+	}
+	loc := string(buf[:n])
+	if msg := locationProblem(loc); msg != "" {
+		return "", badField("location", fmt.Sprintf("%q: %s", loc, msg))
+	}
+	return loc, nil
 }
 
 // parseIP parses the "ip" parameter: a unicast IP literal only, since

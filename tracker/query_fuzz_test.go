@@ -16,6 +16,9 @@ var announceSeeds = []string{
 	"port=%36%35%35%33%35&numwant=99999999999999999999&event=stopped&compact=0",
 	"&&=&a=b=c&%41=1&+=+;x",
 	"info_hash=aaaaaaaaaaaaaaaaaaa%",
+	"info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=bbbbbbbbbbbbbbbbbbbb&port=1&left=0&location=eu-west-1%2Feu-west-1a%2Frack_7",
+	"info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=bbbbbbbbbbbbbbbbbbbb&port=1&left=0&location=a/b/c/d/e/f/g/h/i&location=",
+	"location=eu+west&location=%2F%2F",
 }
 
 // FuzzParseAnnounce checks that the announce parser never panics, agrees with
@@ -39,6 +42,9 @@ func FuzzParseAnnounce(f *testing.F) {
 		if req.ip.IsValid() && (!trustIP || req.ip.Is4In6()) {
 			t.Fatalf("ip %v returned (trusted %v) from %q", req.ip, trustIP, raw)
 		}
+		if err := ValidLocation(req.location); err != nil {
+			t.Fatalf("location %q returned from %q: %v", req.location, raw, err)
+		}
 		// Where the standard parser also accepts the query, both must read
 		// the same values.
 		q, qerr := url.ParseQuery(raw)
@@ -56,6 +62,9 @@ func FuzzParseAnnounce(f *testing.F) {
 		}
 		if got, err := strconv.ParseInt(q.Get("left"), 10, 64); err != nil || got != req.left {
 			t.Fatalf("left %d, net/url reads %q", req.left, q.Get("left"))
+		}
+		if got := q.Get("location"); got != req.location {
+			t.Fatalf("location %q, net/url reads %q", req.location, got)
 		}
 	})
 }

@@ -40,13 +40,23 @@ import (
 // parameter says. A peer is never handed itself, and a seeder is handed only
 // leechers, since seeders have nothing to exchange. The handout is chosen by
 // the configured Policy from a uniform sample of the swarm twice the size of
-// the numwant, so in a swarm larger than that the policy orders a sample.
+// the numwant (plus one, for the asker), or as large as the Policy asks if
+// it implements SampleSizer and asks for more; in a swarm larger than that
+// the policy orders a sample.
+//
+// An announce may carry the peer's location in the "location" parameter
+// (URL-escaped, see ValidLocation); an invalid one is refused the BEP 3
+// way, naming the parameter. A peer that sends none, or an empty one, gets
+// the location Config.Locations gives its address, if any.
 type Server struct {
 	cfg         Config
 	store       PeerStore
 	oneTrip     AnnounceStore // store, if it answers an announce in one call
 	ownStore    bool
 	policy      Policy
+	sampler     SampleSizer     // policy, if it asks for its sample size
+	recorder    HandoutRecorder // policy, if it records handouts
+	locations   locator
 	log         *slog.Logger
 	interval    int64 // seconds
 	minInterval int64 // seconds
@@ -113,6 +123,7 @@ func New(cfg Config, store PeerStore) (*Server, error) {
 		cfg:         cfg,
 		store:       store,
 		policy:      cfg.Policy,
+		locations:   newLocator(cfg.Locations),
 		log:         cfg.Logger,
 		interval:    int64(cfg.Interval / time.Second),
 		minInterval: int64(cfg.MinInterval / time.Second),
@@ -125,6 +136,8 @@ func New(cfg Config, store PeerStore) (*Server, error) {
 		s.ownStore = true
 	}
 	s.oneTrip, _ = s.store.(AnnounceStore)
+	s.sampler, _ = s.policy.(SampleSizer)
+	s.recorder, _ = s.policy.(HandoutRecorder)
 	var err error
 	if s.metrics, err = newServerMetrics(cfg.Metrics, s.store); err != nil {
 		if s.ownStore {
@@ -199,7 +212,10 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 		}
 		addr = ap.Addr().Unmap().WithZone("")
 	}
-	self := Peer{ID: req.peerID, Addr: netip.AddrPortFrom(addr, req.port), Left: req.left}
+	self := Peer{ID: req.peerID, Addr: netip.AddrPortFrom(addr, req.port), Left: req.left, Location: req.location}
+	if self.Location == "" && len(s.locations) > 0 {
+		self.Location = s.locations.locate(addr)
+	}
 	ctx := r.Context()
 	var (
 		peers  []Peer
@@ -218,10 +234,14 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 			numWant = s.cfg.NumWant
 		}
 		numWant = min(numWant, s.cfg.MaxNumWant)
-		// A sample twice the numwant, and one for self, for the policy.
+		// A sample twice the numwant, and one for self, for the policy,
+		// or what it asks for.
 		limit := 0
 		if numWant > 0 {
 			limit = 2*numWant + 1
+			if s.sampler != nil {
+				limit = max(limit, s.sampler.SampleSize(numWant))
+			}
 		}
 		var candidates []Peer
 		if s.oneTrip != nil {
@@ -247,8 +267,18 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 				return !p.Addr.IsValid() || p.ID == self.ID || p.Addr == self.Addr ||
 					(self.Complete() && p.Complete())
 			})
-			peers = s.policy.Order(self, candidates)
+			if len(s.locations) > 0 {
+				for i := range candidates {
+					if candidates[i].Location == "" {
+						candidates[i].Location = s.locations.locate(candidates[i].Addr.Addr())
+					}
+				}
+			}
+			peers = s.policy.Order(req.infoHash, self, candidates)
 			peers = peers[:min(len(peers), numWant)]
+			if s.recorder != nil && len(peers) > 0 {
+				s.recorder.RecordHandout(req.infoHash, peers)
+			}
 		}
 	}
 	if !haveCounts {

@@ -166,6 +166,14 @@ func TestAnnounceBadInput(t *testing.T) {
 		{"bad compact", announceQuery(1, 0, "compact", "yes"), "compact: must be 0 or 1"},
 		{"repeated port", announceQuery(1, 0) + "&port=80", "port: given more than once"},
 		{"bad parameter name", announceQuery(1, 0) + "&%zz=1", "query: malformed parameter name"},
+		{"location with a space", announceQuery(1, 0, "location", "eu west/a"), `location: "eu west/a": segment 1 holds ' '`},
+		{"location empty segment", announceQuery(1, 0, "location", "eu//a"), `location: "eu//a": segment 2 is empty`},
+		{"location trailing slash", announceQuery(1, 0, "location", "eu/"), `location: "eu/": segment 2 is empty`},
+		{"location 9 segments", announceQuery(1, 0, "location", "a/b/c/d/e/f/g/h/i"), "location: \"a/b/c/d/e/f/g/h/i\": more than 8 segments"},
+		{"location long segment", announceQuery(1, 0, "location", strings.Repeat("x", 64)), "location: \"" + strings.Repeat("x", 64) + "\": segment 1 is 64 bytes, at most 63"},
+		{"location too long", announceQuery(1, 0, "location", strings.Repeat("x/", 128)), "location: 256 bytes, at most 255 allowed"},
+		{"location bad escape", announceQuery(1, 0) + "&location=eu%2", "location: malformed % escape"},
+		{"repeated location", announceQuery(1, 0, "location", "eu") + "&location=us", "location: given more than once"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := get(t, s, "127.0.0.1", "/announce?"+tc.query)

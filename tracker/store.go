@@ -13,7 +13,8 @@ var (
 	// ErrStoreClosed is returned by every PeerStore method called after Close.
 	ErrStoreClosed = errors.New("tracker: peer store closed")
 	// ErrInvalidPeer is returned by Announce for a peer that cannot be handed
-	// out: an invalid address, a zero port or a negative Left.
+	// out: an invalid address, a zero port, a negative Left or an invalid
+	// Location.
 	ErrInvalidPeer = errors.New("tracker: invalid peer")
 	// ErrFull is returned by Announce for a peer that would take the store
 	// past one of its limits (StoreConfig): a new swarm beyond MaxSwarms, or
@@ -53,6 +54,11 @@ type Peer struct {
 	// LastSeen is when the store last recorded an announce from the peer. The
 	// store sets it; the value passed to Announce is ignored.
 	LastSeen time.Time
+	// Location is where the peer sits in the network, a label such as
+	// "region/zone/rack" (see ValidLocation): the one it announced, else
+	// the one Config.Locations gives its address, else empty (unknown).
+	// TopologyPolicy hands out peers by it.
+	Location string
 }
 
 // Complete reports whether the peer holds the whole torrent (is a seeder).
@@ -60,7 +66,7 @@ func (p Peer) Complete() bool { return p.Left == 0 }
 
 // valid reports whether p can be stored and handed out.
 func (p Peer) valid() bool {
-	return p.Addr.IsValid() && p.Addr.Port() != 0 && p.Left >= 0
+	return p.Addr.IsValid() && p.Addr.Port() != 0 && p.Left >= 0 && locationProblem(p.Location) == ""
 }
 
 // SwarmCounts summarises a swarm for announce and scrape responses.
@@ -141,7 +147,9 @@ type PeerStore interface {
 	// Announce adds p to the swarm ih, or refreshes it if its ID is already
 	// there, and sets its LastSeen to now. When a peer that was incomplete
 	// announces Left == 0, the swarm's Downloaded count grows by one. A peer
-	// with an invalid address, zero port or negative Left gives ErrInvalidPeer.
+	// with an invalid address, zero port, negative Left or invalid Location
+	// (see ValidLocation) gives ErrInvalidPeer. The store keeps p's
+	// Location as given, empty included, and returns it from Peers.
 	//
 	// An entry is bound to the IP address that created it: while it is live,
 	// an announce of its ID from another IP changes nothing and gives an

@@ -11,7 +11,10 @@
 // so the replicas' clocks do not matter.
 //
 // Every tracker sharing a key prefix must use the same peer and seed TTLs
-// and limits.
+// and limits. Peers keep their location (tracker.Peer.Location); entries
+// written by trackers from before locations read back with none, but
+// those trackers cannot read an entry with a location, so replicas that
+// share a prefix are upgraded together.
 // The store needs Redis 6.2 or later (HRANDFIELD), one server or a primary;
 // Redis Cluster is not supported. Nothing needs persisting: peers
 // re-announce every interval, so a Redis that restarts empty is whole again
@@ -201,6 +204,10 @@ func (s *Store) AnnouncePeers(ctx context.Context, ih tracker.InfoHash, p tracke
 	if !ip.IsValid() || p.Addr.Port() == 0 || p.Left < 0 {
 		return nil, tracker.SwarmCounts{}, fmt.Errorf("%w: %s left %d", tracker.ErrInvalidPeer, p.Addr, p.Left)
 	}
+	if err := tracker.ValidLocation(p.Location); err != nil {
+		// A label with a space would break the entry's encoding.
+		return nil, tracker.SwarmCounts{}, fmt.Errorf("%w: %w", tracker.ErrInvalidPeer, err)
+	}
 	keys, h := s.swarmKeys(ih)
 	seeder := "0"
 	if p.Complete() {
@@ -210,7 +217,7 @@ func (s *Store) AnnouncePeers(ctx context.Context, ih tracker.InfoHash, p tracke
 		s.ttl, s.limits.MaxSwarms, s.limits.MaxPeers, s.limits.MaxPeersPerSwarm,
 		h, p.ID[:], ip.WithZone("").String(),
 		strconv.Itoa(int(p.Addr.Port()))+" "+strconv.FormatInt(p.Left, 10), seeder,
-		max(limit, 0), s.keyTTL, s.seedExtra)
+		max(limit, 0), s.keyTTL, s.seedExtra, p.Location)
 	if err != nil {
 		return nil, tracker.SwarmCounts{}, err
 	}
@@ -396,7 +403,8 @@ func parseAnswer(reply []any) ([]tracker.Peer, tracker.SwarmCounts, error) {
 	return peers, counts, nil
 }
 
-// parsePeer reads a peer's ID and its value, "<ip> <port> <left> <µs>".
+// parsePeer reads a peer's ID and its value, "<ip> <port> <left> <µs>",
+// followed by " <location>" for a peer with one.
 func parsePeer(id, v string) (tracker.Peer, error) {
 	var p tracker.Peer
 	if len(id) != len(p.ID) {
@@ -404,8 +412,14 @@ func parsePeer(id, v string) (tracker.Peer, error) {
 	}
 	copy(p.ID[:], id)
 	f := strings.Fields(v)
-	if len(f) != 4 {
+	if len(f) != 4 && len(f) != 5 {
 		return p, fmt.Errorf("peer %s: bad entry %q", p.ID, v)
+	}
+	if len(f) == 5 {
+		if err := tracker.ValidLocation(f[4]); err != nil {
+			return p, fmt.Errorf("peer %s: %w", p.ID, err)
+		}
+		p.Location = f[4]
 	}
 	ip, err := netip.ParseAddr(f[0])
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -336,6 +337,65 @@ func TestAnnounceIsOneRoundTrip(t *testing.T) {
 	c.announce(ih, 20, 100, atracker.Stopped)
 	if names := cc.take(); len(names) != 2 {
 		t.Errorf("a stop sent the commands %q, want 2", names)
+	}
+}
+
+// A peer's entry keeps the encoding of trackers from before locations
+// when it has none, so that entries they wrote still read back, with no
+// location; a location is a fifth field.
+func TestLocationEncoding(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	prefix := newPrefix()
+	store := openT(t, srv.Addr, prefix, tracker.StoreConfig{PeerTTL: time.Minute})
+	ih := storetest.Hash(1)
+	plain, located := storetest.MakePeer(1, 100), storetest.MakePeer(2, 50)
+	located.Location = "eu/a/r1"
+	for _, p := range []tracker.Peer{plain, located} {
+		if err := store.Announce(t.Context(), ih, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ad := admin(t, srv)
+	key := prefix + "s:" + ih.String() + ":p"
+	raw := func(p tracker.Peer) string {
+		t.Helper()
+		v, err := ad.HGet(t.Context(), key, string(p.ID[:])).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	oldForm := regexp.MustCompile(`^127\.0\.0\.1 10001 100 \d+$`)
+	if v := raw(plain); !oldForm.MatchString(v) {
+		t.Errorf("entry of a peer with no location %q, want the old form %s", v, oldForm)
+	}
+	if v := raw(located); !regexp.MustCompile(`^127\.0\.0\.2 10002 50 \d+ eu/a/r1$`).MatchString(v) {
+		t.Errorf("entry of a located peer %q, want the location as a fifth field", v)
+	}
+	// An entry as an old tracker writes it, over the live one (whose
+	// scores keep it live): it reads back with its fields and no location.
+	seen := strings.Fields(raw(plain))[3]
+	if err := ad.HSet(t.Context(), key, string(located.ID[:]), "127.0.0.2 10002 7 "+seen).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.Peers(t.Context(), ih, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range got {
+		if p.ID == located.ID && (p.Left != 7 || p.Location != "" || p.Addr != located.Addr) {
+			t.Errorf("old-form entry read as %+v, want left 7, no location", p)
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("Peers returned %d peers, want 2", len(got))
+	}
+	// A garbled location in Redis is an error, not a peer handed out.
+	if err := ad.HSet(t.Context(), key, string(located.ID[:]), "127.0.0.2 10002 7 "+seen+" eu//a").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Peers(t.Context(), ih, 10); !errors.Is(err, tracker.ErrInvalidLocation) {
+		t.Errorf("Peers over a bad location: %v, want ErrInvalidLocation", err)
 	}
 }
 

@@ -10,7 +10,8 @@ import "github.com/redis/go-redis/v9"
 // The data, under the key prefix P, for a swarm with the info hash H (40
 // lower-case hex digits):
 //
-//	P s:H:p  hash    peer ID (20 raw bytes) -> "<ip> <port> <left> <last seen, µs>"
+//	P s:H:p  hash    peer ID (20 raw bytes) -> "<ip> <port> <left> <last seen, µs>",
+//	                 and " <location>" after it for a peer with one
 //	P s:H:t  zset    peer ID -> last seen (µs): the swarm's peers, oldest first
 //	P s:H:m  hash    c -> live peers with nothing left, d -> Downloaded
 //	P swarms zset    H -> last announce to the swarm (µs), the latest score
@@ -20,6 +21,12 @@ import "github.com/redis/go-redis/v9"
 // The last-seen scores of a complete peer are moved forward by the seed
 // TTL less the peer TTL, so that every liveness test compares with one
 // cutoff, now less the peer TTL, whatever the peer's kind.
+//
+// A location is a tracker.ValidLocation label, which holds no spaces. An
+// entry without one is written as before locations existed, so that
+// entries old trackers wrote read back with no location; a tracker from
+// before locations cannot read an entry with one, so replicas sharing a
+// prefix must be upgraded together.
 //
 // Times are Redis's (TIME), so that the replicas' clocks do not matter. A
 // peer is live while its last announce is less than the TTL ago, a swarm
@@ -110,7 +117,7 @@ const (
 // ARGV: TTL (µs), max swarms, max peers, max peers per swarm, info hash
 // (hex), peer ID, IP, "<port> <left>", "1" if left is 0, the sample size
 // (0: none), the keys' expiry (ms), how much longer a complete peer's
-// entry lasts than an incomplete one's (µs).
+// entry lasts than an incomplete one's (µs), the location ("" for none).
 //
 // Reply: {0, complete, downloaded, peers, {id1, value1, ...}}, or {1, ip}
 // for an ID bound to another address, or {2}, {3}, {4} for a limit.
@@ -151,7 +158,9 @@ local nows = fmt(now)
 -- had announced that much later, so that one cutoff serves both.
 local score = nows
 if seeder then score = fmt(now + tonumber(ARGV[12])) end
-redis.call('HSET', KEYS[1], id, ip .. ' ' .. ARGV[8] .. ' ' .. nows)
+local v = ip .. ' ' .. ARGV[8] .. ' ' .. nows
+if ARGV[13] ~= '' then v = v .. ' ' .. ARGV[13] end
+redis.call('HSET', KEYS[1], id, v)
 redis.call('ZADD', KEYS[2], score, id)
 redis.call('ZADD', KEYS[5], score, ih .. id)
 redis.call('ZADD', KEYS[4], 'GT', score, ih)

@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"CanceledContext", long, testCanceledContext},
 		{"Concurrent", long, testConcurrent},
 		{"AddressBinding", long, testAddressBinding},
+		{"Location", long, testLocation},
 		{"MaxSwarms", tracker.StoreConfig{PeerTTL: longTTL, MaxSwarms: 3}, testMaxSwarms},
 		{"MaxPeers", tracker.StoreConfig{PeerTTL: longTTL, MaxPeers: 4, MaxSwarms: 3}, testMaxPeers},
 		{"MaxPeersPerSwarm", tracker.StoreConfig{PeerTTL: longTTL, MaxPeersPerSwarm: 2}, testMaxPeersPerSwarm},
@@ -144,7 +145,7 @@ func byID(t *testing.T, ps []tracker.Peer) map[tracker.PeerID]tracker.Peer {
 }
 
 func samePeer(a, b tracker.Peer) bool {
-	return a.ID == b.ID && a.Addr == b.Addr && a.Left == b.Left
+	return a.ID == b.ID && a.Addr == b.Addr && a.Left == b.Left && a.Location == b.Location
 }
 
 func testAnnounceThenPeers(t *testing.T, s tracker.PeerStore) {
@@ -319,12 +320,65 @@ func testSwarmsIsolated(t *testing.T, s tracker.PeerStore) {
 	}
 }
 
+// A peer's Location is stored as announced and returned by Peers; a
+// re-announce replaces it, with another label or none.
+func testLocation(t *testing.T, s tracker.PeerStore) {
+	ih := Hash(1)
+	long := strings.Repeat("abcdefgh.", 7)[:63]
+	ps := []tracker.Peer{
+		MakePeer(1, 100), MakePeer(2, 0), MakePeer(3, 5),
+		{ID: ID(4), Addr: netip.MustParseAddrPort("[::1]:6881"), Left: 7},
+		MakePeer(5, 9),
+	}
+	ps[0].Location = "eu-west-1/eu-west-1a/rack_7"
+	ps[1].Location = "eu-west-1"
+	ps[3].Location = "us.east/B-2"
+	ps[4].Location = strings.Join([]string{long, long, long, long}, "/") // 255 bytes
+	// ps[2] has none.
+	announce(t, s, ih, ps...)
+	check := func(want []tracker.Peer) {
+		t.Helper()
+		got := byID(t, peers(t, s, ih, 10))
+		if len(got) != len(want) {
+			t.Fatalf("Peers returned %d peers, want %d", len(got), len(want))
+		}
+		for _, w := range want {
+			if p := got[w.ID]; !samePeer(p, w) {
+				t.Errorf("Peers returned %+v, want %+v (location %q)", p, w, w.Location)
+			}
+		}
+	}
+	check(ps)
+	// Re-announces replace the location: a new one, none, one again.
+	ps[0].Location = "eu-west-1/eu-west-1b"
+	ps[1].Location = ""
+	ps[2].Location = "ap/x"
+	announce(t, s, ih, ps[:3]...)
+	check(ps)
+	// Peers is not the only way out: an AnnounceStore's answer carries
+	// the locations too.
+	if as, ok := s.(tracker.AnnounceStore); ok {
+		got, _, err := as.AnnouncePeers(context.Background(), ih, ps[3], 10)
+		if err != nil {
+			t.Fatalf("AnnouncePeers: %v", err)
+		}
+		byid := byID(t, got)
+		for _, w := range ps {
+			if p := byid[w.ID]; !samePeer(p, w) {
+				t.Errorf("AnnouncePeers returned %+v, want %+v (location %q)", p, w, w.Location)
+			}
+		}
+	}
+}
+
 func testInvalidPeer(t *testing.T, s tracker.PeerStore) {
 	ih := Hash(1)
 	for name, p := range map[string]tracker.Peer{
 		"no address":    {ID: ID(1), Left: 1},
 		"port 0":        {ID: ID(1), Addr: netip.MustParseAddrPort("127.0.0.1:0"), Left: 1},
 		"negative left": {ID: ID(1), Addr: netip.MustParseAddrPort("127.0.0.1:1"), Left: -1},
+		"bad location":  {ID: ID(1), Addr: netip.MustParseAddrPort("127.0.0.1:1"), Left: 1, Location: "eu west/a"},
+		"empty segment": {ID: ID(1), Addr: netip.MustParseAddrPort("127.0.0.1:1"), Left: 1, Location: "eu//a"},
 	} {
 		if err := s.Announce(context.Background(), ih, p); !errors.Is(err, tracker.ErrInvalidPeer) {
 			t.Errorf("Announce of peer with %s: %v, want ErrInvalidPeer", name, err)

@@ -1,0 +1,411 @@
+package tracker
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+)
+
+// Defaults of TopologyConfig, applied by TopologyConfig.WithDefaults.
+const (
+	// DefaultTopologyRemote is how many border peers each location has in
+	// a swarm, and how many remote peers each of them is handed: two, so
+	// that one slow or dead border peer does not hold up its location.
+	DefaultTopologyRemote = 2
+	// DefaultTopologyLoadHalfLife is how fast a peer's load (its recent
+	// handouts) decays: about one announce interval.
+	DefaultTopologyLoadHalfLife = 10 * time.Second
+	// DefaultTopologySample is the sample of the swarm TopologyPolicy asks
+	// the Server for: every member of a swarm of up to a thousand peers.
+	DefaultTopologySample = 1000
+	// DefaultTopologyMaxTracked caps the peers whose load is tracked
+	// (about 200 bytes each).
+	DefaultTopologyMaxTracked = 1 << 16
+)
+
+// TopologyConfig configures a TopologyPolicy. Zero fields take their
+// defaults; in the eagle binary's YAML it is tracker.topology.
+type TopologyConfig struct {
+	// Remote is how many members of a location are its border peers in a
+	// swarm, and how many remote peers each border peer is handed.
+	// Default 2 (DefaultTopologyRemote).
+	Remote int `yaml:"remote"`
+	// LoadHalfLife is the half-life of a peer's load: a handout counts one
+	// now, a half after LoadHalfLife, a quarter after twice that. Default
+	// 10s (DefaultTopologyLoadHalfLife).
+	LoadHalfLife time.Duration `yaml:"load_half_life"`
+	// Sample is how many of the swarm's peers the Server passes to Order
+	// (see SampleSizer), at least its own default of twice the numwant.
+	// A location's members are judged by who is in it, so it should hold
+	// a whole swarm; a larger one costs the store more per announce.
+	// Default 1000 (DefaultTopologySample).
+	Sample int `yaml:"sample"`
+	// MaxTracked caps the peers (ID and address) whose load the policy
+	// keeps; past it the least recently handed out are forgotten. Default
+	// 65536 (DefaultTopologyMaxTracked).
+	MaxTracked int `yaml:"max_tracked"`
+}
+
+// WithDefaults returns a copy of c with every zero or negative field set
+// to its default.
+func (c TopologyConfig) WithDefaults() TopologyConfig {
+	if c.Remote <= 0 {
+		c.Remote = DefaultTopologyRemote
+	}
+	if c.LoadHalfLife <= 0 {
+		c.LoadHalfLife = DefaultTopologyLoadHalfLife
+	}
+	if c.Sample <= 0 {
+		c.Sample = DefaultTopologySample
+	}
+	if c.MaxTracked <= 0 {
+		c.MaxTracked = DefaultTopologyMaxTracked
+	}
+	return c
+}
+
+// Validate reports every problem in c as one error wrapping
+// ErrInvalidConfig, naming each key as it appears under tracker: in the
+// eagle binary's YAML (topology.remote, ...). Zero means the default;
+// negative values are invalid.
+func (c TopologyConfig) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		key string
+		v   int64
+		s   string
+	}{
+		{"topology.remote", int64(c.Remote), fmt.Sprint(c.Remote)},
+		{"topology.load_half_life", int64(c.LoadHalfLife), c.LoadHalfLife.String()},
+		{"topology.sample", int64(c.Sample), fmt.Sprint(c.Sample)},
+		{"topology.max_tracked", int64(c.MaxTracked), fmt.Sprint(c.MaxTracked)},
+	} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %s: must be positive (0 means the default)", f.key, f.s))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// TopologyPolicy hands out peers by where they sit in the network
+// (Peer.Location), how much of the blob they hold and how loaded they
+// are, so that each location takes a blob across its border about once
+// and no location is left without a way in. It is safe for concurrent
+// use, and keeps no state that tracker replicas must share: what it
+// decides follows from the swarm and the asker, except for the load,
+// which only breaks ties.
+//
+// # Terms
+//
+// A location is a label of "/"-separated segments, widest first, such as
+// region/zone/rack (see ValidLocation). The affinity of two locations is
+// the number of leading segments they share, 0 if either is unknown:
+// eu/a/r1 and eu/a/r2 have 2, eu/a and eu/b 1, eu/a and us/a 0.
+//
+// The asker's local group is the candidates whose location is exactly the
+// asker's. Everyone else is remote, seeders included: seeders sit in one
+// place, and every location should pull through its own border rather
+// than each of its members pulling from the seeders. (A location that is
+// a prefix of another, eu/a beside eu/a/r1, is a different group: groups
+// must be the same whichever member asks.)
+//
+// The load of a peer is how often it was handed out recently: each
+// handout (HandoutRecorder, the Server reports what it handed out) adds
+// one to a counter that halves every LoadHalfLife. It is kept per peer ID
+// and address, across swarms, since a node's upload is shared by all its
+// blobs, for up to MaxTracked peers; it is local to each tracker replica.
+//
+// # The order
+//
+// An asker with no location is handed peers exactly as by
+// CompletenessPolicy, so that a fleet where only some nodes have a
+// location keeps working.
+//
+// Otherwise the asker is handed its local group, ordered by completeness
+// (seeders first, then fewest bytes left, since those hold the most
+// pieces), then by load (the least handed out first, so that the first
+// peers of every list are not always the same ones), then at random.
+//
+// Remote peers are handed only to the location's border peers: in each
+// swarm, the Remote members of the location with the highest rendezvous
+// hash of (info hash, peer ID), FNV-1a over the 40 bytes and a 64-bit
+// finaliser. An asker is a border peer if fewer than Remote of the local
+// group members in its sample rank above it; one alone in its location
+// always is. Rendezvous hashing makes the choice stable from announce to
+// announce and the same on every tracker replica, without shared state,
+// and spreads the border duty of a location's many swarms over its
+// members. The other members are handed local peers only: they get the
+// blob from the border peers and from each other, so that the location
+// takes it across its border about Remote times, not once per member.
+//
+// A border peer is handed up to Remote remote peers, placed right after
+// its first local peer, so that cutting the list to any numwant above
+// Remote keeps them all. They are the remote peers that hold pieces the
+// local group lacks: those with fewer bytes left than the most complete
+// member of the local group (the asker included); seeders always qualify
+// unless the group holds a complete peer. Among those it prefers the
+// nearest (highest affinity: same region, other zone before another
+// region), then the most complete, then the least loaded, then any.
+// The no-starvation rule: a late or empty location, whose members hold
+// nothing while others hold everything, thus always has Remote border
+// peers pulling complete remote peers into it. When no remote peer
+// qualifies and the local group holds no complete peer (the blob is
+// spread over locations that each lack some of it, for example after its
+// seeders left), border peers are handed the nearest remote peers anyway,
+// ordered the same way, so that locations can still trade pieces. When
+// the local group holds a complete peer, nobody in it is handed remote
+// peers: it has all it needs inside.
+//
+// # Samples and limits
+//
+// The Server passes a sample of up to Sample peers of the swarm (the
+// whole swarm below that). In a larger swarm an asker may miss members
+// of its location that rank above it and count itself a border peer:
+// sampling can only add border peers, never remove the Remote true ones,
+// so a location may cross its border more often than Remote times but is
+// never starved. A dead member stays in its group, and may hold a border
+// place, until its entry expires (the store's TTL); the agents' own
+// fallback to the seeders covers that time.
+type TopologyPolicy struct {
+	remote   int
+	sample   int
+	halfLife float64 // seconds
+	now      func() time.Time
+
+	mu   sync.Mutex
+	load *simplelru.LRU[loadKey, loadEntry]
+}
+
+var (
+	_ SampleSizer     = (*TopologyPolicy)(nil)
+	_ HandoutRecorder = (*TopologyPolicy)(nil)
+)
+
+// loadKey identifies a peer for its load.
+type loadKey struct {
+	id   PeerID
+	addr [18]byte // IP (16 bytes, IPv4 mapped) and port
+}
+
+func keyOf(p Peer) loadKey {
+	k := loadKey{id: p.ID}
+	ip := p.Addr.Addr().As16()
+	copy(k.addr[:16], ip[:])
+	k.addr[16], k.addr[17] = byte(p.Addr.Port()>>8), byte(p.Addr.Port())
+	return k
+}
+
+// loadEntry is a load as of a time: v handouts, decayed to at.
+type loadEntry struct {
+	v  float64
+	at int64 // Unix nanoseconds
+}
+
+// NewTopologyPolicy returns a TopologyPolicy with cfg (zero or negative
+// fields take their defaults; see TopologyConfig). It starts no goroutine
+// and needs no Close: loads decay when they are read, and the least
+// recently handed out peers are forgotten past cfg.MaxTracked.
+func NewTopologyPolicy(cfg TopologyConfig) *TopologyPolicy {
+	cfg = cfg.WithDefaults()
+	load, err := simplelru.NewLRU[loadKey, loadEntry](cfg.MaxTracked, nil)
+	if err != nil {
+		panic(err) // only for a size <= 0, which WithDefaults rules out
+	}
+	return &TopologyPolicy{
+		remote:   cfg.Remote,
+		sample:   cfg.Sample,
+		halfLife: cfg.LoadHalfLife.Seconds(),
+		now:      time.Now,
+		load:     load,
+	}
+}
+
+// SampleSize implements SampleSizer: TopologyConfig.Sample.
+func (p *TopologyPolicy) SampleSize(numWant int) int { return p.sample }
+
+// RecordHandout implements HandoutRecorder: every peer handed out adds
+// one to its load, whatever the swarm.
+func (p *TopologyPolicy) RecordHandout(_ InfoHash, handed []Peer) {
+	now := p.now().UnixNano()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, h := range handed {
+		k := keyOf(h)
+		e, _ := p.load.Peek(k)
+		p.load.Add(k, loadEntry{v: p.decayed(e, now) + 1, at: now})
+	}
+}
+
+// decayed returns e's load at now.
+func (p *TopologyPolicy) decayed(e loadEntry, now int64) float64 {
+	if e.v == 0 || now <= e.at {
+		return e.v
+	}
+	return e.v * math.Exp2(-float64(now-e.at)/1e9/p.halfLife)
+}
+
+// topoKey is what Order sorts, one per candidate.
+type topoKey struct {
+	left int64
+	load float64
+	tie  uint64 // random
+	aff  int    // affinity with the asker
+	idx  int    // index in candidates
+}
+
+// topoScratch is Order's reusable memory.
+type topoScratch struct {
+	keys  []topoKey
+	order []int
+}
+
+var topoPool = sync.Pool{New: func() any { return new(topoScratch) }}
+
+// Order implements Policy; see TopologyPolicy for the order.
+func (p *TopologyPolicy) Order(ih InfoHash, requester Peer, candidates []Peer) []Peer {
+	candidates = withoutRequester(requester, candidates)
+	if requester.Location == "" {
+		return CompletenessPolicy{}.Order(ih, requester, candidates)
+	}
+	sc := topoPool.Get().(*topoScratch)
+	defer topoPool.Put(sc)
+	keys := sc.keys[:0]
+	for i, c := range candidates {
+		keys = append(keys, topoKey{left: c.Left, tie: rand.Uint64(), aff: affinity(requester.Location, c.Location), idx: i})
+	}
+	p.loads(candidates, keys)
+
+	// The local group first in keys, then the remote peers.
+	nLocal := 0
+	minLeft := requester.Left // of the local group, the asker included
+	myScore := rendezvous(ih, requester.ID)
+	above := 0 // local members ranking above the asker
+	for i, k := range keys {
+		c := &candidates[k.idx]
+		if c.Location != requester.Location {
+			continue
+		}
+		minLeft = min(minLeft, c.Left)
+		if s := rendezvous(ih, c.ID); s > myScore || s == myScore && string(c.ID[:]) > string(requester.ID[:]) {
+			above++
+		}
+		keys[i], keys[nLocal] = keys[nLocal], keys[i]
+		nLocal++
+	}
+	local, remote := keys[:nLocal], keys[nLocal:]
+	slices.SortFunc(local, func(a, b topoKey) int {
+		return cmp.Or(cmp.Compare(a.left, b.left), cmp.Compare(a.load, b.load), cmp.Compare(a.tie, b.tie))
+	})
+
+	var picked []topoKey
+	if above < p.remote && minLeft > 0 {
+		// A border peer of a group with no complete member: the remote
+		// peers that hold more than the group, or failing those, any.
+		holdMore := func(k topoKey) bool { return k.left < minLeft }
+		slices.SortFunc(remote, func(a, b topoKey) int {
+			if ha, hb := holdMore(a), holdMore(b); ha != hb {
+				if ha {
+					return -1
+				}
+				return 1
+			}
+			return cmp.Or(cmp.Compare(b.aff, a.aff), cmp.Compare(a.left, b.left),
+				cmp.Compare(a.load, b.load), cmp.Compare(a.tie, b.tie))
+		})
+		n := min(p.remote, len(remote))
+		if n > 0 && holdMore(remote[0]) {
+			for n > 0 && !holdMore(remote[n-1]) {
+				n--
+			}
+		}
+		picked = remote[:n]
+	}
+
+	// order: the first local peer, the picked remote ones, the other
+	// local ones; then the dropped remote ones, which are cut off.
+	order := sc.order[:0]
+	kept := len(local) + len(picked)
+	if len(local) > 0 {
+		order = append(order, local[0].idx)
+	}
+	for _, k := range picked {
+		order = append(order, k.idx)
+	}
+	for _, k := range local[min(1, len(local)):] {
+		order = append(order, k.idx)
+	}
+	for _, k := range remote[len(picked):] {
+		order = append(order, k.idx)
+	}
+	permuteTo(candidates, order)
+	sc.keys, sc.order = keys, order
+	return candidates[:kept]
+}
+
+// loads sets keys' load from the table, one lock for all of them.
+func (p *TopologyPolicy) loads(candidates []Peer, keys []topoKey) {
+	now := p.now().UnixNano()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.load.Len() == 0 {
+		return
+	}
+	for i := range keys {
+		if e, ok := p.load.Peek(keyOf(candidates[keys[i].idx])); ok {
+			keys[i].load = p.decayed(e, now)
+		}
+	}
+}
+
+// rendezvous is the rendezvous hash of the peer id in the swarm ih:
+// 64-bit FNV-1a over ih and id, then the SplitMix64 finaliser, since
+// FNV's high bits mix poorly over inputs that differ at the end. It is
+// part of what tracker replicas must agree on: do not change it.
+func rendezvous(ih InfoHash, id PeerID) uint64 {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for _, b := range ih {
+		h = (h ^ uint64(b)) * prime
+	}
+	for _, b := range id {
+		h = (h ^ uint64(b)) * prime
+	}
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return h
+}
+
+// permuteTo rearranges ps in place so that the new ps[i] is the old
+// ps[order[i]]; order must be a permutation of ps's indices. It marks
+// order as it goes.
+func permuteTo(ps []Peer, order []int) {
+	for start := range order {
+		if order[start] < 0 {
+			continue
+		}
+		saved := ps[start]
+		for j := start; ; {
+			src := order[j]
+			order[j] = -1
+			if src == start {
+				ps[j] = saved
+				break
+			}
+			ps[j] = ps[src]
+			j = src
+		}
+	}
+}

@@ -133,7 +133,7 @@ func validateLocations(rules []LocationRule) []error {
 		if r.Location == "" {
 			errs = append(errs, fmt.Errorf("locations[%d].location: missing", i))
 		} else if msg := locationProblem(r.Location); msg != "" {
-			errs = append(errs, fmt.Errorf("locations[%d].location %q: %s: %w", i, r.Location, msg, ErrInvalidLocation))
+			errs = append(errs, fmt.Errorf("locations[%d].location %q: %s", i, r.Location, msg))
 		}
 	}
 	return errs

@@ -2,14 +2,19 @@ package main
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/eagle-p2p/eagle/tracker"
 )
 
 func TestMain(m *testing.M) {
@@ -65,6 +70,13 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{"agent", "tls:\n  ca: ca.pem\n  cret: agent.pem\n", "cret"},
 		{"tracker", "tracker:\n  interval: soon\n" + trackerTLS, "soon"},
 		{"tracker", "tracker:\n  policy: nearest\n" + trackerTLS, "nearest"},
+		{"tracker", "tracker:\n  policy: topology\n  topology:\n    remote: -1\n" + trackerTLS, "topology.remote -1"},
+		{"tracker", "tracker:\n  topology:\n    remote: [2]\n" + trackerTLS, "tracker.topology.remote"},
+		{"tracker", "tracker:\n  topology:\n    remtoe: 2\n" + trackerTLS, "remtoe"},
+		{"tracker", "tracker:\n  locations:\n    - {cidr: 10.1.0.0/33, location: eu/a}\n" + trackerTLS, "tracker.locations[0].cidr"},
+		{"tracker", "tracker:\n  locations:\n    - {cidr: 10.1.0.0/16, location: eu/a}\n    - {cidr: 10.2.0.0/16, location: \"eu//b\"}\n" + trackerTLS, "locations[1].location"},
+		{"tracker", "tracker:\n  locations:\n    - {location: eu/a}\n" + trackerTLS, "locations[0].cidr"},
+		{"tracker", "tracker:\n  locations:\n    - {cidr: 10.1.0.0/16, zone: eu/a}\n" + trackerTLS, "zone"},
 		{"seeder", "seeder:\n  allowed_upstreams: [\"http://bad/\"]\n" + seederTLS, "allowed_upstreams"},
 		{"seeder", "seeder:\n  allow_any_upstream: false\n" + seederTLS, "allowed_upstreams"},
 		{"agent", agent + "p2p:\n  trackers: [ftp://x]\n", "trackers"},
@@ -80,6 +92,75 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		if !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%s with %q: error %q does not name %q", tc.cmd, tc.yaml, stderr.String(), tc.want)
 		}
+	}
+}
+
+// The tracker's YAML picks the topology policy, with its settings, and
+// gives locations to peers by CIDR.
+func TestTrackerTopologyConfig(t *testing.T) {
+	const doc = `
+log_level: info
+tracker:
+  policy: topology
+  topology:
+    remote: 3
+    load_half_life: 30s
+    sample: 500
+  locations:
+    - {cidr: 10.1.0.0/16, location: eu-west-1/eu-west-1a}
+    - cidr: "fd00:1::/64"
+      location: eu-west-1/eu-west-1b
+tls:
+  insecure: true
+`
+	var cfg trackerConfig
+	if err := decodeYAML("tracker.yaml", []byte(doc), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	tc, err := cfg.Tracker.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRules := []tracker.LocationRule{
+		{Prefix: netip.MustParsePrefix("10.1.0.0/16"), Location: "eu-west-1/eu-west-1a"},
+		{Prefix: netip.MustParsePrefix("fd00:1::/64"), Location: "eu-west-1/eu-west-1b"},
+	}
+	if !slices.Equal(tc.Locations, wantRules) {
+		t.Errorf("locations read as %+v, want %+v", tc.Locations, wantRules)
+	}
+	want := tracker.TopologyConfig{Remote: 3, LoadHalfLife: 30 * time.Second, Sample: 500}
+	if cfg.Tracker.Topology != want {
+		t.Errorf("topology read as %+v, want %+v", cfg.Tracker.Topology, want)
+	}
+	p, ok := tc.Policy.(*tracker.TopologyPolicy)
+	if !ok {
+		t.Fatalf("policy topology built %T, want *tracker.TopologyPolicy", tc.Policy)
+	}
+	if n := p.SampleSize(50); n != 500 {
+		t.Errorf("policy's sample %d, want topology.sample 500", n)
+	}
+	// remote: 3 reached the policy: a peer alone in its location, a
+	// border peer by construction, is handed 3 remote seeders.
+	var candidates []tracker.Peer
+	for n := range 5 {
+		candidates = append(candidates, tracker.Peer{ID: tracker.PeerID{byte(n + 1)}, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, 0, byte(n + 1)}), 6881), Location: "us"})
+	}
+	self := tracker.Peer{ID: tracker.PeerID{99}, Addr: netip.MustParseAddrPort("10.1.0.1:6881"), Left: 10, Location: "eu"}
+	if got := p.Order(tracker.InfoHash{}, self, candidates); len(got) != 3 {
+		t.Errorf("lone peer handed %d remote peers, want topology.remote 3", len(got))
+	}
+
+	// The default stays completeness, and --help offers topology.
+	var def trackerSection
+	if c, err := def.config(); err != nil || c.Policy != (tracker.CompletenessPolicy{}) {
+		t.Errorf("no policy: %T, %v; want completeness", c.Policy, err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"tracker", "--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "topology") {
+		t.Errorf("tracker --help (exit %d) does not offer the topology policy:\n%s", code, stderr.String())
 	}
 }
 

@@ -28,33 +28,44 @@ import (
 )
 
 // trackerSection is the tracker: section of "eagle tracker"'s YAML:
-// tracker.Config, with the handout policy by name.
+// tracker.Config (with locations: [{cidr, location}], the locations of
+// peers that announce none), with the handout policy by name and the
+// topology policy's settings.
 type trackerSection struct {
 	tracker.Config `yaml:",inline"`
 	// Policy names the peer handout policy (see policies). Default
 	// "completeness".
 	Policy string `yaml:"policy"`
+	// Topology configures the "topology" policy (remote, load_half_life,
+	// sample, max_tracked); unused by the others.
+	Topology tracker.TopologyConfig `yaml:"topology"`
 }
 
-// policies are the handout policies by the names the YAML and
-// --policy take.
-var policies = map[string]tracker.Policy{
-	"completeness": tracker.CompletenessPolicy{},
-	"random":       tracker.RandomPolicy{},
+// policies build the handout policies by the names the YAML and
+// --policy take, from the tracker section.
+var policies = map[string]func(trackerSection) tracker.Policy{
+	"completeness": func(trackerSection) tracker.Policy { return tracker.CompletenessPolicy{} },
+	"random":       func(trackerSection) tracker.Policy { return tracker.RandomPolicy{} },
+	"topology":     func(s trackerSection) tracker.Policy { return tracker.NewTopologyPolicy(s.Topology) },
 }
 
 // defaultPolicy is the name of tracker.Config's default policy.
 const defaultPolicy = "completeness"
 
 // config returns the tracker.Config the section describes, its policy
-// looked up by name, or an error naming the key.
+// built by name, or an error naming the key.
 func (s trackerSection) config() (tracker.Config, error) {
 	c := s.Config
 	name := cmp.Or(s.Policy, defaultPolicy)
-	c.Policy = policies[name]
-	if c.Policy == nil {
-		return c, fmt.Errorf("tracker.policy %q: want %s", name, strings.Join(slices.Sorted(maps.Keys(policies)), " or "))
+	build := policies[name]
+	if build == nil {
+		names := slices.Sorted(maps.Keys(policies))
+		return c, fmt.Errorf("tracker.policy %q: want %s or %s", name, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
 	}
+	if err := s.Topology.Validate(); err != nil {
+		return c, fmt.Errorf("tracker: %w", err)
+	}
+	c.Policy = build(s)
 	return c, nil
 }
 
@@ -78,7 +89,7 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	path := fs.String("config", "", "YAML config file")
 	listen := fs.String("listen", cfg.Listen, "HTTP listen address (/announce, /scrape)")
 	interval := fs.Duration("interval", tracker.DefaultInterval, "announce interval told to peers")
-	policy := fs.String("policy", defaultPolicy, "peer handout policy: random or completeness")
+	policy := fs.String("policy", defaultPolicy, "peer handout policy: random, completeness or topology (by peer location; see tracker.topology and tracker.locations in the YAML)")
 	storeName := fs.String("store", tracker.StoreMemory, "peer store: memory (one tracker) or redis (replicas sharing one Redis)")
 	redisAddr := fs.String("redis-addr", "", "Redis host:port, for --store redis")
 	tf := addTLSFlags(fs)
@@ -112,6 +123,7 @@ func runTracker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	tc = tc.WithDefaults()
+	log.Info("handout policy", "policy", cmp.Or(cfg.Tracker.Policy, defaultPolicy), "location_rules", len(tc.Locations))
 	cfg.TLS.Logger = log
 	creds, err := mtls.Load(cfg.TLS)
 	if err != nil {

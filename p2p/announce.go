@@ -76,6 +76,8 @@ type announcer struct {
 	client *http.Client
 	peerID [20]byte
 	port   int
+	// location is the host's Config.Location, sent when set.
+	location string
 
 	// Failed announces are logged at warn, at most one line per
 	// announceLogEvery with the count since the last line.
@@ -111,6 +113,9 @@ func (a *announcer) announce(ctx context.Context, ih metainfo.Hash, ev announceE
 	q.Set("numwant", strconv.Itoa(numWant))
 	if ev != eventNone {
 		q.Set("event", string(ev))
+	}
+	if a.location != "" {
+		q.Set("location", a.location)
 	}
 	u, err := url.Parse(a.url)
 	if err != nil {
@@ -190,7 +195,13 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 	completed := ent.data.completed()
 	sentCompleted := ent.data.left() == 0
 	target := peerTarget{n: e.cfg.DialPeers}
-	misses := 0 // answers in a row that brought no peer we lacked
+	misses := 0      // answers in a row that brought no peer we lacked
+	failing := false // the last announce failed (counted in ent.trackersFailing)
+	defer func() {
+		if failing {
+			ent.trackersFailing.Add(-1)
+		}
+	}()
 	for {
 		st := t.Stats()
 		res, err := a.announce(ctx, ih, ev, min(target.n, maxNumWant), st.BytesReadUsefulData.Int64(), st.BytesWrittenData.Int64(), ent.data.left())
@@ -201,7 +212,18 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 			}
 			ent.announceErr.Store(a.url + ": " + err.Error())
 			a.failed(e.log, ent.dgst, err)
+			if !failing {
+				failing = true
+				ent.trackersFailing.Add(1)
+			}
+			if int(ent.trackersFailing.Load()) >= len(e.announcers) && ent.data.left() > 0 && ent.releaseHeld() {
+				e.log.Warn("no tracker answers; dialing the seeder", "digest", ent.dgst)
+			}
 		} else {
+			if failing {
+				failing = false
+				ent.trackersFailing.Add(-1)
+			}
 			ent.announced.Store(true)
 			ent.handedOut.Add(int64(len(res.peers)))
 			if ev == eventCompleted {

@@ -29,6 +29,7 @@ import (
 	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/storage"
+	"github.com/eagle-p2p/eagle/tracker"
 )
 
 // Role says which kind of peer an Engine is. Other peers see it in the peer
@@ -106,6 +107,16 @@ type Config struct {
 	// direct.go) and moves every byte over the BitTorrent peer wire.
 	// Default false: on.
 	DisableDirect bool `yaml:"disable_direct"`
+	// Location is where this host sits, as a hierarchical label such as
+	// "region/zone/rack" (1 to 8 segments of letters, digits, '.', '_'
+	// and '-', separated by '/'). The engine announces it to the
+	// trackers, whose "topology" policy hands out near peers first. With
+	// a location set the engine also takes its peers from the trackers
+	// only: the seeder's own address, which its answer names, is held
+	// back until the trackers fail or the download stalls, so that a
+	// remote seeder does not serve every node of a datacenter. Default
+	// empty: unknown (the tracker may map the host's address to one).
+	Location string `yaml:"location"`
 	// DisableCutThrough makes the engine wait for a cold blob's whole
 	// origin fetch at the seeder before it downloads a byte, instead of
 	// taking the bytes as the seeder receives them (see StreamSource).
@@ -168,6 +179,11 @@ func (c Config) validate() error {
 	}
 	if err := c.TLS.Validate(); err != nil {
 		return err
+	}
+	if c.Location != "" {
+		if err := tracker.ValidLocation(c.Location); err != nil {
+			return fmt.Errorf("location: %w", err)
+		}
 	}
 	for _, t := range c.Trackers {
 		if !strings.HasPrefix(t, "http://") && !strings.HasPrefix(t, "https://") {
@@ -308,6 +324,34 @@ type entry struct {
 	// relayKeys, guarded by Engine.mu, are what a streamed download is
 	// relayed under (see relay.go).
 	relayKeys [][]byte
+	// held are the seeder's peer addresses a host with a Location keeps
+	// back (see Config.Location), until releaseHeld; trackersFailing
+	// counts the announce loops whose last announce failed.
+	heldMu          sync.Mutex
+	held            []netip.AddrPort
+	trackersFailing atomic.Int32
+}
+
+// hold keeps peers back instead of dialing them (see Config.Location).
+func (ent *entry) hold(peers []netip.AddrPort) {
+	ent.heldMu.Lock()
+	defer ent.heldMu.Unlock()
+	ent.held = append(ent.held, peers...)
+}
+
+// releaseHeld hands the held-back peers to the torrent, once; it reports
+// whether there were any.
+func (ent *entry) releaseHeld() bool {
+	ent.heldMu.Lock()
+	peers := ent.held
+	ent.held = nil
+	ent.heldMu.Unlock()
+	t := ent.torrent()
+	if len(peers) == 0 || t == nil {
+		return false
+	}
+	addPeers(t, peers)
+	return true
 }
 
 // torrent returns the entry's torrent, nil while a streamed download has
@@ -783,7 +827,7 @@ func (e *Engine) newAnnouncers() []*announcer {
 	}
 	var as []*announcer
 	for _, u := range e.cfg.Trackers {
-		as = append(as, &announcer{url: u, client: client, peerID: e.cl.PeerID(), port: port})
+		as = append(as, &announcer{url: u, client: client, peerID: e.cl.PeerID(), port: port, location: e.cfg.Location})
 	}
 	return as
 }

@@ -308,8 +308,14 @@ func (e *Engine) addToSwarm(ent *entry, ref blob.Ref, ans seederAnswer, mi *meta
 	})
 	ent.setSeeder(ans.seeder)
 	// The seeder's own peer address: the swarm is reachable even when no
-	// tracker answers.
-	addPeers(t, ans.peers)
+	// tracker answers. A host with a location takes its peers from the
+	// trackers, whose topology policy knows who is near, and keeps the
+	// seeder's for when they fail or the download stalls.
+	if e.cfg.Location != "" && !hold {
+		ent.hold(ans.peers)
+	} else {
+		addPeers(t, ans.peers)
+	}
 	e.startAnnouncing(ent)
 	return nil
 }
@@ -321,7 +327,14 @@ func (e *Engine) startDirect(ent *entry, ans seederAnswer, info *metainfo.Info) 
 		return func() {}
 	}
 	dctx, cancel := context.WithCancel(e.ctx)
-	run := &directRun{c: e.direct, ent: ent, info: info, given: ans.peers, sources: make(map[netip.AddrPort]*directSource)}
+	given := ans.peers
+	if e.cfg.Location != "" {
+		// Held back with the wire's (see addToSwarm): once released, the
+		// seeder is a connected peer holding every piece, which direct
+		// transfers take from too.
+		given = nil
+	}
+	run := &directRun{c: e.direct, ent: ent, info: info, given: given, sources: make(map[netip.AddrPort]*directSource)}
 	var wg sync.WaitGroup
 	wg.Go(func() { run.run(dctx) })
 	return func() {
@@ -436,6 +449,7 @@ const reaskAfter = 3 * time.Second
 // asks the seeders again, adds the peers they name, and keeps waiting.
 func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int) error {
 	for {
+		leftBefore := ent.data.left()
 		wctx, cancel := context.WithTimeout(ctx, reaskAfter)
 		var seederGone atomic.Bool
 		if hs, ok := e.src.(HealthSource); ok && ent.seeder() != "" {
@@ -487,6 +501,14 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 			continue
 		}
 		peers := t.Stats().ActivePeers
+		if e.cfg.Location != "" && !seederGone.Load() && peers > 0 && ent.data.left() < leftBefore {
+			// Other pieces came from near peers: the seeder would add
+			// cross-border traffic, not the missing piece sooner.
+			continue
+		}
+		if ent.releaseHeld() {
+			e.log.Warn("download stalled on near peers; dialing the seeder", "digest", ref.Digest, "peers", peers)
+		}
 		switch {
 		case seederGone.Load():
 			e.log.Warn("the seeder of a download stopped answering; asking the others", "digest", ref.Digest, "seeder", ent.seeder(), "peers", peers)

@@ -3,6 +3,7 @@ package tracker_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 
 	"github.com/anacrolix/torrent/bencode"
@@ -14,7 +15,8 @@ import (
 // answer must be a bencoded dictionary, either a lone failure reason or a
 // complete announce response, with HTTP 200, or 503 for "tracker full". The
 // server is shared by all inputs and holds at most 4 peers per swarm, so
-// that the seeds, run in order, reach the full and the conflict paths.
+// that the seeds, run in order, reach the full and the conflict paths. It
+// hands out peers by TopologyPolicy, with location rules.
 func FuzzServeAnnounce(f *testing.F) {
 	const a = "info_hash=aaaaaaaaaaaaaaaaaaaa"
 	f.Add(a + "&peer_id=bbbbbbbbbbbbbbbbbbbb&port=6881&left=0")
@@ -29,7 +31,18 @@ func FuzzServeAnnounce(f *testing.F) {
 	f.Add(a + "&peer_id=eeeeeeeeeeeeeeeeeeee&port=6884&left=1&ip=127.0.0.5")
 	f.Add(a + "&peer_id=ffffffffffffffffffff&port=6885&left=0&event=started")
 	f.Add(a + "&peer_id=gggggggggggggggggggg&port=6886&left=1")
-	s, err := tracker.New(tracker.Config{TrustClientIP: true, MaxPeersPerSwarm: 4}, nil)
+	// Locations, announced or from the rules, for the topology policy.
+	const b = "info_hash=bbbbbbbbbbbbbbbbbbbb"
+	f.Add(b + "&peer_id=hhhhhhhhhhhhhhhhhhhh&port=6887&left=0&location=dc0")
+	f.Add(b + "&peer_id=iiiiiiiiiiiiiiiiiiii&port=6888&left=9&location=eu%2Fa&ip=127.0.0.2")
+	f.Add(b + "&peer_id=jjjjjjjjjjjjjjjjjjjj&port=6889&left=9&ip=10.1.0.1")
+	f.Add(b + "&peer_id=kkkkkkkkkkkkkkkkkkkk&port=6890&left=9&location=eu//a")
+	s, err := tracker.New(tracker.Config{TrustClientIP: true, MaxPeersPerSwarm: 4,
+		Policy: tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 1, MaxTracked: 8}),
+		Locations: []tracker.LocationRule{
+			{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Location: "eu/a"},
+			{Prefix: netip.MustParsePrefix("127.0.0.0/30"), Location: "eu/b"},
+		}}, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -58,8 +59,14 @@ var benchAnnounces = sync.OnceValue(func() []benchAnnounce {
 // benchAnnounces, and the announces.
 func benchLoad(b *testing.B) (*tracker.Server, []benchAnnounce) {
 	b.Helper()
-	s := newServer(b, tracker.Config{})
-	load := benchAnnounces()
+	return benchLoadWith(b, tracker.Config{}, benchAnnounces())
+}
+
+// benchLoadWith returns a server with cfg that has already seen every
+// peer of load.
+func benchLoadWith(b *testing.B, cfg tracker.Config, load []benchAnnounce) (*tracker.Server, []benchAnnounce) {
+	b.Helper()
+	s := newServer(b, cfg)
 	w := &discardWriter{h: make(http.Header)}
 	req := httptest.NewRequest(http.MethodGet, "/announce", nil)
 	for _, a := range load {
@@ -86,6 +93,33 @@ func (w *discardWriter) Write(p []byte) (int, error) { w.n += len(p); return len
 // with 1,000 swarms of 100 peers and numwant defaulting to 50.
 func BenchmarkAnnounce(b *testing.B) {
 	s, load := benchLoad(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := &discardWriter{h: make(http.Header)}
+		req := httptest.NewRequest(http.MethodGet, "/announce", nil)
+		for pb.Next() {
+			a := load[rand.IntN(len(load))]
+			req.URL.RawQuery, req.RemoteAddr = a.query, a.remote
+			s.ServeHTTP(w, req)
+			if w.status != http.StatusOK {
+				b.Errorf("announce status %d", w.status)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "announces/s")
+}
+
+// BenchmarkAnnounceTopology is BenchmarkAnnounce with TopologyPolicy and
+// every peer in one of 4 locations, sent in the announce: each announce
+// orders its whole swarm (100 peers) and records its handouts.
+func BenchmarkAnnounceTopology(b *testing.B) {
+	load := slices.Clone(benchAnnounces())
+	for i := range load {
+		load[i].query += "&location=region%2Fdc" + strconv.Itoa(i%4)
+	}
+	s, load := benchLoadWith(b, tracker.Config{Policy: tracker.NewTopologyPolicy(tracker.TopologyConfig{})}, load)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

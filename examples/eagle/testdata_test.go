@@ -95,6 +95,7 @@ func FuzzLoadConfig(f *testing.F) {
 	f.Add([]byte("seeder:\n  allowed_upstreams: [\"http://bad/\"]\n  origin_timeout: [1s]\n"))
 	f.Add([]byte("a: &a [*a]\nb: *a\n"))
 	f.Add([]byte("cache_size: -1\nstorage: {driver: floppy}\n"))
+	f.Add([]byte("tracker:\n  policy: topology\n  topology: {remote: -1, sample: 5}\n  locations: [{cidr: 10.0.0.0/33, location: \"a//b\"}, {cidr: \"::/0\"}]\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 16<<10 {
 			return // the configs are small; long inputs only slow the search

@@ -345,6 +345,10 @@ type agentOptions struct {
 	disableDirect bool
 	// location is their p2p.location; empty leaves it out.
 	location string
+	// firstByteTimeout and stallTimeout are their
+	// proxy.first_byte_timeout and proxy.stall_timeout; 0 leaves the
+	// default.
+	firstByteTimeout, stallTimeout time.Duration
 }
 
 // startNetnsAgent writes agent i's config under dir, starts it in the
@@ -366,6 +370,12 @@ func startNetnsAgent(ctx context.Context, bin, ns, addr string, i int, dir strin
 	}
 	cfg := fmt.Sprintf("listen: %s\nlog_level: info\ndata_dir: %s\nseeders: [%s]\np2p:\n  listen_addr: %s\n  trackers: [%s]\n  disable_direct: %t\n%sproxy:\n  default_upstream: %s\n",
 		q(addr+":5000"), q(filepath.Join(dir, "data")), strings.Join(seederList, ", "), q(addr+":6881"), q(trackerURL), ao.disableDirect, location, q(originURL))
+	if ao.firstByteTimeout != 0 {
+		cfg += "  first_byte_timeout: " + q(ao.firstByteTimeout.String()) + "\n"
+	}
+	if ao.stallTimeout != 0 {
+		cfg += "  stall_timeout: " + q(ao.stallTimeout.String()) + "\n"
+	}
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("agent %d: %w", i, err)

@@ -32,6 +32,7 @@ type topoOptions struct {
 	size                      storage.Size
 	cap, borderCap            p2p.Rate
 	stagger, announce         time.Duration
+	agentTimeout              time.Duration
 	policies                  []string
 	insecure, verbose         bool
 	eagleBin                  string
@@ -42,10 +43,12 @@ type topoOptions struct {
 var topoPolicies = map[string]func() tracker.Policy{
 	"random":       func() tracker.Policy { return tracker.RandomPolicy{} },
 	"completeness": func() tracker.Policy { return tracker.CompletenessPolicy{} },
+	// Two border peers per datacenter, each handed two remote peers.
+	"topology": func() tracker.Policy { return tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 2}) },
 }
 
 // topoDefaultPolicies is the order of the side-by-side table.
-var topoDefaultPolicies = []string{"random", "completeness"}
+var topoDefaultPolicies = []string{"random", "completeness", "topology"}
 
 func runBenchTopology(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// 24 agent processes and 24 clients on 2 cores: at 4 MiB/s each the
@@ -64,6 +67,7 @@ func runBenchTopology(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.DurationVar(&o.stagger, "stagger", 5*time.Second, "how late the last datacenter starts in the staggered case")
 	policies := fs.String("policies", strings.Join(topoDefaultPolicies, ","), "tracker policies to measure side by side, comma-separated")
 	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
+	fs.DurationVar(&o.agentTimeout, "agent-timeout", time.Minute, "the agents' proxy.first_byte_timeout and proxy.stall_timeout (0: the product's defaults, 5s and 15s, which can answer 503 or cut a pull behind a congested border, where a runtime would fall back to the origin)")
 	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS")
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
 	fs.StringVar(&o.eagleBin, "eagle", "", "the eagle binary the agents run (default: built from "+eaglePackage+" with the go command)")
@@ -117,8 +121,8 @@ func runBenchTopology(ctx context.Context, args []string, stdout, stderr io.Writ
 	case o.cap <= 0 || o.borderCap <= 0:
 		fmt.Fprintln(stderr, "bench topology: -cap and -border-cap must be positive rates")
 		return errUsage
-	case o.stagger < 0 || o.announce < time.Second:
-		fmt.Fprintln(stderr, "bench topology: -stagger must not be negative and -announce must be at least 1s")
+	case o.stagger < 0 || o.announce < time.Second || o.agentTimeout < 0:
+		fmt.Fprintln(stderr, "bench topology: -stagger and -agent-timeout must not be negative and -announce must be at least 1s")
 		return errUsage
 	case len(o.policies) == 0 || len(bad) > 0:
 		fmt.Fprintf(stderr, "bench topology: -policies %q: want some of %s\n", *policies, strings.Join(known, ", "))
@@ -178,8 +182,8 @@ func benchTopology(ctx context.Context, o topoOptions, stdout, stderr io.Writer)
 	}
 	L := float64(o.size)
 	floor, borderFloor := L/float64(o.cap), L/float64(min(o.cap, o.borderCap))
-	fmt.Fprintf(stdout, "bench topology: dcs=%d agents_per_dc=%d seeders=%d size=%s cap=%s border_cap=%s stagger=%s floor=%.2fs border_floor=%.2fs policies=%s tls=%t\n",
-		o.dcs, o.perDC, o.seeders, o.size, o.cap, o.borderCap, o.stagger, floor, borderFloor, strings.Join(o.policies, ","), !o.insecure)
+	fmt.Fprintf(stdout, "bench topology: dcs=%d agents_per_dc=%d seeders=%d size=%s cap=%s border_cap=%s stagger=%s floor=%.2fs border_floor=%.2fs policies=%s agent_timeout=%s tls=%t\n",
+		o.dcs, o.perDC, o.seeders, o.size, o.cap, o.borderCap, o.stagger, floor, borderFloor, strings.Join(o.policies, ","), o.agentTimeout, !o.insecure)
 
 	dir, err := os.MkdirTemp("", "eagle-bench-topology-")
 	if err != nil {
@@ -206,7 +210,7 @@ func benchTopology(ctx context.Context, o topoOptions, stdout, stderr io.Writer)
 		return fmt.Errorf("bench topology: start cluster: %w", err)
 	}
 	defer c.Close()
-	agents, err := startTopoAgents(ctx, c, o.eagleBin, lab, dir, o.verbose, stderr)
+	agents, err := startTopoAgents(ctx, c, o.eagleBin, lab, dir, agentOptions{verbose: o.verbose, log: stderr, firstByteTimeout: o.agentTimeout, stallTimeout: o.agentTimeout})
 	defer stopNetnsAgents(slices.Concat(agents...))
 	if err != nil {
 		return fmt.Errorf("bench topology: %w", err)
@@ -244,10 +248,10 @@ func benchTopology(ctx context.Context, o topoOptions, stdout, stderr io.Writer)
 // topoLocation is the location of datacenter k's hosts.
 func topoLocation(k int) string { return fmt.Sprintf("bench/dc%d", k) }
 
-// startTopoAgents starts one agent process in each of the lab's agent
-// namespaces, located in its datacenter. It returns the agents it
-// started, also on error (nil where none started).
-func startTopoAgents(ctx context.Context, c *cluster.Cluster, bin string, lab *topoLab, dir string, verbose bool, logw io.Writer) ([][]*netnsAgent, error) {
+// startTopoAgents starts one agent process with options ao in each of the
+// lab's agent namespaces, located in its datacenter. It returns the
+// agents it started, also on error (nil where none started).
+func startTopoAgents(ctx context.Context, c *cluster.Cluster, bin string, lab *topoLab, dir string, ao agentOptions) ([][]*netnsAgent, error) {
 	agents := make([][]*netnsAgent, len(lab.agents))
 	j := 0
 	for k, nss := range lab.agents {
@@ -258,7 +262,7 @@ func startTopoAgents(ctx context.Context, c *cluster.Cluster, bin string, lab *t
 			if err != nil {
 				return agents, err
 			}
-			ao := agentOptions{verbose: verbose, log: logw, location: topoLocation(k)}
+			ao.location = topoLocation(k)
 			a, err := startNetnsAgent(ctx, bin, ns, topoAgentAddr(k, i), j, filepath.Join(dir, name), c.SeederAddrs(), c.TrackerURL, c.Origin.URL, membership, ao)
 			if err != nil {
 				return agents, fmt.Errorf("datacenter %d: %w", k, err)

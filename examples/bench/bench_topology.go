@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -30,7 +31,7 @@ import (
 type topoOptions struct {
 	dcs, perDC, seeders, runs int
 	size                      storage.Size
-	cap, borderCap            p2p.Rate
+	cap, borderCap, seederCap p2p.Rate
 	stagger, announce         time.Duration
 	agentTimeout              time.Duration
 	policies                  []string
@@ -60,6 +61,7 @@ func runBenchTopology(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.IntVar(&o.dcs, "dcs", 3, "number of datacenters (K)")
 	fs.IntVar(&o.perDC, "agents-per-dc", 8, "agents in each datacenter (M)")
 	fs.IntVar(&o.seeders, "seeders", 2, "number of seeders, all in datacenter 0")
+	fs.Var(&o.seederCap, "seeder-cap", "upload cap of each seeder (Eagle's own limit; default, or 0: the same as -cap)")
 	fs.IntVar(&o.runs, "runs", 1, "repeat the measurements this many times, each with fresh blobs, and report the median and the range")
 	fs.Var(&o.size, "size", "blob size (L)")
 	fs.Var(&o.cap, "cap", "upload and download cap of every agent's link (C)")
@@ -118,7 +120,7 @@ func runBenchTopology(ctx context.Context, args []string, stdout, stderr io.Writ
 	case o.seeders < 1 || o.runs < 1 || o.size < 1:
 		fmt.Fprintln(stderr, "bench topology: -seeders, -runs and -size must be positive")
 		return errUsage
-	case o.cap <= 0 || o.borderCap <= 0:
+	case o.cap <= 0 || o.borderCap <= 0 || o.seederCap < 0:
 		fmt.Fprintln(stderr, "bench topology: -cap and -border-cap must be positive rates")
 		return errUsage
 	case o.stagger < 0 || o.announce < time.Second || o.agentTimeout < 0:
@@ -182,8 +184,8 @@ func benchTopology(ctx context.Context, o topoOptions, stdout, stderr io.Writer)
 	}
 	L := float64(o.size)
 	floor, borderFloor := L/float64(o.cap), L/float64(min(o.cap, o.borderCap))
-	fmt.Fprintf(stdout, "bench topology: dcs=%d agents_per_dc=%d seeders=%d size=%s cap=%s border_cap=%s stagger=%s floor=%.2fs border_floor=%.2fs policies=%s agent_timeout=%s tls=%t\n",
-		o.dcs, o.perDC, o.seeders, o.size, o.cap, o.borderCap, o.stagger, floor, borderFloor, strings.Join(o.policies, ","), o.agentTimeout, !o.insecure)
+	fmt.Fprintf(stdout, "bench topology: dcs=%d agents_per_dc=%d seeders=%d seeder_cap=%s size=%s cap=%s border_cap=%s stagger=%s floor=%.2fs border_floor=%.2fs policies=%s agent_timeout=%s tls=%t\n",
+		o.dcs, o.perDC, o.seeders, cmp.Or(o.seederCap, o.cap), o.size, o.cap, o.borderCap, o.stagger, floor, borderFloor, strings.Join(o.policies, ","), o.agentTimeout, !o.insecure)
 
 	dir, err := os.MkdirTemp("", "eagle-bench-topology-")
 	if err != nil {
@@ -203,8 +205,8 @@ func benchTopology(ctx context.Context, o topoOptions, stdout, stderr io.Writer)
 	}
 	c, err := cluster.Start(ctx, cluster.Options{
 		Dir: filepath.Join(dir, "cluster"), Seeders: o.seeders, AnnounceInterval: o.announce, Logger: log,
-		UploadLimit: o.cap, DownloadLimit: o.cap, ListenHost: topoRootAddr, Insecure: o.insecure,
-		TrackerPolicy: topoPolicies[o.policies[0]](),
+		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap, ListenHost: topoRootAddr, Insecure: o.insecure,
+		SeederLocation: topoLocation(0), TrackerPolicy: topoPolicies[o.policies[0]](),
 	})
 	if err != nil {
 		return fmt.Errorf("bench topology: start cluster: %w", err)

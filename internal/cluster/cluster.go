@@ -84,6 +84,9 @@ type Options struct {
 	// TrackerPolicy orders the peers the tracker hands out
 	// (tracker.Config.Policy). Default: the tracker's default.
 	TrackerPolicy tracker.Policy
+	// SeederLocation is the seeders' location (p2p.Config.Location), which
+	// they announce to the tracker. Default empty: none.
+	SeederLocation string
 }
 
 // Cluster is a running cluster. Close stops it.
@@ -350,6 +353,7 @@ func (c *Cluster) startSeeder(ctx context.Context, i int) (*Seeder, error) {
 			Trackers:      []string{c.TrackerURL},
 			UploadLimit:   cmp.Or(c.opts.SeederUploadLimit, c.opts.UploadLimit),
 			DownloadLimit: c.opts.DownloadLimit,
+			Location:      c.opts.SeederLocation,
 		},
 		Service: scfg,
 		TLS:     member,

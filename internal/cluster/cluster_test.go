@@ -179,7 +179,7 @@ func TestMetrics(t *testing.T) {
 func TestRestartTracker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Options{Dir: t.TempDir(), Seeders: 1, Agents: 2, AnnounceInterval: time.Second, TrackerPolicy: tracker.RandomPolicy{}})
+	c, err := cluster.Start(ctx, cluster.Options{Dir: t.TempDir(), Seeders: 1, Agents: 2, AnnounceInterval: time.Second, TrackerPolicy: tracker.RandomPolicy{}, SeederLocation: "lab/dc0"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -159,9 +159,11 @@ type topoMeasure struct {
 	// agents received from the seeders and from other agents.
 	fromSeeders, fromAgents []int64
 	originGETs              int
-	originBytes             int64
-	seederUpload            int64
-	cpuBusy                 float64
+	// seederFetches is how many origin fetches each seeder ended.
+	seederFetches []int
+	originBytes   int64
+	seederUpload  int64
+	cpuBusy       float64
 }
 
 // all is every agent's completion time.
@@ -302,7 +304,7 @@ func measureTopology(ctx context.Context, o topoOptions, c *cluster.Cluster, lab
 	}
 	// No dirty pages of the push left for the agents' writes to wait on.
 	syscall.Sync()
-	seedersBefore := seedersSent(c)
+	seedersBefore, fetchesBefore := seedersSent(c), seederFetches(c)
 	recvBefore, err := scrapeReceived(ctx, agents)
 	if err != nil {
 		return m, err
@@ -322,6 +324,9 @@ func measureTopology(ctx context.Context, o topoOptions, c *cluster.Cluster, lab
 	}
 	m.originGETs, m.originBytes = c.Origin.BlobGETs(layer.Digest), c.Origin.BlobBytes()
 	m.seederUpload = seedersSent(c) - seedersBefore
+	for i, n := range seederFetches(c) {
+		m.seederFetches = append(m.seederFetches, n-fetchesBefore[i])
+	}
 	m.cpuBusy = busy
 	m.cross = after.crossed(before)
 	recvAfter, err := scrapeReceived(ctx, agents)
@@ -337,6 +342,27 @@ func measureTopology(ctx context.Context, o topoOptions, c *cluster.Cluster, lab
 		m.fromAgents = append(m.fromAgents, recvAfter[k].agent-recvBefore[k].agent)
 	}
 	return m, nil
+}
+
+// seederFetches is how many origin fetches each seeder has ended
+// (eagle_seeder_origin_fetches_total, every result), -1 where unread.
+func seederFetches(c *cluster.Cluster) []int {
+	ns := make([]int, len(c.Seeders))
+	for i, s := range c.Seeders {
+		fams, err := s.Metrics.Gather()
+		if err != nil {
+			ns[i] = -1
+			continue
+		}
+		for _, f := range fams {
+			if f.GetName() == "eagle_seeder_origin_fetches_total" {
+				for _, m := range f.GetMetric() {
+					ns[i] += int(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	return ns
 }
 
 // received is the piece bytes agents received, by the kind of peer.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -48,9 +50,13 @@ func (m topoMeasure) name(o topoOptions) string {
 func printTopoMeasure(w io.Writer, o topoOptions, m topoMeasure) {
 	L, f := float64(o.size), floorsOf(o)
 	all := m.all()
-	fmt.Fprintf(w, "%s: cross=%.1fMiB cross_ratio=%.2f slowest=%.2fs p50=%.2fs ratio_slowest=%.2f ratio_p50=%.2f origin_gets=%d origin_copies=%.2f seeder_copies=%.2f cpu_busy=%.2f\n",
+	fetches := make([]string, len(m.seederFetches))
+	for i, n := range m.seederFetches {
+		fetches[i] = strconv.Itoa(n)
+	}
+	fmt.Fprintf(w, "%s: cross=%.1fMiB cross_ratio=%.2f slowest=%.2fs p50=%.2fs ratio_slowest=%.2f ratio_p50=%.2f origin_gets=%d origin_copies=%.2f seeder_fetches=%s seeder_copies=%.2f cpu_busy=%.2f\n",
 		m.name(o), float64(m.cross)/(1<<20), m.crossRatio(o), percentile(all, 100), percentile(all, 50),
-		percentile(all, 100)/f.floor, percentile(all, 50)/f.floor, m.originGETs, float64(m.originBytes)/L, float64(m.seederUpload)/L, m.cpuBusy)
+		percentile(all, 100)/f.floor, percentile(all, 50)/f.floor, m.originGETs, float64(m.originBytes)/L, strings.Join(fetches, ","), float64(m.seederUpload)/L, m.cpuBusy)
 	for k := range m.times {
 		fmt.Fprintf(w, "  dc%d: into_dc=%.2f out_of_dc=%.2f from_seeders=%.2f from_agents=%.2f slowest=%.2fs p50=%.2fs (copies of L)\n",
 			k, float64(m.in[k])/L, float64(m.out[k])/L, float64(m.fromSeeders[k])/L, float64(m.fromAgents[k])/L,

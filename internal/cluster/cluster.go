@@ -292,6 +292,9 @@ func (c *Cluster) startTracker(addr string, policy tracker.Policy) error {
 		// are for anyone.
 		Handler:           serve.Handler(creds.RequireMember(h), c.TrackerMetrics, nil, c.opts.Logger),
 		ReadHeaderTimeout: 10 * time.Second,
+		// Handshakes cut by a restart or Close are not worth the standard
+		// logger's line on stderr.
+		ErrorLog: slog.NewLogLogger(c.opts.Logger.Handler(), slog.LevelDebug),
 	}
 	if creds != nil {
 		scheme = "https"

@@ -43,8 +43,10 @@ type topoLab struct {
 	namespaces, bridges []string
 }
 
-// topoNames are the names the lab of process pid gives its namespaces,
-// bridges and root-side veth ends.
+// The names the lab of process pid gives its bridges (one per
+// datacenter k), the root namespace's ends of the router's links and of
+// agent j's link (interface names hold at most 15 characters), and its
+// namespaces.
 func topoBridge(pid, k int) string     { return fmt.Sprintf("ed%db%d", pid, k) }
 func topoRouterLink(pid, k int) string { return fmt.Sprintf("ed%dr%d", pid, k) }
 func topoAgentLink(pid, j int) string  { return fmt.Sprintf("ed%dh%d", pid, j) }
@@ -227,6 +229,12 @@ func (l *topoLab) Close() error {
 	defer cancel()
 	var errs []error
 	for _, ns := range l.namespaces {
+		// An agent killed mid-transfer leaves orphaned TCP sockets that
+		// keep trying to send; each holds its namespace, and with it the
+		// veth pair, for a minute or two after the namespace's name is
+		// gone. Destroying them first lets the namespace go at once (best
+		// effort: a kernel without sock_diag destroy keeps them).
+		runTool(ctx, "ip", "netns", "exec", ns, "ss", "-K", "-t", "-a")
 		if _, err := runTool(ctx, "ip", "netns", "del", ns); err != nil {
 			errs = append(errs, err)
 		}

@@ -153,7 +153,11 @@ func (c TopologyConfig) Validate() error {
 // Remote keeps them all. They are the remote peers that hold pieces the
 // local group lacks: those with fewer bytes left than the most complete
 // member of the local group (the asker included); seeders always qualify
-// unless the group holds a complete peer. Among those it prefers the
+// unless the group holds a complete peer. When some of them are
+// complete (seeders, or finished members of other locations), only
+// complete ones are handed: a connection carries pieces both ways, so a
+// border peer joined to a partial remote peer would also open its own
+// location to that one's imports. Among those it prefers the
 // nearest (highest affinity: same region, other zone before another
 // region), then the most complete, then the least loaded, then any.
 // The no-starvation rule: a late or empty location, whose members hold
@@ -322,8 +326,19 @@ func (p *TopologyPolicy) Order(ih InfoHash, requester Peer, candidates []Peer) [
 			return cmp.Or(cmp.Compare(b.aff, a.aff), cmp.Compare(a.left, b.left),
 				cmp.Compare(a.load, b.load), cmp.Compare(a.tie, b.tie))
 		})
+		// Complete remote peers, when there are any, are the only ones
+		// handed: a connection carries pieces both ways, and one to a
+		// partial peer of another location would also let that location
+		// import from this one.
+		slices.SortStableFunc(remote, func(a, b topoKey) int {
+			return cmp.Compare(min(a.left, 1), min(b.left, 1))
+		})
 		n := min(p.remote, len(remote))
-		if n > 0 && holdMore(remote[0]) {
+		if n > 0 && remote[0].left == 0 {
+			for n > 0 && remote[n-1].left != 0 {
+				n--
+			}
+		} else if n > 0 && holdMore(remote[0]) {
 			for n > 0 && !holdMore(remote[n-1]) {
 				n--
 			}

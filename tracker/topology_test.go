@@ -253,18 +253,26 @@ func TestTopologyRemoteAffinity(t *testing.T) {
 	ih := storetest.Hash(1)
 	self := located(0, "eu/a/r1", size)
 	candidates := []tracker.Peer{
-		located(1, "us/a/r1", 0),
+		located(1, "us/a/r1", 1),
 		located(2, "eu/b/r1", 10),
 		located(3, "eu/a/r2", 20),
-		located(4, "", 0), // unknown: affinity 0
+		located(4, "", 1), // unknown: affinity 0
 		located(5, "eu/b/r2", 5),
-		located(6, "eu", 0), // a prefix of self's: a remote group, affinity 1
+		located(6, "eu", 2), // a prefix of self's: a remote group, affinity 1
 	}
 	for range 20 {
 		got := order(p, ih, self, candidates)
 		// Alone in its rack, self is a border peer: 3 remote peers.
 		if want := []tracker.PeerID{storetest.ID(3), storetest.ID(6), storetest.ID(5)}; !slices.Equal(ids(got), want) {
 			t.Fatalf("order %v, want rack r2 of the zone, then the region's most complete: %v", ids(got), want)
+		}
+	}
+	// A complete remote peer, however far, is the only kind handed when
+	// there is one: a connection carries pieces both ways.
+	candidates = append(candidates, located(7, "us/b/r1", 0))
+	for range 20 {
+		if got := order(p, ih, self, candidates); !slices.Equal(ids(got), []tracker.PeerID{storetest.ID(7)}) {
+			t.Fatalf("order %v, want only the complete remote peer", ids(got))
 		}
 	}
 }
@@ -299,9 +307,20 @@ func TestTopologyLateGroupNotStarved(t *testing.T) {
 		if n != 2 {
 			t.Fatalf("swarm %d: %d late border peers, want 2", sw, n)
 		}
-		// With a partial location nearer, the border peers prefer it:
-		// it holds what late lacks, and it is near.
+		// A partial location nearer is passed over for the complete
+		// one: a connection to it would also let it import from late.
 		swarm = slices.Concat(late, emptyNear, done, partial)
+		for _, m := range late {
+			remote := remoteOf(order(p, ih, m, without(swarm, m)), "eu/late")
+			for _, r := range remote {
+				if r.Location != "us/done" {
+					t.Fatalf("swarm %d: late border peer handed %v, want only complete peers", sw, remote)
+				}
+			}
+		}
+		// Without a complete one, the nearer partial location that
+		// holds more than late is handed.
+		swarm = slices.Concat(late, emptyNear, partial)
 		for _, m := range late {
 			remote := remoteOf(order(p, ih, m, without(swarm, m)), "eu/late")
 			for _, r := range remote {

@@ -364,6 +364,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&trackers, "tracker", "tracker announce URL (repeatable, comma-separated)")
 	fs.Var(&seeders, "seeder", "seeder gRPC address host:port (repeatable, comma-separated)")
 	fs.Var(&upstreams, "mirror", "further upstream registry URL this agent mirrors (repeatable)")
+	location := fs.String("location", "", "this node's location, region/zone[/rack] (p2p.location)")
+	fromNode := fs.String("location-from-node", "", "read the location from the labels of the Kubernetes node `NAME` (in a pod, with its service account)")
+	locLabels := fs.String("location-labels", defaultLocationLabels, "node labels the location is made of, widest first (with -location-from-node)")
 	hostsDir := fs.String("write-hosts-toml", "", "write containerd hosts.toml files under `DIR` naming this agent the mirror of --upstream and --mirror registries, then exit")
 	err := parseFlags(fs, args, path, &cfg, func(name string) {
 		tf.apply(name, &cfg.Node.TLS)
@@ -382,6 +385,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			cfg.Node.Seeders = seeders
 		case "mirror":
 			cfg.Node.Proxy.Upstreams = upstreams
+		case "location":
+			cfg.Node.P2P.Location = *location
 		}
 	})
 	if err != nil {
@@ -393,6 +398,14 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log, err := newLogger(stderr, cfg.LogLevel)
 	if err != nil {
 		return err
+	}
+	if *fromNode != "" {
+		loc, err := nodeLocation(ctx, *fromNode, *locLabels, log.Warn)
+		if err != nil {
+			return fmt.Errorf("-location-from-node %s: %w", *fromNode, err)
+		}
+		cfg.Node.P2P.Location = loc
+		log.Info("location from the node's labels", "node", *fromNode, "location", loc)
 	}
 	cfg.Node.Logger = log
 	reg := serve.NewRegistry()

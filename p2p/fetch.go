@@ -448,6 +448,7 @@ const reaskAfter = 3 * time.Second
 // for reaskAfter) or the seeder the blob came from stops answering, it
 // asks the seeders again, adds the peers they name, and keeps waiting.
 func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int) error {
+	idle := 0 // reask intervals in a row without a verified piece
 	for {
 		leftBefore := ent.data.left()
 		wctx, cancel := context.WithTimeout(ctx, reaskAfter)
@@ -501,9 +502,17 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 			continue
 		}
 		peers := t.Stats().ActivePeers
-		if e.cfg.Location != "" && !seederGone.Load() && peers > 0 && ent.data.left() < leftBefore {
-			// Other pieces came from near peers: the seeder would add
-			// cross-border traffic, not the missing piece sooner.
+		if ent.data.left() < leftBefore {
+			idle = 0
+		} else {
+			idle++
+		}
+		if e.cfg.Location != "" && !seederGone.Load() && peers > 0 && idle < 2 {
+			// Near peers are connected and either brought other pieces
+			// or may still (behind a busy border a first piece can take
+			// a while): the seeder would add cross-border traffic, not
+			// the missing piece sooner. Two idle intervals in a row, or
+			// no peer at all, and it is dialed.
 			continue
 		}
 		if ent.releaseHeld() {

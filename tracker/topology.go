@@ -165,8 +165,10 @@ func (c TopologyConfig) Validate() error {
 // peers pulling complete remote peers into it. When no remote peer
 // qualifies and the local group holds no complete peer (the blob is
 // spread over locations that each lack some of it, for example after its
-// seeders left), border peers are handed the nearest remote peers anyway,
-// ordered the same way, so that locations can still trade pieces. When
+// seeders left), border peers are handed the nearest remote peers that
+// hold anything at all (fewer bytes left than the emptiest peer in the
+// sample), ordered the same way, so that locations can still trade
+// pieces; at a swarm's start, when nobody holds anything, none are. When
 // the local group holds a complete peer, nobody in it is handed remote
 // peers: it has all it needs inside.
 //
@@ -340,6 +342,21 @@ func (p *TopologyPolicy) Order(ih InfoHash, requester Peer, candidates []Peer) [
 			}
 		} else if n > 0 && holdMore(remote[0]) {
 			for n > 0 && !holdMore(remote[n-1]) {
+				n--
+			}
+		} else {
+			// Nothing remote holds more: trade with those that hold
+			// anything at all (fewer bytes left than the emptiest peer).
+			// At a swarm's start nobody does, and joining locations
+			// then would only let them import from each other later.
+			emptiest := requester.Left
+			for _, k := range keys {
+				emptiest = max(emptiest, k.left)
+			}
+			slices.SortStableFunc(remote, func(a, b topoKey) int {
+				return cmp.Compare(min(emptiest-a.left, 1), min(emptiest-b.left, 1)) * -1
+			})
+			for n > 0 && remote[n-1].left >= emptiest {
 				n--
 			}
 		}

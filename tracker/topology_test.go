@@ -350,13 +350,22 @@ func TestTopologyWhenRemoteIsHanded(t *testing.T) {
 		t.Errorf("complete peer handed remote peers %v", r)
 	}
 	// Everyone holds half, nobody all: the border peers (all 3 members,
-	// Remote is 8) get the nearest remote peers anyway.
+	// Remote is 8) get the nearest remote peers that hold anything, not
+	// the emptiest (us/c).
 	half := group(1, 3, "eu/a", 500)
-	others := slices.Concat(group(100, 3, "eu/b", 500), group(200, 3, "us/a", 500), group(300, 3, "us/b", 700))
+	others := slices.Concat(group(100, 3, "eu/b", 500), group(200, 3, "us/a", 500), group(300, 3, "us/b", 700), group(500, 3, "us/c", size))
 	for _, m := range half {
 		r := remoteOf(order(p, ih, m, slices.Concat(without(half, m), others)), "eu/a")
 		if len(r) != 8 || r[0].Location != "eu/b" || r[2].Location != "eu/b" || r[3].Location != "us/a" || r[6].Location != "us/b" {
 			t.Errorf("half-full border peer handed remote %v, want eu/b, us/a, then us/b", r)
+		}
+	}
+	// At a swarm's start nobody holds anything: no location is joined to
+	// another.
+	empty := group(1, 3, "eu/a", size)
+	for _, m := range empty {
+		if r := remoteOf(order(p, ih, m, slices.Concat(without(empty, m), group(100, 3, "eu/b", size))), "eu/a"); len(r) != 0 {
+			t.Errorf("border peer of an empty swarm handed remote %v, want none", r)
 		}
 	}
 	// Only those remote peers that hold more than the group, when some do.

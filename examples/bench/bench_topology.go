@@ -30,6 +30,7 @@ import (
 // topoOptions are the flags of "bench topology".
 type topoOptions struct {
 	dcs, perDC, seeders, runs int
+	remote                    int // the topology policy's TopologyConfig.Remote
 	size                      storage.Size
 	cap, borderCap, seederCap p2p.Rate
 	stagger, announce         time.Duration
@@ -41,11 +42,14 @@ type topoOptions struct {
 
 // topoPolicies are the tracker policies "bench topology" compares, by the
 // names the eagle binary's tracker YAML gives them.
-var topoPolicies = map[string]func() tracker.Policy{
-	"random":       func() tracker.Policy { return tracker.RandomPolicy{} },
-	"completeness": func() tracker.Policy { return tracker.CompletenessPolicy{} },
-	// Two border peers per datacenter, each handed two remote peers.
-	"topology": func() tracker.Policy { return tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 2}) },
+var topoPolicies = map[string]func(o topoOptions) tracker.Policy{
+	"random":       func(topoOptions) tracker.Policy { return tracker.RandomPolicy{} },
+	"completeness": func(topoOptions) tracker.Policy { return tracker.CompletenessPolicy{} },
+	// -remote border peers per datacenter (the product's default, 2),
+	// each handed as many remote peers.
+	"topology": func(o topoOptions) tracker.Policy {
+		return tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: o.remote})
+	},
 }
 
 // topoDefaultPolicies is the order of the side-by-side table.
@@ -68,6 +72,7 @@ func runBenchTopology(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.Var(&o.borderCap, "border-cap", "cap of each datacenter's link to the router, each way (B); tighter than -cap")
 	fs.DurationVar(&o.stagger, "stagger", 5*time.Second, "how late the last datacenter starts in the staggered case")
 	policies := fs.String("policies", strings.Join(topoDefaultPolicies, ","), "tracker policies to measure side by side, comma-separated")
+	fs.IntVar(&o.remote, "remote", tracker.DefaultTopologyRemote, "the topology policy's border peers per datacenter (tracker.topology.remote)")
 	fs.DurationVar(&o.announce, "announce", 2*time.Second, "tracker announce interval")
 	fs.DurationVar(&o.agentTimeout, "agent-timeout", time.Minute, "the agents' proxy.first_byte_timeout and proxy.stall_timeout (0: the product's defaults, 5s and 15s, which can answer 503 or cut a pull behind a congested border, where a runtime would fall back to the origin)")
 	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS")
@@ -208,7 +213,7 @@ func benchTopology(ctx context.Context, o topoOptions, stdout, stderr io.Writer)
 	c, err := cluster.Start(ctx, cluster.Options{
 		Dir: filepath.Join(dir, "cluster"), Seeders: o.seeders, AnnounceInterval: o.announce, Logger: log,
 		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap, ListenHost: topoRootAddr, Insecure: o.insecure,
-		SeederLocation: topoLocation(0), TrackerPolicy: topoPolicies[o.policies[0]](),
+		SeederLocation: topoLocation(0), TrackerPolicy: topoPolicies[o.policies[0]](o),
 	})
 	if err != nil {
 		return fmt.Errorf("bench topology: start cluster: %w", err)
@@ -283,7 +288,7 @@ func startTopoAgents(ctx context.Context, c *cluster.Cluster, bin string, lab *t
 // and reads what crossed the router meanwhile.
 func measureTopology(ctx context.Context, o topoOptions, c *cluster.Cluster, lab *topoLab, agents [][]*netnsAgent, self, policy string, stagger time.Duration) (topoMeasure, error) {
 	m := topoMeasure{policy: policy, staggered: stagger > 0}
-	if err := c.RestartTracker(topoPolicies[policy]()); err != nil {
+	if err := c.RestartTracker(topoPolicies[policy](o)); err != nil {
 		return m, err
 	}
 	img, err := origin.PushRandomImage(ctx, nil, c.Origin.URL, "bench/topology", policy, []int64{int64(o.size)}, time.Now().UnixNano())

@@ -44,7 +44,13 @@ func TestTopologyCutsCrossDatacenterBytes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bench, "topology", "-eagle", eagle, "-dcs", "2", "-agents-per-dc", "4",
-		"-size", "16MiB", "-cap", "4MiB/s", "-border-cap", "3MiB/s", "-stagger", "2s", "-policies", "random,topology", "-timeout", "140s")
+		"-size", "16MiB", "-cap", "4MiB/s", "-border-cap", "3MiB/s", "-stagger", "2s", "-policies", "random,topology", "-timeout", "140s",
+		// One border peer: with the default two, both fetch many of the
+		// same pieces across the border first, and 4 agents per
+		// datacenter take 1.21-1.23 copies across against random's
+		// 2.44: too near the half asserted here to tell a regression
+		// from noise. With one: 1.05.
+		"-remote", "1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -3,13 +3,18 @@ package main
 import (
 	"context"
 	"encoding/pem"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // fakeAPIServer serves GET /api/v1/nodes/<name> for the nodes given, to
@@ -99,5 +104,68 @@ func TestNodeLocationOutsideAPod(t *testing.T) {
 	fakeAPIServer(t, nil)
 	if _, err := inClusterAPI(t.TempDir()); err == nil || !strings.Contains(err.Error(), "automountServiceAccountToken") {
 		t.Errorf("got %v, want an error saying the token is not mounted", err)
+	}
+}
+
+// TestKubernetesAgentArgs runs the agent with the arguments and config of
+// examples/kubernetes/agent.yaml, outside a pod: the flags parse, the
+// config loads, and the agent stops at the node lookup, naming the flag.
+func TestKubernetesAgentArgs(t *testing.T) {
+	f, err := os.Open("../kubernetes/agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var args []string
+	var config string
+	dec := yaml.NewDecoder(f)
+	for {
+		var doc struct {
+			Kind string            `yaml:"kind"`
+			Data map[string]string `yaml:"data"`
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct {
+							Name string   `yaml:"name"`
+							Args []string `yaml:"args"`
+						} `yaml:"containers"`
+					} `yaml:"spec"`
+				} `yaml:"template"`
+			} `yaml:"spec"`
+		}
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		switch doc.Kind {
+		case "ConfigMap":
+			config = doc.Data["agent.yaml"]
+		case "DaemonSet":
+			args = doc.Spec.Template.Spec.Containers[0].Args
+		}
+	}
+	if len(args) == 0 || args[0] != "agent" || config == "" {
+		t.Fatalf("agent.yaml: args %q, config %d bytes", args, len(config))
+	}
+	cfgPath := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args = slices.Clone(args[1:])
+	for i, a := range args {
+		switch a {
+		case "/etc/eagle/agent.yaml":
+			args[i] = cfgPath
+		case "$(NODE_NAME)":
+			args[i] = "node-a"
+		}
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	var stderr strings.Builder
+	err = runAgent(t.Context(), args, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "-location-from-node node-a") || !strings.Contains(err.Error(), "KUBERNETES_SERVICE_HOST") {
+		t.Fatalf("agent %q: %v (stderr %q); want it to stop at the node lookup", args, err, stderr.String())
 	}
 }

@@ -81,6 +81,10 @@ func TestObjects(t *testing.T) {
 		"Deployment":  slices.Sorted(maps.Keys(m.deployments)),
 		"StatefulSet": slices.Sorted(maps.Keys(m.statefulSets)),
 		"DaemonSet":   slices.Sorted(maps.Keys(m.daemonSets)),
+
+		"ServiceAccount":     slices.Sorted(maps.Keys(m.serviceAccounts)),
+		"ClusterRole":        slices.Sorted(maps.Keys(m.clusterRoles)),
+		"ClusterRoleBinding": slices.Sorted(maps.Keys(m.clusterRoleBindings)),
 	}
 	want := map[string][]string{
 		"Namespace":   {"eagle"},
@@ -89,6 +93,10 @@ func TestObjects(t *testing.T) {
 		"Deployment":  {"eagle-redis", "eagle-tracker"},
 		"StatefulSet": {"eagle-seeder"},
 		"DaemonSet":   {"eagle-agent"},
+
+		"ServiceAccount":     {"eagle-agent"},
+		"ClusterRole":        {"eagle-agent-node-reader"},
+		"ClusterRoleBinding": {"eagle-agent-node-reader"},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("objects %v, want %v", got, want)
@@ -98,6 +106,9 @@ func TestObjects(t *testing.T) {
 	}
 	for _, s := range m.services {
 		checkNamespace(t, "Service", s.header)
+	}
+	for _, a := range m.serviceAccounts {
+		checkNamespace(t, "ServiceAccount", a.header)
 	}
 	for _, w := range m.workloads() {
 		if w.meta.Namespace != ns {
@@ -456,8 +467,8 @@ func TestTracker(t *testing.T) {
 	c := pod.Containers[0]
 	var cfg trackerFile
 	configOf(t, m, pod, c, &cfg)
-	if p := cfg.Tracker.Policy; p != "" && p != "completeness" && p != "random" {
-		t.Errorf("tracker policy %q: the binary knows completeness and random", p)
+	if p := cfg.Tracker.Policy; p != "topology" {
+		t.Errorf("tracker policy %q, want topology: the agents announce their nodes' locations (see TestAgentLocation)", p)
 	}
 	if err := cfg.Tracker.Validate(); err != nil {
 		t.Errorf("tracker config: %v", err)
@@ -866,5 +877,82 @@ func TestSchemaIsStrict(t *testing.T) {
 	var a agentFile
 	if err := unmarshalStrict([]byte("listen: :5000\nproxy:\n  upstream: [docker.io]\n"), &a); err == nil || !strings.Contains(err.Error(), "upstream") {
 		t.Errorf("a misspelt agent key: %v, want an error naming it", err)
+	}
+}
+
+// TestAgentLocation checks that each agent takes its location from its
+// node's labels (--location-from-node with the node's name from the
+// downward API), that its service account may get Node objects and
+// nothing more, and that no other pod mounts a token.
+func TestAgentLocation(t *testing.T) {
+	m := load(t)
+	pod := m.daemonSets["eagle-agent"].Spec.Template.Spec
+	c := pod.Containers[0]
+	i := slices.Index(c.Args, "--location-from-node")
+	if i < 0 || i+1 >= len(c.Args) {
+		t.Fatalf("agent args %q: want --location-from-node $(NODE_NAME)", c.Args)
+	}
+	ref, ok := strings.CutPrefix(c.Args[i+1], "$(")
+	ref, ok2 := strings.CutSuffix(ref, ")")
+	if !ok || !ok2 {
+		t.Fatalf("--location-from-node %q: want $(VAR) naming an env var with the node's name", c.Args[i+1])
+	}
+	var fromNode bool
+	for _, e := range c.Env {
+		if e.Name == ref {
+			fromNode = e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName"
+		}
+	}
+	if !fromNode {
+		t.Errorf("env %s: want valueFrom.fieldRef.fieldPath spec.nodeName", ref)
+	}
+
+	// The token is mounted for the agent only.
+	if pod.AutomountServiceAccountToken == nil || !*pod.AutomountServiceAccountToken {
+		t.Error("the agent pod must mount its service account token (automountServiceAccountToken: true) to read its node")
+	}
+	sa, ok := m.serviceAccounts[pod.ServiceAccountName]
+	if !ok {
+		t.Fatalf("agent serviceAccountName %q: no such ServiceAccount in the manifests", pod.ServiceAccountName)
+	}
+	if sa.AutomountServiceAccountToken != nil && !*sa.AutomountServiceAccountToken {
+		t.Errorf("ServiceAccount %s turns token mounting off", sa.Metadata.Name)
+	}
+	for _, w := range m.workloads() {
+		if w.kind == "DaemonSet" && w.name == "eagle-agent" {
+			continue
+		}
+		if a := w.template.Spec.AutomountServiceAccountToken; a == nil || *a {
+			t.Errorf("%s %s: want automountServiceAccountToken: false (it calls no API)", w.kind, w.name)
+		}
+	}
+
+	// What the agent's account may do: get nodes, nothing else.
+	var rules []policyRule
+	for _, b := range m.clusterRoleBindings {
+		bound := slices.ContainsFunc(b.Subjects, func(s struct {
+			Kind      string `yaml:"kind"`
+			Name      string `yaml:"name"`
+			Namespace string `yaml:"namespace"`
+		}) bool {
+			return s.Kind == "ServiceAccount" && s.Name == sa.Metadata.Name && s.Namespace == sa.Metadata.Namespace
+		})
+		if !bound {
+			continue
+		}
+		if b.RoleRef.Kind != "ClusterRole" || b.RoleRef.APIGroup != "rbac.authorization.k8s.io" {
+			t.Errorf("ClusterRoleBinding %s: roleRef %+v, want a ClusterRole", b.Metadata.Name, b.RoleRef)
+			continue
+		}
+		r, ok := m.clusterRoles[b.RoleRef.Name]
+		if !ok {
+			t.Errorf("ClusterRoleBinding %s: no ClusterRole %s", b.Metadata.Name, b.RoleRef.Name)
+			continue
+		}
+		rules = append(rules, r.Rules...)
+	}
+	want := []policyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}}}
+	if fmt.Sprint(rules) != fmt.Sprint(want) {
+		t.Errorf("the agent's service account may %+v, want exactly %+v", rules, want)
 	}
 }

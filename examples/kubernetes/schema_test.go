@@ -134,6 +134,38 @@ type daemonSet struct {
 	} `yaml:"spec"`
 }
 
+type serviceAccount struct {
+	header                       `yaml:",inline"`
+	AutomountServiceAccountToken *bool `yaml:"automountServiceAccountToken"`
+}
+
+// policyRule is one rule of a ClusterRole.
+type policyRule struct {
+	APIGroups     []string `yaml:"apiGroups"`
+	Resources     []string `yaml:"resources"`
+	ResourceNames []string `yaml:"resourceNames"`
+	Verbs         []string `yaml:"verbs"`
+}
+
+type clusterRole struct {
+	header `yaml:",inline"`
+	Rules  []policyRule `yaml:"rules"`
+}
+
+type clusterRoleBinding struct {
+	header  `yaml:",inline"`
+	RoleRef struct {
+		APIGroup string `yaml:"apiGroup"`
+		Kind     string `yaml:"kind"`
+		Name     string `yaml:"name"`
+	} `yaml:"roleRef"`
+	Subjects []struct {
+		Kind      string `yaml:"kind"`
+		Name      string `yaml:"name"`
+		Namespace string `yaml:"namespace"`
+	} `yaml:"subjects"`
+}
+
 type podTemplate struct {
 	Metadata objectMeta `yaml:"metadata"`
 	Spec     podSpec    `yaml:"spec"`
@@ -143,6 +175,7 @@ type podSpec struct {
 	HostNetwork                   bool   `yaml:"hostNetwork"`
 	DNSPolicy                     string `yaml:"dnsPolicy"`
 	PriorityClassName             string `yaml:"priorityClassName"`
+	ServiceAccountName            string `yaml:"serviceAccountName"`
 	AutomountServiceAccountToken  *bool  `yaml:"automountServiceAccountToken"`
 	TerminationGracePeriodSeconds *int   `yaml:"terminationGracePeriodSeconds"`
 	Tolerations                   []struct {
@@ -193,7 +226,16 @@ type container struct {
 	ImagePullPolicy string   `yaml:"imagePullPolicy"`
 	Command         []string `yaml:"command"`
 	Args            []string `yaml:"args"`
-	Ports           []struct {
+	Env             []struct {
+		Name      string `yaml:"name"`
+		Value     string `yaml:"value"`
+		ValueFrom *struct {
+			FieldRef *struct {
+				FieldPath string `yaml:"fieldPath"`
+			} `yaml:"fieldRef"`
+		} `yaml:"valueFrom"`
+	} `yaml:"env"`
+	Ports []struct {
 		Name          string `yaml:"name"`
 		ContainerPort int    `yaml:"containerPort"`
 		Protocol      string `yaml:"protocol"`
@@ -257,13 +299,16 @@ type kustomization struct {
 
 // manifests are the objects of every manifest file, by kind and name.
 type manifests struct {
-	files        []string
-	namespaces   map[string]*namespace
-	configMaps   map[string]*configMap
-	services     map[string]*service
-	deployments  map[string]*deployment
-	statefulSets map[string]*statefulSet
-	daemonSets   map[string]*daemonSet
+	files               []string
+	namespaces          map[string]*namespace
+	configMaps          map[string]*configMap
+	services            map[string]*service
+	deployments         map[string]*deployment
+	statefulSets        map[string]*statefulSet
+	daemonSets          map[string]*daemonSet
+	serviceAccounts     map[string]*serviceAccount
+	clusterRoles        map[string]*clusterRole
+	clusterRoleBindings map[string]*clusterRoleBinding
 }
 
 // apiVersions are the API versions of the kinds the manifests may use.
@@ -274,6 +319,10 @@ var apiVersions = map[string]string{
 	"Deployment":  "apps/v1",
 	"StatefulSet": "apps/v1",
 	"DaemonSet":   "apps/v1",
+
+	"ServiceAccount":     "v1",
+	"ClusterRole":        "rbac.authorization.k8s.io/v1",
+	"ClusterRoleBinding": "rbac.authorization.k8s.io/v1",
 }
 
 // decodeStrict decodes a YAML node into v, refusing unknown fields.
@@ -321,6 +370,10 @@ func loadManifests(dir string) (*manifests, error) {
 		deployments:  map[string]*deployment{},
 		statefulSets: map[string]*statefulSet{},
 		daemonSets:   map[string]*daemonSet{},
+
+		serviceAccounts:     map[string]*serviceAccount{},
+		clusterRoles:        map[string]*clusterRole{},
+		clusterRoleBindings: map[string]*clusterRoleBinding{},
 	}
 	for _, p := range paths {
 		if filepath.Base(p) == "kustomization.yaml" {
@@ -408,6 +461,24 @@ func (m *manifests) add(h header, doc *yaml.Node) error {
 			return err
 		}
 		return putObject(m.daemonSets, h.Kind, name, &o)
+	case "ServiceAccount":
+		var o serviceAccount
+		if err := decodeStrict(doc, &o); err != nil {
+			return err
+		}
+		return putObject(m.serviceAccounts, h.Kind, name, &o)
+	case "ClusterRole":
+		var o clusterRole
+		if err := decodeStrict(doc, &o); err != nil {
+			return err
+		}
+		return putObject(m.clusterRoles, h.Kind, name, &o)
+	case "ClusterRoleBinding":
+		var o clusterRoleBinding
+		if err := decodeStrict(doc, &o); err != nil {
+			return err
+		}
+		return putObject(m.clusterRoleBindings, h.Kind, name, &o)
 	}
 	return fmt.Errorf("unexpected kind %q", h.Kind)
 }

@@ -69,6 +69,14 @@ type Options struct {
 	// ListenHost is the IP address the registry listens on. Default
 	// 127.0.0.1; the netns benchmark uses the address of a bridge it made.
 	ListenHost string
+
+	// Notifications, when it has endpoints, makes the registry post its
+	// events (pushes, pulls) to them, as distribution's notifications
+	// section does: each endpoint's name, url, headers (a shared secret),
+	// timeout, threshold and backoff. The preheat tests point it at the
+	// seeders. Each endpoint's queue runs until the process ends: the
+	// registry has no way to stop it (see Close).
+	Notifications configuration.Notifications
 }
 
 // Registry is a running distribution/v3 registry on a loopback port. It
@@ -102,9 +110,9 @@ type Registry struct {
 //
 // The registry keeps its blobs in the filesystem under opts.Dir, accepts
 // pulls and pushes without authentication unless opts.Htpasswd or opts.Token
-// say otherwise, allows deletes, and reaches nothing outside
-// the process: no notifications, no redis, no pull-through proxy, no health
-// checks, no upload purging.
+// say otherwise, allows deletes, and reaches nothing outside the process
+// but the notification endpoints of opts.Notifications: no redis, no
+// pull-through proxy, no health checks, no upload purging.
 func Start(ctx context.Context, opts Options) (_ *Registry, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("origin: start: %w", err)
@@ -149,6 +157,7 @@ func Start(ctx context.Context, opts Options) (_ *Registry, err error) {
 		noExpiry := time.Duration(0)
 		cfg.Proxy = configuration.Proxy{RemoteURL: opts.ProxyRemoteURL, TTL: &noExpiry}
 	}
+	cfg.Notifications = opts.Notifications
 	if r.authDir, err = configureAuth(cfg, opts); err != nil {
 		return nil, err
 	}
@@ -236,8 +245,10 @@ func registryConfig(dir, addr string) (*configuration.Configuration, error) {
 //
 // The registry leaves one goroutine behind that nothing can stop: the
 // notification broadcaster (github.com/docker/go-events.(*Broadcaster).run)
-// that handlers.NewApp starts and its App never closes. It is idle, as no
-// notification endpoint is configured.
+// that handlers.NewApp starts and its App never closes. It is idle unless
+// Options.Notifications names endpoints; then each endpoint also leaves its
+// queue (github.com/distribution/distribution/v3/notifications.(*eventQueue).run),
+// which keeps retrying events its endpoint refused.
 func (r *Registry) Close() error {
 	r.closeOnce.Do(func() {
 		var errs []error

@@ -115,7 +115,8 @@ type submitted struct {
 // serveNotifications takes a distribution registry's notification
 // envelope. Events that are not manifest pushes (blob pushes, pulls —
 // the seeders' own manifest reads make pull events —, deletes) are
-// ignored. A push that cannot be preheated (a registry not allowed) is
+// ignored, and so are manifests pushed by digest alone while a platform
+// filter is set (see below). A push that cannot be preheated (a registry not allowed) is
 // skipped and logged, not refused: distribution retries a refused
 // envelope forever, which would hold back every later notification.
 func (s *Service) serveNotifications(w http.ResponseWriter, r *http.Request) {
@@ -145,6 +146,14 @@ func (s *Service) serveNotifications(w http.ResponseWriter, r *http.Request) {
 	out.Jobs = []string{}
 	for i, e := range *env.Events {
 		if e.Action != notifications.EventActionPush || !(isManifest(e.Target.MediaType) || isIndex(e.Target.MediaType)) {
+			out.Ignored++
+			continue
+		}
+		if len(s.cfg.Platforms) > 0 && isManifest(e.Target.MediaType) && e.Target.Tag == "" {
+			// A manifest pushed by digest alone is an index's platform
+			// manifest (buildx and PushRandomIndex push them before
+			// their index). Its event cannot tell its platform; the
+			// index's own event applies the filter.
 			out.Ignored++
 			continue
 		}

@@ -5,6 +5,7 @@
 //	eagle seeder  --config seeder.yaml
 //	eagle agent   --config agent.yaml
 //	eagle demo
+//	eagle preheat registry.example.com/team/app:1.2
 //
 // Each subcommand reads a YAML file (unknown keys are refused) and accepts
 // flags for the common settings; a flag overrides the file. Run
@@ -41,6 +42,7 @@ var commands = []command{
 	{"agent", "run a node: registry mirror for the runtime + peer", runAgent},
 	{"demo", "run a whole cluster in this process and pull an image through it", runDemo},
 	{"certs", "make a cluster CA and member certificates", runCerts},
+	{"preheat", "warm an image's layers in the seeders before the first pull", runPreheat},
 }
 
 func usage(w io.Writer) {

@@ -213,6 +213,9 @@ type seederConfig struct {
 	// TLS is the cluster membership of the gRPC service, the peer wire and
 	// the tracker announces.
 	TLS mtls.Config `yaml:"tls"`
+	// Preheat, when present, runs the preheat API (registry
+	// notifications, Harbor webhooks, POST /preheat); see preheat.go.
+	Preheat *preheatConfig `yaml:"preheat"`
 }
 
 func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -295,6 +298,14 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer stopOps()
+	if cfg.Preheat != nil {
+		stopPreheat, err := startPreheat(cfg.Preheat, cfg.TLS, log)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		defer stopPreheat()
+	}
 	log.Info("seeder listening", "grpc", lis.Addr().String(), "peer", sd.Engine.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- sd.Serve(lis) }()
@@ -334,6 +345,14 @@ func (cfg *seederConfig) Validate() error {
 	}
 	if err := cfg.P2P.Validate(); err != nil {
 		return err
+	}
+	if cfg.Preheat != nil {
+		if cfg.Seeder.AllowAnyUpstream && len(cfg.Seeder.AllowedUpstreams) == 0 {
+			return errors.New("preheat: needs seeder.allowed_upstreams: images are preheated only from registries listed there")
+		}
+		if err := cfg.Preheat.validate(cfg.Seeder.AllowedUpstreams); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -58,6 +59,9 @@ const (
 type announceResult struct {
 	interval time.Duration
 	peers    []netip.AddrPort
+	// upstream are the peers, among peers, the tracker named upstream
+	// (see oneway.go).
+	upstream []netip.AddrPort
 }
 
 // trackerResponse is the bencoded announce response (BEP 3; compact peers,
@@ -68,6 +72,8 @@ type trackerResponse struct {
 	MinInterval   int64  `bencode:"min interval"`
 	Peers         []byte `bencode:"peers"`
 	Peers6        []byte `bencode:"peers6"`
+	Upstream      []byte `bencode:"upstream"`
+	Upstream6     []byte `bencode:"upstream6"`
 }
 
 // announcer talks to one tracker for one engine.
@@ -155,21 +161,29 @@ func parseAnnounceResponse(body []byte) (announceResult, error) {
 	if tr.FailureReason != "" {
 		return announceResult{}, fmt.Errorf("tracker refused the announce: %s", tr.FailureReason)
 	}
-	if len(tr.Peers)%6 != 0 || len(tr.Peers6)%18 != 0 {
+	if len(tr.Peers)%6 != 0 || len(tr.Peers6)%18 != 0 || len(tr.Upstream)%6 != 0 || len(tr.Upstream6)%18 != 0 {
 		return announceResult{}, errors.New("tracker response: compact peer list of the wrong length")
 	}
 	// Seconds past maxTrackerInterval would overflow a Duration into a
 	// negative wait or one of centuries: never announcing again.
 	res := announceResult{interval: time.Duration(min(max(tr.Interval, 0), int64(maxTrackerInterval/time.Second))) * time.Second}
-	for b := tr.Peers; len(b) > 0; b = b[6:] {
-		ip := netip.AddrFrom4([4]byte(b[:4]))
-		res.peers = appendDialable(res.peers, netip.AddrPortFrom(ip, uint16(b[4])<<8|uint16(b[5])))
-	}
-	for b := tr.Peers6; len(b) > 0; b = b[18:] {
-		ip := netip.AddrFrom16([16]byte(b[:16])).Unmap()
-		res.peers = appendDialable(res.peers, netip.AddrPortFrom(ip, uint16(b[16])<<8|uint16(b[17])))
-	}
+	res.peers = appendCompact(res.peers, tr.Peers, tr.Peers6)
+	res.upstream = appendCompact(nil, tr.Upstream, tr.Upstream6)
 	return res, nil
+}
+
+// appendCompact appends the dialable peers of compact IPv4 (6 bytes each)
+// and IPv6 (18 bytes each) lists, whose lengths the caller checked.
+func appendCompact(peers []netip.AddrPort, v4, v6 []byte) []netip.AddrPort {
+	for b := v4; len(b) > 0; b = b[6:] {
+		ip := netip.AddrFrom4([4]byte(b[:4]))
+		peers = appendDialable(peers, netip.AddrPortFrom(ip, uint16(b[4])<<8|uint16(b[5])))
+	}
+	for b := v6; len(b) > 0; b = b[18:] {
+		ip := netip.AddrFrom16([16]byte(b[:16])).Unmap()
+		peers = appendDialable(peers, netip.AddrPortFrom(ip, uint16(b[16])<<8|uint16(b[17])))
+	}
+	return peers
 }
 
 // maxTrackerInterval caps the announce interval a tracker asks for.
@@ -237,6 +251,24 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 			}
 			fresh := newPeers(t, res.peers)
 			want := target.n - active
+			if e.oneWay && ctx.Err() == nil && len(res.upstream) > 0 {
+				// Upstream peers (a few, handed to a location's border
+				// peers) are dialed whatever the peer target: they bring
+				// what the location lacks, and a border peer already
+				// connected to its location's members would never reach
+				// them otherwise.
+				e.upstream.add(ih, res.upstream)
+				var rest []netip.AddrPort
+				for _, p := range fresh {
+					if slices.Contains(res.upstream, p) {
+						addPeers(t, []netip.AddrPort{p})
+						want--
+					} else {
+						rest = append(rest, p)
+					}
+				}
+				fresh = rest
+			}
 			addPeers(t, fresh[:min(len(fresh), max(want, 0))])
 			if want > 0 && ent.data.left() > 0 {
 				// Under-connected: ask again soon rather than wait out the

@@ -114,8 +114,12 @@ type Config struct {
 	// a location set the engine also takes its peers from the trackers
 	// only: the seeder's own address, which its answer names, is held
 	// back until the trackers fail or the download stalls, so that a
-	// remote seeder does not serve every node of a datacenter. Default
-	// empty: unknown (the tracker may map the host's address to one).
+	// remote seeder does not serve every node of a datacenter; and the
+	// peers a tracker names "upstream" (other locations' peers handed to
+	// this host's location as sources, see tracker.UpstreamMarker) are
+	// dialed whatever the peer target and kept choked, so that pieces
+	// cross a border one way only (oneway.go). Default empty: unknown
+	// (the tracker may map the host's address to one).
 	Location string `yaml:"location"`
 	// DisableCutThrough makes the engine wait for a cold blob's whole
 	// origin fetch at the seeder before it downloads a byte, instead of
@@ -292,6 +296,10 @@ type Engine struct {
 	// super is the super-seeding state of a seeder's swarms; nil for an
 	// agent.
 	super *superSeeder
+	// oneWay is set on an agent with a Location that owns its sockets:
+	// it keeps the upstream peers trackers name choked (see oneway.go).
+	oneWay   bool
+	upstream upstreams
 }
 
 // entry is a blob the engine's torrent client knows: seeding or downloading.
@@ -612,11 +620,16 @@ func (e *Engine) bindSockets() error {
 		e.upLimit = ul
 	}
 	e.downLimit = dl
+	e.oneWay = e.super == nil && e.cfg.Location != ""
 	wrap := func(c net.Conn) net.Conn {
 		if e.super != nil {
 			c = e.super.wrap(c)
 		}
-		return limitConn(c, dl, ul)
+		c = limitConn(c, dl, ul)
+		if e.oneWay {
+			c = e.upstream.wrap(c)
+		}
+		return c
 	}
 	e.mux = newPeerMux(lis, e.creds, wrap, func(c net.Conn) net.Conn { return limitConn(c, dl, ul) })
 	e.cl.AddListener(e.mux.wire)
@@ -927,6 +940,7 @@ func (e *Engine) drop(ent *entry) {
 	if e.super != nil {
 		e.super.remove(ent.torrent().InfoHash())
 	}
+	e.upstream.forget(ent.torrent().InfoHash())
 	ent.torrent().Drop()
 }
 

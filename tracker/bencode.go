@@ -31,16 +31,11 @@ func appendFailure(b []byte, reason string) []byte {
 
 // appendAnnounce appends a successful announce response with peers in the
 // BEP 23 compact form: IPv4 peers in "peers" (6 bytes each), IPv6 peers in
-// "peers6" (18 bytes each, BEP 7). Both keys are always present.
-func appendAnnounce(b []byte, c SwarmCounts, interval, minInterval int64, peers []Peer) []byte {
-	var n4, n6 int
-	for _, p := range peers {
-		if p.Addr.Addr().Is4() {
-			n4++
-		} else {
-			n6++
-		}
-	}
+// "peers6" (18 bytes each, BEP 7). Both keys are always present. The
+// upstream peers (see UpstreamMarker), a subset of peers, follow in the
+// same form under "upstream" and "upstream6" when there are any.
+func appendAnnounce(b []byte, c SwarmCounts, interval, minInterval int64, peers, upstream []Peer) []byte {
+	n4, n6 := countFamilies(peers)
 	b = append(b, "d8:complete"...)
 	b = appendInt(b, int64(c.Complete))
 	b = append(b, "10:incomplete"...)
@@ -53,7 +48,26 @@ func appendAnnounce(b []byte, c SwarmCounts, interval, minInterval int64, peers 
 	b = appendPeers(b, peers, n4, true)
 	b = append(b, "6:peers6"...)
 	b = appendPeers(b, peers, n6, false)
+	if len(upstream) > 0 {
+		u4, u6 := countFamilies(upstream)
+		b = append(b, "8:upstream"...)
+		b = appendPeers(b, upstream, u4, true)
+		b = append(b, "9:upstream6"...)
+		b = appendPeers(b, upstream, u6, false)
+	}
 	return append(b, 'e')
+}
+
+// countFamilies counts the IPv4 and IPv6 peers.
+func countFamilies(peers []Peer) (n4, n6 int) {
+	for _, p := range peers {
+		if p.Addr.Addr().Is4() {
+			n4++
+		} else {
+			n6++
+		}
+	}
+	return n4, n6
 }
 
 // appendPeers appends the n peers of one address family as a compact string.

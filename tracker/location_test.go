@@ -235,3 +235,37 @@ func TestServerTopologyPolicy(t *testing.T) {
 		}
 	}
 }
+
+// Under the topology policy the response names the upstream peers it
+// hands a border peer ("upstream", compact); under the others it has no
+// such key.
+func TestAnnounceUpstream(t *testing.T) {
+	for _, tc := range []struct {
+		policy tracker.Policy
+		want   []string
+	}{
+		{tracker.NewTopologyPolicy(tracker.TopologyConfig{}), []string{"10.0.0.2:10002", "10.0.0.3:10003"}},
+		{tracker.CompletenessPolicy{}, nil},
+	} {
+		h := newServer(t, tracker.Config{Policy: tc.policy})
+		mustAnnounce(t, h, "10.0.0.3", announceQuery(3, 0))                     // a seeder, no location
+		mustAnnounce(t, h, "10.0.0.2", announceQuery(2, 300, "location", "dc0")) // holds more than dc1
+		r := mustAnnounce(t, h, "10.0.1.4", announceQuery(4, 1000, "location", "dc1", "numwant", "10"))
+		if n := len(r.peers(t)); n != 2 {
+			t.Errorf("%T: handed %d peers, want 2", tc.policy, n)
+		}
+		var got []string
+		s, ok := r.dict["upstream"].(string)
+		if ok != (tc.want != nil) {
+			t.Fatalf("%T: response %q: upstream key present %v", tc.policy, r.raw, ok)
+		}
+		for ; len(s) >= 6; s = s[6:] {
+			a, _ := netip.AddrFromSlice([]byte(s[:4]))
+			got = append(got, netip.AddrPortFrom(a, uint16(s[4])<<8|uint16(s[5])).String())
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%T: upstream %v, want %v", tc.policy, got, tc.want)
+		}
+	}
+}

@@ -45,6 +45,20 @@ type HandoutRecorder interface {
 	RecordHandout(ih InfoHash, handed []Peer)
 }
 
+// UpstreamMarker is implemented by a Policy that hands some peers out for
+// the requester to download from only. The Server lists those, among the
+// peers it hands out, under the response's "upstream" and "upstream6" keys
+// (compact, like "peers" and "peers6"); Eagle's nodes then never let such
+// a peer download from them over their connection to it (they keep it
+// choked), so that bytes cross from the upstream peer's side to the
+// requester's and never back. Other clients ignore the keys.
+type UpstreamMarker interface {
+	// Upstream returns the peers of handed that requester should only
+	// download from, appended to dst. handed is what Order returned for
+	// requester, cut to the numwant. It is called concurrently.
+	Upstream(dst []Peer, requester Peer, handed []Peer) []Peer
+}
+
 // RandomPolicy hands out peers in uniformly random order.
 type RandomPolicy struct{}
 

@@ -56,6 +56,7 @@ type Server struct {
 	policy      Policy
 	sampler     SampleSizer     // policy, if it asks for its sample size
 	recorder    HandoutRecorder // policy, if it records handouts
+	marker      UpstreamMarker  // policy, if it marks upstream peers
 	locations   locator
 	log         *slog.Logger
 	interval    int64 // seconds
@@ -138,6 +139,7 @@ func New(cfg Config, store PeerStore) (*Server, error) {
 	s.oneTrip, _ = s.store.(AnnounceStore)
 	s.sampler, _ = s.policy.(SampleSizer)
 	s.recorder, _ = s.policy.(HandoutRecorder)
+	s.marker, _ = s.policy.(UpstreamMarker)
 	var err error
 	if s.metrics, err = newServerMetrics(cfg.Metrics, s.store); err != nil {
 		if s.ownStore {
@@ -296,7 +298,11 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 		// often as they do, to learn of them and connect to them too.
 		interval = s.seedInterval
 	}
-	return appendAnnounce(b, counts, interval, s.minInterval, peers), http.StatusOK
+	var upstream []Peer
+	if s.marker != nil && len(peers) > 0 {
+		upstream = s.marker.Upstream(nil, self, peers)
+	}
+	return appendAnnounce(b, counts, interval, s.minInterval, peers, upstream), http.StatusOK
 }
 
 // refused answers an announce or stop the PeerStore did not take: full,

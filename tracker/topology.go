@@ -148,18 +148,24 @@ func (c TopologyConfig) Validate() error {
 // blob from the border peers and from each other, so that the location
 // takes it across its border about Remote times, not once per member.
 //
-// A border peer is handed up to Remote remote peers, placed right after
-// its first local peer, so that cutting the list to any numwant above
-// Remote keeps them all. They are the remote peers that hold pieces the
-// local group lacks: those with fewer bytes left than the most complete
-// member of the local group (the asker included); seeders always qualify
-// unless the group holds a complete peer. When some of them are
-// complete (seeders, or finished members of other locations), only
-// complete ones are handed: a connection carries pieces both ways, so a
-// border peer joined to a partial remote peer would also open its own
-// location to that one's imports. Among those it prefers the
-// nearest (highest affinity: same region, other zone before another
-// region), then the most complete, then the least loaded, then any.
+// A border peer is handed remote peers placed right after its first
+// local peer, so that cutting the list to any numwant above 2·Remote keeps
+// them all. They are the remote peers that hold pieces the local group
+// lacks: up to Remote complete ones (seeders, or finished members of other
+// locations; they qualify unless the group holds a complete peer), and,
+// for the first border peer only, up to Remote partial ones with fewer
+// bytes left than the most complete member of the local group (the asker
+// included). Both kinds are upstream (UpstreamMarker): the border peer
+// takes pieces from them and gives none back over those connections, so
+// that a location does not import back what it exports. Partial ones let
+// a location take pieces from another that is still downloading instead
+// of waiting for the seeders' uplink, which would otherwise carry every
+// location's copy; only the first border peer takes them, since two
+// would fetch the same pieces across the border, each before the other
+// has them to share. Among each kind it prefers the nearest (highest
+// affinity: same region, other zone before another region), then the
+// least loaded (so that the borders of several locations spread over the
+// nodes that hold the blob), then the most complete, then any.
 // The no-starvation rule: a late or empty location, whose members hold
 // nothing while others hold everything, thus always has Remote border
 // peers pulling complete remote peers into it. When no remote peer
@@ -315,36 +321,48 @@ func (p *TopologyPolicy) Order(ih InfoHash, requester Peer, candidates []Peer) [
 
 	var picked []topoKey
 	if above < p.remote && minLeft > 0 {
-		// A border peer of a group with no complete member: the remote
-		// peers that hold more than the group, or failing those, any.
-		holdMore := func(k topoKey) bool { return k.left < minLeft }
-		slices.SortFunc(remote, func(a, b topoKey) int {
-			if ha, hb := holdMore(a), holdMore(b); ha != hb {
-				if ha {
-					return -1
-				}
+		// A border peer of a group with no complete member: up to Remote
+		// complete remote peers and up to Remote partial ones that hold
+		// more than the group (its upstream peers), or failing both, the
+		// remote peers that hold anything at all.
+		class := func(k topoKey) int {
+			switch {
+			case k.left == 0:
+				return 0
+			case k.left < minLeft:
 				return 1
 			}
-			return cmp.Or(cmp.Compare(b.aff, a.aff), cmp.Compare(a.left, b.left),
-				cmp.Compare(a.load, b.load), cmp.Compare(a.tie, b.tie))
+			return 2
+		}
+		// Complete ones nearest first; partial ones nearest first, then
+		// the least handed out, so that the borders of several locations
+		// spread over the nodes that hold the blob.
+		slices.SortFunc(remote, func(a, b topoKey) int {
+			return cmp.Or(cmp.Compare(class(a), class(b)), cmp.Compare(b.aff, a.aff),
+				cmp.Compare(a.load, b.load), cmp.Compare(a.left, b.left), cmp.Compare(a.tie, b.tie))
 		})
-		// Complete remote peers, when there are any, are the only ones
-		// handed: a connection carries pieces both ways, and one to a
-		// partial peer of another location would also let that location
-		// import from this one.
-		slices.SortStableFunc(remote, func(a, b topoKey) int {
-			return cmp.Compare(min(a.left, 1), min(b.left, 1))
-		})
-		n := min(p.remote, len(remote))
-		if n > 0 && remote[0].left == 0 {
-			for n > 0 && remote[n-1].left != 0 {
-				n--
+		complete, more := 0, 0
+		for _, k := range remote {
+			switch class(k) {
+			case 0:
+				complete++
+			case 1:
+				more++
 			}
-		} else if n > 0 && holdMore(remote[0]) {
-			for n > 0 && !holdMore(remote[n-1]) {
-				n--
-			}
-		} else {
+		}
+		nc, nm := min(complete, p.remote), min(more, p.remote)
+		if above > 0 {
+			// Only the first border peer takes from partial remote
+			// peers: two would fetch the same pieces across the border,
+			// each before the other has them to share.
+			nm = 0
+		}
+		if nc < complete && nm > 0 {
+			// Bring the nm partial ones next to the nc complete ones.
+			rotateLeft(remote[nc:complete+nm], complete-nc)
+		}
+		n := nc + nm
+		if complete+more == 0 {
 			// Nothing remote holds more: trade with those that hold
 			// anything at all (fewer bytes left than the emptiest peer).
 			// At a swarm's start nobody does, and joining locations
@@ -356,6 +374,7 @@ func (p *TopologyPolicy) Order(ih InfoHash, requester Peer, candidates []Peer) [
 			slices.SortStableFunc(remote, func(a, b topoKey) int {
 				return cmp.Compare(min(emptiest-a.left, 1), min(emptiest-b.left, 1)) * -1
 			})
+			n = min(p.remote, len(remote))
 			for n > 0 && remote[n-1].left >= emptiest {
 				n--
 			}
@@ -382,6 +401,39 @@ func (p *TopologyPolicy) Order(ih InfoHash, requester Peer, candidates []Peer) [
 	permuteTo(candidates, order)
 	sc.keys, sc.order = keys, order
 	return candidates[:kept]
+}
+
+// rotateLeft rotates s left by k places.
+func rotateLeft[T any](s []T, k int) {
+	slices.Reverse(s[:k])
+	slices.Reverse(s[k:])
+	slices.Reverse(s)
+}
+
+// Upstream implements UpstreamMarker: the partial remote peers handed to
+// a border peer because they hold more than its location's most complete
+// member (see TopologyPolicy), and the complete remote ones. A location
+// then takes pieces from them and gives none back over those
+// connections, so that a border peer joined to a partial peer elsewhere
+// does not open its own location to that one's imports. Peers handed for
+// trading (no remote peer holds more) are not upstream: locations that
+// each lack part of a blob must give as well as take.
+func (p *TopologyPolicy) Upstream(dst []Peer, requester Peer, handed []Peer) []Peer {
+	if requester.Location == "" {
+		return dst
+	}
+	minLeft := requester.Left
+	for _, c := range handed {
+		if c.Location == requester.Location {
+			minLeft = min(minLeft, c.Left)
+		}
+	}
+	for _, c := range handed {
+		if c.Location != requester.Location && c.Left < minLeft {
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
 
 // loads sets keys' load from the table, one lock for all of them.

@@ -239,10 +239,12 @@ func TestTopologyRemotePlacement(t *testing.T) {
 	}
 	// Alone in its location, a peer is its border peer, and gets the
 	// remote peers first.
+	// It is handed 2 complete remote peers (seeders) and 2 partial ones
+	// that hold more than it (dc1's).
 	alone := located(50, "dc9", size)
 	got := order(p, ih, alone, swarm)
-	if len(got) != 2 || got[0].Location == "dc9" || got[0].Left != 0 && got[1].Left != 0 {
-		t.Errorf("lone peer handed %v, want 2 remote seeders", got)
+	if len(got) != 4 || got[0].Left != 0 || got[1].Left != 0 || got[2].Location != "dc1" || got[3].Location != "dc1" {
+		t.Errorf("lone peer handed %v, want 2 remote seeders, then 2 of dc1", got)
 	}
 }
 
@@ -267,12 +269,13 @@ func TestTopologyRemoteAffinity(t *testing.T) {
 			t.Fatalf("order %v, want rack r2 of the zone, then the region's most complete: %v", ids(got), want)
 		}
 	}
-	// A complete remote peer, however far, is the only kind handed when
-	// there is one: a connection carries pieces both ways.
+	// A complete remote peer, however far, comes before the partial
+	// ones, which are handed as well (as upstream peers, see
+	// TestTopologyUpstream).
 	candidates = append(candidates, located(7, "us/b/r1", 0))
 	for range 20 {
-		if got := order(p, ih, self, candidates); !slices.Equal(ids(got), []tracker.PeerID{storetest.ID(7)}) {
-			t.Fatalf("order %v, want only the complete remote peer", ids(got))
+		if got, want := order(p, ih, self, candidates), []tracker.PeerID{storetest.ID(7), storetest.ID(3), storetest.ID(6), storetest.ID(5)}; !slices.Equal(ids(got), want) {
+			t.Fatalf("order %v, want the complete remote peer, then the nearest partial ones %v", ids(got), want)
 		}
 	}
 }
@@ -307,16 +310,31 @@ func TestTopologyLateGroupNotStarved(t *testing.T) {
 		if n != 2 {
 			t.Fatalf("swarm %d: %d late border peers, want 2", sw, n)
 		}
-		// A partial location nearer is passed over for the complete
-		// one: a connection to it would also let it import from late.
+		// A partial location nearer that holds more is handed too, after
+		// the complete one, as upstream: late takes from it and gives
+		// nothing back.
 		swarm = slices.Concat(late, emptyNear, done, partial)
+		var withPartial, completeOnly int
 		for _, m := range late {
-			remote := remoteOf(order(p, ih, m, without(swarm, m)), "eu/late")
-			for _, r := range remote {
-				if r.Location != "us/done" {
-					t.Fatalf("swarm %d: late border peer handed %v, want only complete peers", sw, remote)
-				}
+			handed := order(p, ih, m, without(swarm, m))
+			remote := remoteOf(handed, "eu/late")
+			switch {
+			case len(remote) == 0:
+				continue
+			case len(remote) == 4 && remote[0].Location == "us/done" && remote[1].Location == "us/done" &&
+				remote[2].Location == "eu/part" && remote[3].Location == "eu/part":
+				withPartial++
+			case len(remote) == 2 && remote[0].Location == "us/done" && remote[1].Location == "us/done":
+				completeOnly++
+			default:
+				t.Fatalf("swarm %d: late border peer handed %v, want 2 complete (and, for the first border peer, 2 of the nearer partial location)", sw, remote)
 			}
+			if up := p.Upstream(nil, m, handed); !slices.Equal(ids(up), ids(remote)) {
+				t.Fatalf("swarm %d: upstream %v, want every remote peer handed %v", sw, ids(up), ids(remote))
+			}
+		}
+		if withPartial != 1 || completeOnly != 1 {
+			t.Fatalf("swarm %d: %d border peers handed partial ones, %d complete ones only; want 1 and 1", sw, withPartial, completeOnly)
 		}
 		// Without a complete one, the nearer partial location that
 		// holds more than late is handed.
@@ -368,13 +386,23 @@ func TestTopologyWhenRemoteIsHanded(t *testing.T) {
 			t.Errorf("border peer of an empty swarm handed remote %v, want none", r)
 		}
 	}
-	// Only those remote peers that hold more than the group, when some do.
+	// Only those remote peers that hold more than the group, when some
+	// do, and only to the first border peer: two would take the same
+	// pieces across.
+	takers := 0
 	for _, m := range half {
 		more := located(400, "us/x", 100)
 		r := remoteOf(order(p, ih, m, slices.Concat(without(half, m), others, []tracker.Peer{more})), "eu/a")
+		if len(r) == 0 {
+			continue
+		}
+		takers++
 		if len(r) != 1 || r[0].ID != more.ID {
 			t.Errorf("border peer handed remote %v, want only the one holding more", r)
 		}
+	}
+	if takers != 1 {
+		t.Errorf("%d border peers handed the partial peer holding more, want 1", takers)
 	}
 }
 
@@ -472,5 +500,35 @@ func TestTopologyConfig(t *testing.T) {
 	}
 	if n := tracker.NewTopologyPolicy(tracker.TopologyConfig{Sample: 77}).SampleSize(50); n != 77 {
 		t.Errorf("SampleSize = %d, want the configured 77", n)
+	}
+}
+
+// Upstream names the remote peers handed because they hold more than the
+// asker's location, never those handed for trading, local ones, or any
+// to an asker with no location.
+func TestTopologyUpstream(t *testing.T) {
+	p := tracker.NewTopologyPolicy(tracker.TopologyConfig{})
+	ih := storetest.Hash(7)
+	self := located(1, "eu/a", 800)
+	mate := located(2, "eu/a", 500) // the group's most complete member
+	seeder := located(3, "", 0)
+	ahead := located(4, "us/b", 300)  // holds more than the group
+	behind := located(5, "us/b", 600) // holds more than self, less than mate
+	handed := []tracker.Peer{mate, seeder, ahead, behind}
+	if got, want := ids(p.Upstream(nil, self, handed)), []tracker.PeerID{seeder.ID, ahead.ID}; !slices.Equal(got, want) {
+		t.Errorf("upstream %v of %v, want %v", got, ids(handed), want)
+	}
+	// Locations that each lack part of the blob trade: nothing remote
+	// holds more than the group, and nothing is upstream.
+	other := located(6, "us/b", 700)
+	handed = order(p, ih, self, []tracker.Peer{mate, other})
+	if len(remoteOf(handed, "eu/a")) != 1 {
+		t.Fatalf("handed %v, want the trading peer", handed)
+	}
+	if up := p.Upstream(nil, self, handed); len(up) != 0 {
+		t.Errorf("trading: upstream %v, want none", ids(up))
+	}
+	if up := p.Upstream(nil, located(7, "", size), []tracker.Peer{seeder, ahead}); len(up) != 0 {
+		t.Errorf("asker without a location: upstream %v, want none", ids(up))
 	}
 }

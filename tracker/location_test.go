@@ -248,7 +248,7 @@ func TestAnnounceUpstream(t *testing.T) {
 		{tracker.CompletenessPolicy{}, nil},
 	} {
 		h := newServer(t, tracker.Config{Policy: tc.policy})
-		mustAnnounce(t, h, "10.0.0.3", announceQuery(3, 0))                     // a seeder, no location
+		mustAnnounce(t, h, "10.0.0.3", announceQuery(3, 0))                      // a seeder, no location
 		mustAnnounce(t, h, "10.0.0.2", announceQuery(2, 300, "location", "dc0")) // holds more than dc1
 		r := mustAnnounce(t, h, "10.0.1.4", announceQuery(4, 1000, "location", "dc1", "numwant", "10"))
 		if n := len(r.peers(t)); n != 2 {

@@ -12,9 +12,11 @@ import (
 
 	"github.com/eagle-p2p/eagle/internal/cluster"
 	"github.com/eagle-p2p/eagle/internal/origin"
+	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/proxy"
 	"github.com/eagle-p2p/eagle/seeder"
+	"github.com/eagle-p2p/eagle/seeder/preheat"
 	"github.com/eagle-p2p/eagle/storage"
 )
 
@@ -62,8 +64,13 @@ func runBenchCold(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			"  direct     one client GETs the blob from the origin through the relay\n"+
 			"             (about L/C);\n"+
 			"  eagle_one  one agent GETs a second cold blob through Eagle;\n"+
-			"  swarm      all N agents GET a third cold blob at once; the slowest.\n\n"+
-			"ratio_one is eagle_one/direct; ratio_swarm is the slowest over L/C.\n"+
+			"  swarm      all N agents GET a third cold blob at once; the slowest.\n"+
+			"  preheated  a fourth blob's image is preheated first (seeder/preheat,\n"+
+			"             as a registry notification would); then all N agents GET\n"+
+			"             it at once: the first wave's slowest with preheat.\n\n"+
+			"ratio_one is eagle_one/direct; ratio_swarm is the slowest over L/C;\n"+
+			"ratio_preheated the preheated wave's slowest over L/C (preheat_s, the\n"+
+			"preheat itself, comes before the wave and is not counted in it).\n"+
 			"cpu_busy is the fraction of the machine's cores busy, every process\n"+
 			"counted, during the swarm pull.")
 		fs.PrintDefaults()
@@ -100,6 +107,9 @@ func runBenchCold(ctx context.Context, args []string, stdout, stderr io.Writer) 
 type coldRun struct {
 	direct, one, slowest, p50, busy float64
 	originCopies                    float64 // during the swarm pull
+	// The preheated wave: the preheat's time, the wave's slowest and
+	// median, and the origin copies during the wave (0 when warm).
+	preheat, preSlowest, preP50, preCopies float64
 }
 
 func benchCold(ctx context.Context, o coldOptions, stdout, stderr io.Writer) error {
@@ -129,27 +139,55 @@ func benchCold(ctx context.Context, o coldOptions, stdout, stderr io.Writer) err
 	defer c.Close()
 	rl.setTarget(c.Origin.Host)
 
+	// The preheat service, as an eagle seeder with a preheat: section runs
+	// it: warming through the cluster's seeders.
+	member, err := c.Member("bench-preheat")
+	if err != nil {
+		return fmt.Errorf("bench cold: %w", err)
+	}
+	creds, err := mtls.Load(member)
+	if err != nil {
+		return fmt.Errorf("bench cold: %w", err)
+	}
+	pc, err := seeder.NewClient(seeder.ClientConfig{Seeders: c.SeederAddrs(), Credentials: creds})
+	if err != nil {
+		return fmt.Errorf("bench cold: %w", err)
+	}
+	defer pc.Close()
+	ph, err := preheat.New(preheat.Config{AllowedUpstreams: []string{rl.Addr()}, Registries: []preheat.Registry{{Host: rl.Addr(), PlainHTTP: true}}}, pc)
+	if err != nil {
+		return fmt.Errorf("bench cold: %w", err)
+	}
+	defer ph.Close()
+
 	runs := make([]coldRun, o.runs)
 	for k := range runs {
-		if runs[k], err = coldOnce(ctx, c, upstream, L, k); err != nil {
+		if runs[k], err = coldOnce(ctx, c, ph, rl.Addr(), upstream, L, k); err != nil {
 			return fmt.Errorf("bench cold: run %d: %w", k+1, err)
 		}
 		r := runs[k]
-		fmt.Fprintf(stdout, "run %d:   direct=%.2fs eagle_one=%.2fs (ratio %.3f) swarm slowest=%.2fs p50=%.2fs (ratio %.3f) origin_copies=%.2f cpu_busy=%.2f\n",
-			k+1, r.direct, r.one, r.one/r.direct, r.slowest, r.p50, r.slowest/floor, r.originCopies, r.busy)
+		fmt.Fprintf(stdout, "run %d:   direct=%.2fs eagle_one=%.2fs (ratio %.3f) swarm slowest=%.2fs p50=%.2fs (ratio %.3f) origin_copies=%.2f cpu_busy=%.2f | preheat=%.2fs, then swarm slowest=%.2fs p50=%.2fs (ratio %.3f) origin_copies=%.2f\n",
+			k+1, r.direct, r.one, r.one/r.direct, r.slowest, r.p50, r.slowest/floor, r.originCopies, r.busy, r.preheat, r.preSlowest, r.preP50, r.preSlowest/floor, r.preCopies)
 	}
 	direct, one, slowest := column(runs, func(r coldRun) float64 { return r.direct }), column(runs, func(r coldRun) float64 { return r.one }), column(runs, func(r coldRun) float64 { return r.slowest })
 	ratioOne, ratioSwarm := column(runs, func(r coldRun) float64 { return r.one / r.direct }), column(runs, func(r coldRun) float64 { return r.slowest / floor })
 	busy, copies := column(runs, func(r coldRun) float64 { return r.busy }), column(runs, func(r coldRun) float64 { return r.originCopies })
+	preheatS, preSlowest := column(runs, func(r coldRun) float64 { return r.preheat }), column(runs, func(r coldRun) float64 { return r.preSlowest })
+	ratioPre, preCopies := column(runs, func(r coldRun) float64 { return r.preSlowest / floor }), column(runs, func(r coldRun) float64 { return r.preCopies })
 	fmt.Fprintf(stdout, "median of %d runs [range]: direct=%ss eagle_one=%ss ratio_one=%s eagle_slowest=%ss ratio_swarm=%s cpu_busy=%s\n",
 		o.runs, spread(direct, "%.2f"), spread(one, "%.2f"), spread(ratioOne, "%.3f"), spread(slowest, "%.2f"), spread(ratioSwarm, "%.3f"), spread(busy, "%.2f"))
-	fmt.Fprintf(stdout, "bench: cold nodes=%d size=%d cap=%d direct_s=%.3f eagle_one_s=%.3f ratio_one=%.3f eagle_slowest_s=%.3f ratio_swarm=%.3f origin_copies=%.2f cpu_busy=%.2f runs=%d tls=%t cut_through=%t relay=%t\n",
-		o.nodes, L, int64(o.cap), median(direct), median(one), median(ratioOne), median(slowest), median(ratioSwarm), median(copies), median(busy), o.runs, !o.insecure, !o.disableCutThrough, o.relay)
+	fmt.Fprintf(stdout, "first wave, slowest of %d [range]: without preheat=%ss (ratio %s)   with preheat=%ss (ratio %s, after a preheat of %ss)\n",
+		o.nodes, spread(slowest, "%.2f"), spread(ratioSwarm, "%.3f"), spread(preSlowest, "%.2f"), spread(ratioPre, "%.3f"), spread(preheatS, "%.2f"))
+	fmt.Fprintf(stdout, "bench: cold nodes=%d size=%d cap=%d direct_s=%.3f eagle_one_s=%.3f ratio_one=%.3f eagle_slowest_s=%.3f ratio_swarm=%.3f origin_copies=%.2f cpu_busy=%.2f runs=%d tls=%t cut_through=%t relay=%t preheat_s=%.3f preheated_slowest_s=%.3f ratio_preheated=%.3f preheated_origin_copies=%.2f\n",
+		o.nodes, L, int64(o.cap), median(direct), median(one), median(ratioOne), median(slowest), median(ratioSwarm), median(copies), median(busy), o.runs, !o.insecure, !o.disableCutThrough, o.relay,
+		median(preheatS), median(preSlowest), median(ratioPre), median(preCopies))
 	return nil
 }
 
-// coldOnce is one run of "bench cold" on three fresh blobs.
-func coldOnce(ctx context.Context, c *cluster.Cluster, upstream string, L int64, k int) (coldRun, error) {
+// coldOnce is one run of "bench cold" on three fresh blobs, and a fourth
+// in an image of its own that is preheated (through the relay at relayHost)
+// before the wave.
+func coldOnce(ctx context.Context, c *cluster.Cluster, ph *preheat.Service, relayHost, upstream string, L int64, k int) (coldRun, error) {
 	var r coldRun
 	img, err := origin.PushRandomImage(ctx, nil, c.Origin.URL, "bench/cold", fmt.Sprintf("run%d", k), []int64{L, L, L}, time.Now().UnixNano())
 	if err != nil {
@@ -184,5 +222,33 @@ func coldOnce(ctx context.Context, c *cluster.Cluster, upstream string, L int64,
 	r.busy = meter.busy()
 	r.slowest, r.p50 = percentile(times, 100), percentile(times, 50)
 	r.originCopies = float64(c.Origin.BlobBytes()) / float64(L)
+
+	// The same wave on a blob preheated first.
+	pimg, err := origin.PushRandomImage(ctx, nil, c.Origin.URL, "bench/cold-preheat", fmt.Sprintf("run%d", k), []int64{L}, time.Now().UnixNano())
+	if err != nil {
+		return r, fmt.Errorf("push: %w", err)
+	}
+	start = time.Now()
+	job, err := ph.Preheat(preheat.Request{Image: relayHost + "/" + pimg.Repository + "@" + pimg.Manifest.Digest.String()})
+	if err != nil {
+		return r, fmt.Errorf("preheat: %w", err)
+	}
+	if job, err = ph.Wait(ctx, job.ID); err != nil {
+		return r, fmt.Errorf("preheat: %w", err)
+	}
+	if job.State != preheat.StateDone {
+		return r, fmt.Errorf("preheat: job %s: %s", job.State, job.Error)
+	}
+	r.preheat = time.Since(start).Seconds()
+	for i, a := range c.Agents {
+		urls[i] = a.URL + "/v2/" + pimg.Repository + "/blobs/" + pimg.Layers[0].Digest.String()
+	}
+	c.Origin.ResetCounts()
+	times, err = pullAll(ctx, urls, pimg.Layers[0].Digest, L)
+	if err != nil {
+		return r, fmt.Errorf("preheated swarm: %w", err)
+	}
+	r.preSlowest, r.preP50 = percentile(times, 100), percentile(times, 50)
+	r.preCopies = float64(c.Origin.BlobBytes()) / float64(L)
 	return r, nil
 }

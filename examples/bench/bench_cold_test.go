@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-var coldLine = regexp.MustCompile(`^bench: cold nodes=(\d+) size=(\d+) cap=(\d+) direct_s=([0-9.]+) eagle_one_s=([0-9.]+) ratio_one=([0-9.]+) eagle_slowest_s=([0-9.]+) ratio_swarm=([0-9.]+) origin_copies=([0-9.]+) cpu_busy=([0-9.]+) runs=(\d+) tls=(true|false) cut_through=(true|false) relay=(true|false)$`)
+var coldLine = regexp.MustCompile(`^bench: cold nodes=(\d+) size=(\d+) cap=(\d+) direct_s=([0-9.]+) eagle_one_s=([0-9.]+) ratio_one=([0-9.]+) eagle_slowest_s=([0-9.]+) ratio_swarm=([0-9.]+) origin_copies=([0-9.]+) cpu_busy=([0-9.]+) runs=(\d+) tls=(true|false) cut_through=(true|false) relay=(true|false) preheat_s=([0-9.]+) preheated_slowest_s=([0-9.]+) ratio_preheated=([0-9.]+) preheated_origin_copies=([0-9.]+)$`)
 
 // TestBenchCold runs the cold-path benchmark small and checks that its
 // figures hang together: the direct pull through the relay takes about
@@ -49,5 +49,18 @@ func TestBenchCold(t *testing.T) {
 	}
 	if busy := f(10); busy <= 0 || busy > 1 {
 		t.Errorf("cpu_busy = %v", busy)
+	}
+	// The preheat fetched the fourth blob through the relay; the wave
+	// after it took nothing from the origin and was not much slower than
+	// the cold wave (both are small here; bench cold's own figures
+	// compare them).
+	if f(15) < 0.2 {
+		t.Errorf("preheat_s = %v: faster than the relay's pace", f(15))
+	}
+	if f(18) != 0 {
+		t.Errorf("preheated_origin_copies = %v, want 0.00", f(18))
+	}
+	if f(16) > 1.5*f(7)+0.5 {
+		t.Errorf("the preheated wave (%vs) was much slower than the cold one (%vs)", f(16), f(7))
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/eagle-p2p/eagle/internal/origin"
 	"github.com/eagle-p2p/eagle/internal/pull"
 	"github.com/eagle-p2p/eagle/mtls"
+	"github.com/eagle-p2p/eagle/proxy"
 	"github.com/eagle-p2p/eagle/seeder"
 	"github.com/eagle-p2p/eagle/seeder/preheat"
 )
@@ -82,7 +83,11 @@ func startEnv(t *testing.T, o envOptions) *env {
 			Backoff:   200 * time.Millisecond,
 		})
 	}
-	c, err := cluster.Start(t.Context(), cluster.Options{Dir: t.TempDir(), Seeders: seeders, Agents: o.agents, AnnounceInterval: time.Second, Origin: o.origin})
+	// The agents wait for bytes longer than in production: on 2 busy
+	// cores (CI runs packages in parallel) a 503 would send containerd to
+	// the origin, which is what the tests count.
+	c, err := cluster.Start(t.Context(), cluster.Options{Dir: t.TempDir(), Seeders: seeders, Agents: o.agents, AnnounceInterval: time.Second, Origin: o.origin,
+		ProxyConfig: proxy.Config{FirstByteTimeout: time.Minute, StallTimeout: time.Minute}})
 	if err != nil {
 		for _, ln := range lns {
 			ln.Close()
@@ -106,7 +111,7 @@ func startEnv(t *testing.T, o envOptions) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		client, err := seeder.NewClient(seeder.ClientConfig{Seeders: c.SeederAddrs(), Credentials: creds})
+		client, err := seeder.NewClient(seeder.ClientConfig{Seeders: c.SeederAddrs(), Credentials: creds, HealthTimeout: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

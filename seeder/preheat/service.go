@@ -57,6 +57,12 @@ var (
 	ErrClosed = errors.New("preheat: closed")
 )
 
+// Retries of a blob whose warming failed for a reason that may pass.
+const (
+	warmAttempts = 3
+	warmBackoff  = time.Second
+)
+
 // MetaInfoSource is what warms a blob: asking for its metainfo makes the
 // seeder that owns it fetch, verify, store and seed it. *seeder.Client
 // (which picks the owner among the cluster's seeders) and *seeder.Server
@@ -363,22 +369,35 @@ func (s *Service) run(j *job) {
 
 // warm asks for d's metainfo with the operator's authorization, which
 // makes the seeder that owns d fetch it from the origin (once) and seed it.
+// A failure that may pass (no seeder reachable for a moment, a seeder's
+// internal error) is tried again, up to warmAttempts times in all; the
+// origin's refusal, a missing blob or a digest mismatch is final.
 func (s *Service) warm(ctx context.Context, log *slog.Logger, j *job, i int, d ocispec.Descriptor, az *authorizer) {
 	s.setBlob(j, i, StateRunning, "")
 	var err error
-	for attempt := 0; attempt < 2; attempt++ {
+	refreshed := false
+	for attempt := 1; ; attempt++ {
 		var authz string
 		if authz, err = az.header(ctx); err != nil {
 			break
 		}
 		_, err = s.src.MetaInfo(ctx, blob.Ref{Upstream: j.t.upstream, Repository: j.t.repo, Digest: d.Digest, Authorization: authz})
 		var oe *blob.OriginError
-		if errors.As(err, &oe) && oe.StatusCode == 401 {
+		if errors.As(err, &oe) && oe.StatusCode == 401 && !refreshed {
 			// The token expired between the manifest and this blob.
 			az.invalidate(authz)
+			refreshed = true
 			continue
 		}
-		break
+		if err == nil || oe != nil || attempt >= warmAttempts || ctx.Err() != nil ||
+			errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrDigestMismatch) {
+			break
+		}
+		log.Debug("preheat: blob not warmed, trying again", "digest", d.Digest, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(time.Duration(attempt) * warmBackoff):
+		case <-ctx.Done():
+		}
 	}
 	if err != nil {
 		log.Warn("preheat: blob not warmed", "digest", d.Digest, "err", err)

@@ -81,6 +81,10 @@ func startEnv(t *testing.T, o envOptions) *env {
 			Timeout:   5 * time.Second,
 			Threshold: 3,
 			Backoff:   200 * time.Millisecond,
+			// As README advises: the agents' and seeders' reads make
+			// pull events, which would be queued and retried forever
+			// once this test's endpoints are gone.
+			Ignore: configuration.Ignore{Actions: []string{"pull"}},
 		})
 	}
 	// The agents wait for bytes longer than in production: on 2 busy
@@ -424,6 +428,12 @@ func TestPreheatBadPayloadAndSecret(t *testing.T) {
 		if resp.StatusCode != c.code {
 			t.Errorf("GET /preheat/nope with %q: %d, want %d", c.authz, resp.StatusCode, c.code)
 		}
+	}
+	// Pull events (and other events that are not manifest pushes) are
+	// ignored.
+	pullEnv := strings.Replace(strings.Replace(envelope, `"action":"push"`, `"action":"pull"`, 1), "application/vnd.oci.image.manifest.v1+json", "application/octet-stream", 1)
+	if code, v := post(t, u+"/notifications", evType, good, []byte(pullEnv)); code != http.StatusAccepted || v["ignored"] != float64(1) {
+		t.Errorf("pull event: %d %v, want 202 with one ignored", code, v)
 	}
 	// A push event for a registry not allowed is skipped, not refused:
 	// distribution would retry a refused envelope forever.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -298,13 +299,38 @@ func FuzzAnnounceResponse(f *testing.F) {
 		if len(res.peers) > len(tr.Peers)/6+len(tr.Peers6)/18 {
 			t.Fatalf("%d peers from %d+%d bytes of compact peers", len(res.peers), len(tr.Peers), len(tr.Peers6))
 		}
-		for _, p := range res.peers {
+		if len(res.upstream) > len(tr.Upstream)/6+len(tr.Upstream6)/18 {
+			t.Fatalf("%d upstream peers from %d+%d bytes", len(res.upstream), len(tr.Upstream), len(tr.Upstream6))
+		}
+		for _, p := range slices.Concat(res.peers, res.upstream) {
 			a := p.Addr()
 			if !p.IsValid() || p.Port() == 0 || a.IsUnspecified() || a.IsMulticast() || a.Zone() != "" || a.Is4In6() {
 				t.Fatalf("peer %v is no address to dial", p)
 			}
 		}
 	})
+}
+
+// The upstream peers a tracker names (tracker.UpstreamMarker) are parsed
+// like the peers; a list of the wrong length fails the whole answer.
+func TestParseAnnounceResponseUpstream(t *testing.T) {
+	v4, v6 := compactPeers("10.0.0.7:6881", "[fd00::9]:6881")
+	u4, u6 := compactPeers("10.0.0.7:6881", "0.0.0.0:1")
+	b, err := bencode.Marshal(trackerResponse{Interval: 20, Peers: v4, Peers6: v6, Upstream: u4, Upstream6: u6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := parseAnnounceResponse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.7:6881")}; !slices.Equal(res.upstream, want) || len(res.peers) != 2 {
+		t.Errorf("upstream %v, peers %v; want upstream %v of 2 peers", res.upstream, res.peers, want)
+	}
+	b, _ = bencode.Marshal(trackerResponse{Interval: 20, Peers: v4, Upstream: u4[:5]})
+	if _, err := parseAnnounceResponse(b); err == nil {
+		t.Error("an upstream list of 5 bytes: nil error")
+	}
 }
 
 // The peers of a tracker's answer that no one can dial are dropped; the

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,5 +108,31 @@ func TestPreheatConfigNamesTheKey(t *testing.T) {
 		if code == 0 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want an error naming %q", tc.yaml, code, stderr.String(), tc.want)
 		}
+	}
+}
+
+// With preheat.tls.client_ca and no secret, the API takes only clients
+// with a certificate from that CA.
+func TestPreheatMutualTLS(t *testing.T) {
+	ca := testCA(t)
+	srv, cli := member(t, ca, "seeder-0"), member(t, ca, "ops")
+	c := &preheatConfig{Listen: "127.0.0.1:0", Seeders: []string{"127.0.0.1:1"}, TLS: preheatTLS{Cert: srv.Cert, Key: srv.Key, ClientCA: srv.CA}}
+	if err := c.validate([]string{"registry.example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	stop, err := startPreheat(c, srv, slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	url := "https://" + waitAddr(t, &logs, "preheat listening", "addr") + "/preheat/nope"
+	if code, _ := getWith(t, memberClient(t, cli), url); code != http.StatusNotFound {
+		t.Errorf("GET with a client certificate: %d, want 404 (no such job)", code)
+	}
+	anon := opsClient(t, ca) // trusts the CA, presents no certificate
+	if resp, err := anon.Get(url); err == nil {
+		resp.Body.Close()
+		t.Errorf("GET without a client certificate: %d, want a refused handshake", resp.StatusCode)
 	}
 }

@@ -73,7 +73,8 @@ type Config struct {
 	// Concurrency caps the blobs warmed at once over all jobs. Default 4.
 	Concurrency int `yaml:"concurrency"`
 	// MaxJobs is how many jobs are remembered for GET /preheat/<id>
-	// (least recently started forgotten first). Default 256.
+	// (least recently started forgotten first), and how many may run at
+	// once: past that, new ones get 503. Default 256.
 	MaxJobs int `yaml:"max_jobs"`
 	// JobTimeout bounds one job, manifests and every blob. Default 30m.
 	JobTimeout time.Duration `yaml:"job_timeout"`

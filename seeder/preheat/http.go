@@ -165,8 +165,8 @@ func (s *Service) serveNotifications(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 		}
-		if errors.Is(err, ErrClosed) {
-			writeError(w, http.StatusServiceUnavailable, "shutting down")
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrBusy) {
+			unavailable(w, err)
 			return
 		}
 		s.cfg.Logger.Warn("preheat: notification skipped", "event", e.ID, "err", err)
@@ -291,8 +291,8 @@ func (s *Service) harbor(w http.ResponseWriter, body []byte) {
 				continue
 			}
 		}
-		if errors.Is(err, ErrClosed) {
-			writeError(w, http.StatusServiceUnavailable, "shutting down")
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrBusy) {
+			unavailable(w, err)
 			return
 		}
 		// Harbor does not retry forever: a refusal is the clearer answer.
@@ -320,8 +320,8 @@ func (s *Service) servePreheat(w http.ResponseWriter, r *http.Request) {
 	}
 	j, err := s.Preheat(req)
 	switch {
-	case errors.Is(err, ErrClosed):
-		writeError(w, http.StatusServiceUnavailable, "shutting down")
+	case errors.Is(err, ErrClosed) || errors.Is(err, ErrBusy):
+		unavailable(w, err)
 		return
 	case err != nil:
 		writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), ErrBadRequest.Error()+": "))
@@ -342,6 +342,13 @@ func (s *Service) serveJob(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) serveJobs(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string][]Job{"jobs": s.Jobs()})
+}
+
+// unavailable answers 503 for a closed or busy Service; a registry sends
+// its notification again later.
+func unavailable(w http.ResponseWriter, err error) {
+	w.Header().Set("Retry-After", "10")
+	writeError(w, http.StatusServiceUnavailable, err.Error())
 }
 
 // jsonErr describes a JSON decoding error, naming the field when it can.

@@ -532,3 +532,51 @@ func TestPreheatAPIAndAuthOrigin(t *testing.T) {
 		t.Errorf("origin served %d blob GETs during the pulls, want 0", n)
 	}
 }
+
+// TestPreheatJoinAndBusy: the same image asked for again while its job
+// runs joins that job; past max_jobs running jobs, a new one gets 503.
+func TestPreheatJoinAndBusy(t *testing.T) {
+	// A registry that accepts connections and never answers keeps the
+	// job running until Close.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	host := ln.Addr().String()
+	svc, err := preheat.New(preheat.Config{Secret: secret, AllowedUpstreams: []string{host}, MaxJobs: 1,
+		Registries: []preheat.Registry{{Host: host, PlainHTTP: true}}}, unreachable{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	api, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(api)
+	}()
+	defer func() {
+		_ = srv.Close()
+		<-done
+		_ = svc.Close()
+	}()
+	cl := &preheat.Client{URL: "http://" + api.Addr().String(), Secret: secret}
+	a, err := cl.Submit(t.Context(), preheat.Request{Image: host + "/a/b:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cl.Submit(t.Context(), preheat.Request{Image: host + "/a/b:1"})
+	if err != nil || b.ID != a.ID {
+		t.Fatalf("second request for the same image: %+v, %v; want to join job %s", b, err, a.ID)
+	}
+	if _, err := cl.Submit(t.Context(), preheat.Request{Image: host + "/a/b:2"}); !errors.Is(err, preheat.ErrAPI) || !strings.Contains(err.Error(), "503") {
+		t.Errorf("a second image past max_jobs 1: %v, want 503", err)
+	}
+	if j, err := cl.Job(t.Context(), a.ID); err != nil || j.Ended() {
+		t.Errorf("job %+v, %v: want it running", j, err)
+	}
+}

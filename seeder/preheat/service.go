@@ -55,6 +55,9 @@ var (
 	ErrNoPlatform = errors.New("preheat: no manifest for the platforms")
 	// ErrClosed: the Service is closed.
 	ErrClosed = errors.New("preheat: closed")
+	// ErrBusy: Config.MaxJobs jobs are running already (503; a registry
+	// sends its notification again later).
+	ErrBusy = errors.New("preheat: too many jobs running")
 )
 
 // Retries of a blob whose warming failed for a reason that may pass.
@@ -261,6 +264,9 @@ func (s *Service) submit(t target, plats []string, source string) (Job, error) {
 	}
 	if j, ok := s.running[key]; ok {
 		return j.snapshot(), nil
+	}
+	if len(s.running) >= s.cfg.MaxJobs {
+		return Job{}, fmt.Errorf("%w (%d)", ErrBusy, len(s.running))
 	}
 	id, err := newID()
 	if err != nil {

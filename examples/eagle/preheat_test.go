@@ -101,6 +101,7 @@ func TestPreheatConfigNamesTheKey(t *testing.T) {
 		{"preheat:\n  listen: 127.0.0.1:0\n  seeders: [a:1]\n  secret: x\n  concurrency: -1\n", "preheat.concurrency"},
 		{"preheat:\n  listen: 127.0.0.1:0\n  seeders: [a:1]\n  secret_file: /nonexistent/secret\n", "preheat.secret_file"},
 		{"preheat:\n  listen: 127.0.0.1:0\n  seeders: [a:1]\n  secret: x\n  job_timeout: soon\n", "preheat.job_timeout"},
+		{"preheat:\n  listen: 127.0.0.1:0\n  seeders: [a:1]\n  secret: x\n  job_timeout: -1m\n", "preheat.job_timeout -1m0s is negative"},
 		{"preheat:\n  listen: 127.0.0.1:0\n  seeders: [a:1]\n  secret: x\n  secrte: y\n", "secrte"},
 	} {
 		var stdout, stderr bytes.Buffer

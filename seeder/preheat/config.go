@@ -135,10 +135,13 @@ func (c Config) Validate() error {
 	for _, n := range []struct {
 		key string
 		v   int64
-	}{{"concurrency", int64(c.Concurrency)}, {"max_jobs", int64(c.MaxJobs)}, {"max_body", c.MaxBody}, {"job_timeout", int64(c.JobTimeout)}} {
+	}{{"concurrency", int64(c.Concurrency)}, {"max_jobs", int64(c.MaxJobs)}, {"max_body", c.MaxBody}} {
 		if n.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d is negative", n.key, n.v))
 		}
+	}
+	if c.JobTimeout < 0 {
+		errs = append(errs, fmt.Errorf("job_timeout %v is negative", c.JobTimeout))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

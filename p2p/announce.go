@@ -258,16 +258,10 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 				// connected to its location's members would never reach
 				// them otherwise.
 				e.upstream.add(ih, res.upstream)
-				var rest []netip.AddrPort
-				for _, p := range fresh {
-					if slices.Contains(res.upstream, p) {
-						addPeers(t, []netip.AddrPort{p})
-						want--
-					} else {
-						rest = append(rest, p)
-					}
-				}
-				fresh = rest
+				up := newPeers(t, res.upstream)
+				addPeers(t, up)
+				want -= len(up)
+				fresh = slices.DeleteFunc(fresh, func(p netip.AddrPort) bool { return slices.Contains(up, p) })
 			}
 			addPeers(t, fresh[:min(len(fresh), max(want, 0))])
 			if want > 0 && ent.data.left() > 0 {

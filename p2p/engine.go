@@ -234,6 +234,12 @@ type Stats struct {
 	// BytesRelayed is the part of BytesFromAgents that nodes relayed as
 	// they were streamed it (see StreamHeader.Source).
 	BytesRelayed int64
+	// PeersSeededPlainly counts the peer connections a super-seeding
+	// seeder stopped super-seeding because, for a while after they
+	// opened, they got pieces from it only while other peers held pieces
+	// they lacked: peers that cannot reach, or did not learn of, the
+	// others. Always 0 on an agent.
+	PeersSeededPlainly int64
 }
 
 // Engine is one peer. Create it with New and stop it with Close.
@@ -975,6 +981,9 @@ func (e *Engine) Stats() Stats {
 	s.BytesDirect = e.directDownloaded.Load()
 	s.BytesStreamed = e.streamed.Load()
 	s.BytesRelayed = e.relayed.Load()
+	if e.super != nil {
+		s.PeersSeededPlainly = e.super.opened.Load()
+	}
 	for _, t := range e.cl.Torrents() {
 		s.Peers += t.Stats().ActivePeers
 	}

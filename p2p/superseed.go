@@ -67,7 +67,9 @@ const (
 
 // superSeeder keeps the super-seeding state of one engine's swarms.
 type superSeeder struct {
-	log    *slog.Logger // nil: no logging
+	log *slog.Logger // nil: no logging
+	// opened counts the peers it stopped super-seeding (see ssSwarm.open).
+	opened atomic.Int64
 	mu     sync.Mutex
 	swarms map[metainfo.Hash]*ssSwarm
 }
@@ -274,6 +276,9 @@ func (sw *ssSwarm) isIsolated(p *ssPeer, now time.Time) bool {
 // give up their slots.
 func (sw *ssSwarm) open(c *ssConn, p *ssPeer, tell func(c *ssConn, piece int)) {
 	p.isolated = true
+	if sw.ss != nil {
+		sw.ss.opened.Add(1)
+	}
 	for i := range p.offers {
 		sw.dropOffer(p, i)
 	}

@@ -85,12 +85,59 @@ func TestSeederServesLongPieces(t *testing.T) {
 		wg.Go(func() { checkFetch(t, ctx, a, ref, content, fmt.Sprintf("agent %d", i)) })
 	}
 	wg.Wait()
-	// Super-seeded (not seeded plainly, as it once was for long pieces):
-	// each piece leaves the seeder about once. Seeded plainly, it sent
-	// 1.13-1.16 copies; super-seeded, 1.00 alone and up to 1.10 on a loaded
-	// CI machine, where a peer that got pieces only from the seeder for
-	// isolationDelay is served plainly.
-	checkSeederCopies(t, seed, size, 1.12)
+	// Super-seeded (every seeded blob is; long pieces once were not), each
+	// piece leaves the seeder about once: 1.00-1.02 copies here, even with
+	// the machine's cores busy. Two agents cannot show the difference
+	// from plain seeding (1.13-1.16) on a loaded CI machine, though: when
+	// their trading lags, the seeder's last offers to one are pieces the
+	// other holds, and 1.10 and 1.16 copies were seen there. The bound
+	// catches a seeder sending each agent its own copy; that six agents
+	// get about one is TestSuperSeedingSendsAboutOneCopy.
+	if n := seed.Stats().PeersSeededPlainly; n > 0 {
+		t.Logf("the seeder served %d agents plainly", n)
+	}
+	checkSeederCopies(t, seed, size, 1.3)
+}
+
+// TestSuperSeedingOpensIsolatedPeers has two agents that cannot find each
+// other (their only tracker is down; each knows the seeder from its
+// metainfo answer) fetch a blob from a super-seeding seeder with a slow
+// uplink. Shown a few pieces at a time, each would wait for pieces the
+// other holds; after isolationDelay the seeder serves each plainly, both
+// finish, and it counts them.
+func TestSuperSeedingOpensIsolatedPeers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about 4 s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
+	addr, seed := startLimitedSeeder(t, trk, 2<<20)
+	const size = 4 << 20
+	ref, content := pushBlob(t, o, "superseed/isolated", size)
+	if _, err := newSeederClient(t, addr).MetaInfo(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	const down = "https://127.0.0.1:1/announce"
+	var agents []*p2p.Engine
+	for range 2 {
+		agents = append(agents, newEngine(t, p2p.RoleAgent, down, newFSStore(t), newSeederClient(t, addr)))
+	}
+	var wg sync.WaitGroup
+	for i, a := range agents {
+		wg.Go(func() { checkFetch(t, ctx, a, ref, content, fmt.Sprintf("agent %d", i)) })
+	}
+	wg.Wait()
+	for i, a := range agents {
+		if st := a.Stats(); st.BytesFromAgents != 0 || st.BytesFromSeeders < size {
+			t.Errorf("agent %d: %d bytes from agents, %d from seeders; want 0 and the whole blob from the seeder", i, st.BytesFromAgents, st.BytesFromSeeders)
+		}
+	}
+	if n := seed.Stats().PeersSeededPlainly; n != 2 {
+		t.Errorf("seeder served %d agents plainly, want 2", n)
+	}
+	checkSeederCopies(t, seed, size*2, 1.1)
 }
 
 // TestSuperSeededBlobsPulledTogether has two agents each fetch three blobs

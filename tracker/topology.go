@@ -164,8 +164,14 @@ func (c TopologyConfig) Validate() error {
 // would fetch the same pieces across the border, each before the other
 // has them to share. Among each kind it prefers the nearest (highest
 // affinity: same region, other zone before another region), then the
-// least loaded (so that the borders of several locations spread over the
-// nodes that hold the blob), then the most complete, then any.
+// location with the least export load, then the least loaded peer, then
+// the most complete, then any. A location's export load is how often its
+// members were recently picked for other locations' border peers (one
+// per pick, halving every LoadHalfLife, across swarms): a location's own
+// border link carries what it exports, so that once one location feeds
+// another, a third takes from elsewhere (often the one being fed, which
+// then passes on what it got) rather than through the same link. The
+// peer load then spreads borders over the nodes of a location.
 // The no-starvation rule: a late or empty location, whose members hold
 // nothing while others hold everything, thus always has Remote border
 // peers pulling complete remote peers into it. When no remote peer
@@ -196,6 +202,10 @@ type TopologyPolicy struct {
 
 	mu   sync.Mutex
 	load *simplelru.LRU[loadKey, loadEntry]
+	// exports is each location's export load: how often its members were
+	// recently picked as remote peers for another location's border
+	// peers (see Order).
+	exports *simplelru.LRU[string, loadEntry]
 }
 
 var (
@@ -233,12 +243,17 @@ func NewTopologyPolicy(cfg TopologyConfig) *TopologyPolicy {
 	if err != nil {
 		panic(err) // only for a size <= 0, which WithDefaults rules out
 	}
+	exports, err := simplelru.NewLRU[string, loadEntry](cfg.MaxTracked, nil)
+	if err != nil {
+		panic(err)
+	}
 	return &TopologyPolicy{
 		remote:   cfg.Remote,
 		sample:   cfg.Sample,
 		halfLife: cfg.LoadHalfLife.Seconds(),
 		now:      time.Now,
 		load:     load,
+		exports:  exports,
 	}
 }
 
@@ -270,9 +285,11 @@ func (p *TopologyPolicy) decayed(e loadEntry, now int64) float64 {
 type topoKey struct {
 	left int64
 	load float64
-	tie  uint64 // random
-	aff  int    // affinity with the asker
-	idx  int    // index in candidates
+	// export is the export load of the candidate's location.
+	export float64
+	tie    uint64 // random
+	aff    int    // affinity with the asker
+	idx    int    // index in candidates
 }
 
 // topoScratch is Order's reusable memory.
@@ -337,8 +354,9 @@ func (p *TopologyPolicy) Order(ih InfoHash, requester Peer, candidates []Peer) [
 		// Complete ones nearest first; partial ones nearest first, then
 		// the least handed out, so that the borders of several locations
 		// spread over the nodes that hold the blob.
+		p.exportLoads(candidates, remote)
 		slices.SortFunc(remote, func(a, b topoKey) int {
-			return cmp.Or(cmp.Compare(class(a), class(b)), cmp.Compare(b.aff, a.aff),
+			return cmp.Or(cmp.Compare(class(a), class(b)), cmp.Compare(b.aff, a.aff), cmp.Compare(a.export, b.export),
 				cmp.Compare(a.load, b.load), cmp.Compare(a.left, b.left), cmp.Compare(a.tie, b.tie))
 		})
 		complete, more := 0, 0
@@ -380,6 +398,9 @@ func (p *TopologyPolicy) Order(ih InfoHash, requester Peer, candidates []Peer) [
 			}
 		}
 		picked = remote[:n]
+		if complete+more > 0 {
+			p.recordExports(candidates, picked)
+		}
 	}
 
 	// order: the first local peer, the picked remote ones, the other
@@ -448,6 +469,37 @@ func (p *TopologyPolicy) loads(candidates []Peer, keys []topoKey) {
 		if e, ok := p.load.Peek(keyOf(candidates[keys[i].idx])); ok {
 			keys[i].load = p.decayed(e, now)
 		}
+	}
+}
+
+// exportLoads sets the export load of the remote candidates in keys.
+func (p *TopologyPolicy) exportLoads(candidates []Peer, keys []topoKey) {
+	now := p.now().UnixNano()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exports.Len() == 0 {
+		return
+	}
+	for i := range keys {
+		if e, ok := p.exports.Peek(candidates[keys[i].idx].Location); ok {
+			keys[i].export = p.decayed(e, now)
+		}
+	}
+}
+
+// recordExports adds one to the export load of each picked peer's
+// location.
+func (p *TopologyPolicy) recordExports(candidates []Peer, picked []topoKey) {
+	if len(picked) == 0 {
+		return
+	}
+	now := p.now().UnixNano()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, k := range picked {
+		loc := candidates[k.idx].Location
+		e, _ := p.exports.Peek(loc)
+		p.exports.Add(loc, loadEntry{v: p.decayed(e, now) + 1, at: now})
 	}
 }
 

@@ -251,7 +251,6 @@ func TestTopologyRemotePlacement(t *testing.T) {
 // Among remote peers, the nearest come first: same region, other zone,
 // before another region; then the most complete.
 func TestTopologyRemoteAffinity(t *testing.T) {
-	p := tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 3})
 	ih := storetest.Hash(1)
 	self := located(0, "eu/a/r1", size)
 	candidates := []tracker.Peer{
@@ -262,7 +261,10 @@ func TestTopologyRemoteAffinity(t *testing.T) {
 		located(5, "eu/b/r2", 5),
 		located(6, "eu", 2), // a prefix of self's: a remote group, affinity 1
 	}
+	// A fresh policy each time: picks add to their locations' export
+	// load (TestTopologyExportLoad).
 	for range 20 {
+		p := tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 3})
 		got := order(p, ih, self, candidates)
 		// Alone in its rack, self is a border peer: 3 remote peers.
 		if want := []tracker.PeerID{storetest.ID(3), storetest.ID(6), storetest.ID(5)}; !slices.Equal(ids(got), want) {
@@ -274,8 +276,38 @@ func TestTopologyRemoteAffinity(t *testing.T) {
 	// TestTopologyUpstream).
 	candidates = append(candidates, located(7, "us/b/r1", 0))
 	for range 20 {
+		p := tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 3})
 		if got, want := order(p, ih, self, candidates), []tracker.PeerID{storetest.ID(7), storetest.ID(3), storetest.ID(6), storetest.ID(5)}; !slices.Equal(ids(got), want) {
 			t.Fatalf("order %v, want the complete remote peer, then the nearest partial ones %v", ids(got), want)
+		}
+	}
+}
+
+// A location's export load spreads the border peers of others over the
+// locations that hold the blob: once one location's members were handed
+// to another's border peer, a third's takes from elsewhere, even from a
+// less complete location of the same affinity; the load then decays.
+func TestTopologyExportLoad(t *testing.T) {
+	for range 20 {
+		p := tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 1, LoadHalfLife: time.Second})
+		now := time.Unix(1000, 0)
+		tracker.SetClock(p, func() time.Time { return now })
+		ih := storetest.Hash(1)
+		dc0 := group(100, 4, "dc0", 50)
+		dc1, dc2 := located(1, "dc1", size), located(2, "dc2", size)
+		r := remoteOf(order(p, ih, dc1, slices.Concat(dc0, []tracker.Peer{dc2})), "dc1")
+		if len(r) != 1 || r[0].Location != "dc0" {
+			t.Fatalf("empty dc1 handed remote %v, want one of dc0", r)
+		}
+		dc1.Left = 100 // it took some pieces, fewer than dc0 holds
+		r = remoteOf(order(p, ih, dc2, slices.Concat(dc0, []tracker.Peer{dc1})), "dc2")
+		if len(r) != 1 || r[0].ID != dc1.ID {
+			t.Fatalf("dc2 handed remote %v after dc0 exported to dc1, want dc1's member", r)
+		}
+		now = now.Add(20 * time.Second)
+		r = remoteOf(order(p, ih, dc2, slices.Concat(dc0, []tracker.Peer{dc1})), "dc2")
+		if len(r) != 1 || r[0].Location != "dc0" {
+			t.Fatalf("dc2 handed remote %v once the export loads decayed, want the most complete, in dc0", r)
 		}
 	}
 }

@@ -234,6 +234,10 @@ type Stats struct {
 	// BytesRelayed is the part of BytesFromAgents that nodes relayed as
 	// they were streamed it (see StreamHeader.Source).
 	BytesRelayed int64
+	// BytesWasted is piece data received over the peer wire that was not
+	// needed: chunks this node already had (asked of two peers at once, or
+	// arriving after their piece was verified). Not in the counters above.
+	BytesWasted int64
 	// PeersSeededPlainly counts the peer connections a super-seeding
 	// seeder stopped super-seeding because, for a while after they
 	// opened, they got pieces from it only while other peers held pieces
@@ -978,6 +982,7 @@ func (e *Engine) Stats() Stats {
 	s := Stats{BytesFromSeeders: e.fromSeeders.Load(), BytesFromAgents: e.fromAgents.Load(), BytesFromOrigin: e.fromOrigin.Load()}
 	cs := e.cl.Stats().ConnStats
 	s.BytesUploaded = cs.BytesWrittenData.Int64() + e.directUploaded.Load()
+	s.BytesWasted = max(cs.BytesReadData.Int64()-cs.BytesReadUsefulData.Int64(), 0)
 	s.BytesDirect = e.directDownloaded.Load()
 	s.BytesStreamed = e.streamed.Load()
 	s.BytesRelayed = e.relayed.Load()

@@ -121,6 +121,9 @@ var (
 	cutThroughDesc = prometheus.NewDesc("eagle_p2p_cut_through_bytes_total",
 		"Blob data of cold pulls received as the seeder fetched it from the origin, by how: stream (from the seeder) or relay (from the node streamed before this one). Also counted in eagle_p2p_received_bytes_total.",
 		[]string{"via"}, nil)
+	wastedDesc = prometheus.NewDesc("eagle_p2p_wasted_bytes_total",
+		"Piece data received over the peer wire that was not needed: chunks the node already had (asked of two peers at once, or arriving after their piece was verified). Not counted in eagle_p2p_received_bytes_total.",
+		nil, nil)
 	plainDesc = prometheus.NewDesc("eagle_p2p_peers_seeded_plainly_total",
 		"Peer connections a seeder stopped super-seeding because they got pieces from it only while other peers held pieces they lacked: peers that cannot reach, or did not learn of, the others. Rising steadily, it says agents cannot reach each other.",
 		nil, nil)
@@ -141,6 +144,7 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- directDesc
 	ch <- cutThroughDesc
 	ch <- plainDesc
+	ch <- wastedDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -159,6 +163,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(directDesc, prometheus.CounterValue, float64(c.e.directUploaded.Load()), "sent")
 	ch <- prometheus.MustNewConstMetric(cutThroughDesc, prometheus.CounterValue, float64(st.BytesStreamed), "stream")
 	ch <- prometheus.MustNewConstMetric(cutThroughDesc, prometheus.CounterValue, float64(st.BytesRelayed), "relay")
+	ch <- prometheus.MustNewConstMetric(wastedDesc, prometheus.CounterValue, float64(st.BytesWasted))
 	ch <- prometheus.MustNewConstMetric(plainDesc, prometheus.CounterValue, float64(st.PeersSeededPlainly))
 }
 

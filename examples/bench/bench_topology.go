@@ -160,10 +160,16 @@ type topoMeasure struct {
 	// into and received from each datacenter.
 	cross   int64
 	in, out []int64
+	// dropped is the packets the border's qdisc dropped on their way
+	// into each datacenter (each resent, and counted in in, once more).
+	dropped []int64
 	// fromSeeders and fromAgents are the piece bytes each datacenter's
 	// agents received from the seeders and from other agents.
 	fromSeeders, fromAgents []int64
-	originGETs              int
+	// wasted is the piece bytes each datacenter's agents received and did
+	// not need (eagle_p2p_wasted_bytes_total).
+	wasted     []int64
+	originGETs int
 	// seederFetches is how many origin fetches each seeder ended.
 	seederFetches []int
 	originBytes   int64
@@ -343,8 +349,10 @@ func measureTopology(ctx context.Context, o topoOptions, c *cluster.Cluster, lab
 		times = times[len(dc):]
 		m.in = append(m.in, after.tx[k]-before.tx[k])
 		m.out = append(m.out, after.rx[k]-before.rx[k])
+		m.dropped = append(m.dropped, after.drops[k]-before.drops[k])
 		m.fromSeeders = append(m.fromSeeders, recvAfter[k].seeder-recvBefore[k].seeder)
 		m.fromAgents = append(m.fromAgents, recvAfter[k].agent-recvBefore[k].agent)
+		m.wasted = append(m.wasted, recvAfter[k].wasted-recvBefore[k].wasted)
 	}
 	return m, nil
 }
@@ -370,8 +378,9 @@ func seederFetches(c *cluster.Cluster) []int {
 	return ns
 }
 
-// received is the piece bytes agents received, by the kind of peer.
-type received struct{ seeder, agent int64 }
+// received is the piece bytes agents received, by the kind of peer, and
+// the piece bytes they received and did not need.
+type received struct{ seeder, agent, wasted int64 }
 
 // scrapeReceived reads eagle_p2p_received_bytes_total of every agent from
 // its /metrics, summed by datacenter.
@@ -397,6 +406,7 @@ func scrapeReceived(ctx context.Context, agents [][]*netnsAgent) ([]received, er
 				}
 				sums[k].seeder += r.seeder
 				sums[k].agent += r.agent
+				sums[k].wasted += r.wasted
 			})
 		}
 	}
@@ -440,6 +450,11 @@ func scrapeAgentReceived(ctx context.Context, client *http.Client, url string) (
 			case "agent":
 				r.agent += int64(mt.GetCounter().GetValue())
 			}
+		}
+	}
+	if f, ok := fams["eagle_p2p_wasted_bytes_total"]; ok {
+		for _, mt := range f.GetMetric() {
+			r.wasted += int64(mt.GetCounter().GetValue())
 		}
 	}
 	return r, nil

@@ -169,8 +169,9 @@ func newTopoLab(ctx context.Context, dcs, perDC int, nodeCap, borderCap p2p.Rate
 }
 
 // routerCounters are the bytes each of the router's interfaces received
-// from its datacenter (rx) and sent into it (tx), by datacenter.
-type routerCounters struct{ rx, tx []int64 }
+// from its datacenter (rx) and sent into it (tx), and the packets its
+// border qdisc dropped on the way in (drops), by datacenter.
+type routerCounters struct{ rx, tx, drops []int64 }
 
 // crossed is what the router forwarded between the two readings: the sum
 // over the datacenters of what it sent into each, so that a byte that
@@ -205,7 +206,7 @@ func (l *topoLab) counters(ctx context.Context) (routerCounters, error) {
 	if err := json.Unmarshal([]byte(out), &links); err != nil {
 		return routerCounters{}, fmt.Errorf("topology lab: router counters: %w", err)
 	}
-	c := routerCounters{rx: make([]int64, len(l.agents)), tx: make([]int64, len(l.agents))}
+	c := routerCounters{rx: make([]int64, len(l.agents)), tx: make([]int64, len(l.agents)), drops: make([]int64, len(l.agents))}
 	seen := 0
 	for _, ln := range links {
 		for k := range l.agents {
@@ -217,6 +218,24 @@ func (l *topoLab) counters(ctx context.Context) (routerCounters, error) {
 	}
 	if seen != len(l.agents) {
 		return routerCounters{}, fmt.Errorf("topology lab: router has %d of its %d datacenter interfaces", seen, len(l.agents))
+	}
+	for k := range l.agents {
+		out, err := runTool(ctx, "tc", "-n", l.router, "-s", "-j", "qdisc", "show", "dev", topoRouterDev(k))
+		if err != nil {
+			return routerCounters{}, fmt.Errorf("topology lab: border qdisc counters: %w", err)
+		}
+		var qdiscs []struct {
+			Kind  string `json:"kind"`
+			Drops int64  `json:"drops"`
+		}
+		if err := json.Unmarshal([]byte(out), &qdiscs); err != nil {
+			return routerCounters{}, fmt.Errorf("topology lab: border qdisc counters: %w", err)
+		}
+		for _, q := range qdiscs {
+			if q.Kind == "tbf" {
+				c.drops[k] += q.Drops
+			}
+		}
 	}
 	return c, nil
 }

@@ -1,0 +1,7 @@
+package metainfo
+
+// Uniquely identifies a piece.
+type PieceKey struct {
+	InfoHash Hash
+	Index    PieceIndex
+}

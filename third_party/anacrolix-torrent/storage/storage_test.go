@@ -1,0 +1,5 @@
+package storage
+
+import (
+	_ "github.com/anacrolix/envpprof"
+)

@@ -76,7 +76,18 @@ type directRun struct {
 	// wire would only fetch in parallel what they will bring, on the same
 	// CPU and links. Released when no transfer runs any more.
 	reserved bool
-	wg       sync.WaitGroup
+	// wire is what the last look found of the partial pieces the peer
+	// wire is filling (see wireFilling).
+	wire map[int]wireProgress
+	wg   sync.WaitGroup
+}
+
+// wireProgress is how many bytes a partial piece lacked, and since when it
+// has lacked that many.
+type wireProgress struct {
+	missing int64
+	since   time.Time
+	taken   bool // handed to direct transfers (logged)
 }
 
 // directSource is what a download knows of one peer's direct transfers.
@@ -181,7 +192,7 @@ func (r *directRun) transfer(ctx context.Context, src netip.AddrPort, s *directS
 	var buf []byte // a piece, made once a peer accepts
 	var err error
 	for ctx.Err() == nil {
-		started := wireStarted(t)
+		started := r.wireFilling()
 		first, n := d.claim(window, func(i int) bool { return started[i] })
 		if n == 0 {
 			break
@@ -271,6 +282,49 @@ func (r *directRun) setUnclaimed(p torrent.PiecePriority) {
 		}
 		r.ent.torrent().Piece(i).SetPriority(p)
 	}
+}
+
+// wireFilling returns which pieces the peer wire is filling, which a
+// direct transfer leaves to it: those it started (see wireStarted), less
+// the partial ones it added no byte to for directStall. The wire may never
+// finish those. The cancels that a transfer's claim and the reserve cause
+// come back as rejections, and anacrolix (v1.61.0) answers a rejection
+// with a request update that asks for nothing (applyRequestState); while
+// that update is pending it drops any other, such as the one a reader's
+// priority for the piece asked for (onNeedUpdateRequests). The connection
+// is then left with no request out and nothing to wake it: seen with a
+// piece short of its last chunks, whose reader waited until its context
+// ended.
+func (r *directRun) wireFilling() []bool {
+	t := r.ent.torrent()
+	started := wireStarted(t)
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.wire == nil {
+		r.wire = make(map[int]wireProgress)
+	}
+	for i := range started {
+		if !started[i] || !t.PieceState(i).Partial {
+			delete(r.wire, i)
+			continue
+		}
+		missing := t.PieceBytesMissing(i)
+		w, ok := r.wire[i]
+		switch {
+		case !ok || w.missing != missing:
+			r.wire[i] = wireProgress{missing: missing, since: now}
+		case now.Sub(w.since) >= directStall:
+			started[i] = false
+			if !w.taken {
+				w.taken = true
+				r.wire[i] = w
+				r.c.e.log.Warn("direct transfer: the peer wire stopped filling a piece; taking it",
+					"digest", r.ent.dgst, "piece", i, "missing", missing, "idle", now.Sub(w.since).Round(time.Millisecond))
+			}
+		}
+	}
+	return started
 }
 
 // wireStarted returns which pieces the peer wire is already filling or

@@ -33,10 +33,21 @@ func appendFailure(b []byte, reason string) []byte {
 // BEP 23 compact form: IPv4 peers in "peers" (6 bytes each), IPv6 peers in
 // "peers6" (18 bytes each, BEP 7). Both keys are always present. The
 // upstream peers (see UpstreamMarker), a subset of peers, follow in the
-// same form under "upstream" and "upstream6" when there are any.
-func appendAnnounce(b []byte, c SwarmCounts, interval, minInterval int64, peers, upstream []Peer) []byte {
+// same form under "upstream" and "upstream6" when there are any. With a
+// share of -1 or more, "border" says it (see BorderJudge): share+1, and
+// "borders" shares when the requester is a border peer.
+func appendAnnounce(b []byte, c SwarmCounts, interval, minInterval int64, peers, upstream []Peer, share, shares int) []byte {
 	n4, n6 := countFamilies(peers)
-	b = append(b, "d8:complete"...)
+	b = append(b, 'd')
+	if share >= -1 {
+		b = append(b, "6:border"...)
+		b = appendInt(b, int64(share+1))
+		if share >= 0 {
+			b = append(b, "7:borders"...)
+			b = appendInt(b, int64(shares))
+		}
+	}
+	b = append(b, "8:complete"...)
 	b = appendInt(b, int64(c.Complete))
 	b = append(b, "10:incomplete"...)
 	b = appendInt(b, int64(c.Incomplete))

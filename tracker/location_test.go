@@ -269,3 +269,44 @@ func TestAnnounceUpstream(t *testing.T) {
 		}
 	}
 }
+
+// Under the topology policy every answer to a located requester says
+// whether it is a border peer ("border": its share + 1, or 0) and, when it
+// is, into how many shares its location's imports are cut ("borders");
+// under other policies, and to a requester without a location, neither
+// key is there.
+func TestAnnounceBorder(t *testing.T) {
+	h := newServer(t, tracker.Config{Policy: tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 2})})
+	mustAnnounce(t, h, "10.0.0.3", announceQuery(3, 0)) // a seeder, no location
+	var shares []int64
+	for n := 10; n < 14; n++ {
+		mustAnnounce(t, h, fmt.Sprintf("10.0.1.%d", n), announceQuery(n, 1000, "location", "dc1"))
+	}
+	for n := 10; n < 14; n++ {
+		r := mustAnnounce(t, h, fmt.Sprintf("10.0.1.%d", n), announceQuery(n, 1000, "location", "dc1"))
+		b, ok := r.dict["border"].(int64)
+		if !ok {
+			t.Fatalf("response %q: no border key", r.raw)
+		}
+		bs, has := r.dict["borders"].(int64)
+		if b > 0 {
+			if !has || bs != 2 {
+				t.Errorf("border peer's response %q: borders %d (present %v), want 2", r.raw, bs, has)
+			}
+			shares = append(shares, b)
+		} else if has {
+			t.Errorf("response %q: borders for a member that is not a border peer", r.raw)
+		}
+	}
+	slices.Sort(shares)
+	if !slices.Equal(shares, []int64{1, 2}) {
+		t.Errorf("border values of the 4 members %v, want 1 and 2 (and two 0)", shares)
+	}
+	if r := mustAnnounce(t, h, "10.0.0.4", announceQuery(4, 1000)); r.dict["border"] != nil {
+		t.Errorf("response to a requester without a location %q has a border key", r.raw)
+	}
+	h = newServer(t, tracker.Config{Policy: tracker.CompletenessPolicy{}})
+	if r := mustAnnounce(t, h, "10.0.1.4", announceQuery(4, 1000, "location", "dc1")); r.dict["border"] != nil {
+		t.Errorf("completeness policy's response %q has a border key", r.raw)
+	}
+}

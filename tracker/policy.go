@@ -59,6 +59,25 @@ type UpstreamMarker interface {
 	Upstream(dst []Peer, requester Peer, handed []Peer) []Peer
 }
 
+// BorderJudge is implemented by a Policy that lets only some members of a
+// location take peers from other locations: its border peers. The Server
+// then tells every requester with a location that is downloading whether
+// it is one, and which share of the pieces it imports: under the response's "border" key, 0
+// for no, else share+1 of "borders" shares. An Eagle node told it is not
+// a border peer closes its connections to the upstream peers an earlier
+// answer named (the first of a location to announce is its border peer
+// until the others announce, and would otherwise go on importing beside
+// them); a border peer takes from its upstream peers only the pieces
+// whose index is its share modulo shares, so that the border peers of a
+// location do not import the same pieces (see p2p.Config.Location).
+type BorderJudge interface {
+	// Border returns requester's share of the swarm ih's pieces, in
+	// [0, shares), when it is a border peer of its location, and -1 when
+	// it is not; candidates are its other members as the Server sampled
+	// them (what Order is about to be given). It is called concurrently.
+	Border(ih InfoHash, requester Peer, candidates []Peer) (share, shares int)
+}
+
 // RandomPolicy hands out peers in uniformly random order.
 type RandomPolicy struct{}
 

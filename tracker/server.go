@@ -57,6 +57,7 @@ type Server struct {
 	sampler     SampleSizer     // policy, if it asks for its sample size
 	recorder    HandoutRecorder // policy, if it records handouts
 	marker      UpstreamMarker  // policy, if it marks upstream peers
+	judge       BorderJudge     // policy, if it has border peers
 	locations   locator
 	log         *slog.Logger
 	interval    int64 // seconds
@@ -140,6 +141,7 @@ func New(cfg Config, store PeerStore) (*Server, error) {
 	s.sampler, _ = s.policy.(SampleSizer)
 	s.recorder, _ = s.policy.(HandoutRecorder)
 	s.marker, _ = s.policy.(UpstreamMarker)
+	s.judge, _ = s.policy.(BorderJudge)
 	var err error
 	if s.metrics, err = newServerMetrics(cfg.Metrics, s.store); err != nil {
 		if s.ownStore {
@@ -224,6 +226,10 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 		counts SwarmCounts
 		// haveCounts: the store answered the counts with the announce.
 		haveCounts bool
+		// share of shares: the answer's "border" (see BorderJudge);
+		// shares 0 and share -1 for a requester that is not a border
+		// peer, share -2 for none.
+		share, shares = -2, 0
 	)
 	if req.event == eventStopped {
 		if err := s.store.Remove(ctx, req.infoHash, req.peerID, addr); err != nil {
@@ -276,6 +282,12 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 					}
 				}
 			}
+			if s.judge != nil && self.Location != "" && !self.Complete() {
+				share, shares = s.judge.Border(req.infoHash, self, candidates)
+				if share < -1 || share >= shares {
+					share, shares = -1, 0 // not a share: not a border peer
+				}
+			}
 			peers = s.policy.Order(req.infoHash, self, candidates)
 			peers = peers[:min(len(peers), numWant)]
 			if s.recorder != nil && len(peers) > 0 {
@@ -302,7 +314,7 @@ func (s *Server) announce(r *http.Request, b []byte) (body []byte, status int) {
 	if s.marker != nil && len(peers) > 0 {
 		upstream = s.marker.Upstream(nil, self, peers)
 	}
-	return appendAnnounce(b, counts, interval, s.minInterval, peers, upstream), http.StatusOK
+	return appendAnnounce(b, counts, interval, s.minInterval, peers, upstream, share, shares), http.StatusOK
 }
 
 // refused answers an announce or stop the PeerStore did not take: full,

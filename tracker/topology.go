@@ -325,7 +325,7 @@ func (p *TopologyPolicy) Order(ih InfoHash, requester Peer, candidates []Peer) [
 			continue
 		}
 		minLeft = min(minLeft, c.Left)
-		if s := rendezvous(ih, c.ID); s > myScore || s == myScore && string(c.ID[:]) > string(requester.ID[:]) {
+		if ranksAbove(ih, c.ID, requester.ID, myScore) {
 			above++
 		}
 		keys[i], keys[nLocal] = keys[nLocal], keys[i]
@@ -369,12 +369,6 @@ func (p *TopologyPolicy) Order(ih InfoHash, requester Peer, candidates []Peer) [
 			}
 		}
 		nc, nm := min(complete, p.remote), min(more, p.remote)
-		if above > 0 {
-			// Only the first border peer takes from partial remote
-			// peers: two would fetch the same pieces across the border,
-			// each before the other has them to share.
-			nm = 0
-		}
 		if nc < complete && nm > 0 {
 			// Bring the nm partial ones next to the nc complete ones.
 			rotateLeft(remote[nc:complete+nm], complete-nc)
@@ -422,6 +416,38 @@ func (p *TopologyPolicy) Order(ih InfoHash, requester Peer, candidates []Peer) [
 	permuteTo(candidates, order)
 	sc.keys, sc.order = keys, order
 	return candidates[:kept]
+}
+
+// Border implements BorderJudge: requester is a border peer when fewer
+// than Remote members of its location rank above it by rendezvous hash
+// (see TopologyPolicy); its share is how many do, of as many shares as
+// the location has border peers.
+func (p *TopologyPolicy) Border(ih InfoHash, requester Peer, candidates []Peer) (share, shares int) {
+	if requester.Location == "" {
+		return -1, 0
+	}
+	myScore := rendezvous(ih, requester.ID)
+	above, members := 0, 1
+	for _, c := range candidates {
+		if c.Location != requester.Location || c.ID == requester.ID {
+			continue
+		}
+		members++
+		if ranksAbove(ih, c.ID, requester.ID, myScore) {
+			above++
+		}
+	}
+	if above >= p.remote {
+		return -1, 0
+	}
+	return above, min(p.remote, members)
+}
+
+// ranksAbove reports whether the member id ranks above the one whose ID is
+// me and whose rendezvous score is myScore.
+func ranksAbove(ih InfoHash, id, me PeerID, myScore uint64) bool {
+	s := rendezvous(ih, id)
+	return s > myScore || s == myScore && string(id[:]) > string(me[:])
 }
 
 // rotateLeft rotates s left by k places.

@@ -344,9 +344,10 @@ func TestTopologyLateGroupNotStarved(t *testing.T) {
 		}
 		// A partial location nearer that holds more is handed too, after
 		// the complete one, as upstream: late takes from it and gives
-		// nothing back.
+		// nothing back. Both border peers get both kinds (each takes its
+		// own share of the pieces, see Border).
 		swarm = slices.Concat(late, emptyNear, done, partial)
-		var withPartial, completeOnly int
+		var withPartial int
 		for _, m := range late {
 			handed := order(p, ih, m, without(swarm, m))
 			remote := remoteOf(handed, "eu/late")
@@ -356,17 +357,15 @@ func TestTopologyLateGroupNotStarved(t *testing.T) {
 			case len(remote) == 4 && remote[0].Location == "us/done" && remote[1].Location == "us/done" &&
 				remote[2].Location == "eu/part" && remote[3].Location == "eu/part":
 				withPartial++
-			case len(remote) == 2 && remote[0].Location == "us/done" && remote[1].Location == "us/done":
-				completeOnly++
 			default:
-				t.Fatalf("swarm %d: late border peer handed %v, want 2 complete (and, for the first border peer, 2 of the nearer partial location)", sw, remote)
+				t.Fatalf("swarm %d: late border peer handed %v, want 2 complete and 2 of the nearer partial location", sw, remote)
 			}
 			if up := p.Upstream(nil, m, handed); !slices.Equal(ids(up), ids(remote)) {
 				t.Fatalf("swarm %d: upstream %v, want every remote peer handed %v", sw, ids(up), ids(remote))
 			}
 		}
-		if withPartial != 1 || completeOnly != 1 {
-			t.Fatalf("swarm %d: %d border peers handed partial ones, %d complete ones only; want 1 and 1", sw, withPartial, completeOnly)
+		if withPartial != 2 {
+			t.Fatalf("swarm %d: %d border peers handed partial ones, want 2", sw, withPartial)
 		}
 		// Without a complete one, the nearer partial location that
 		// holds more than late is handed.
@@ -419,8 +418,7 @@ func TestTopologyWhenRemoteIsHanded(t *testing.T) {
 		}
 	}
 	// Only those remote peers that hold more than the group, when some
-	// do, and only to the first border peer: two would take the same
-	// pieces across.
+	// do, to every border peer.
 	takers := 0
 	for _, m := range half {
 		more := located(400, "us/x", 100)
@@ -433,8 +431,8 @@ func TestTopologyWhenRemoteIsHanded(t *testing.T) {
 			t.Errorf("border peer handed remote %v, want only the one holding more", r)
 		}
 	}
-	if takers != 1 {
-		t.Errorf("%d border peers handed the partial peer holding more, want 1", takers)
+	if takers != len(half) {
+		t.Errorf("%d border peers handed the partial peer holding more, want %d", takers, len(half))
 	}
 }
 
@@ -562,5 +560,44 @@ func TestTopologyUpstream(t *testing.T) {
 	}
 	if up := p.Upstream(nil, located(7, "", size), []tracker.Peer{seeder, ahead}); len(up) != 0 {
 		t.Errorf("asker without a location: upstream %v, want none", ids(up))
+	}
+}
+
+// Border names the members that Order hands remote peers to, each with
+// its own share, of as many shares as the location has border peers; the
+// others, and a requester without a location, get -1.
+func TestTopologyBorderShares(t *testing.T) {
+	seeders := group(900, 2, "dc0", 0)
+	for _, remote := range []int{1, 2, 3} {
+		for _, members := range []int{1, 2, 5} {
+			p := tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: remote})
+			dc1 := group(1, members, "dc1", size)
+			swarm := slices.Concat(seeders, dc1)
+			for sw := range 10 {
+				ih := storetest.Hash(sw)
+				want := borders(p, ih, dc1, swarm)
+				var got []tracker.PeerID
+				seen := map[int]bool{}
+				for _, m := range dc1 {
+					share, shares := p.Border(ih, m, without(swarm, m))
+					if share < 0 {
+						continue
+					}
+					got = append(got, m.ID)
+					if shares != min(remote, members) || share >= shares || seen[share] {
+						t.Fatalf("remote=%d members=%d swarm %d: share %d of %d (shares so far %v), want a share of its own of %d",
+							remote, members, sw, share, shares, seen, min(remote, members))
+					}
+					seen[share] = true
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("remote=%d members=%d swarm %d: Border names %v, Order hands remote peers to %v", remote, members, sw, got, want)
+				}
+			}
+		}
+	}
+	p := tracker.NewTopologyPolicy(tracker.TopologyConfig{})
+	if share, _ := p.Border(storetest.Hash(1), storetest.MakePeer(5, size), seeders); share != -1 {
+		t.Errorf("a requester without a location: share %d, want -1", share)
 	}
 }

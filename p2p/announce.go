@@ -62,6 +62,10 @@ type announceResult struct {
 	// upstream are the peers, among peers, the tracker named upstream
 	// (see oneway.go).
 	upstream []netip.AddrPort
+	// border is what the tracker said of this node's part in its
+	// location's imports (tracker.BorderJudge): -1 nothing, 0 not a
+	// border peer, else a border peer taking share border-1 of borders.
+	border, borders int
 }
 
 // trackerResponse is the bencoded announce response (BEP 3; compact peers,
@@ -74,6 +78,8 @@ type trackerResponse struct {
 	Peers6        []byte `bencode:"peers6"`
 	Upstream      []byte `bencode:"upstream"`
 	Upstream6     []byte `bencode:"upstream6"`
+	Border        *int64 `bencode:"border"`
+	Borders       int64  `bencode:"borders"`
 }
 
 // announcer talks to one tracker for one engine.
@@ -169,8 +175,15 @@ func parseAnnounceResponse(body []byte) (announceResult, error) {
 	res := announceResult{interval: time.Duration(min(max(tr.Interval, 0), int64(maxTrackerInterval/time.Second))) * time.Second}
 	res.peers = appendCompact(res.peers, tr.Peers, tr.Peers6)
 	res.upstream = appendCompact(nil, tr.Upstream, tr.Upstream6)
+	res.border = -1
+	if tr.Border != nil && *tr.Border >= 0 && *tr.Border <= max(tr.Borders, 0) && tr.Borders <= maxBorders {
+		res.border, res.borders = int(*tr.Border), int(tr.Borders)
+	}
 	return res, nil
 }
+
+// maxBorders bounds the shares a tracker may cut a blob's pieces into.
+const maxBorders = 64
 
 // appendCompact appends the dialable peers of compact IPv4 (6 bytes each)
 // and IPv6 (18 bytes each) lists, whose lengths the caller checked.
@@ -249,6 +262,10 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 			if ent.data.left() > 0 {
 				e.raisePeerTarget(&target, active, time.Now())
 			}
+			if e.oneWay {
+				e.followBorder(ent, t, res)
+				active = t.Stats().ActivePeers
+			}
 			fresh := newPeers(t, res.peers)
 			want := target.n - active
 			if e.oneWay && ctx.Err() == nil && len(res.upstream) > 0 {
@@ -297,6 +314,37 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 	defer cancel()
 	st := t.Stats()
 	a.announce(sctx, ih, eventStopped, 0, st.BytesReadUsefulData.Int64(), st.BytesWrittenData.Int64(), ent.data.left())
+}
+
+// followBorder does what the tracker said of this node's part in its
+// location's imports (see tracker.BorderJudge). Not a border peer (any
+// more: it was one while it announced before the others), it closes its
+// connections to upstream peers, and the location imports through its
+// border peers. A border peer takes its share of the pieces from its
+// upstream peers (see shareMask); when the share changes, its upstream
+// connections are opened again to take the new one.
+func (e *Engine) followBorder(ent *entry, t *torrent.Torrent, res announceResult) {
+	ih := t.InfoHash()
+	switch {
+	case res.border < 0 || ent.data.left() == 0:
+	case res.border == 0:
+		e.upstream.demote(ih)
+		if n := e.upstream.closeConns(t); n > 0 {
+			e.log.Info("no longer a border peer of its location; closed the connections to its upstream peers",
+				"digest", ent.dgst, "closed", n)
+		}
+	default:
+		m := shareMask{share: res.border - 1, shares: res.borders, pieces: t.NumPieces()}
+		if !m.active() {
+			m = shareMask{}
+		}
+		if e.upstream.setShare(ih, m) {
+			if n := e.upstream.reconnect(t); n > 0 {
+				e.log.Info("border peer's share of the pieces changed; reconnected to its upstream peers",
+					"digest", ent.dgst, "share", m.share, "shares", m.shares, "reconnected", n)
+			}
+		}
+	}
 }
 
 // underServed is the share of its download limit below which a host that

@@ -366,6 +366,7 @@ func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metain
 		*buf = make([]byte, info.PieceLength)
 	}
 	fromSeeder := resp.Header.Get(roleHeader) == "seeder"
+	fromUpstream := c.e.upstream.is(ent.torrent().InfoHash(), src.Addr().Unmap())
 	for i := first; i < first+n; i++ {
 		p := info.Piece(i)
 		b := (*buf)[:p.Length()]
@@ -395,6 +396,9 @@ func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metain
 				c.e.fromSeeders.Add(int64(len(b)))
 			} else {
 				c.e.fromAgents.Add(int64(len(b)))
+			}
+			if fromUpstream {
+				c.e.fromUpstream.Add(int64(len(b)))
 			}
 			c.e.directDownloaded.Add(int64(len(b)))
 		}

@@ -136,7 +136,7 @@ func (r *directRun) holders() []netip.AddrPort {
 			continue
 		}
 		ap, err := netip.ParseAddrPort(pc.RemoteAddr.String())
-		if err != nil {
+		if err != nil || !r.c.e.upstream.allowsDirect(r.ent.torrent().InfoHash(), ap.Addr().Unmap()) {
 			continue
 		}
 		if pc.PeerListenPort > 0 && pc.PeerListenPort < 1<<16 {
@@ -192,6 +192,11 @@ func (r *directRun) transfer(ctx context.Context, src netip.AddrPort, s *directS
 	var buf []byte // a piece, made once a peer accepts
 	var err error
 	for ctx.Err() == nil {
+		if !r.c.e.upstream.allowsDirect(t.InfoHash(), src.Addr()) {
+			// An upstream peer of a node that is no longer a border
+			// peer, or takes a share of the pieces (see oneway.go).
+			break
+		}
 		started := r.wireFilling()
 		first, n := d.claim(window, func(i int) bool { return started[i] })
 		if n == 0 {

@@ -118,8 +118,12 @@ type Config struct {
 	// peers a tracker names "upstream" (other locations' peers handed to
 	// this host's location as sources, see tracker.UpstreamMarker) are
 	// dialed whatever the peer target and kept choked, so that pieces
-	// cross a border one way only (oneway.go). Default empty: unknown
-	// (the tracker may map the host's address to one).
+	// cross a border one way only (oneway.go). When a tracker says the
+	// host is not one of its location's border peers it closes those
+	// connections; when it says the host is one, with a share of the
+	// pieces (tracker.BorderJudge), the host takes only that share from
+	// them, until its download stalls. Default empty: unknown (the
+	// tracker may map the host's address to one).
 	Location string `yaml:"location"`
 	// DisableCutThrough makes the engine wait for a cold blob's whole
 	// origin fetch at the seeder before it downloads a byte, instead of
@@ -234,6 +238,11 @@ type Stats struct {
 	// BytesRelayed is the part of BytesFromAgents that nodes relayed as
 	// they were streamed it (see StreamHeader.Source).
 	BytesRelayed int64
+	// BytesFromUpstream is the part of BytesFromSeeders and BytesFromAgents
+	// received from upstream peers (other locations'
+	// peers that a tracker's topology policy named, see Config.Location):
+	// what this node imported across its location's border.
+	BytesFromUpstream int64
 	// BytesWasted is piece data received over the peer wire that was not
 	// needed: chunks this node already had (asked of two peers at once, or
 	// arriving after their piece was verified). Not in the counters above.
@@ -294,6 +303,7 @@ type Engine struct {
 	metaCache *lru.Cache[digest.Digest, seederAnswer]
 
 	fromSeeders, fromAgents atomic.Int64
+	fromUpstream            atomic.Int64
 	// directDownloaded and directUploaded count piece data moved by
 	// direct transfers.
 	directDownloaded, directUploaded atomic.Int64
@@ -575,6 +585,11 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 			e.fromSeeders.Add(n)
 		} else {
 			e.fromAgents.Add(n)
+		}
+		if ok && e.oneWay {
+			if ap, err := netip.ParseAddrPort(pc.RemoteAddr.String()); err == nil && e.upstream.is(ev.Peer.Torrent().InfoHash(), ap.Addr().Unmap()) {
+				e.fromUpstream.Add(n)
+			}
 		}
 	})
 	return cc
@@ -982,6 +997,7 @@ func (e *Engine) Stats() Stats {
 	s := Stats{BytesFromSeeders: e.fromSeeders.Load(), BytesFromAgents: e.fromAgents.Load(), BytesFromOrigin: e.fromOrigin.Load()}
 	cs := e.cl.Stats().ConnStats
 	s.BytesUploaded = cs.BytesWrittenData.Int64() + e.directUploaded.Load()
+	s.BytesFromUpstream = e.fromUpstream.Load()
 	s.BytesWasted = max(cs.BytesReadData.Int64()-cs.BytesReadUsefulData.Int64(), 0)
 	s.BytesDirect = e.directDownloaded.Load()
 	s.BytesStreamed = e.streamed.Load()

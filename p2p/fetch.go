@@ -507,6 +507,15 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 		} else {
 			idle++
 		}
+		if idle > 0 && e.oneWay && e.upstream.unmask(t.InfoHash()) {
+			// A border peer that took its share of the pieces from
+			// upstream, and whose location lacks the rest (another
+			// border peer gone, or with no upstream peer that holds
+			// them): it takes every piece from now on.
+			n := e.upstream.reconnect(t)
+			e.log.Warn("download stalled on a border peer's share of the pieces; taking every piece from its upstream peers",
+				"digest", ref.Digest, "reconnected", n)
+		}
 		if e.cfg.Location != "" && !seederGone.Load() && peers > 0 && idle < 2 {
 			// Near peers are connected and either brought other pieces
 			// or may still (behind a busy border a first piece can take

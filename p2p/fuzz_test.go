@@ -277,6 +277,8 @@ func FuzzAnnounceResponse(f *testing.F) {
 		"d14:failure reasoni1ee",
 		"d8:intervali30e5:peers6:\x7f\x00\x00\x01\x1a\xe1e" + "x",
 		"d5:peers6:\x7f\x00\x00\x01\x1a\xe18:intervali30ee",
+		"d6:borderi2e7:bordersi2e8:intervali30e5:peers0:e",
+		"d6:borderi0e8:intervali30e5:peers0:e",
 	} {
 		f.Add([]byte(s))
 	}
@@ -301,6 +303,9 @@ func FuzzAnnounceResponse(f *testing.F) {
 		}
 		if len(res.upstream) > len(tr.Upstream)/6+len(tr.Upstream6)/18 {
 			t.Fatalf("%d upstream peers from %d+%d bytes", len(res.upstream), len(tr.Upstream), len(tr.Upstream6))
+		}
+		if res.border < -1 || res.border > res.borders || res.borders > maxBorders || res.border > 0 && res.borders < 2 && res.border != 1 {
+			t.Fatalf("border %d of %d", res.border, res.borders)
 		}
 		for _, p := range slices.Concat(res.peers, res.upstream) {
 			a := p.Addr()
@@ -330,6 +335,32 @@ func TestParseAnnounceResponseUpstream(t *testing.T) {
 	b, _ = bencode.Marshal(trackerResponse{Interval: 20, Peers: v4, Upstream: u4[:5]})
 	if _, err := parseAnnounceResponse(b); err == nil {
 		t.Error("an upstream list of 5 bytes: nil error")
+	}
+}
+
+// A tracker's "border" and "borders" (tracker.BorderJudge) are parsed
+// into the node's part in its location's imports; values that name no
+// share are taken as nothing said.
+func TestParseAnnounceResponseBorder(t *testing.T) {
+	for _, tc := range []struct {
+		body          string
+		border, count int
+	}{
+		{"d8:intervali30e5:peers0:e", -1, 0},
+		{"d6:borderi0e8:intervali30e5:peers0:e", 0, 0},
+		{"d6:borderi2e7:bordersi2e8:intervali30e5:peers0:e", 2, 2},
+		{"d6:borderi1e7:bordersi1e8:intervali30e5:peers0:e", 1, 1},
+		{"d6:borderi3e7:bordersi2e8:intervali30e5:peers0:e", -1, 0},   // share 2 of 2
+		{"d6:borderi-1e8:intervali30e5:peers0:e", -1, 0},              // negative
+		{"d6:borderi1e7:bordersi999e8:intervali30e5:peers0:e", -1, 0}, // too many shares
+	} {
+		res, err := parseAnnounceResponse([]byte(tc.body))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.body, err)
+		}
+		if res.border != tc.border || tc.border > 0 && res.borders != tc.count {
+			t.Errorf("%q: border %d of %d, want %d of %d", tc.body, res.border, res.borders, tc.border, tc.count)
+		}
 	}
 }
 

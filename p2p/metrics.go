@@ -124,6 +124,9 @@ var (
 	wastedDesc = prometheus.NewDesc("eagle_p2p_wasted_bytes_total",
 		"Piece data received over the peer wire that was not needed: chunks the node already had (asked of two peers at once, or arriving after their piece was verified). Not counted in eagle_p2p_received_bytes_total.",
 		nil, nil)
+	upstreamDesc = prometheus.NewDesc("eagle_p2p_upstream_bytes_total",
+		"Piece data received from upstream peers: other locations' peers that the tracker's topology policy handed this node as one of its location's border peers. What the node imported across its location's border; also counted in eagle_p2p_received_bytes_total.",
+		nil, nil)
 	plainDesc = prometheus.NewDesc("eagle_p2p_peers_seeded_plainly_total",
 		"Peer connections a seeder stopped super-seeding because they got pieces from it only while other peers held pieces they lacked: peers that cannot reach, or did not learn of, the others. Rising steadily, it says agents cannot reach each other.",
 		nil, nil)
@@ -145,6 +148,7 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- cutThroughDesc
 	ch <- plainDesc
 	ch <- wastedDesc
+	ch <- upstreamDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -164,6 +168,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(cutThroughDesc, prometheus.CounterValue, float64(st.BytesStreamed), "stream")
 	ch <- prometheus.MustNewConstMetric(cutThroughDesc, prometheus.CounterValue, float64(st.BytesRelayed), "relay")
 	ch <- prometheus.MustNewConstMetric(wastedDesc, prometheus.CounterValue, float64(st.BytesWasted))
+	ch <- prometheus.MustNewConstMetric(upstreamDesc, prometheus.CounterValue, float64(st.BytesFromUpstream))
 	ch <- prometheus.MustNewConstMetric(plainDesc, prometheus.CounterValue, float64(st.PeersSeededPlainly))
 }
 

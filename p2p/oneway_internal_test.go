@@ -60,3 +60,80 @@ func TestOneWayConnKeepsUpstreamChoked(t *testing.T) {
 		t.Error("forget left the torrent's upstream peers")
 	}
 }
+
+// On a torrent with a share, what an upstream peer says it has reaches
+// anacrolix less the pieces outside the share (Have dropped, Bitfield
+// masked, HaveAll turned into the share's Bitfield); everything else
+// passes in order, and a torrent without a share, or a peer that is not
+// upstream, passes untouched.
+func TestOneWayConnHidesPiecesOutsideTheShare(t *testing.T) {
+	const pieces = 10
+	upIH, plainIH := metainfo.Hash{1}, metainfo.Hash{2}
+	var up upstreams
+	up.add(upIH, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:6881")})
+	up.add(plainIH, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:6881")})
+	if !up.setShare(upIH, shareMask{share: 1, shares: 3, pieces: pieces}) {
+		t.Fatal("setting a share reported no change")
+	}
+	piece := wireMessage(7, append([]byte{0, 0, 0, 4, 0, 0, 0, 0}, bytes.Repeat([]byte("x"), 3000)...))
+	in := [][]byte{
+		wireMessage(msgBitfield, []byte{0xff, 0xc0}), // all 10
+		haveMessage(3), // not in share 1 of 3
+		haveMessage(4), // in it
+		piece,          // passes
+		wireMessage(msgHaveAll, nil),
+		wireMessage(msgUnchoke, nil),
+	}
+	// Share 1 of 3: pieces 1, 4 and 7.
+	share := []byte{0x49, 0x00}
+	masked := [][]byte{
+		wireMessage(msgBitfield, share),
+		haveMessage(4),
+		piece,
+		wireMessage(msgBitfield, share),
+		wireMessage(msgUnchoke, nil),
+	}
+	for _, tc := range []struct {
+		name string
+		ih   metainfo.Hash
+		want [][]byte
+	}{
+		{"share", upIH, masked},
+		{"no share", plainIH, in},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			near, far := loopbackPair(t)
+			r := up.wrap(near)
+			stream := append(testHandshake(tc.ih, true), bytes.Join(in, nil)...)
+			go func() {
+				for len(stream) > 0 { // in odd pieces, as a stream may come
+					n := min(len(stream), 29)
+					if _, err := far.Write(stream[:n]); err != nil {
+						return
+					}
+					stream = stream[n:]
+				}
+				far.Close()
+			}()
+			got, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append(testHandshake(tc.ih, true), bytes.Join(tc.want, nil)...)
+			if !bytes.Equal(got, want) {
+				i := 0
+				for i < min(len(got), len(want)) && got[i] == want[i] {
+					i++
+				}
+				t.Errorf("anacrolix read %d bytes, want %d; they differ from byte %d: %x, want %x",
+					len(got), len(want), i, got[i:min(len(got), i+16)], want[i:min(len(want), i+16)])
+			}
+		})
+	}
+	if !up.unmask(upIH) || up.unmask(upIH) {
+		t.Error("unmask: want true once, then false")
+	}
+	if up.setShare(upIH, shareMask{share: 0, shares: 2, pieces: pieces}) {
+		t.Error("a share was set again after a stall turned shares off")
+	}
+}

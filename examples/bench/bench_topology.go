@@ -168,7 +168,10 @@ type topoMeasure struct {
 	fromSeeders, fromAgents []int64
 	// wasted is the piece bytes each datacenter's agents received and did
 	// not need (eagle_p2p_wasted_bytes_total).
-	wasted     []int64
+	wasted []int64
+	// upstream is the piece bytes each datacenter's agents received from
+	// their upstream peers (eagle_p2p_upstream_bytes_total).
+	upstream   []int64
 	originGETs int
 	// seederFetches is how many origin fetches each seeder ended.
 	seederFetches []int
@@ -353,6 +356,7 @@ func measureTopology(ctx context.Context, o topoOptions, c *cluster.Cluster, lab
 		m.fromSeeders = append(m.fromSeeders, recvAfter[k].seeder-recvBefore[k].seeder)
 		m.fromAgents = append(m.fromAgents, recvAfter[k].agent-recvBefore[k].agent)
 		m.wasted = append(m.wasted, recvAfter[k].wasted-recvBefore[k].wasted)
+		m.upstream = append(m.upstream, recvAfter[k].upstream-recvBefore[k].upstream)
 	}
 	return m, nil
 }
@@ -380,7 +384,7 @@ func seederFetches(c *cluster.Cluster) []int {
 
 // received is the piece bytes agents received, by the kind of peer, and
 // the piece bytes they received and did not need.
-type received struct{ seeder, agent, wasted int64 }
+type received struct{ seeder, agent, wasted, upstream int64 }
 
 // scrapeReceived reads eagle_p2p_received_bytes_total of every agent from
 // its /metrics, summed by datacenter.
@@ -407,6 +411,7 @@ func scrapeReceived(ctx context.Context, agents [][]*netnsAgent) ([]received, er
 				sums[k].seeder += r.seeder
 				sums[k].agent += r.agent
 				sums[k].wasted += r.wasted
+				sums[k].upstream += r.upstream
 			})
 		}
 	}
@@ -450,6 +455,11 @@ func scrapeAgentReceived(ctx context.Context, client *http.Client, url string) (
 			case "agent":
 				r.agent += int64(mt.GetCounter().GetValue())
 			}
+		}
+	}
+	if f, ok := fams["eagle_p2p_upstream_bytes_total"]; ok {
+		for _, mt := range f.GetMetric() {
+			r.upstream += int64(mt.GetCounter().GetValue())
 		}
 	}
 	if f, ok := fams["eagle_p2p_wasted_bytes_total"]; ok {

@@ -58,9 +58,9 @@ func printTopoMeasure(w io.Writer, o topoOptions, m topoMeasure) {
 		m.name(o), float64(m.cross)/(1<<20), m.crossRatio(o), percentile(all, 100), percentile(all, 50),
 		percentile(all, 100)/f.floor, percentile(all, 50)/f.floor, m.originGETs, float64(m.originBytes)/L, strings.Join(fetches, ","), float64(m.seederUpload)/L, m.cpuBusy)
 	for k := range m.times {
-		fmt.Fprintf(w, "  dc%d: into_dc=%.2f out_of_dc=%.2f from_seeders=%.2f from_agents=%.2f wasted=%.2f slowest=%.2fs p50=%.2fs (copies of L) dropped_into_dc=%d packets\n",
+		fmt.Fprintf(w, "  dc%d: into_dc=%.2f out_of_dc=%.2f from_seeders=%.2f from_agents=%.2f wasted=%.2f from_upstream=%.2f slowest=%.2fs p50=%.2fs (copies of L) dropped_into_dc=%d packets\n",
 			k, float64(m.in[k])/L, float64(m.out[k])/L, float64(m.fromSeeders[k])/L, float64(m.fromAgents[k])/L,
-			float64(m.wasted[k])/L, percentile(m.times[k], 100), percentile(m.times[k], 50), m.dropped[k])
+			float64(m.wasted[k])/L, float64(m.upstream[k])/L, percentile(m.times[k], 100), percentile(m.times[k], 50), m.dropped[k])
 	}
 	if m.staggered {
 		fmt.Fprintf(w, "  late dc%d: slowest=%.2fs from t=0, bound 1.25×(stagger+L/C)=%.2fs, its border's floor stagger+L/min(C,B)=%.2fs\n",

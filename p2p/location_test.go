@@ -3,6 +3,7 @@ package p2p_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -275,5 +276,59 @@ func TestLocationBorderPeersSplitImports(t *testing.T) {
 	}
 	if n := o.BlobGETs(ref.Digest); n != 1 {
 		t.Errorf("origin served the blob %d times, want 1", n)
+	}
+}
+
+// TestLocationBorderPeerLeaves: of a location's two border peers, each
+// taking its half of the pieces from the node of another location, one
+// goes away mid-download; the other still completes the blob, taking the
+// other half too (the tracker makes it the only border peer, or its
+// download stalls on the missing half and it drops its share).
+func TestLocationBorderPeerLeaves(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	o := testenv.Origin(t)
+	seederTracker := testenv.Tracker(t, nil)
+	seederAddr, _, _ := startSeeder(t, seederTracker)
+	trk, err := tracker.New(tracker.Config{Policy: tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 2}), Interval: time.Second, MinInterval: time.Second, Logger: quiet}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { trk.Close() })
+	trackerURL, _ := testtls.Server(t, trk)
+	trackerURL += "/announce"
+	const size = 8 << 20
+	ref, want := pushBlob(t, o, "location/leaves", size)
+	agent := func(listen, location string, limit p2p.Rate) *p2p.Engine {
+		store, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newEngineWith(t, trackerURL, store, newSeederClient(t, seederAddr), func(c *p2p.Config) {
+			c.ListenAddr, c.Location, c.DownloadLimit = listen, location, limit
+		})
+	}
+	far := agent("127.0.0.3:0", "dc0", 0)
+	if got := readAll(t, ctx, far, ref); !bytes.Equal(got, want) {
+		t.Fatal("the node in dc0 read bytes that differ from the origin's")
+	}
+	stays, leaves := agent("127.0.0.4:0", "dc1", 1<<20), agent("127.0.0.5:0", "dc1", 1<<20)
+	go func() {
+		rc, err := leaves.Fetch(ctx, ref)
+		if err == nil {
+			defer rc.Close()
+			io.Copy(io.Discard, rc)
+		}
+	}()
+	time.AfterFunc(2*time.Second, func() { leaves.Close() })
+	start := time.Now()
+	if got := readAll(t, ctx, stays, ref); !bytes.Equal(got, want) {
+		t.Fatal("the remaining member read bytes that differ from the origin's")
+	}
+	st := stays.Stats()
+	t.Logf("remaining member: %.1fs, %d bytes from dc0, %d from agents, %d from the seeder",
+		time.Since(start).Seconds(), st.BytesFromUpstream, st.BytesFromAgents, st.BytesFromSeeders)
+	if st.BytesFromUpstream <= size/2 {
+		t.Errorf("the remaining member took %d bytes from dc0: want more than its half of %d", st.BytesFromUpstream, size)
 	}
 }

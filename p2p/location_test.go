@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eagle-p2p/eagle/internal/origin"
 	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
@@ -107,6 +108,43 @@ func TestLocationFallsBackToTheSeeder(t *testing.T) {
 	}
 }
 
+// borderLab is an origin, a seeder announcing to a tracker of its own,
+// and the tracker the agents use, running policy: an agent finds the
+// seeder only through the seeder's own answer.
+type borderLab struct {
+	t          *testing.T
+	origin     *origin.Registry
+	seeder     string
+	trackerURL string
+}
+
+func newBorderLab(t *testing.T, policy tracker.Policy) *borderLab {
+	t.Helper()
+	o := testenv.Origin(t)
+	seederAddr, _, _ := startSeeder(t, testenv.Tracker(t, nil))
+	trk, err := tracker.New(tracker.Config{Policy: policy, Interval: time.Second, MinInterval: time.Second, Logger: quiet}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { trk.Close() })
+	url, _ := testtls.Server(t, trk)
+	return &borderLab{t: t, origin: o, seeder: seederAddr, trackerURL: url + "/announce"}
+}
+
+// agent starts an agent listening on listen (a distinct loopback address
+// per agent: upstream peers are known by address) at location, receiving
+// at most limit (0: no limit).
+func (l *borderLab) agent(listen, location string, limit p2p.Rate) *p2p.Engine {
+	l.t.Helper()
+	store, err := filesystem.New(l.t.TempDir())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return newEngineWith(l.t, l.trackerURL, store, newSeederClient(l.t, l.seeder), func(c *p2p.Config) {
+		c.ListenAddr, c.Location, c.DownloadLimit = listen, location, limit
+	})
+}
+
 // borderScript is a tracker policy for TestLocationLeavesUpstreamWhenNotBorder:
 // a requester's own location first; other locations' peers, as upstream,
 // only while the requester is a border peer, which a located requester is
@@ -163,28 +201,12 @@ func (p *borderScript) Upstream(dst []tracker.Peer, requester tracker.Peer, hand
 func TestLocationLeavesUpstreamWhenNotBorder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	o := testenv.Origin(t)
-	seederTracker := testenv.Tracker(t, nil)
-	seederAddr, _, _ := startSeeder(t, seederTracker)
-	trk, err := tracker.New(tracker.Config{Policy: &borderScript{seen: map[tracker.PeerID]int{}}, Interval: time.Second, MinInterval: time.Second, Logger: quiet}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { trk.Close() })
-	trackerURL, _ := testtls.Server(t, trk)
-	trackerURL += "/announce"
+	lab := newBorderLab(t, &borderScript{seen: map[tracker.PeerID]int{}})
+	o := lab.origin
 	const size = 6 << 20
 	ref, want := pushBlob(t, o, "location/border", size)
 
-	agent := func(listen, location string, limit p2p.Rate) *p2p.Engine {
-		store, err := filesystem.New(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return newEngineWith(t, trackerURL, store, newSeederClient(t, seederAddr), func(c *p2p.Config) {
-			c.ListenAddr, c.Location, c.DownloadLimit = listen, location, limit
-		})
-	}
+	agent := lab.agent
 	// A node of another location that holds the blob (a distinct loopback
 	// address: upstream peers are known by address).
 	warm := agent("127.0.0.3:0", "", 0)
@@ -222,28 +244,12 @@ func TestLocationLeavesUpstreamWhenNotBorder(t *testing.T) {
 func TestLocationBorderPeersSplitImports(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	o := testenv.Origin(t)
-	seederTracker := testenv.Tracker(t, nil)
-	seederAddr, _, _ := startSeeder(t, seederTracker)
-	trk, err := tracker.New(tracker.Config{Policy: tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 2}), Interval: time.Second, MinInterval: time.Second, Logger: quiet}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { trk.Close() })
-	trackerURL, _ := testtls.Server(t, trk)
-	trackerURL += "/announce"
+	lab := newBorderLab(t, tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 2}))
+	o := lab.origin
 	const size = 8 << 20
 	ref, want := pushBlob(t, o, "location/split", size)
 
-	agent := func(listen, location string, limit p2p.Rate) *p2p.Engine {
-		store, err := filesystem.New(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return newEngineWith(t, trackerURL, store, newSeederClient(t, seederAddr), func(c *p2p.Config) {
-			c.ListenAddr, c.Location, c.DownloadLimit = listen, location, limit
-		})
-	}
+	agent := lab.agent
 	// Distinct loopback addresses: upstream peers are known by address.
 	far := agent("127.0.0.3:0", "dc0", 0)
 	if got := readAll(t, ctx, far, ref); !bytes.Equal(got, want) {
@@ -287,27 +293,11 @@ func TestLocationBorderPeersSplitImports(t *testing.T) {
 func TestLocationBorderPeerLeaves(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	o := testenv.Origin(t)
-	seederTracker := testenv.Tracker(t, nil)
-	seederAddr, _, _ := startSeeder(t, seederTracker)
-	trk, err := tracker.New(tracker.Config{Policy: tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 2}), Interval: time.Second, MinInterval: time.Second, Logger: quiet}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { trk.Close() })
-	trackerURL, _ := testtls.Server(t, trk)
-	trackerURL += "/announce"
+	lab := newBorderLab(t, tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 2}))
+	o := lab.origin
 	const size = 8 << 20
 	ref, want := pushBlob(t, o, "location/leaves", size)
-	agent := func(listen, location string, limit p2p.Rate) *p2p.Engine {
-		store, err := filesystem.New(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return newEngineWith(t, trackerURL, store, newSeederClient(t, seederAddr), func(c *p2p.Config) {
-			c.ListenAddr, c.Location, c.DownloadLimit = listen, location, limit
-		})
-	}
+	agent := lab.agent
 	far := agent("127.0.0.3:0", "dc0", 0)
 	if got := readAll(t, ctx, far, ref); !bytes.Equal(got, want) {
 		t.Fatal("the node in dc0 read bytes that differ from the origin's")

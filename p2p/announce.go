@@ -263,7 +263,7 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 				e.raisePeerTarget(&target, active, time.Now())
 			}
 			if e.oneWay {
-				e.followBorder(ent, t, res)
+				e.followBorder(ctx, ent, t, res)
 				active = t.Stats().ActivePeers
 			}
 			fresh := newPeers(t, res.peers)
@@ -323,12 +323,16 @@ func (e *Engine) announceLoop(ctx context.Context, a *announcer, ent *entry) {
 // border peers. A border peer takes its share of the pieces from its
 // upstream peers (see shareMask); when the share changes, its upstream
 // connections are opened again to take the new one.
-func (e *Engine) followBorder(ent *entry, t *torrent.Torrent, res announceResult) {
+func (e *Engine) followBorder(ctx context.Context, ent *entry, t *torrent.Torrent, res announceResult) {
 	ih := t.InfoHash()
 	switch {
 	case res.border < 0 || ent.data.left() == 0:
 	case res.border == 0:
-		e.upstream.demote(ih)
+		if !e.upstream.demote(ih) {
+			// Closed already; what it connected to since (the seeder
+			// it fell back on, say) stays.
+			return
+		}
 		if n := e.upstream.closeConns(t); n > 0 {
 			e.log.Info("no longer a border peer of its location; closed the connections to its upstream peers",
 				"digest", ent.dgst, "closed", n)
@@ -339,7 +343,7 @@ func (e *Engine) followBorder(ent *entry, t *torrent.Torrent, res announceResult
 			m = shareMask{}
 		}
 		if e.upstream.setShare(ih, m) {
-			if n := e.upstream.reconnect(t); n > 0 {
+			if n := e.upstream.reconnect(ctx, t); n > 0 {
 				e.log.Info("border peer's share of the pieces changed; reconnected to its upstream peers",
 					"digest", ent.dgst, "share", m.share, "shares", m.shares, "reconnected", n)
 			}

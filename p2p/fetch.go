@@ -448,7 +448,8 @@ const reaskAfter = 3 * time.Second
 // for reaskAfter) or the seeder the blob came from stops answering, it
 // asks the seeders again, adds the peers they name, and keeps waiting.
 func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int) error {
-	idle := 0 // reask intervals in a row without a verified piece
+	idle := 0   // reask intervals in a row without a verified piece
+	waited := 0 // reask intervals waited on piece i
 	for {
 		leftBefore := ent.data.left()
 		wctx, cancel := context.WithTimeout(ctx, reaskAfter)
@@ -507,12 +508,15 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 		} else {
 			idle++
 		}
-		if idle > 0 && e.oneWay && e.upstream.unmask(t.InfoHash()) {
+		waited++
+		if e.oneWay && (idle > 0 || waited >= 2 && !e.upstream.maskOf(t.InfoHash()).has(i)) && e.upstream.unmask(t.InfoHash()) {
 			// A border peer that took its share of the pieces from
 			// upstream, and whose location lacks the rest (another
 			// border peer gone, or with no upstream peer that holds
-			// them): it takes every piece from now on.
-			n := e.upstream.reconnect(t)
+			// them): nothing came for a while, or the piece it waits on
+			// is outside its share and did not come from its location
+			// for two intervals. It takes every piece from now on.
+			n := e.upstream.reconnect(ctx, t)
 			e.log.Warn("download stalled on a border peer's share of the pieces; taking every piece from its upstream peers",
 				"digest", ref.Digest, "reconnected", n)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -119,16 +120,27 @@ type borderLab struct {
 }
 
 func newBorderLab(t *testing.T, policy tracker.Policy) *borderLab {
+	return newBorderLabWith(t, policy, false)
+}
+
+// newBorderLabWith is newBorderLab; with shared, the seeder announces to
+// the agents' tracker, which hands it out like any peer.
+func newBorderLabWith(t *testing.T, policy tracker.Policy, shared bool) *borderLab {
 	t.Helper()
 	o := testenv.Origin(t)
-	seederAddr, _, _ := startSeeder(t, testenv.Tracker(t, nil))
 	trk, err := tracker.New(tracker.Config{Policy: policy, Interval: time.Second, MinInterval: time.Second, Logger: quiet}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { trk.Close() })
 	url, _ := testtls.Server(t, trk)
-	return &borderLab{t: t, origin: o, seeder: seederAddr, trackerURL: url + "/announce"}
+	url += "/announce"
+	seederTracker := url
+	if !shared {
+		seederTracker = testenv.Tracker(t, nil)
+	}
+	seederAddr, _, _ := startSeeder(t, seederTracker)
+	return &borderLab{t: t, origin: o, seeder: seederAddr, trackerURL: url}
 }
 
 // agent starts an agent listening on listen (a distinct loopback address
@@ -136,13 +148,48 @@ func newBorderLab(t *testing.T, policy tracker.Policy) *borderLab {
 // at most limit (0: no limit).
 func (l *borderLab) agent(listen, location string, limit p2p.Rate) *p2p.Engine {
 	l.t.Helper()
+	return l.agentLogging(listen, location, limit, quiet)
+}
+
+// agentLogging is agent logging to log.
+func (l *borderLab) agentLogging(listen, location string, limit p2p.Rate, log *slog.Logger) *p2p.Engine {
+	l.t.Helper()
 	store, err := filesystem.New(l.t.TempDir())
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	return newEngineWith(l.t, l.trackerURL, store, newSeederClient(l.t, l.seeder), func(c *p2p.Config) {
-		c.ListenAddr, c.Location, c.DownloadLimit = listen, location, limit
+		c.ListenAddr, c.Location, c.DownloadLimit, c.Logger = listen, location, limit, log
 	})
+}
+
+// warnings records the messages logged at warn and above.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, r.Message)
+	return nil
+}
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnings) WithGroup(string) slog.Handler      { return w }
+
+// with returns the recorded messages that contain sub.
+func (w *warnings) with(sub string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, m := range w.msgs {
+		if strings.Contains(m, sub) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // borderScript is a tracker policy for TestLocationLeavesUpstreamWhenNotBorder:
@@ -320,5 +367,50 @@ func TestLocationBorderPeerLeaves(t *testing.T) {
 		time.Since(start).Seconds(), st.BytesFromUpstream, st.BytesFromAgents, st.BytesFromSeeders)
 	if st.BytesFromUpstream <= size/2 {
 		t.Errorf("the remaining member took %d bytes from dc0: want more than its half of %d", st.BytesFromUpstream, size)
+	}
+}
+
+// TestLocationBorderPeersShareASuperSeeder: the only holder of the blob is
+// a seeder (of no location, so remote to everyone), which super-seeds:
+// it offers each peer a piece or two at a time. The two border peers of
+// dc1 take every offer (a share does not hide a seeder's pieces: a hidden
+// offer would hold the seeder's slot and never be taken), so neither
+// download stalls, and the seeder sends about one copy.
+func TestLocationBorderPeersShareASuperSeeder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	lab := newBorderLabWith(t, tracker.NewTopologyPolicy(tracker.TopologyConfig{Remote: 2}), true)
+	const size = 8 << 20
+	ref, want := pushBlob(t, lab.origin, "location/superseed", size)
+	// The seeder fetches the blob from the origin for a node that leaves.
+	warm := lab.agent("127.0.0.3:0", "", 0)
+	if got := readAll(t, ctx, warm, ref); !bytes.Equal(got, want) {
+		t.Fatal("the first node read bytes that differ from the origin's")
+	}
+	warm.Close()
+
+	var w warnings
+	log := slog.New(&w)
+	members := []*p2p.Engine{lab.agentLogging("127.0.0.4:0", "dc1", 2<<20, log), lab.agentLogging("127.0.0.5:0", "dc1", 2<<20, log)}
+	var wg sync.WaitGroup
+	for _, e := range members {
+		wg.Go(func() {
+			if got := readAll(t, ctx, e, ref); !bytes.Equal(got, want) {
+				t.Error("a node in dc1 read bytes that differ from the origin's")
+			}
+		})
+	}
+	wg.Wait()
+	var fromSeeder int64
+	for i, e := range members {
+		st := e.Stats()
+		t.Logf("dc1 member %d: %d bytes from the seeder, %d from agents", i, st.BytesFromSeeders, st.BytesFromAgents)
+		fromSeeder += st.BytesFromSeeders
+	}
+	if stalls := w.with("stalled"); len(stalls) > 0 {
+		t.Errorf("dc1's downloads stalled: %q", stalls)
+	}
+	if fromSeeder > size+size/4 {
+		t.Errorf("dc1 took %d bytes from the seeder, want about %d (one copy)", fromSeeder, size)
 	}
 }

@@ -1,12 +1,15 @@
 package p2p
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
@@ -133,11 +136,17 @@ func (u *upstreams) setShare(ih metainfo.Hash, m shareMask) bool {
 	return true
 }
 
-// demote records that this node is not a border peer of the torrent ih.
-func (u *upstreams) demote(ih metainfo.Hash) {
+// demote records that this node is not a border peer of the torrent ih,
+// whose share (a connection to a peer it was handed, the seeder it falls
+// back on say, takes every piece) ends; it reports whether the node was
+// a border peer until now.
+func (u *upstreams) demote(ih metainfo.Hash) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.set(ih).demoted = true
+	s := u.set(ih)
+	was := !s.demoted
+	s.demoted, s.mask = true, shareMask{}
+	return was
 }
 
 // allowsDirect reports whether a direct transfer (which the share and the
@@ -157,19 +166,28 @@ func (u *upstreams) allowsDirect(ih metainfo.Hash, ip netip.Addr) bool {
 	return !s.demoted && !s.mask.active()
 }
 
-// unmask turns the torrent ih's share off for good and reports whether it
-// had one.
+// unmask turns the torrent ih's share off for good, if it has one, and
+// reports whether it had.
 func (u *upstreams) unmask(ih metainfo.Hash) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	s := u.m[ih]
-	if s == nil || s.unmasked {
+	if s == nil || !s.mask.active() {
 		return false
 	}
 	s.unmasked = true
-	had := s.mask.active()
 	s.mask = shareMask{}
-	return had
+	return true
+}
+
+// maskOf returns the torrent ih's share.
+func (u *upstreams) maskOf(ih metainfo.Hash) shareMask {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if s := u.m[ih]; s != nil {
+		return s.mask
+	}
+	return shareMask{}
 }
 
 // closeConns closes t's connections to its upstream peers and returns how
@@ -190,20 +208,60 @@ func (u *upstreams) closeConns(t *torrent.Torrent) int {
 
 // reconnect closes t's connections to its upstream peers and dials them
 // again, so that the new connections take t's share as it is now; it
-// returns how many it closed.
-func (u *upstreams) reconnect(t *torrent.Torrent) int {
-	n := u.closeConns(t)
-	if n > 0 {
-		u.mu.Lock()
-		var addrs []netip.AddrPort
-		if s := u.m[t.InfoHash()]; s != nil {
-			addrs = slices.Clone(s.addrs)
+// returns how many it closed. anacrolix dials no address it still has a
+// connection to, and a closed connection stays listed until its reader
+// ends, so the addresses are given back once the closed connections are
+// gone (or after reconnectWait, or when ctx ends).
+func (u *upstreams) reconnect(ctx context.Context, t *torrent.Torrent) int {
+	ih := t.InfoHash()
+	var closed []*torrent.PeerConn
+	ips := map[netip.Addr]bool{}
+	for _, pc := range t.PeerConns() {
+		ap, err := netip.ParseAddrPort(pc.RemoteAddr.String())
+		if err == nil && u.is(ih, ap.Addr().Unmap()) {
+			pc.Close()
+			closed = append(closed, pc)
+			ips[ap.Addr().Unmap()] = true
 		}
-		u.mu.Unlock()
-		addPeers(t, addrs)
 	}
-	return n
+	if len(closed) == 0 {
+		return 0
+	}
+	deadline := time.NewTimer(reconnectWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		live := t.PeerConns()
+		if !slices.ContainsFunc(closed, func(pc *torrent.PeerConn) bool { return slices.Contains(live, pc) }) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return len(closed)
+		case <-deadline.C:
+			break wait
+		case <-tick.C:
+		}
+	}
+	u.mu.Lock()
+	var addrs []netip.AddrPort
+	if s := u.m[ih]; s != nil {
+		for _, a := range s.addrs {
+			if ips[a.Addr()] {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	u.mu.Unlock()
+	addPeers(t, addrs)
+	return len(closed)
 }
+
+// reconnectWait bounds how long reconnect waits for closed connections to
+// go before it dials their peers again.
+const reconnectWait = 2 * time.Second
 
 // forget drops what is known of the torrent ih.
 func (u *upstreams) forget(ih metainfo.Hash) {
@@ -275,9 +333,12 @@ func (c *oneWayConn) onHandshake(hs []byte) {
 }
 
 // onPeerHandshake is the handshake the peer sends; called with rmu held.
+// A seeder's pieces are never hidden: it super-seeds (superseed.go),
+// offering each peer a piece or two at a time and each piece to a peer
+// once, so a hidden offer would hold its slot and never be taken.
 func (c *oneWayConn) onPeerHandshake(hs []byte) {
 	up, m := c.decide(hs)
-	if up && m.active() {
+	if up && m.active() && !strings.HasPrefix(string(hs[48:68]), seederPeerIDPrefix) {
 		c.rmask = m
 	} else {
 		c.rother = true
@@ -348,7 +409,7 @@ func (c *oneWayConn) Read(b []byte) (int, error) {
 	// Nothing to hide, or not the plain peer wire: the next reads pass
 	// straight through, once nothing read is left to return and the
 	// scanner holds no part of a message header.
-	if c.rpos == len(c.rbuf) && (c.rother && c.in.atBoundary() || c.in.opaque) {
+	if c.rpos == len(c.rbuf) && c.rerr == nil && (c.rother && c.in.atBoundary() || c.in.opaque) {
 		c.rplain.Store(true)
 	}
 	return n, nil

@@ -2,11 +2,19 @@ package p2p
 
 import (
 	"bytes"
+	"crypto/rand"
 	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
+	anstorage "github.com/anacrolix/torrent/storage"
+	"golang.org/x/time/rate"
 )
 
 // A connection to an upstream peer never carries Unchoke or AllowedFast,
@@ -136,4 +144,100 @@ func TestOneWayConnHidesPiecesOutsideTheShare(t *testing.T) {
 	if up.setShare(upIH, shareMask{share: 0, shares: 2, pieces: pieces}) {
 		t.Error("a share was set again after a stall turned shares off")
 	}
+}
+
+// A stall with no share on (a lone border peer, say) leaves later shares
+// alone: unmask turns shares off only when one was on.
+func TestUnmaskOnlyAnActiveShare(t *testing.T) {
+	ih := metainfo.Hash{7}
+	var up upstreams
+	up.add(ih, []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:6881")})
+	up.setShare(ih, shareMask{}) // share 0 of 1: alone in its location
+	if up.unmask(ih) {
+		t.Fatal("unmask reported a share that was not on")
+	}
+	if !up.setShare(ih, shareMask{share: 1, shares: 2, pieces: 100}) {
+		t.Error("a share given after a stall without one was ignored")
+	}
+	if !up.demote(ih) || up.demote(ih) {
+		t.Error("demote: want true once (it was a border peer), then false")
+	}
+	if up.maskOf(ih).active() {
+		t.Error("a demoted node kept its share")
+	}
+}
+
+// reconnect closes the connections to upstream peers and dials them again
+// (anacrolix dials no address it still lists a connection to, and a closed
+// one stays listed for a moment).
+func TestReconnectDialsAgain(t *testing.T) {
+	dir := t.TempDir()
+	data := make([]byte, 4<<20)
+	rand.Read(data)
+	if err := os.WriteFile(filepath.Join(dir, "blob"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info := metainfo.Info{PieceLength: 64 << 10}
+	if err := info.BuildFromFilePath(filepath.Join(dir, "blob")); err != nil {
+		t.Fatal(err)
+	}
+	mi := &metainfo.MetaInfo{}
+	var err error
+	if mi.InfoBytes, err = bencode.Marshal(info); err != nil {
+		t.Fatal(err)
+	}
+	client := func(dir string, up *rate.Limiter) (*torrent.Client, *torrent.Torrent) {
+		cfg := torrent.TestingConfig(t)
+		cfg.DataDir, cfg.DefaultStorage, cfg.Seed, cfg.DisableUTP = dir, anstorage.NewFile(dir), true, true
+		if up != nil {
+			cfg.UploadRateLimiter = up
+		}
+		cl, err := torrent.NewClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		tr, err := cl.AddTorrent(mi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-tr.GotInfo()
+		return cl, tr
+	}
+	seedCl, seed := client(dir, rate.NewLimiter(64<<10, 64<<10)) // slow: the leech keeps wanting
+	if err := seed.VerifyDataContext(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, leech := client(t.TempDir(), nil)
+	leech.DownloadAll()
+	seedAddr := netip.MustParseAddrPort(seedCl.ListenAddrs()[0].String())
+	connTo := func() *torrent.PeerConn {
+		for _, pc := range leech.PeerConns() {
+			if pc.RemoteAddr.String() == seedAddr.String() {
+				return pc
+			}
+		}
+		return nil
+	}
+	waitConn := func(not *torrent.PeerConn) *torrent.PeerConn {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if pc := connTo(); pc != nil && pc != not {
+				return pc
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no connection to the seed for 10 s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	addPeers(leech, []netip.AddrPort{seedAddr})
+	old := waitConn(nil)
+	var u upstreams
+	u.add(leech.InfoHash(), []netip.AddrPort{seedAddr})
+	if n := u.reconnect(t.Context(), leech); n != 1 {
+		t.Fatalf("closed %d connections, want 1", n)
+	}
+	waitConn(old)
 }

@@ -19,6 +19,10 @@ const (
 	// a swarm, and how many remote peers each of them is handed: two, so
 	// that one slow or dead border peer does not hold up its location.
 	DefaultTopologyRemote = 2
+	// MaxTopologyRemote bounds TopologyConfig.Remote: the shares a
+	// location's imports are cut into (see BorderJudge), which Eagle's
+	// nodes accept up to this many.
+	MaxTopologyRemote = 64
 	// DefaultTopologyLoadHalfLife is how fast a peer's load (its recent
 	// handouts) decays: about one announce interval.
 	DefaultTopologyLoadHalfLife = 10 * time.Second
@@ -90,6 +94,9 @@ func (c TopologyConfig) Validate() error {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %s: must be positive (0 means the default)", f.key, f.s))
 		}
+	}
+	if c.Remote > MaxTopologyRemote {
+		errs = append(errs, fmt.Errorf("topology.remote %d: at most %d", c.Remote, MaxTopologyRemote))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

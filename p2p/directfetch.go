@@ -289,9 +289,16 @@ func (r *directRun) setUnclaimed(p torrent.PiecePriority) {
 	}
 }
 
+// wireStall is how long a piece the peer wire started may go without a
+// byte before a direct transfer takes it. Short: a piece in progress on
+// the wire gets a chunk every few milliseconds, and a reader may be
+// waiting on this one (5 s, the first value, put a 4.5 s pull at 10.7 s
+// in a CI run: one chunk of piece 728 of 768 was never asked for again).
+const wireStall = 2 * time.Second
+
 // wireFilling returns which pieces the peer wire is filling, which a
 // direct transfer leaves to it: those it started (see wireStarted), less
-// the partial ones it added no byte to for directStall. The wire may never
+// the partial ones it added no byte to for wireStall. The wire may never
 // finish those. The cancels that a transfer's claim and the reserve cause
 // come back as rejections, and anacrolix (v1.61.0) answers a rejection
 // with a request update that asks for nothing (applyRequestState); while
@@ -319,7 +326,7 @@ func (r *directRun) wireFilling() []bool {
 		switch {
 		case !ok || w.missing != missing:
 			r.wire[i] = wireProgress{missing: missing, since: now}
-		case now.Sub(w.since) >= directStall:
+		case now.Sub(w.since) >= wireStall:
 			started[i] = false
 			if !w.taken {
 				w.taken = true

@@ -48,20 +48,7 @@ func TestNudgeWakesOnlyEaglePeersAndKeepsTheConnection(t *testing.T) {
 	}{{"eagle peer", true}, {"other peer", false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			seedDir, leechDir := t.TempDir(), t.TempDir()
-			data := make([]byte, 1<<20)
-			rand.Read(data)
-			if err := os.WriteFile(filepath.Join(seedDir, "blob"), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			info := metainfo.Info{PieceLength: 64 << 10}
-			if err := info.BuildFromFilePath(filepath.Join(seedDir, "blob")); err != nil {
-				t.Fatal(err)
-			}
-			mi := &metainfo.MetaInfo{}
-			var err error
-			if mi.InfoBytes, err = bencode.Marshal(info); err != nil {
-				t.Fatal(err)
-			}
+			mi := testTorrent(t, seedDir, 1<<20)
 			seedCl, seed := nudgeClient(t, seedDir, mi, tc.advertise)
 			<-seed.GotInfo()
 			if err := seed.VerifyDataContext(t.Context()); err != nil {
@@ -97,4 +84,25 @@ func TestNudgeWakesOnlyEaglePeersAndKeepsTheConnection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testTorrent writes size random bytes to dir/blob and returns the
+// metainfo of a torrent of it in 64 KiB pieces.
+func testTorrent(t *testing.T, dir string, size int) *metainfo.MetaInfo {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	if err := os.WriteFile(filepath.Join(dir, "blob"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info := metainfo.Info{PieceLength: 64 << 10}
+	if err := info.BuildFromFilePath(filepath.Join(dir, "blob")); err != nil {
+		t.Fatal(err)
+	}
+	mi := &metainfo.MetaInfo{}
+	var err error
+	if mi.InfoBytes, err = bencode.Marshal(info); err != nil {
+		t.Fatal(err)
+	}
+	return mi
 }

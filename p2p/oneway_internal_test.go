@@ -2,16 +2,12 @@ package p2p
 
 import (
 	"bytes"
-	"crypto/rand"
 	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/anacrolix/torrent"
-	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 	anstorage "github.com/anacrolix/torrent/storage"
 	"golang.org/x/time/rate"
@@ -172,20 +168,7 @@ func TestUnmaskOnlyAnActiveShare(t *testing.T) {
 // one stays listed for a moment).
 func TestReconnectDialsAgain(t *testing.T) {
 	dir := t.TempDir()
-	data := make([]byte, 4<<20)
-	rand.Read(data)
-	if err := os.WriteFile(filepath.Join(dir, "blob"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	info := metainfo.Info{PieceLength: 64 << 10}
-	if err := info.BuildFromFilePath(filepath.Join(dir, "blob")); err != nil {
-		t.Fatal(err)
-	}
-	mi := &metainfo.MetaInfo{}
-	var err error
-	if mi.InfoBytes, err = bencode.Marshal(info); err != nil {
-		t.Fatal(err)
-	}
+	mi := testTorrent(t, dir, 4<<20)
 	client := func(dir string, up *rate.Limiter) (*torrent.Client, *torrent.Torrent) {
 		cfg := torrent.TestingConfig(t)
 		cfg.DataDir, cfg.DefaultStorage, cfg.Seed, cfg.DisableUTP = dir, anstorage.NewFile(dir), true, true

@@ -333,7 +333,7 @@ func (e *Engine) followBorder(ctx context.Context, ent *entry, t *torrent.Torren
 			// it fell back on, say) stays.
 			return
 		}
-		if n := e.upstream.closeConns(t); n > 0 {
+		if n := len(e.upstream.closeConns(t)); n > 0 {
 			e.log.Info("no longer a border peer of its location; closed the connections to its upstream peers",
 				"digest", ent.dgst, "closed", n)
 		}

@@ -190,20 +190,20 @@ func (u *upstreams) maskOf(ih metainfo.Hash) shareMask {
 	return shareMask{}
 }
 
-// closeConns closes t's connections to its upstream peers and returns how
-// many it closed. The peers stay known as upstream, so that a connection
-// opened to one again is one-way too.
-func (u *upstreams) closeConns(t *torrent.Torrent) int {
+// closeConns closes t's connections to its upstream peers and returns
+// them. The peers stay known as upstream, so that a connection opened to
+// one again is one-way too.
+func (u *upstreams) closeConns(t *torrent.Torrent) []*torrent.PeerConn {
 	ih := t.InfoHash()
-	n := 0
+	var closed []*torrent.PeerConn
 	for _, pc := range t.PeerConns() {
 		ap, err := netip.ParseAddrPort(pc.RemoteAddr.String())
 		if err == nil && u.is(ih, ap.Addr().Unmap()) {
 			pc.Close()
-			n++
+			closed = append(closed, pc)
 		}
 	}
-	return n
+	return closed
 }
 
 // reconnect closes t's connections to its upstream peers and dials them
@@ -214,18 +214,15 @@ func (u *upstreams) closeConns(t *torrent.Torrent) int {
 // gone (or after reconnectWait, or when ctx ends).
 func (u *upstreams) reconnect(ctx context.Context, t *torrent.Torrent) int {
 	ih := t.InfoHash()
-	var closed []*torrent.PeerConn
-	ips := map[netip.Addr]bool{}
-	for _, pc := range t.PeerConns() {
-		ap, err := netip.ParseAddrPort(pc.RemoteAddr.String())
-		if err == nil && u.is(ih, ap.Addr().Unmap()) {
-			pc.Close()
-			closed = append(closed, pc)
-			ips[ap.Addr().Unmap()] = true
-		}
-	}
+	closed := u.closeConns(t)
 	if len(closed) == 0 {
 		return 0
+	}
+	ips := map[netip.Addr]bool{}
+	for _, pc := range closed {
+		if ap, err := netip.ParseAddrPort(pc.RemoteAddr.String()); err == nil {
+			ips[ap.Addr().Unmap()] = true
+		}
 	}
 	deadline := time.NewTimer(reconnectWait)
 	defer deadline.Stop()

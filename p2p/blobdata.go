@@ -13,6 +13,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	tstorage "github.com/anacrolix/torrent/storage"
 
+	"github.com/eagle-p2p/eagle/internal/directio"
 	"github.com/eagle-p2p/eagle/internal/writeback"
 	"github.com/eagle-p2p/eagle/storage"
 )
@@ -32,9 +33,19 @@ type blobData struct {
 	// pending marks pieces a direct transfer asked a peer for, claimed
 	// those it is fetching, the peer having accepted (see direct.go).
 	pending, claimed []bool
-	partial          *os.File     // nil once committed or failed
-	blob             storage.Blob // set once committed
-	changed          chan struct{}
+	// writing marks pieces whose verified bytes writeVerified is putting
+	// in the file; the peer wire's chunks for them are dropped.
+	writing []bool
+	partial *os.File // nil once committed or failed
+	// direct is the partial file opened again to write whole pieces past
+	// the page cache (internal/directio); nil where the file system
+	// refuses, and once partial is nil.
+	direct *os.File
+	// recent are the pieces writeVerified wrote last, for the readers
+	// right behind the download.
+	recent  recentPieces
+	blob    storage.Blob // set once committed
+	changed chan struct{}
 	// committedCh is closed once the blob is committed.
 	committedCh chan struct{}
 	// failed is set when the download was abandoned; readers return it.
@@ -43,13 +54,22 @@ type blobData struct {
 
 func newPartialData(size, pieceLen int64, f *os.File) *blobData {
 	n := int((size + pieceLen - 1) / pieceLen)
+	var direct *os.File
+	if f != nil {
+		var err error
+		if direct, err = directio.Open(f.Name()); err != nil {
+			direct = nil // written through the page cache
+		}
+	}
 	return &blobData{
 		size:     size,
 		pieceLen: pieceLen,
 		complete: make([]bool, n),
 		pending:  make([]bool, n),
 		claimed:  make([]bool, n),
+		writing:  make([]bool, n),
 		partial:  f,
+		direct:   direct,
 		changed:  make(chan struct{}),
 
 		committedCh: make(chan struct{}),
@@ -63,6 +83,7 @@ func newCommittedData(info *metainfo.Info, b storage.Blob) *blobData {
 		complete:  make([]bool, info.NumPieces()),
 		pending:   make([]bool, info.NumPieces()),
 		claimed:   make([]bool, info.NumPieces()),
+		writing:   make([]bool, info.NumPieces()),
 		nComplete: info.NumPieces(),
 		blob:      b,
 		changed:   make(chan struct{}),
@@ -81,6 +102,28 @@ var errDataClosed = errors.New("p2p: blob data closed")
 func (d *blobData) ReadAt(p []byte, off int64) (int, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
+	// Piece by piece: the pieces kept in memory from there, the others
+	// from the file.
+	n := 0
+	for n < len(p) {
+		at := off + int64(n)
+		seg := p[n:min(len(p), n+int(d.pieceLen-at%d.pieceLen))]
+		if d.recent.read(seg, at, d.pieceLen) {
+			n += len(seg)
+			continue
+		}
+		m, err := d.readFile(seg, at)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// readFile reads from the committed blob or the partial file; d.mu is
+// held.
+func (d *blobData) readFile(p []byte, off int64) (int, error) {
 	switch {
 	case d.blob != nil:
 		return d.blob.ReadAt(p, off)
@@ -188,26 +231,53 @@ func (d *blobData) unclaimedLeft() []int {
 }
 
 // writeVerified writes piece i, whose bytes b passed their hash, and marks
-// it complete, unless it is complete already; it reports whether it wrote.
-// The write lock keeps peer-wire chunks out meanwhile (see
-// pieceData.WriteAt).
-func (d *blobData) writeVerified(i int, b []byte) (bool, error) {
+// it complete, unless it is complete or being written already; it reports
+// whether it wrote. It takes b: the piece stays in memory for the readers
+// right behind the download (recentPieces), and spare, when not nil, is
+// the buffer of an older piece, whole, for the caller's next one; when it
+// did not write, spare is b. Peer-wire chunks for the piece are dropped
+// from when the write starts (see pieceData.WriteAt).
+//
+// The bytes go past the page cache where they are block-aligned (see
+// internal/directio and Buffer): in memory already, copying them into the
+// page cache would only cost the copy and the pages.
+func (d *blobData) writeVerified(i int, b []byte) (wrote bool, spare []byte, err error) {
+	d.mu.Lock()
+	switch {
+	case d.complete[i] || d.writing[i] || d.blob != nil:
+		d.mu.Unlock()
+		return false, b, nil
+	case d.partial == nil:
+		d.mu.Unlock()
+		return false, b, d.gone()
+	}
+	// The write goes on without the lock: readers of other pieces and
+	// the wire's writes to them need not wait for the disk.
+	d.writing[i] = true
+	f, direct := d.partial, d.direct
+	d.mu.Unlock()
+	err = directio.WriteAt(f, direct, b, int64(i)*d.pieceLen)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	switch {
-	case d.complete[i] || d.blob != nil:
-		return false, nil
-	case d.partial == nil:
-		if d.failed != nil {
-			return false, d.failed
-		}
-		return false, errDataClosed
+	d.writing[i] = false
+	if err == nil && d.partial != f {
+		err = d.gone() // failed or closed meanwhile
 	}
-	if _, err := d.partial.WriteAt(b, int64(i)*d.pieceLen); err != nil {
-		return false, err
+	if err != nil {
+		return false, b, err
 	}
+	spare = d.recent.add(i, b)
 	d.setCompleteLocked(i, true)
-	return true, nil
+	return true, spare, nil
+}
+
+// gone is the error for data whose partial file is gone: the download's
+// failure, or errDataClosed; d.mu is held.
+func (d *blobData) gone() error {
+	if d.failed != nil {
+		return d.failed
+	}
+	return errDataClosed
 }
 
 // completed returns a channel closed once the blob is committed.
@@ -314,6 +384,7 @@ func (d *blobData) commit(b storage.Blob) error {
 	d.blob = b
 	f := d.partial
 	d.partial = nil
+	d.dropDirect()
 	close(d.committedCh)
 	close(d.changed)
 	d.changed = make(chan struct{})
@@ -379,12 +450,23 @@ func (d *blobData) fail(err error) error {
 	}
 	f := d.partial
 	d.partial = nil
+	d.dropDirect()
 	close(d.changed)
 	d.changed = make(chan struct{})
 	if f == nil {
 		return nil
 	}
 	return removePartial(f)
+}
+
+// dropDirect closes the file that writes past the page cache and drops
+// the pieces kept in memory; d.mu is held.
+func (d *blobData) dropDirect() {
+	if d.direct != nil {
+		d.direct.Close()
+		d.direct = nil
+	}
+	d.recent.reset()
 }
 
 // close releases the committed blob handle.
@@ -403,6 +485,7 @@ func (d *blobData) close() error {
 		err = errors.Join(err, removePartial(d.partial))
 		d.partial = nil
 	}
+	d.dropDirect()
 	close(d.changed)
 	d.changed = make(chan struct{})
 	return err
@@ -440,16 +523,16 @@ func (p pieceData) ReadAt(b []byte, off int64) (int, error) {
 // WriteAt drops writes to a piece that is complete: its bytes were hashed
 // (and may already be the store's blob, see Engine.adopt). anacrolix does
 // not write complete pieces, but a late chunk from a slow peer may still
-// arrive after the blob was committed; this drops it whatever it does, and a
-// direct transfer that completes the piece meanwhile (writeVerified) takes
-// the write lock, so a chunk is never written into a piece after it was
-// verified.
+// arrive after the blob was committed; this drops it whatever it does. It
+// also drops chunks for a piece a direct transfer is writing
+// (writeVerified marks it under the write lock before it writes), so a
+// chunk is never written into a piece that was verified.
 func (p pieceData) WriteAt(b []byte, off int64) (int, error) {
 	d := p.d
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	switch {
-	case d.complete[p.p.Index()] || d.blob != nil:
+	case d.complete[p.p.Index()] || d.writing[p.p.Index()] || d.blob != nil:
 		return len(b), nil
 	case d.partial != nil:
 		return d.partial.WriteAt(b, p.p.Offset()+off)

@@ -18,6 +18,7 @@ import (
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 
+	"github.com/eagle-p2p/eagle/internal/directio"
 	"github.com/eagle-p2p/eagle/internal/pace"
 )
 
@@ -363,7 +364,7 @@ func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metain
 	}
 	accepted()
 	if *buf == nil {
-		*buf = make([]byte, info.PieceLength)
+		*buf = directio.Buffer(int(info.PieceLength))
 	}
 	fromSeeder := resp.Header.Get(roleHeader) == "seeder"
 	fromUpstream := c.e.upstream.is(ent.torrent().InfoHash(), src.Addr().Unmap())
@@ -386,7 +387,11 @@ func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metain
 		if sha1.Sum(b) != p.V1Hash().Unwrap() {
 			return pieceHashMismatch{i}
 		}
-		wrote, err := ent.data.writeVerified(i, b)
+		wrote, spare, err := ent.data.writeVerified(i, b)
+		if spare == nil {
+			spare = directio.Buffer(int(info.PieceLength))
+		}
+		*buf = spare
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eagle-p2p/eagle/internal/directio"
 	"github.com/eagle-p2p/eagle/internal/pace"
 )
 
@@ -230,7 +231,7 @@ func (e *Engine) relayFrom(ctx context.Context, ent *entry, src netip.AddrPort, 
 	if resp.ContentLength != d.size {
 		return fmt.Errorf("p2p: relay: %d bytes, want %d", resp.ContentLength, d.size)
 	}
-	buf := make([]byte, d.pieceLen)
+	buf := directio.Buffer(int(d.pieceLen))
 	for i := range d.complete {
 		b := buf[:min(d.pieceLen, d.size-int64(i)*d.pieceLen)]
 		for n := 0; n < len(b); {
@@ -254,7 +255,11 @@ func (e *Engine) relayFrom(ctx context.Context, ent *entry, src netip.AddrPort, 
 		if sum := sha1.Sum(b); !bytes.Equal(sum[:], h) {
 			return pieceHashMismatch{i}
 		}
-		wrote, err := d.writeVerified(i, b)
+		wrote, spare, err := d.writeVerified(i, b)
+		if spare == nil {
+			spare = directio.Buffer(int(d.pieceLen))
+		}
+		buf = spare
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/directio"
 	"github.com/eagle-p2p/eagle/internal/pace"
 )
 
@@ -138,7 +139,7 @@ type streamed struct {
 func (e *Engine) receive(ctx context.Context, ent *entry, st BlobStream, hs *pieceHashes) (streamed, error) {
 	d := ent.data
 	var out streamed
-	buf := make([]byte, 0, d.pieceLen)
+	buf := directio.Buffer(int(d.pieceLen))[:0]
 	pieceSize := func(i int) int { return int(min(d.pieceLen, d.size-int64(i)*d.pieceLen)) }
 	i := 0
 	for {
@@ -176,11 +177,15 @@ func (e *Engine) receive(ctx context.Context, ent *entry, st BlobStream, hs *pie
 			if sum := sha1.Sum(buf); !bytes.Equal(sum[:], p.PieceHash) {
 				return out, fmt.Errorf("%w: piece %d does not match its hash", errStreamProtocol, i)
 			}
-			if _, err := d.writeVerified(i, buf); err != nil {
+			_, spare, err := d.writeVerified(i, buf)
+			if err != nil {
 				return out, err
 			}
+			if spare == nil {
+				spare = directio.Buffer(int(d.pieceLen))
+			}
 			out.hashes = append(out.hashes, p.PieceHash...)
-			buf = buf[:0]
+			buf = spare[:0]
 			i++
 		case p.Done != nil:
 			out.ans = seederAnswer{mi: p.Done.MetaInfo, seeder: p.Done.Seeder, peers: p.Done.Peers}
@@ -211,7 +216,7 @@ func (s *streamed) confirm(d *blobData, info *metainfo.Info) error {
 	if sum := sha1.Sum(s.last); !bytes.Equal(sum[:], info.Pieces[i*sha1.Size:(i+1)*sha1.Size]) {
 		return fmt.Errorf("%w: last piece does not match its hash", errStreamProtocol)
 	}
-	_, err := d.writeVerified(i, s.last)
+	_, _, err := d.writeVerified(i, s.last)
 	return err
 }
 

@@ -1,0 +1,4 @@
+package directio
+
+// Address is address, for the external tests.
+var Address = address

@@ -36,6 +36,11 @@ type blobData struct {
 	// writing marks pieces whose verified bytes writeVerified is putting
 	// in the file; the peer wire's chunks for them are dropped.
 	writing []bool
+	// chain, when the metainfo has one, checks pieces against the blob's
+	// SHA-256 (see pieceChain); chained marks the pieces written after
+	// they passed it, which the commit need not hash again.
+	chain   *pieceChain
+	chained []bool
 	partial *os.File // nil once committed or failed
 	// direct is the partial file opened again to write whole pieces past
 	// the page cache (internal/directio); nil where the file system
@@ -68,6 +73,7 @@ func newPartialData(size, pieceLen int64, f *os.File) *blobData {
 		pending:  make([]bool, n),
 		claimed:  make([]bool, n),
 		writing:  make([]bool, n),
+		chained:  make([]bool, n),
 		partial:  f,
 		direct:   direct,
 		changed:  make(chan struct{}),
@@ -84,6 +90,7 @@ func newCommittedData(info *metainfo.Info, b storage.Blob) *blobData {
 		pending:   make([]bool, info.NumPieces()),
 		claimed:   make([]bool, info.NumPieces()),
 		writing:   make([]bool, info.NumPieces()),
+		chained:   make([]bool, info.NumPieces()),
 		nComplete: info.NumPieces(),
 		blob:      b,
 		changed:   make(chan struct{}),
@@ -152,6 +159,7 @@ func (d *blobData) setCompleteLocked(i int, c bool) {
 		d.nComplete++
 	} else {
 		d.nComplete--
+		d.chained[i] = false // the next bytes may come from the wire
 	}
 	close(d.changed)
 	d.changed = make(chan struct{})
@@ -230,9 +238,10 @@ func (d *blobData) unclaimedLeft() []int {
 	return out
 }
 
-// writeVerified writes piece i, whose bytes b passed their hash, and marks
-// it complete, unless it is complete or being written already; it reports
-// whether it wrote. It takes b: the piece stays in memory for the readers
+// writeVerified writes piece i, whose bytes b passed their hash (the
+// blob's piece chain if chained, see pieceChain), and marks it complete,
+// unless it is complete or being written already; it reports whether it
+// wrote. It takes b: the piece stays in memory for the readers
 // right behind the download (recentPieces), and spare, when not nil, is
 // the buffer of an older piece, whole, for the caller's next one; when it
 // did not write, spare is b. Peer-wire chunks for the piece are dropped
@@ -241,7 +250,7 @@ func (d *blobData) unclaimedLeft() []int {
 // The bytes go past the page cache where they are block-aligned (see
 // internal/directio and Buffer): in memory already, copying them into the
 // page cache would only cost the copy and the pages.
-func (d *blobData) writeVerified(i int, b []byte) (wrote bool, spare []byte, err error) {
+func (d *blobData) writeVerified(i int, b []byte, chained bool) (wrote bool, spare []byte, err error) {
 	d.mu.Lock()
 	switch {
 	case d.complete[i] || d.writing[i] || d.blob != nil:
@@ -267,8 +276,32 @@ func (d *blobData) writeVerified(i int, b []byte) (wrote bool, spare []byte, err
 		return false, b, err
 	}
 	spare = d.recent.add(i, b)
+	d.chained[i] = chained
 	d.setCompleteLocked(i, true)
 	return true, spare, nil
+}
+
+// setChain sets the blob's piece chain (nil: none); it is set before the
+// download starts.
+func (d *blobData) setChain(c *pieceChain) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.chain = c
+}
+
+// pieceChain returns the blob's piece chain, or nil.
+func (d *blobData) pieceChain() *pieceChain {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.chain
+}
+
+// isChained reports whether piece i was written after it passed the
+// piece chain.
+func (d *blobData) isChained(i int) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.chained[i]
 }
 
 // gone is the error for data whose partial file is gone: the download's

@@ -79,7 +79,7 @@ func TestWriteVerifiedReadBack(t *testing.T) {
 		b := buf[:min(pieceLen, size-int64(i)*pieceLen)]
 		copy(b, blob[int64(i)*pieceLen:])
 		wasComplete := d.isComplete(i)
-		wrote, spare, err := d.writeVerified(i, b)
+		wrote, spare, err := d.writeVerified(i, b, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,7 +137,7 @@ func TestWireChunksDropped(t *testing.T) {
 	piece := func(i int) pieceData { return pieceData{d: d, p: info.Piece(i)} }
 
 	verified := bytes.Repeat([]byte{1}, pieceLen)
-	if _, _, err := d.writeVerified(0, verified); err != nil {
+	if _, _, err := d.writeVerified(0, verified, false); err != nil {
 		t.Fatal(err)
 	}
 	d.mu.Lock()
@@ -164,7 +164,7 @@ func TestWireChunksDropped(t *testing.T) {
 
 	cause := errors.New("abandoned")
 	d.fail(cause)
-	if wrote, _, err := d.writeVerified(3, verified); wrote || !errors.Is(err, cause) {
+	if wrote, _, err := d.writeVerified(3, verified, false); wrote || !errors.Is(err, cause) {
 		t.Errorf("writeVerified after fail = %v, %v; want false, %v", wrote, err, cause)
 	}
 	if _, err := d.ReadAt(got[:10], 0); !errors.Is(err, cause) {

@@ -384,10 +384,14 @@ func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metain
 				return directErr(ctx, err)
 			}
 		}
-		if sha1.Sum(b) != p.V1Hash().Unwrap() {
+		// The blob's SHA-256 chain where the metainfo has one: one hash
+		// of the piece instead of its SHA-1 now and the digest's pass
+		// over it in the commit.
+		chain := ent.data.pieceChain()
+		if chain != nil && !chain.verify(i, b) || chain == nil && sha1.Sum(b) != p.V1Hash().Unwrap() {
 			return pieceHashMismatch{i}
 		}
-		wrote, spare, err := ent.data.writeVerified(i, b)
+		wrote, spare, err := ent.data.writeVerified(i, b, chain != nil)
 		if spare == nil {
 			spare = directio.Buffer(int(info.PieceLength))
 		}

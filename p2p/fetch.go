@@ -238,6 +238,7 @@ func (e *Engine) swarmDownload(ctx context.Context, ent *entry, ref blob.Ref, an
 		return err
 	}
 	defer release()
+	ent.data.setChain(newPieceChain(ref.Digest, ans.mi, &info))
 	stop, err := e.joinSwarm(ent, ref, ans, mi, &info)
 	if err != nil {
 		return err
@@ -383,23 +384,41 @@ func (e *Engine) commit(ctx context.Context, ent *entry, ref blob.Ref) error {
 // adopt hashes the pieces in order as they complete, then hands the
 // partial file itself to the store, so the blob is written to disk once.
 // Pieces are not written to again once complete, so the file holds the
-// bytes that were hashed.
+// bytes that were hashed. With a piece chain (see pieceChain) it hashes
+// only the pieces that did not pass the chain when they arrived (those
+// from the peer wire, checked by their SHA-1), each from the chain's
+// state before it, and the last piece from there into the digest.
 func (e *Engine) adopt(ctx context.Context, a storage.Adopter, ent *entry, ref blob.Ref) error {
+	d := ent.data
+	chain := d.pieceChain()
 	v, err := storage.NewVerifier(ent.dgst)
 	if err != nil {
 		return err
 	}
 	var flushed int64
-	for i := range ent.data.complete {
+	for i := range d.complete {
 		if err := e.waitPiece(ctx, ent, ref, i); err != nil {
 			return fmt.Errorf("p2p: download %s: %w", ent.dgst, err)
 		}
-		if err := ent.data.copyPiece(v, i); err != nil {
+		switch {
+		case chain == nil:
+			err = d.copyPiece(v, i)
+		case i == len(d.complete)-1:
+			if v, err = chain.verifier(); err == nil {
+				err = d.copyPiece(v, i)
+			}
+		case !d.isChained(i):
+			h := chain.before(i)
+			if err = d.copyPiece(h, i); err == nil && !chain.reached(i, h) {
+				return fmt.Errorf("%w: %s: piece %d does not match the blob's SHA-256 at its end", blob.ErrDigestMismatch, ent.dgst, i)
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("p2p: hash %s: %w", ent.dgst, err)
 		}
-		if v.Size()-flushed >= writebackEvery {
-			ent.data.startWriteback(flushed, v.Size()-flushed)
-			flushed = v.Size()
+		if end := min(int64(i+1)*d.pieceLen, d.size); end-flushed >= writebackEvery {
+			d.startWriteback(flushed, end-flushed)
+			flushed = end
 		}
 	}
 	if err := v.Verify(); err != nil {

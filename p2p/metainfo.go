@@ -3,6 +3,7 @@ package p2p
 import (
 	"bytes"
 	"crypto/sha1"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
@@ -55,18 +56,27 @@ type InfoHasher struct {
 	inPiece  int64
 	h        hash.Hash
 	pieces   []byte
+	// whole is the blob's SHA-256, states its state after each piece but
+	// the last (see pieceChain); nil for a digest of another algorithm.
+	whole  hash.Hash
+	states []byte
 }
 
 // NewInfoHasher returns an InfoHasher for a blob of the given digest and size.
 func NewInfoHasher(dgst digest.Digest, size int64) *InfoHasher {
 	pl := PieceLength(size)
-	return &InfoHasher{
+	ih := &InfoHasher{
 		dgst:     dgst,
 		size:     size,
 		pieceLen: pl,
 		h:        sha1.New(),
 		pieces:   make([]byte, 0, 20*((size+pl-1)/pl)),
 	}
+	if dgst.Algorithm() == digest.SHA256 {
+		ih.whole = sha256.New()
+		ih.states = make([]byte, 0, sha256.Size*((size-1)/pl))
+	}
+	return ih
 }
 
 // Write hashes p. It fails once more bytes arrive than the declared size.
@@ -82,6 +92,9 @@ func (ih *InfoHasher) Write(p []byte) (int, error) {
 			chunk = chunk[:room]
 		}
 		ih.h.Write(chunk)
+		if ih.whole != nil {
+			ih.whole.Write(chunk)
+		}
 		ih.inPiece += int64(len(chunk))
 		ih.written += int64(len(chunk))
 		p = p[len(chunk):]
@@ -89,6 +102,9 @@ func (ih *InfoHasher) Write(p []byte) (int, error) {
 			ih.pieces = ih.h.Sum(ih.pieces)
 			ih.h.Reset()
 			ih.inPiece = 0
+			if ih.whole != nil && ih.written < ih.size {
+				ih.states = appendChainState(ih.states, ih.whole)
+			}
 		}
 	}
 	return n, nil
@@ -121,12 +137,12 @@ func (ih *InfoHasher) MetaInfo() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: encode info: %w", err)
 	}
-	mi := metainfo.MetaInfo{InfoBytes: infoBytes, CreatedBy: "eagle"}
-	var buf bytes.Buffer
-	if err := mi.Write(&buf); err != nil {
+	mi := eagleMetaInfo{InfoBytes: infoBytes, CreatedBy: "eagle", SHA256States: ih.states}
+	b, err := bencode.Marshal(mi)
+	if err != nil {
 		return nil, fmt.Errorf("p2p: encode metainfo: %w", err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // ParseMetaInfo decodes bencoded metainfo and checks that it describes the

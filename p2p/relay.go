@@ -255,7 +255,7 @@ func (e *Engine) relayFrom(ctx context.Context, ent *entry, src netip.AddrPort, 
 		if sum := sha1.Sum(b); !bytes.Equal(sum[:], h) {
 			return pieceHashMismatch{i}
 		}
-		wrote, spare, err := d.writeVerified(i, b)
+		wrote, spare, err := d.writeVerified(i, b, false)
 		if spare == nil {
 			spare = directio.Buffer(int(d.pieceLen))
 		}

@@ -177,7 +177,7 @@ func (e *Engine) receive(ctx context.Context, ent *entry, st BlobStream, hs *pie
 			if sum := sha1.Sum(buf); !bytes.Equal(sum[:], p.PieceHash) {
 				return out, fmt.Errorf("%w: piece %d does not match its hash", errStreamProtocol, i)
 			}
-			_, spare, err := d.writeVerified(i, buf)
+			_, spare, err := d.writeVerified(i, buf, false)
 			if err != nil {
 				return out, err
 			}
@@ -216,7 +216,7 @@ func (s *streamed) confirm(d *blobData, info *metainfo.Info) error {
 	if sum := sha1.Sum(s.last); !bytes.Equal(sum[:], info.Pieces[i*sha1.Size:(i+1)*sha1.Size]) {
 		return fmt.Errorf("%w: last piece does not match its hash", errStreamProtocol)
 	}
-	_, _, err := d.writeVerified(i, s.last)
+	_, _, err := d.writeVerified(i, s.last, false)
 	return err
 }
 

@@ -6,6 +6,7 @@ import (
 	// rest of the binary imports.
 	_ "crypto/sha256"
 	_ "crypto/sha512"
+	"encoding"
 	"fmt"
 	"hash"
 
@@ -52,4 +53,27 @@ func (v *Verifier) Verify() error {
 		return fmt.Errorf("%w: want %s, got %s (%d bytes)", ErrDigestMismatch, v.want, got, v.n)
 	}
 	return nil
+}
+
+// ResumeVerifier returns a Verifier for dgst that continues from state, the
+// marshaled state (encoding.BinaryMarshaler) of dgst's hash after the
+// first n bytes of the blob. The caller vouches for those n bytes: it
+// checked them itself, piece by piece, against states it verified in turn
+// (see p2p's piece chain). It returns an error wrapping ErrInvalidDigest
+// if ValidateDigest refuses dgst, or the hash's error for a state it does
+// not take.
+func ResumeVerifier(dgst digest.Digest, state []byte, n int64) (*Verifier, error) {
+	v, err := NewVerifier(dgst)
+	if err != nil {
+		return nil, err
+	}
+	u, ok := v.h.(encoding.BinaryUnmarshaler)
+	if !ok {
+		return nil, fmt.Errorf("storage: the %s hash cannot resume", dgst.Algorithm())
+	}
+	if err := u.UnmarshalBinary(state); err != nil {
+		return nil, fmt.Errorf("storage: resume %s: %w", dgst, err)
+	}
+	v.n = n
+	return v, nil
 }

@@ -41,6 +41,13 @@ type blobData struct {
 	// they passed it, which the commit need not hash again.
 	chain   *pieceChain
 	chained []bool
+	// verified marks the pieces writeVerified wrote, and pieces below
+	// sealed the commit has hashed: their bytes in the file are the ones
+	// that passed, and they are never marked incomplete again (a hash
+	// anacrolix runs over them after a chunk it was sent was dropped
+	// could fail, and the wire would then write into them).
+	verified []bool
+	sealed   int
 	partial *os.File // nil once committed or failed
 	// direct is the partial file opened again to write whole pieces past
 	// the page cache (internal/directio); nil where the file system
@@ -74,6 +81,7 @@ func newPartialData(size, pieceLen int64, f *os.File) *blobData {
 		claimed:  make([]bool, n),
 		writing:  make([]bool, n),
 		chained:  make([]bool, n),
+		verified: make([]bool, n),
 		partial:  f,
 		direct:   direct,
 		changed:  make(chan struct{}),
@@ -91,6 +99,7 @@ func newCommittedData(info *metainfo.Info, b storage.Blob) *blobData {
 		claimed:   make([]bool, info.NumPieces()),
 		writing:   make([]bool, info.NumPieces()),
 		chained:   make([]bool, info.NumPieces()),
+		verified:  make([]bool, info.NumPieces()),
 		nComplete: info.NumPieces(),
 		blob:      b,
 		changed:   make(chan struct{}),
@@ -149,9 +158,10 @@ func (d *blobData) setComplete(i int, c bool) {
 	d.setCompleteLocked(i, c)
 }
 
-// setCompleteLocked is setComplete with d.mu held.
+// setCompleteLocked is setComplete with d.mu held. A piece that
+// writeVerified wrote or the commit hashed stays complete.
 func (d *blobData) setCompleteLocked(i int, c bool) {
-	if d.complete[i] == c {
+	if d.complete[i] == c || !c && (d.verified[i] || i < d.sealed) {
 		return
 	}
 	d.complete[i] = c
@@ -159,7 +169,6 @@ func (d *blobData) setCompleteLocked(i int, c bool) {
 		d.nComplete++
 	} else {
 		d.nComplete--
-		d.chained[i] = false // the next bytes may come from the wire
 	}
 	close(d.changed)
 	d.changed = make(chan struct{})
@@ -277,6 +286,7 @@ func (d *blobData) writeVerified(i int, b []byte, chained bool) (wrote bool, spa
 	}
 	spare = d.recent.add(i, b)
 	d.chained[i] = chained
+	d.verified[i] = true
 	d.setCompleteLocked(i, true)
 	return true, spare, nil
 }
@@ -294,6 +304,19 @@ func (d *blobData) pieceChain() *pieceChain {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	return d.chain
+}
+
+// seal keeps piece i, and those before it, complete from now on, so that
+// their bytes no longer change, if piece i is complete; it reports
+// whether it was. The commit seals each piece before it hashes it.
+func (d *blobData) seal(i int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.complete[i] {
+		return false
+	}
+	d.sealed = max(d.sealed, i+1)
+	return true
 }
 
 // isChained reports whether piece i was written after it passed the

@@ -383,8 +383,9 @@ func (e *Engine) commit(ctx context.Context, ent *entry, ref blob.Ref) error {
 
 // adopt hashes the pieces in order as they complete, then hands the
 // partial file itself to the store, so the blob is written to disk once.
-// Pieces are not written to again once complete, so the file holds the
-// bytes that were hashed. With a piece chain (see pieceChain) it hashes
+// Each piece is sealed before it is hashed: it stays complete, and no
+// byte is written into a complete piece, so the file holds the bytes that
+// were hashed. With a piece chain (see pieceChain) it hashes
 // only the pieces that did not pass the chain when they arrived (those
 // from the peer wire, checked by their SHA-1), each from the chain's
 // state before it, and the last piece from there into the digest.
@@ -397,8 +398,11 @@ func (e *Engine) adopt(ctx context.Context, a storage.Adopter, ent *entry, ref b
 	}
 	var flushed int64
 	for i := range d.complete {
-		if err := e.waitPiece(ctx, ent, ref, i); err != nil {
-			return fmt.Errorf("p2p: download %s: %w", ent.dgst, err)
+		// Sealed, the piece's bytes are the ones hashed (see seal).
+		for sealed := false; !sealed; sealed = d.seal(i) {
+			if err := e.waitPiece(ctx, ent, ref, i); err != nil {
+				return fmt.Errorf("p2p: download %s: %w", ent.dgst, err)
+			}
 		}
 		switch {
 		case chain == nil:

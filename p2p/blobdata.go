@@ -48,7 +48,7 @@ type blobData struct {
 	// could fail, and the wire would then write into them).
 	verified []bool
 	sealed   int
-	partial *os.File // nil once committed or failed
+	partial  *os.File // nil once committed or failed
 	// direct is the partial file opened again to write whole pieces past
 	// the page cache (internal/directio); nil where the file system
 	// refuses, and once partial is nil.

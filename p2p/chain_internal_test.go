@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/eagle-p2p/eagle/storage"
 )
 
 // chainBlob builds a blob of size random bytes and its metainfo as a
@@ -113,5 +116,36 @@ func TestMetaInfoChainCompatible(t *testing.T) {
 	}
 	if strings.Contains(string(mi512), "eagle sha256 states") {
 		t.Fatal("states recorded for a sha512 blob")
+	}
+}
+
+// TestInfoHasherVerify checks the digest from the hash that records the
+// states: the blob passes, other bytes or fewer fail with a mismatch, and
+// a sha512 digest is not checked.
+func TestInfoHasherVerify(t *testing.T) {
+	data := make([]byte, 3<<20+5)
+	rand.Read(data)
+	dgst := digest.FromBytes(data)
+	ih := NewInfoHasher(dgst, int64(len(data)))
+	ih.Write(data)
+	if !ih.ChecksDigest() || ih.Verify() != nil {
+		t.Fatalf("the blob: ChecksDigest %v, Verify %v", ih.ChecksDigest(), ih.Verify())
+	}
+	other := bytes.Clone(data)
+	other[7] ^= 1
+	ih = NewInfoHasher(dgst, int64(len(data)))
+	ih.Write(other)
+	if err := ih.Verify(); !errors.Is(err, storage.ErrDigestMismatch) {
+		t.Fatalf("other bytes: %v, want storage.ErrDigestMismatch", err)
+	}
+	ih = NewInfoHasher(dgst, int64(len(data)))
+	ih.Write(data[:100])
+	if err := ih.Verify(); !errors.Is(err, storage.ErrDigestMismatch) {
+		t.Fatalf("fewer bytes: %v, want storage.ErrDigestMismatch", err)
+	}
+	ih = NewInfoHasher(digest.SHA512.FromBytes(data), int64(len(data)))
+	ih.Write(data)
+	if err := ih.Verify(); ih.ChecksDigest() || !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("sha512: ChecksDigest %v, Verify %v", ih.ChecksDigest(), err)
 	}
 }

@@ -115,6 +115,28 @@ func (ih *InfoHasher) Write(p []byte) (int, error) {
 // before the next Write, and do not change it.
 func (ih *InfoHasher) PieceHashes() []byte { return ih.pieces }
 
+// ChecksDigest reports whether ih hashes the whole blob with the digest's
+// own algorithm (sha256), so that Verify can check the digest and a
+// caller need not hash the blob a second time.
+func (ih *InfoHasher) ChecksDigest() bool { return ih.whole != nil }
+
+// Verify reports whether exactly the declared size was written and the
+// bytes hash to the digest; if not, it returns an error wrapping
+// storage.ErrDigestMismatch. Without ChecksDigest it returns an error
+// wrapping errors.ErrUnsupported.
+func (ih *InfoHasher) Verify() error {
+	switch {
+	case ih.whole == nil:
+		return fmt.Errorf("p2p: %s: %w", ih.dgst, errors.ErrUnsupported)
+	case ih.written != ih.size:
+		return fmt.Errorf("%w: %s: hashed %d of %d bytes", storage.ErrDigestMismatch, ih.dgst, ih.written, ih.size)
+	}
+	if got := digest.NewDigest(digest.SHA256, ih.whole); got != ih.dgst {
+		return fmt.Errorf("%w: want %s, got %s", storage.ErrDigestMismatch, ih.dgst, got)
+	}
+	return nil
+}
+
 // PieceLength returns the piece length of the metainfo ih builds.
 func (ih *InfoHasher) PieceLength() int64 { return ih.pieceLen }
 

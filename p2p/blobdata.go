@@ -251,9 +251,9 @@ func (d *blobData) unclaimedLeft() []int {
 // blob's piece chain if chained, see pieceChain), and marks it complete,
 // unless it is complete or being written already; it reports whether it
 // wrote. It takes b: the piece stays in memory for the readers
-// right behind the download (recentPieces), and spare, when not nil, is
-// the buffer of an older piece, whole, for the caller's next one; when it
-// did not write, spare is b. Peer-wire chunks for the piece are dropped
+// right behind the download (recentPieces), and spare is a buffer of a
+// whole piece for the caller's next one (an older piece's, or a new one);
+// when it did not write, spare is b. Peer-wire chunks for the piece are dropped
 // from when the write starts (see pieceData.WriteAt).
 //
 // The bytes go past the page cache where they are block-aligned (see
@@ -276,18 +276,22 @@ func (d *blobData) writeVerified(i int, b []byte, chained bool) (wrote bool, spa
 	d.mu.Unlock()
 	err = directio.WriteAt(f, direct, b, int64(i)*d.pieceLen)
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.writing[i] = false
 	if err == nil && d.partial != f {
 		err = d.gone() // failed or closed meanwhile
 	}
 	if err != nil {
+		d.mu.Unlock()
 		return false, b, err
 	}
 	spare = d.recent.add(i, b)
 	d.chained[i] = chained
 	d.verified[i] = true
 	d.setCompleteLocked(i, true)
+	d.mu.Unlock()
+	if spare == nil {
+		spare = directio.Buffer(int(d.pieceLen))
+	}
 	return true, spare, nil
 }
 

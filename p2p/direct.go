@@ -392,9 +392,6 @@ func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metain
 			return pieceHashMismatch{i}
 		}
 		wrote, spare, err := ent.data.writeVerified(i, b, chain != nil)
-		if spare == nil {
-			spare = directio.Buffer(int(info.PieceLength))
-		}
 		*buf = spare
 		if err != nil {
 			return err

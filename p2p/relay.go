@@ -256,9 +256,6 @@ func (e *Engine) relayFrom(ctx context.Context, ent *entry, src netip.AddrPort, 
 			return pieceHashMismatch{i}
 		}
 		wrote, spare, err := d.writeVerified(i, b, false)
-		if spare == nil {
-			spare = directio.Buffer(int(d.pieceLen))
-		}
 		buf = spare
 		if err != nil {
 			return err

@@ -181,9 +181,6 @@ func (e *Engine) receive(ctx context.Context, ent *entry, st BlobStream, hs *pie
 			if err != nil {
 				return out, err
 			}
-			if spare == nil {
-				spare = directio.Buffer(int(d.pieceLen))
-			}
 			out.hashes = append(out.hashes, p.PieceHash...)
 			buf = spare[:0]
 			i++

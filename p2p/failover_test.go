@@ -3,10 +3,13 @@ package p2p_test
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
@@ -95,4 +98,81 @@ func TestFailoverSeederKilledMidDownload(t *testing.T) {
 		t.Errorf("the download finished %v after its seeder died", took)
 	}
 	t.Logf("finished %v after the seeder died; origin GETs %d", took, o.BlobGETs(ref.Digest))
+}
+
+// askCounter counts the times a node asks the seeders for a blob.
+type askCounter struct {
+	*seeder.Client
+	n atomic.Int64
+}
+
+func (c *askCounter) MetaInfo(ctx context.Context, ref blob.Ref) ([]byte, error) {
+	c.n.Add(1)
+	return c.Client.MetaInfo(ctx, ref)
+}
+
+func (c *askCounter) MetaInfoWithPeers(ctx context.Context, ref blob.Ref) ([]byte, string, []netip.AddrPort, error) {
+	c.n.Add(1)
+	return c.Client.MetaInfoWithPeers(ctx, ref)
+}
+
+// Every seeder is gone mid-download (as for a node whose link is cut):
+// the download asks the seeders again about once a reask interval, not in
+// a loop that burns a core on failed asks and warnings while the link is
+// down, and the reader's context still ends the read.
+func TestFailoverNoSeederLeftDoesNotSpin(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
+	sstore, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seng, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "seeder"), SkipAuthorization: true, Role: p2p.RoleSeeder,
+		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
+		UploadLimit: 1 << 20,
+	}, sstore, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr, stopService := serveSeederStop(t, sstore, seng)
+	var once sync.Once
+	stopSeeder := func() {
+		once.Do(func() {
+			stopService()
+			seng.Close()
+		})
+	}
+	t.Cleanup(stopSeeder)
+	ref, _ := pushBlob(t, o, "failover/spin", 16<<20)
+	src := &askCounter{Client: newSeederClient(t, addr)}
+
+	store, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := newEngine(t, p2p.RoleAgent, trk, store, src)
+	b, err := agent.Fetch(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	stopSeeder()
+	before := src.n.Load()
+	const watch = 7 * time.Second
+	time.Sleep(watch)
+	asks := src.n.Load() - before
+	// One ask when the seeder's health check fails, then one per 3 s
+	// reask interval: about 3 in 7 s.
+	if asks > 6 {
+		t.Errorf("asked the seeders %d times in %v with none left", asks, watch)
+	}
+	if asks == 0 {
+		t.Error("never asked the seeders again after the seeder died")
+	}
+	t.Logf("%d asks in %v after the seeder died", asks, watch)
 }

@@ -473,12 +473,32 @@ const reaskAfter = 3 * time.Second
 func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int) error {
 	idle := 0   // reask intervals in a row without a verified piece
 	waited := 0 // reask intervals waited on piece i
+	// lost is the seeder whose loss this wait already acted on. While it
+	// stays down the wait does not watch it (its channel is closed: every
+	// wait would end at once, and a node whose link is cut would ask the
+	// seeders, fail at once, and ask again in a tight loop); the seeders
+	// are asked again every reaskAfter instead. Once it is healthy again
+	// it is watched again.
+	lost := ""
 	for {
 		leftBefore := ent.data.left()
 		wctx, cancel := context.WithTimeout(ctx, reaskAfter)
 		var seederGone atomic.Bool
-		if hs, ok := e.src.(HealthSource); ok && ent.seeder() != "" {
-			gone := hs.Unhealthy(ent.seeder())
+		hs, ok := e.src.(HealthSource)
+		var gone <-chan struct{}
+		addr := ent.seeder()
+		if ok && addr != "" {
+			gone = hs.Unhealthy(addr)
+			if addr == lost {
+				select {
+				case <-gone:
+					gone = nil
+				default:
+					lost = ""
+				}
+			}
+		}
+		if gone != nil {
 			stop, done := make(chan struct{}), make(chan struct{})
 			go func() {
 				defer close(done)
@@ -495,6 +515,9 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 			cancel()
 			if err == nil || ctx.Err() != nil || !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				return err
+			}
+			if seederGone.Load() {
+				lost = addr
 			}
 		} else {
 			err := ent.data.waitPiece(wctx, i)
@@ -556,7 +579,7 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 		}
 		switch {
 		case seederGone.Load():
-			e.log.Warn("the seeder of a download stopped answering; asking the others", "digest", ref.Digest, "seeder", ent.seeder(), "peers", peers)
+			e.log.Warn("the seeder of a download stopped answering; asking the others", "digest", ref.Digest, "seeder", lost, "peers", peers)
 		case peers == 0:
 			e.log.Warn("download stalled with no peers; asking the seeders again", "digest", ref.Digest, "reason", ent.stallReason())
 		default:

@@ -358,6 +358,10 @@ type entry struct {
 	heldMu          sync.Mutex
 	held            []netip.AddrPort
 	trackersFailing atomic.Int32
+	// lost are the seeders whose loss the download already acted on (see
+	// Engine.waitPiece). Only the download's own goroutine, which waits
+	// for its pieces, touches it.
+	lost map[string]bool
 }
 
 // hold keeps peers back instead of dialing them (see Config.Location).

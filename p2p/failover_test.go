@@ -3,6 +3,7 @@ package p2p_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -175,4 +176,73 @@ func TestFailoverNoSeederLeftDoesNotSpin(t *testing.T) {
 		t.Error("never asked the seeders again after the seeder died")
 	}
 	t.Logf("%d asks in %v after the seeder died", asks, watch)
+}
+
+// The seeder dies while another peer still serves the blob: the download
+// completes from that peer, and the node asks the seeders again about
+// once a reask interval, not once for every piece it waits on (each wait
+// on a new piece once saw the dead seeder's closed health channel and
+// asked at once).
+func TestFailoverSeederGoneWhilePeersServe(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
+	sstore, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seng, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "seeder"), SkipAuthorization: true, Role: p2p.RoleSeeder,
+		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
+		UploadLimit: 2 << 20,
+	}, sstore, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr, stopService := serveSeederStop(t, sstore, seng)
+	var once sync.Once
+	stopSeeder := func() {
+		once.Do(func() {
+			stopService()
+			seng.Close()
+		})
+	}
+	t.Cleanup(stopSeeder)
+	ref, want := pushBlob(t, o, "failover/peers", 8<<20)
+
+	// A peer that holds the blob and serves it at 2 MiB/s.
+	peer := newEngineWith(t, trk, newFSStore(t), newSeederClient(t, addr), func(c *p2p.Config) { c.UploadLimit = 2 << 20 })
+	if got := readAll(t, ctx, peer, ref); !bytes.Equal(got, want) {
+		t.Fatal("the peer got the wrong bytes")
+	}
+
+	src := &askCounter{Client: newSeederClient(t, addr)}
+	agent := newEngine(t, p2p.RoleAgent, trk, newFSStore(t), src)
+	b, err := agent.Fetch(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(b, first); err != nil {
+		t.Fatal(err)
+	}
+	stopSeeder()
+	killed := time.Now()
+	before := src.n.Load()
+	rest, err := io.ReadAll(b)
+	if err != nil {
+		t.Fatalf("read after the seeder died: %v", err)
+	}
+	took := time.Since(killed)
+	if !bytes.Equal(append(first, rest...), want) {
+		t.Fatal("bytes differ")
+	}
+	asks := src.n.Load() - before
+	// One ask when the seeder's health check fails, then at most one per
+	// 3 s reask interval.
+	if limit := 2 + int64(took/(3*time.Second)); asks > limit {
+		t.Errorf("asked the seeders %d times in the %v the download took after the seeder died (at most %d)", asks, took.Round(time.Millisecond), limit)
+	}
+	t.Logf("finished %v after the seeder died, with %d asks", took.Round(time.Millisecond), asks)
 }

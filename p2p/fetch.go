@@ -473,13 +473,6 @@ const reaskAfter = 3 * time.Second
 func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int) error {
 	idle := 0   // reask intervals in a row without a verified piece
 	waited := 0 // reask intervals waited on piece i
-	// lost is the seeder whose loss this wait already acted on. While it
-	// stays down the wait does not watch it (its channel is closed: every
-	// wait would end at once, and a node whose link is cut would ask the
-	// seeders, fail at once, and ask again in a tight loop); the seeders
-	// are asked again every reaskAfter instead. Once it is healthy again
-	// it is watched again.
-	lost := ""
 	for {
 		leftBefore := ent.data.left()
 		wctx, cancel := context.WithTimeout(ctx, reaskAfter)
@@ -489,12 +482,19 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 		addr := ent.seeder()
 		if ok && addr != "" {
 			gone = hs.Unhealthy(addr)
-			if addr == lost {
+			// A seeder whose loss the download already acted on is not
+			// watched while it stays down: its channel is closed, every
+			// wait would end at once, and a node whose link is cut would
+			// ask the seeders, fail at once and ask again, in a tight
+			// loop (or once a piece, for the pieces its peers still
+			// bring). The seeders are asked again every reaskAfter
+			// instead; once healthy again it is watched again.
+			if ent.lost[addr] {
 				select {
 				case <-gone:
 					gone = nil
 				default:
-					lost = ""
+					delete(ent.lost, addr)
 				}
 			}
 		}
@@ -517,7 +517,10 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 				return err
 			}
 			if seederGone.Load() {
-				lost = addr
+				if ent.lost == nil {
+					ent.lost = make(map[string]bool)
+				}
+				ent.lost[addr] = true
 			}
 		} else {
 			err := ent.data.waitPiece(wctx, i)
@@ -579,7 +582,7 @@ func (e *Engine) waitPiece(ctx context.Context, ent *entry, ref blob.Ref, i int)
 		}
 		switch {
 		case seederGone.Load():
-			e.log.Warn("the seeder of a download stopped answering; asking the others", "digest", ref.Digest, "seeder", lost, "peers", peers)
+			e.log.Warn("the seeder of a download stopped answering; asking the others", "digest", ref.Digest, "seeder", addr, "peers", peers)
 		case peers == 0:
 			e.log.Warn("download stalled with no peers; asking the seeders again", "digest", ref.Digest, "reason", ent.stallReason())
 		default:

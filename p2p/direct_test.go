@@ -49,8 +49,14 @@ func TestDirectTransferFromWarmSeeder(t *testing.T) {
 		st := a.Stats()
 		t.Logf("direct=%v: %.0f MiB/s; %d bytes direct, %d from seeders, seeder sent %d", direct,
 			float64(len(got))/(1<<20)/took.Seconds(), st.BytesDirect, st.BytesFromSeeders, seed.Stats().BytesUploaded-before)
-		if direct && st.BytesDirect < int64(len(content))/2 {
-			t.Errorf("direct transfers on: %d of %d bytes came direct, want most", st.BytesDirect, len(content))
+		// The wire fetches from the start, the direct transfer only once
+		// the seeder answers it, after directGrace (500 ms): on a loaded
+		// machine (go test runs packages side by side) the wire took up to
+		// 54 % of the blob meanwhile (one run in three, when "most" was
+		// asked). A third still fails a direct path that never starts, or
+		// stops after its first window.
+		if direct && st.BytesDirect < int64(len(content))/3 {
+			t.Errorf("direct transfers on: %d of %d bytes came direct, want at least a third", st.BytesDirect, len(content))
 		}
 		if !direct && st.BytesDirect != 0 {
 			t.Errorf("direct transfers off: %d bytes came direct, want 0", st.BytesDirect)

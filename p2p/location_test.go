@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,15 +201,22 @@ func (w *warnings) with(sub string) []string {
 type borderScript struct {
 	mu   sync.Mutex
 	seen map[tracker.PeerID]int
+	// onLeave, if set, is called when a node is first told it is not a
+	// border peer (any more).
+	onLeave func()
 }
 
 // Border implements tracker.BorderJudge.
 func (p *borderScript) Border(_ tracker.InfoHash, requester tracker.Peer, _ []tracker.Peer) (share, shares int) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.seen[requester.ID]++
-	if p.seen[requester.ID] == 1 {
+	n, onLeave := p.seen[requester.ID], p.onLeave
+	p.mu.Unlock()
+	if n == 1 {
 		return 0, 1
+	}
+	if n == 2 && onLeave != nil {
+		onLeave()
 	}
 	return -1, 0
 }
@@ -248,7 +256,8 @@ func (p *borderScript) Upstream(dst []tracker.Peer, requester tracker.Peer, hand
 func TestLocationLeavesUpstreamWhenNotBorder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	lab := newBorderLab(t, &borderScript{seen: map[tracker.PeerID]int{}})
+	script := &borderScript{seen: map[tracker.PeerID]int{}}
+	lab := newBorderLab(t, script)
 	o := lab.origin
 	const size = 6 << 20
 	ref, want := pushBlob(t, o, "location/border", size)
@@ -263,20 +272,42 @@ func TestLocationLeavesUpstreamWhenNotBorder(t *testing.T) {
 	warm2 := warm.Stats()
 
 	late := agent("127.0.0.2:0", "dc1", 2<<20)
+	// What the upstream peer had sent when the tracker told the late node
+	// (the only node announcing in dc1 from here on) it is no longer a
+	// border peer.
+	var sentBefore atomic.Int64
+	sentBefore.Store(-1)
+	script.mu.Lock()
+	script.onLeave = func() {
+		if sentBefore.Load() < 0 {
+			sentBefore.Store(warm.Stats().BytesUploaded - warm2.BytesUploaded)
+		}
+	}
+	script.mu.Unlock()
 	if got := readAll(t, ctx, late, ref); !bytes.Equal(got, want) {
 		t.Fatal("the late node read bytes that differ from the origin's")
 	}
 	st := late.Stats()
-	t.Logf("late node: %d bytes from its upstream peer, %d from agents, %d from the seeder", st.BytesFromUpstream, st.BytesFromAgents, st.BytesFromSeeders)
+	sent := warm.Stats().BytesUploaded - warm2.BytesUploaded
+	t.Logf("late node: %d bytes from its upstream peer, %d from agents, %d from the seeder; the upstream peer sent %d, %d of them before the node was told it is no longer a border peer",
+		st.BytesFromUpstream, st.BytesFromAgents, st.BytesFromSeeders, sent, sentBefore.Load())
 	if st.BytesFromUpstream == 0 || st.BytesFromUpstream != st.BytesFromAgents {
 		t.Errorf("the late node got %d bytes from agents, %d of them from its upstream peer: want some, all from it", st.BytesFromAgents, st.BytesFromUpstream)
 	}
-	if st.BytesFromUpstream > size/2 || st.BytesFromSeeders < size/2 {
-		t.Errorf("the late node got %d bytes from its upstream peer after it stopped being a border peer, and %d from the seeder: want the rest from the seeder",
-			st.BytesFromUpstream, st.BytesFromSeeders)
+	if sentBefore.Load() < 0 {
+		t.Fatal("the tracker never told the late node it is no longer a border peer")
 	}
-	if up := warm.Stats().BytesUploaded - warm2.BytesUploaded; up > size/2 {
-		t.Errorf("the upstream peer sent %d bytes after the node stopped being a border peer", up)
+	// After it was told: what was on its way (the answer's trip, the
+	// requests in flight, the sockets' buffers; 0.26-0.46 MB), not the
+	// rest of the blob (4.6-4.8 MB with the node staying on its upstream
+	// peer). The seeder brought the rest. Judged from the moment it was
+	// told, not by the bytes in all, which grew with a loaded machine's
+	// slower announces (3.26 MB in all once, against a bound of 3 MiB).
+	if after := sent - sentBefore.Load(); after > size/4 {
+		t.Errorf("the upstream peer sent %d bytes after the node was told it is no longer a border peer", after)
+	}
+	if st.BytesFromUpstream+st.BytesFromSeeders < size {
+		t.Errorf("the late node got %d bytes from its upstream peer and %d from the seeder, less than the %d-byte blob", st.BytesFromUpstream, st.BytesFromSeeders, size)
 	}
 	if n := o.BlobGETs(ref.Digest); n != 1 {
 		t.Errorf("origin served the blob %d times, want 1", n)

@@ -18,6 +18,34 @@ import (
 	"github.com/eagle-p2p/eagle/storage/filesystem"
 )
 
+// startStoppableSeeder runs a seeder (its engine and gRPC service) whose
+// uploads are capped at limit; stop kills it, once (and at the test's
+// end).
+func startStoppableSeeder(t *testing.T, trk string, limit p2p.Rate) (addr string, stop func()) {
+	t.Helper()
+	store, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "seeder"), SkipAuthorization: true, Role: p2p.RoleSeeder,
+		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
+		UploadLimit: limit,
+	}, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr, stopService := serveSeederStop(t, store, eng)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			stopService()
+			eng.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return addr, stop
+}
+
 // The seeder a download depends on dies mid-way (its engine and its gRPC
 // service stop): the node notices within about a second through the
 // seeder client's health checks, asks the next seeder, which fetches the
@@ -33,26 +61,7 @@ func TestFailoverSeederKilledMidDownload(t *testing.T) {
 		stop func()
 	}
 	start := func() seederProc {
-		store, err := filesystem.New(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "seeder"), SkipAuthorization: true, Role: p2p.RoleSeeder,
-			ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
-			UploadLimit: 2 << 20,
-		}, store, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, addr, stopService := serveSeederStop(t, store, eng)
-		var once sync.Once
-		stop := func() {
-			once.Do(func() {
-				stopService()
-				eng.Close()
-			})
-		}
-		t.Cleanup(stop)
+		addr, stop := startStoppableSeeder(t, trk, 2<<20)
 		return seederProc{addr, stop}
 	}
 	seeders := []seederProc{start(), start()}
@@ -101,7 +110,9 @@ func TestFailoverSeederKilledMidDownload(t *testing.T) {
 	t.Logf("finished %v after the seeder died; origin GETs %d", took, o.BlobGETs(ref.Digest))
 }
 
-// askCounter counts the times a node asks the seeders for a blob.
+// askCounter counts the times a node asks the seeders for a blob. Unlike
+// countingSource it keeps the seeder client's other methods (its health
+// and the peers it names), which these tests are about.
 type askCounter struct {
 	*seeder.Client
 	n atomic.Int64
@@ -120,32 +131,13 @@ func (c *askCounter) MetaInfoWithPeers(ctx context.Context, ref blob.Ref) ([]byt
 // Every seeder is gone mid-download (as for a node whose link is cut):
 // the download asks the seeders again about once a reask interval, not in
 // a loop that burns a core on failed asks and warnings while the link is
-// down, and the reader's context still ends the read.
+// down.
 func TestFailoverNoSeederLeftDoesNotSpin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	o := testenv.Origin(t)
 	trk := testenv.Tracker(t, nil)
-	sstore, err := filesystem.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	seng, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "seeder"), SkipAuthorization: true, Role: p2p.RoleSeeder,
-		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
-		UploadLimit: 1 << 20,
-	}, sstore, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, addr, stopService := serveSeederStop(t, sstore, seng)
-	var once sync.Once
-	stopSeeder := func() {
-		once.Do(func() {
-			stopService()
-			seng.Close()
-		})
-	}
-	t.Cleanup(stopSeeder)
+	addr, stopSeeder := startStoppableSeeder(t, trk, 1<<20)
 	ref, _ := pushBlob(t, o, "failover/spin", 16<<20)
 	src := &askCounter{Client: newSeederClient(t, addr)}
 
@@ -188,26 +180,7 @@ func TestFailoverSeederGoneWhilePeersServe(t *testing.T) {
 	defer cancel()
 	o := testenv.Origin(t)
 	trk := testenv.Tracker(t, nil)
-	sstore, err := filesystem.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	seng, err := p2p.New(p2p.Config{TLS: testtls.Member(t, "seeder"), SkipAuthorization: true, Role: p2p.RoleSeeder,
-		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(), Trackers: []string{trk}, Logger: quiet,
-		UploadLimit: 2 << 20,
-	}, sstore, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, addr, stopService := serveSeederStop(t, sstore, seng)
-	var once sync.Once
-	stopSeeder := func() {
-		once.Do(func() {
-			stopService()
-			seng.Close()
-		})
-	}
-	t.Cleanup(stopSeeder)
+	addr, stopSeeder := startStoppableSeeder(t, trk, 2<<20)
 	ref, want := pushBlob(t, o, "failover/peers", 8<<20)
 
 	// A peer that holds the blob and serves it at 2 MiB/s.

@@ -69,6 +69,11 @@ const (
 	// directWarm is how long after its last transfer a peer's next one
 	// skips directGrace: the next window of the same pull.
 	directWarm = 2 * time.Second
+	// directQuick is the most bytes a transfer may ask for and skip
+	// directGrace: a download's last pieces, or one the peer wire stopped
+	// filling, which a reader waits on, cost the uplink a few
+	// milliseconds.
+	directQuick = 1 << 20
 	// directCheckEvery is how often, in bytes sent, a transfer checks
 	// that no other peer of the swarm started downloading.
 	directCheckEvery = 4 * directChunk
@@ -233,7 +238,7 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the swarm needs this node's uplink", http.StatusServiceUnavailable)
 		return
 	}
-	if !warm {
+	if !warm && end-start > directQuick {
 		// A swarm forms over the first moments of a pull: wait for its
 		// other peers to show up before handing the uplink to one of
 		// them.

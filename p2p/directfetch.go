@@ -293,8 +293,11 @@ func (r *directRun) setUnclaimed(p torrent.PiecePriority) {
 // byte before a direct transfer takes it. Short: a piece in progress on
 // the wire gets a chunk every few milliseconds, and a reader may be
 // waiting on this one (5 s, the first value, put a 4.5 s pull at 10.7 s
-// in a CI run: one chunk of piece 728 of 768 was never asked for again).
-const wireStall = 2 * time.Second
+// in a CI run: one chunk of piece 728 of 768 was never asked for again;
+// at 2 s, such a last chunk, seen as the other nodes finished, still put
+// a 4 s pull at 7 s). Taking a piece too early costs little: a peer whose
+// uplink the swarm needs refuses the transfer.
+const wireStall = time.Second
 
 // wireFilling returns which pieces the peer wire is filling, which a
 // direct transfer leaves to it: those it started (see wireStarted), less

@@ -120,6 +120,9 @@ const (
 const (
 	peerUpdateRequestsPeerCancelReason   updateRequestReason = "Peer.cancel"
 	peerUpdateRequestsRemoteRejectReason updateRequestReason = "Peer.remoteRejectedRequest"
+	// peerUpdateRequestsRejectedElsewhereReason: another connection's peer
+	// rejected a request, which is free again (Eagle).
+	peerUpdateRequestsRejectedElsewhereReason updateRequestReason = "rejected elsewhere"
 )
 
 // Returns the Torrent a Peer belongs to. Shouldn't change for the lifetime of the Peer. May be nil

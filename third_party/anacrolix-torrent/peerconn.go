@@ -1811,6 +1811,16 @@ func (cn *PeerConn) onNeedUpdateRequests(reason updateRequestReason) {
 func (c *PeerConn) remoteRejectedRequest(r RequestIndex) bool {
 	if c.deleteRequest(r) {
 		c.decPeakRequests()
+		// The request is nobody's now, and this connection does not ask
+		// again on a reject: tell the others that could take it over, as
+		// deleteAllRequests does. Otherwise the chunk waits for some
+		// other connection's next update, which at the end of a download
+		// may never come (Eagle).
+		c.t.iterPeers(func(p *Peer) {
+			if p != &c.Peer && p.isLowOnRequests() {
+				p.onNeedUpdateRequests(peerUpdateRequestsRejectedElsewhereReason)
+			}
+		})
 	} else if !c.requestState.Cancelled.CheckedRemove(r) {
 		// The request was already cancelled.
 		return false

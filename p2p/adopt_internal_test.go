@@ -52,11 +52,8 @@ func (c *chainDownload) piece(i int) []byte {
 // wire writes b into piece i as the peer wire does, then marks the piece
 // complete (anacrolix found its SHA-1 right).
 func (c *chainDownload) wire(i int, b []byte) {
-	p := pieceData{d: c.ent.data, p: c.info.Piece(i)}
-	for off := 0; off < len(b); off += 16 << 10 {
-		p.WriteAt(b[off:min(len(b), off+16<<10)], int64(off))
-	}
-	p.MarkComplete()
+	c.write(i, b)
+	pieceData{d: c.ent.data, p: c.info.Piece(i)}.MarkComplete()
 }
 
 func (c *chainDownload) adopt(a storage.Adopter) error {

@@ -34,13 +34,16 @@ type blobData struct {
 	// those it is fetching, the peer having accepted (see direct.go).
 	pending, claimed []bool
 	// writing marks pieces whose verified bytes writeVerified is putting
-	// in the file; the peer wire's chunks for them are dropped.
+	// in the file, and those SelfHash is checking; the peer wire's chunks
+	// for them are dropped.
 	writing []bool
 	// chain, when the metainfo has one, checks pieces against the blob's
 	// SHA-256 (see pieceChain); chained marks the pieces written after
 	// they passed it, which the commit need not hash again.
 	chain   *pieceChain
 	chained []bool
+	// hashBuf is a buffer of a whole piece for SelfHash's next piece.
+	hashBuf []byte
 	// verified marks the pieces writeVerified wrote, and pieces below
 	// sealed the commit has hashed: their bytes in the file are the ones
 	// that passed, and they are never marked incomplete again (a hash

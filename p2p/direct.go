@@ -22,10 +22,11 @@ import (
 	"github.com/eagle-p2p/eagle/internal/pace"
 )
 
-// Direct transfers. BitTorrent's wire moves a blob in 16 KiB requests, a
-// few in flight per connection, each chunk written to disk on its own and
-// each piece read back to be hashed: uncapped, one node pulling from a
-// warm seeder over a veth moved a quarter of what a plain HTTP GET moves
+// Direct transfers. BitTorrent's wire moves a blob in small requests (16
+// KiB then, 64 KiB now: wireChunkSize), a few in flight per connection,
+// each chunk written to disk on its own and each piece read back to be
+// hashed: uncapped, one node pulling from a warm seeder over a veth moved
+// a quarter of what a plain HTTP GET moves
 // (BENCHMARKS.md, bench link), bound by the CPU those steps take. A direct
 // transfer is one HTTP range request for a run of whole pieces, on the
 // same peer port and under the same mutual TLS (ALPN eagle-direct/1, see
@@ -229,11 +230,29 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// downloading.
 	ok, warm := s.takeSwarm(ih, from)
 	if !ok {
+		e.log.Debug("direct transfer refused: serving another peer of the swarm", "digest", ent.dgst, "to", string(from[:]))
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 		return
 	}
 	defer s.leaveSwarm(ih)
-	needed := func() bool { return othersDownloading(ent.torrent(), from) }
+	// An agent answers a transfer of at most directQuick while others of
+	// the swarm download too: the last pieces of a download, or ones the
+	// wire left with a peer that stopped answering, cost its uplink a few
+	// milliseconds, and without it two nodes short of a piece each waited
+	// on the other (each holder refused both, the other one still
+	// downloading), 15 s in a failover test. A seeder's uplink is the
+	// swarm's source of new pieces: it keeps the rule.
+	rescue := e.super == nil && end-start <= directQuick
+	needed := func() bool {
+		if rescue {
+			return false
+		}
+		id, has, ok := downloadingPeer(ent.torrent(), from)
+		if ok {
+			e.log.Debug("direct transfer refused: a peer of the swarm is downloading", "digest", ent.dgst, "to", string(from[:]), "downloading", id, "has", has)
+		}
+		return ok
+	}
 	if needed() {
 		http.Error(w, "the swarm needs this node's uplink", http.StatusServiceUnavailable)
 		return
@@ -295,15 +314,29 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // peer ID except lacks pieces (or has not said yet what it has): this
 // node's uplink is then one of that swarm's sources, and a direct transfer
 // to one peer would take it from the others; on a seeder, from the
-// super-seeding that gives every peer new pieces.
+// super-seeding that gives every peer new pieces. Seeders do not count: a
+// super-seeder says it has only the pieces it offers, so it looked like a
+// peer downloading, and every node that held the blob refused the last
+// node of a swarm the piece it waited on (seen over real sockets: one node
+// 3.4 s behind the others, for one 64 KiB piece).
 func othersDownloading(t *torrent.Torrent, except [20]byte) bool {
+	_, _, ok := downloadingPeer(t, except)
+	return ok
+}
+
+// downloadingPeer returns a peer that makes othersDownloading true: its
+// peer ID and how many pieces it has.
+func downloadingPeer(t *torrent.Torrent, except [20]byte) (id string, has int, ok bool) {
 	n := t.NumPieces()
 	for _, pc := range t.PeerConns() {
-		if pc.PeerID != except && pc.Stats().RemotePieceCount < n {
-			return true
+		if pc.PeerID == except || strings.HasPrefix(string(pc.PeerID[:]), seederPeerIDPrefix) {
+			continue
+		}
+		if c := pc.Stats().RemotePieceCount; c < n {
+			return string(pc.PeerID[:]), c, true
 		}
 	}
-	return false
+	return "", 0, false
 }
 
 // parseByteRange parses a Range header of one range, "bytes=first-last",

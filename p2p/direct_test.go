@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -228,4 +229,91 @@ func (l handshakingListener) Accept() (net.Conn, error) {
 		tc.SetDeadline(time.Time{})
 		return struct{ net.Conn }{tc}, nil
 	}
+}
+
+// TestDirectTransferFromAgentBesideSuperSeeder: an agent that holds a blob
+// whole serves direct transfers of it while a seeder that shows only a few
+// pieces is connected to it; with a peer of the swarm downloading, it
+// serves only small ones (at most 1 MiB: a download's last pieces).
+//
+// A super-seeder shows each peer only the pieces it offers, so it looked
+// like a peer still downloading: every node that held the blob refused the
+// last node of a swarm ("the swarm needs this node's uplink"), which
+// waited 3 s for its last piece; and two nodes each short of a piece were
+// refused for each other, 15 s in a failover test. The peers here speak
+// the peer wire as those did: a seeder's or an agent's peer ID, a bitfield
+// of a few pieces, interested.
+func TestDirectTransferFromAgentBesideSuperSeeder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
+	addr, _, _ := startSeeder(t, trk)
+	ref, content := pushBlob(t, o, "direct/beside", 3<<20+5)
+	src := newSeederClient(t, addr)
+	mi, err := src.MetaInfo(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, info, err := p2p.ParseMetaInfo(ref.Digest, mi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ih := m.HashInfoBytes()
+	a := newEngineWith(t, trk, newFSStore(t), src, func(*p2p.Config) {})
+	if got := readAll(t, ctx, a, ref); !bytes.Equal(got, content) {
+		t.Fatal("the agent did not get the blob")
+	}
+
+	// connect joins a with a peer that has pieces 0 and 1 and wants more.
+	connect := func(peerID string) {
+		t.Helper()
+		c, err := tls.Dial("tcp", a.Addr().String(), testtls.Credentials(t, "peer").ClientConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		peers := a.Stats().Peers
+		hs := append([]byte("\x13BitTorrent protocol\x00\x00\x00\x00\x00\x10\x00\x05"), ih[:]...)
+		hs = append(hs, peerID...)
+		bitfield := make([]byte, (info.NumPieces()+7)/8)
+		bitfield[0] = 0xc0
+		msg := binary.BigEndian.AppendUint32(nil, uint32(1+len(bitfield)))
+		msg = append(append(msg, 5), bitfield...)
+		msg = append(msg, 0, 0, 0, 1, 2) // interested
+		if _, err := c.Write(append(hs, msg...)); err != nil {
+			t.Fatal(err)
+		}
+		go io.Copy(io.Discard, c)
+		for deadline := time.Now().Add(5 * time.Second); a.Stats().Peers == peers; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the agent did not take %s's connection", peerID)
+			}
+		}
+	}
+	cfg := testtls.Credentials(t, "node").ClientConfig()
+	cfg.NextProtos = []string{"eagle-direct/1"}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	defer client.CloseIdleConnections()
+	get := func(first, last int, want int) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+a.Addr().String()+"/eagle/v1/torrents/"+ih.HexString(), nil)
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", first, last))
+		req.Header.Set("Eagle-Peer-Id", "-EA0100-lastnodeofswa")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want || want == http.StatusPartialContent && !bytes.Equal(b, content[first:last+1]) {
+			t.Fatalf("bytes %d-%d from the agent: %d %q, want %d", first, last, resp.StatusCode, b[:min(len(b), 80)], want)
+		}
+	}
+
+	connect("-ES0100-superseeder1")
+	get(0, 2<<20-1, http.StatusPartialContent)
+	connect("-EA0100-downloading1")
+	get(0, 2<<20-1, http.StatusServiceUnavailable)
+	get(1<<20, 1<<20+64<<10-1, http.StatusPartialContent)
 }

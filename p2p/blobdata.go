@@ -398,7 +398,7 @@ func (d *blobData) state(off int64) readState {
 // frontPriorityMinPiece is the smallest piece length for which a reader at
 // the download's front (every piece before the one it waits on complete)
 // gives that piece priority. anacrolix then has every peer connection
-// request that piece first; a piece of a few 16 KiB chunks is too few to go
+// request that piece first; a piece of a few chunks is too few to go
 // round, so the connections moved requests between each other, and over
 // real sockets some nodes fell seconds behind (BENCHMARKS.md). The seeder
 // offers pieces roughly in order, so small ones come in order anyway. A

@@ -530,6 +530,7 @@ func (d *blobData) dropDirect() {
 		d.direct = nil
 	}
 	d.recent.reset()
+	d.hashBuf = nil
 }
 
 // close releases the committed blob handle.

@@ -235,14 +235,15 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.leaveSwarm(ih)
-	// An agent answers a transfer of at most directQuick while others of
-	// the swarm download too: the last pieces of a download, or ones the
-	// wire left with a peer that stopped answering, cost its uplink a few
-	// milliseconds, and without it two nodes short of a piece each waited
-	// on the other (each holder refused both, the other one still
+	// An agent answers a peer that lacks at most rescuePieces pieces (as
+	// its bitfield on the peer wire says), for at most that many, while
+	// others of the swarm download too: a download's last pieces, or ones
+	// the wire left with a peer that stopped answering, cost the uplink a
+	// moment, and without it two nodes each short of a piece waited on
+	// each other (each holder refused both, the other one still
 	// downloading), 15 s in a failover test. A seeder's uplink is the
 	// swarm's source of new pieces: it keeps the rule.
-	rescue := e.super == nil && end-start <= directQuick
+	rescue := e.super == nil && end-start <= rescuePieces*ent.data.pieceLen && lacksFew(ent.torrent(), from)
 	needed := func() bool {
 		if rescue {
 			return false
@@ -287,7 +288,7 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if (off-start)%directCheckEvery == 0 && needed() {
 			// Another peer arrived: end the transfer; the downloader keeps
 			// the pieces it got and asks the swarm for the rest.
-			e.log.Debug("direct transfer ended: the swarm needs the uplink", "digest", ent.dgst, "to", from, "sent", off-start)
+			e.log.Debug("direct transfer ended: the swarm needs the uplink", "digest", ent.dgst, "to", string(from[:]), "sent", off-start)
 			panic(http.ErrAbortHandler)
 		}
 		n := int(min(int64(len(buf)), end-off))
@@ -322,6 +323,23 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func othersDownloading(t *torrent.Torrent, except [20]byte) bool {
 	_, _, ok := downloadingPeer(t, except)
 	return ok
+}
+
+// rescuePieces is how few pieces a peer may lack for a node to answer its
+// direct transfer whoever else downloads (see directServer).
+const rescuePieces = 4
+
+// lacksFew reports whether the peer of t with peer ID id lacks at most
+// rescuePieces pieces, by what it said on the peer wire; false if it has
+// no connection to this node.
+func lacksFew(t *torrent.Torrent, id [20]byte) bool {
+	n := t.NumPieces()
+	for _, pc := range t.PeerConns() {
+		if pc.PeerID == id {
+			return n-pc.Stats().RemotePieceCount <= rescuePieces
+		}
+	}
+	return false
 }
 
 // downloadingPeer returns a peer that makes othersDownloading true: its

@@ -25,8 +25,8 @@ import (
 // TestDirectTransferFromWarmSeeder has one agent pull a blob the seeder
 // holds, nobody else downloading: a good part of the bytes come by direct
 // transfer (whole pieces over HTTP on the peer port, verified as they
-// arrive), the rest over the wire, and they are identical. With DisableDirect on the agent, every byte comes over the
-// peer wire.
+// arrive), the rest over the wire, and they are identical. With
+// DisableDirect on the agent, every byte comes over the peer wire.
 func TestDirectTransferFromWarmSeeder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -234,15 +234,15 @@ func (l handshakingListener) Accept() (net.Conn, error) {
 // TestDirectTransferFromAgentBesideSuperSeeder: an agent that holds a blob
 // whole serves direct transfers of it while a seeder that shows only a few
 // pieces is connected to it; with a peer of the swarm downloading, it
-// serves only small ones (at most 1 MiB: a download's last pieces).
+// serves only a peer that lacks a few pieces, and only those.
 //
 // A super-seeder shows each peer only the pieces it offers, so it looked
 // like a peer still downloading: every node that held the blob refused the
 // last node of a swarm ("the swarm needs this node's uplink"), which
 // waited 3 s for its last piece; and two nodes each short of a piece were
 // refused for each other, 15 s in a failover test. The peers here speak
-// the peer wire as those did: a seeder's or an agent's peer ID, a bitfield
-// of a few pieces, interested.
+// the peer wire as those did: a seeder's or an agent's peer ID, a
+// bitfield, interested.
 func TestDirectTransferFromAgentBesideSuperSeeder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -260,13 +260,15 @@ func TestDirectTransferFromAgentBesideSuperSeeder(t *testing.T) {
 		t.Fatal(err)
 	}
 	ih := m.HashInfoBytes()
+	pl := int(info.PieceLength)
 	a := newEngineWith(t, trk, newFSStore(t), src, func(*p2p.Config) {})
 	if got := readAll(t, ctx, a, ref); !bytes.Equal(got, content) {
 		t.Fatal("the agent did not get the blob")
 	}
 
-	// connect joins a with a peer that has pieces 0 and 1 and wants more.
-	connect := func(peerID string) {
+	// connect joins a with a peer that has the pieces has says it has and
+	// wants more.
+	connect := func(peerID string, has func(i int) bool) {
 		t.Helper()
 		c, err := tls.Dial("tcp", a.Addr().String(), testtls.Credentials(t, "peer").ClientConfig())
 		if err != nil {
@@ -277,7 +279,11 @@ func TestDirectTransferFromAgentBesideSuperSeeder(t *testing.T) {
 		hs := append([]byte("\x13BitTorrent protocol\x00\x00\x00\x00\x00\x10\x00\x05"), ih[:]...)
 		hs = append(hs, peerID...)
 		bitfield := make([]byte, (info.NumPieces()+7)/8)
-		bitfield[0] = 0xc0
+		for i := range info.NumPieces() {
+			if has(i) {
+				bitfield[i/8] |= 0x80 >> (i % 8)
+			}
+		}
 		msg := binary.BigEndian.AppendUint32(nil, uint32(1+len(bitfield)))
 		msg = append(append(msg, 5), bitfield...)
 		msg = append(msg, 0, 0, 0, 1, 2) // interested
@@ -295,25 +301,30 @@ func TestDirectTransferFromAgentBesideSuperSeeder(t *testing.T) {
 	cfg.NextProtos = []string{"eagle-direct/1"}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 	defer client.CloseIdleConnections()
-	get := func(first, last int, want int) {
+	const last = "-EA0100-lastnodeofsw"
+	get := func(first, end int, want int) {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+a.Addr().String()+"/eagle/v1/torrents/"+ih.HexString(), nil)
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", first, last))
-		req.Header.Set("Eagle-Peer-Id", "-EA0100-lastnodeofswa")
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", first, end-1))
+		req.Header.Set("Eagle-Peer-Id", last)
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != want || want == http.StatusPartialContent && !bytes.Equal(b, content[first:last+1]) {
-			t.Fatalf("bytes %d-%d from the agent: %d %q, want %d", first, last, resp.StatusCode, b[:min(len(b), 80)], want)
+		if resp.StatusCode != want || want == http.StatusPartialContent && !bytes.Equal(b, content[first:end]) {
+			t.Fatalf("bytes %d-%d from the agent: %d %q, want %d", first, end-1, resp.StatusCode, b[:min(len(b), 80)], want)
 		}
 	}
+	few := func(i int) bool { return i < 2 }
 
-	connect("-ES0100-superseeder1")
-	get(0, 2<<20-1, http.StatusPartialContent)
-	connect("-EA0100-downloading1")
-	get(0, 2<<20-1, http.StatusServiceUnavailable)
-	get(1<<20, 1<<20+64<<10-1, http.StatusPartialContent)
+	connect("-ES0100-superseeder1", few)
+	get(0, 10*pl, http.StatusPartialContent)
+	connect("-EA0100-downloading1", few)
+	get(0, 10*pl, http.StatusServiceUnavailable)
+	get(16*pl, 17*pl, http.StatusServiceUnavailable) // the asker's bitfield is unknown here
+	connect(last, func(i int) bool { return i != 16 })
+	get(16*pl, 17*pl, http.StatusPartialContent)
+	get(16*pl, 21*pl, http.StatusServiceUnavailable) // more than 4 pieces
 }

@@ -28,6 +28,13 @@ import (
 //
 // While the piece is read and hashed the wire's chunks for it are dropped
 // (see WriteAt), so the bytes that passed are the bytes in the file.
+//
+// anacrolix does not read a piece its storage hashes, so it cannot tell
+// which of several peers sent the bad block of a failed piece ("smart
+// banning"); a peer that sent all of a failed piece is still banned. A
+// blob of up to 64 MiB has one block per piece, so only the second case
+// arises; in larger pieces a member sending bad blocks among good ones
+// costs its peers refetches, never a wrong byte.
 func (p pieceData) SelfHash() (metainfo.Hash, error) {
 	d, i := p.d, p.p.Index()
 	want := p.p.V1Hash()
@@ -78,6 +85,9 @@ func (p pieceData) SelfHash() (metainfo.Hash, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.writing[i] = false
+	if d.partial == nil && d.blob == nil {
+		return metainfo.Hash{}, d.gone() // failed or closed meanwhile
+	}
 	d.hashBuf = buf
 	if !chained {
 		return sum, err

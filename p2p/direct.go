@@ -311,20 +311,6 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// othersDownloading reports whether a peer of t other than the one with
-// peer ID except lacks pieces (or has not said yet what it has): this
-// node's uplink is then one of that swarm's sources, and a direct transfer
-// to one peer would take it from the others; on a seeder, from the
-// super-seeding that gives every peer new pieces. Seeders do not count: a
-// super-seeder says it has only the pieces it offers, so it looked like a
-// peer downloading, and every node that held the blob refused the last
-// node of a swarm the piece it waited on (seen over real sockets: one node
-// 3.4 s behind the others, for one 64 KiB piece).
-func othersDownloading(t *torrent.Torrent, except [20]byte) bool {
-	_, _, ok := downloadingPeer(t, except)
-	return ok
-}
-
 // rescuePieces is how few pieces a peer may lack for a node to answer its
 // direct transfer whoever else downloads (see directServer).
 const rescuePieces = 4
@@ -342,8 +328,16 @@ func lacksFew(t *torrent.Torrent, id [20]byte) bool {
 	return false
 }
 
-// downloadingPeer returns a peer that makes othersDownloading true: its
-// peer ID and how many pieces it has.
+// downloadingPeer returns a peer of t other than the one with peer ID
+// except that lacks pieces (or has not said yet what it has): this
+// node's uplink is then one of that swarm's sources, and a direct transfer
+// to one peer would take it from the others; on a seeder, from the
+// super-seeding that gives every peer new pieces. Seeders do not count: a
+// super-seeder says it has only the pieces it offers, so it looked like a
+// peer downloading, and every node that held the blob refused the last
+// node of a swarm the piece it waited on (seen over real sockets: one node
+// 3.4 s behind the others, for one 64 KiB piece).
+// It returns the peer's ID and how many pieces it has.
 func downloadingPeer(t *torrent.Torrent, except [20]byte) (id string, has int, ok bool) {
 	n := t.NumPieces()
 	for _, pc := range t.PeerConns() {

@@ -22,12 +22,12 @@ import (
 	"github.com/eagle-p2p/eagle/internal/pace"
 )
 
-// Direct transfers. BitTorrent's wire moves a blob in small requests (16
-// KiB then, 64 KiB now: wireChunkSize), a few in flight per connection,
-// each chunk written to disk on its own and each piece read back to be
-// hashed: uncapped, one node pulling from a warm seeder over a veth moved
-// a quarter of what a plain HTTP GET moves
-// (BENCHMARKS.md, bench link), bound by the CPU those steps take. A direct
+// Direct transfers. BitTorrent's wire moves a blob in 16 KiB requests
+// (wireChunkSize), a few in flight per connection, each chunk written to
+// disk on its own and each piece read back to be hashed: uncapped, one
+// node pulling from a warm seeder over a veth moved a quarter of what a
+// plain HTTP GET moves (BENCHMARKS.md, bench link), bound by the CPU those
+// steps take. A direct
 // transfer is one HTTP range request for a run of whole pieces, on the
 // same peer port and under the same mutual TLS (ALPN eagle-direct/1, see
 // peerMux): the downloader hashes each piece in memory as it arrives and

@@ -52,9 +52,9 @@ func TestDirectTransferFromWarmSeeder(t *testing.T) {
 			float64(len(got))/(1<<20)/took.Seconds(), st.BytesDirect, st.BytesFromSeeders, seed.Stats().BytesUploaded-before)
 		// The wire fetches from the start and goes on beside the direct
 		// transfers, which start once the seeder answers, after
-		// directGrace (500 ms). In-process the wire is about as fast
-		// (64 KiB chunks, pieces checked once): the direct share was
-		// 25-37 % in runs of this test alone, and a loaded machine (go
+		// directGrace (500 ms). In-process, with pieces checked once, the
+		// wire is nearly as fast (with 64 KiB blocks the direct share was
+		// 25-37 % in runs of this test alone), and a loaded machine (go
 		// test runs packages side by side) moves it either way. An eighth
 		// (four direct windows) still fails a direct path that never
 		// starts, or stops after its first window.

@@ -20,7 +20,6 @@ import (
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
-	pp "github.com/anacrolix/torrent/peer_protocol"
 	tstorage "github.com/anacrolix/torrent/storage"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
@@ -834,7 +833,7 @@ func (e *Engine) addTorrent(mi *metainfo.MetaInfo, data *blobData, hold bool) (*
 		InfoHash:  mi.HashInfoBytes(),
 		InfoBytes: mi.InfoBytes,
 		Storage:   data,
-		ChunkSize: wireChunkSize(data.pieceLen),
+		ChunkSize: wireChunkSize,
 	})
 	if !isNew {
 		// Another entry's torrent, still being dropped: its storage is not data.
@@ -1064,15 +1063,16 @@ func (e *Engine) Close() error {
 }
 
 // wireChunkSize is the size of the requests a node makes on the peer wire:
-// a whole piece of the smallest length, 64 KiB of larger ones. anacrolix's
-// default, 16 KiB, costs a request, a message, a storage write and a
-// round of request decisions per 16 KiB, and a swarm of many nodes on few
-// cores is bound by that per-message work (`bench swarm -netns`, N = 32 on
-// 2 cores: 2.97-3.57 times the floor against 3.91-4.04 with 16 KiB, and
-// N = 16 1.47 against 1.60-1.65; BENCHMARKS.md). The size is the
-// requester's own choice: a peer serves any request up to its upload
-// limiter's burst (256 KiB at least, see Rate.Limiter), so nodes of either
-// size trade with each other.
-func wireChunkSize(pieceLen int64) pp.Integer {
-	return pp.Integer(min(pieceLen, 64<<10))
-}
+// anacrolix's default, 16 KiB. Each request costs a message each way, a
+// storage write and a round of request decisions, and 64 KiB requests (a
+// whole 64 KiB piece each) took CPU-bound swarms of 16 and 32 agent
+// processes on two cores from 1.66 and 3.96 times the floor to 1.33 and
+// 2.96 (`bench swarm -netns`, BENCHMARKS.md). But with one request per
+// piece the `random` tracker policy also took a blob across a border
+// about 2.0 times in 2 datacenters of 4 agents, where it took it 2.6 times
+// with 16 KiB requests, and `topology`'s 1.07 copies were then more than
+// the half of random's that its acceptance test asks for
+// (examples/bench TestTopologyCutsCrossDatacenterBytes). 32 KiB kept that
+// test but little of the gain (N = 16: 6.36 s against 5.58 with 64 KiB
+// and 6.4-6.6 with 16 KiB).
+const wireChunkSize = 16 << 10

@@ -21,7 +21,7 @@ import (
 // and complete from then on. BitTorrent's way costs two reads of every
 // piece and two hashes (its SHA-1 here, the blob's SHA-256 at the
 // commit); this costs one of each (`bench swarm -netns`, N = 32 on two
-// cores: 10.8-10.9 s against 11.7-11.9 s). A piece that fails the chain
+// cores, with 64 KiB blocks: 10.8-10.9 s against 11.7-11.9 s). A piece that fails the chain
 // gets its SHA-1, as without a chain: its bytes may be right and the
 // states or the digest wrong, which the commit then reports as
 // blob.ErrDigestMismatch rather than the wire fetching the piece forever.
@@ -32,9 +32,8 @@ import (
 // anacrolix does not read a piece its storage hashes, so it cannot tell
 // which of several peers sent the bad block of a failed piece ("smart
 // banning"); a peer that sent all of a failed piece is still banned. A
-// blob of up to 64 MiB has one block per piece, so only the second case
-// arises; in larger pieces a member sending bad blocks among good ones
-// costs its peers refetches, never a wrong byte.
+// member that sends bad blocks among other peers' good ones costs its
+// peers refetches, never a wrong byte.
 func (p pieceData) SelfHash() (metainfo.Hash, error) {
 	d, i := p.d, p.p.Index()
 	want := p.p.V1Hash()

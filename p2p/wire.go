@@ -12,7 +12,7 @@ const (
 	msgBitfield    = 5
 	msgHaveAll     = 0x0e
 	msgHaveNone    = 0x0f
-	maxWireMessage = 1 << 20 // chunks are 16 or 64 KiB (wireChunkSize); nothing legal comes close
+	maxWireMessage = 1 << 20 // chunks are 16 KiB (wireChunkSize); nothing legal comes close
 	maxKeptMessage = 1 << 16 // a bitfield of 512k pieces
 )
 

@@ -89,10 +89,7 @@ func TestDirectTransferServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ih := m.HashInfoBytes().HexString()
-	cfg := testtls.Credentials(t, "node").ClientConfig()
-	cfg.NextProtos = []string{"eagle-direct/1"}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-	defer client.CloseIdleConnections()
+	client := directMemberClient(t)
 	base := "https://" + seed.Addr().String() + "/eagle/v1/torrents/"
 	get := func(method, path, rng string) (int, []byte) {
 		t.Helper()
@@ -297,10 +294,7 @@ func TestDirectTransferFromAgentBesideSuperSeeder(t *testing.T) {
 			}
 		}
 	}
-	cfg := testtls.Credentials(t, "node").ClientConfig()
-	cfg.NextProtos = []string{"eagle-direct/1"}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-	defer client.CloseIdleConnections()
+	client := directMemberClient(t)
 	const last = "-EA0100-lastnodeofsw"
 	get := func(first, end int, want int) {
 		t.Helper()
@@ -327,4 +321,16 @@ func TestDirectTransferFromAgentBesideSuperSeeder(t *testing.T) {
 	connect(last, func(i int) bool { return i != 16 })
 	get(16*pl, 17*pl, http.StatusPartialContent)
 	get(16*pl, 21*pl, http.StatusServiceUnavailable) // more than 4 pieces
+}
+
+// directMemberClient is an HTTP client that speaks to a node's direct
+// transfer server as a cluster member does: mutual TLS with a member's
+// certificate, ALPN eagle-direct/1.
+func directMemberClient(t *testing.T) *http.Client {
+	t.Helper()
+	cfg := testtls.Credentials(t, "node").ClientConfig()
+	cfg.NextProtos = []string{"eagle-direct/1"}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	t.Cleanup(client.CloseIdleConnections)
+	return client
 }

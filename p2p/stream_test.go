@@ -16,7 +16,6 @@ import (
 
 	"github.com/eagle-p2p/eagle/internal/origin"
 	"github.com/eagle-p2p/eagle/internal/testenv"
-	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 	"github.com/eagle-p2p/eagle/seeder"
 	"github.com/eagle-p2p/eagle/storage/filesystem"
@@ -259,10 +258,7 @@ func TestCutThroughRelayChain(t *testing.T) {
 
 	// A member that does not know the relay key gets nothing from a node
 	// that relays the blob.
-	cfg := testtls.Credentials(t, "node").ClientConfig()
-	cfg.NextProtos = []string{"eagle-direct/1"}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-	defer client.CloseIdleConnections()
+	client := directMemberClient(t)
 	for _, key := range []string{strings.Repeat("00", 16), strings.Repeat("ab", 16), "", "zz", strings.Repeat("00", 20), ref.Digest.Encoded()} {
 		for i, a := range agents {
 			resp, err := client.Get("https://" + a.Addr().String() + "/eagle/v1/relay/" + key)

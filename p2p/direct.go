@@ -27,11 +27,10 @@ import (
 // disk on its own and each piece read back to be hashed: uncapped, one
 // node pulling from a warm seeder over a veth moved a quarter of what a
 // plain HTTP GET moves (BENCHMARKS.md, bench link), bound by the CPU those
-// steps take. A direct
-// transfer is one HTTP range request for a run of whole pieces, on the
-// same peer port and under the same mutual TLS (ALPN eagle-direct/1, see
-// peerMux): the downloader hashes each piece in memory as it arrives and
-// writes it once, already verified.
+// steps take. A direct transfer is one HTTP range request for a run of
+// whole pieces, on the same peer port and under the same mutual TLS (ALPN
+// eagle-direct/1, see peerMux): the downloader hashes each piece in memory
+// as it arrives and writes it once, already verified.
 //
 // The peer wire stays the swarm's way to trade: a direct transfer serves
 // a node from a peer that holds the whole blob and is not needed by

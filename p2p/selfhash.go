@@ -21,10 +21,11 @@ import (
 // and complete from then on. BitTorrent's way costs two reads of every
 // piece and two hashes (its SHA-1 here, the blob's SHA-256 at the
 // commit); this costs one of each (`bench swarm -netns`, N = 32 on two
-// cores, with 64 KiB blocks: 10.8-10.9 s against 11.7-11.9 s). A piece that fails the chain
-// gets its SHA-1, as without a chain: its bytes may be right and the
-// states or the digest wrong, which the commit then reports as
-// blob.ErrDigestMismatch rather than the wire fetching the piece forever.
+// cores, with 64 KiB blocks: 10.8-10.9 s against 11.7-11.9 s). Without a
+// chain, and for a piece that fails it, the piece's SHA-1 comes back: its
+// bytes may be right and the states or the digest wrong, which the commit
+// then reports as blob.ErrDigestMismatch rather than the wire fetching the
+// piece forever.
 //
 // While the piece is read and hashed the wire's chunks for it are dropped
 // (see WriteAt), so the bytes that passed are the bytes in the file.
@@ -57,10 +58,6 @@ func (p pieceData) SelfHash() (metainfo.Hash, error) {
 		return metainfo.Hash{}, d.gone()
 	}
 	chain := d.chain
-	if chain == nil {
-		d.mu.Unlock()
-		return p.sha1()
-	}
 	d.writing[i] = true
 	buf := d.hashBuf
 	d.hashBuf = nil
@@ -71,13 +68,13 @@ func (p pieceData) SelfHash() (metainfo.Hash, error) {
 	}
 	b := buf[:p.p.Length()]
 	_, err := d.readPiece(b, p.p.Offset())
-	chained := err == nil && chain.verify(i, b)
+	chained := err == nil && chain != nil && chain.verify(i, b)
 	var sum metainfo.Hash
 	if err == nil && !chained {
-		// Bad bytes, or a blob that does not match its digest (the last
-		// piece), or states that do not match the blob: the SHA-1 tells
-		// which, and the commit, hashing a piece that passed it, fails
-		// the last two with blob.ErrDigestMismatch.
+		// No chain; or bad bytes, or a blob that does not match its digest
+		// (the last piece), or states that do not match the blob: the
+		// SHA-1 tells which, and the commit, hashing a piece that passed
+		// it, fails the last two with blob.ErrDigestMismatch.
 		sum = sha1.Sum(b)
 	}
 
@@ -97,27 +94,10 @@ func (p pieceData) SelfHash() (metainfo.Hash, error) {
 	return want.Value, nil
 }
 
-// readPiece reads the bytes of a piece at off from the file (not from the
-// pieces kept in memory, which SelfHash is about to add to).
+// readPiece reads the bytes of a piece at off from the file, where the
+// wire writes.
 func (d *blobData) readPiece(b []byte, off int64) (int, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	return d.readFile(b, off)
-}
-
-// sha1 hashes the piece's bytes with SHA-1.
-func (p pieceData) sha1() (metainfo.Hash, error) {
-	h := sha1.New()
-	buf := make([]byte, 64<<10)
-	for off := int64(0); off < p.p.Length(); {
-		n, err := p.ReadAt(buf[:min(int64(len(buf)), p.p.Length()-off)], off)
-		h.Write(buf[:n])
-		off += int64(n)
-		if err != nil {
-			return metainfo.Hash{}, fmt.Errorf("p2p: hash piece %d: %w", p.p.Index(), err)
-		}
-	}
-	var sum metainfo.Hash
-	h.Sum(sum[:0])
-	return sum, nil
 }

@@ -1576,7 +1576,7 @@ func (me *PeerConn) peerPtr() *Peer {
 
 // The actual value to use as the maximum outbound requests.
 func (cn *PeerConn) nominalMaxRequests() maxRequests {
-	return max(1, min(cn.PeerMaxRequests, cn.peakRequests*2, maxLocalToRemoteRequests))
+	return max(1, min(cn.PeerMaxRequests, max(cn.peakRequests*2, minRequestWindow), maxLocalToRemoteRequests))
 }
 
 // Set the Peer loggers. This is given Client loggers, and later Torrent loggers when the Torrent is

@@ -420,6 +420,14 @@ func (p *PeerConn) applyRequestState(next desiredRequestState) {
 	p.peakRequests = newPeakRequests
 }
 
+// minRequestWindow is the fewest requests a connection may keep pending, if
+// the peer allows that many (Eagle). anacrolix allows twice what the
+// connection's last update of its requests added, and most updates run on
+// a Have and add the one piece it announced, or nothing (which allows
+// one): between busy peers a connection kept one or two 16 KiB chunks in
+// flight per round trip, and the round trips of full queues are long.
+const minRequestWindow = 8
+
 // stealAfterIdle is how long a peer must have sent no useful chunk before its outstanding requests
 // may be stolen by another peer (Eagle's patch; see applyRequestState).
 const stealAfterIdle = time.Second

@@ -22,8 +22,23 @@ var topoMeasureLine = regexp.MustCompile(`(?m)^([a-z]+(?:, dc\d+ \+\S+)?): cross
 var topoLastLine = regexp.MustCompile(`^bench: topology dcs=(\d+) agents=(\d+) cross_bytes_ratio=([0-9.]+) random_cross_ratio=([0-9.]+) slowest_ratio_vs_random=([0-9.]+) staggered_ok=(true|false) `)
 
 // Under the topology policy, 2 datacenters of 4 agents each, joined
-// through a router whose links are capped tighter than the agents', move
-// at most half the bytes across the border that the random policy does.
+// through a router whose links are capped tighter than the datacenter's
+// agents together (8 MiB/s against 4 × 4 MiB/s), move at most half the
+// bytes across the border that the random policy does, and at most 1.25
+// copies of the blob.
+//
+// The border is wider than one agent's link here, unlike bench topology's
+// default (3 MiB/s, tighter than an agent's own 4 MiB/s): behind a border
+// that slow, random's remote transfers crawl and its peers take most
+// pieces from their own datacenter anyway, the more so the better each
+// connection keeps its requests in flight. With anacrolix's request window
+// patched (third_party/anacrolix-torrent/EAGLE.md), random took the blob
+// across 2.2-2.4 times there (6 runs) against topology's 1.07-1.10: a
+// ratio of 0.45-0.49, too near the half for a test. At 8 MiB/s random
+// takes it across about once per agent, 3.9-4.3 times (the failure the
+// policy is for), and topology 1.05-1.13 (4 runs). The absolute bound
+// keeps the test as sharp as it was: a topology that took 1.3 copies
+// across would pass the half.
 // Every agent gets the exact blob (each client checks size and digest, and
 // a failed one fails the bench) and the origin serves each blob once.
 func TestTopologyCutsCrossDatacenterBytes(t *testing.T) {
@@ -44,7 +59,7 @@ func TestTopologyCutsCrossDatacenterBytes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bench, "topology", "-eagle", eagle, "-dcs", "2", "-agents-per-dc", "4",
-		"-size", "16MiB", "-cap", "4MiB/s", "-border-cap", "3MiB/s", "-stagger", "2s", "-policies", "random,topology", "-timeout", "140s",
+		"-size", "16MiB", "-cap", "4MiB/s", "-border-cap", "8MiB/s", "-stagger", "2s", "-policies", "random,topology", "-timeout", "140s",
 		// One border peer: with the default two, both fetch many of the
 		// same pieces across the border first, and 4 agents per
 		// datacenter take 1.21-1.23 copies across against random's
@@ -90,6 +105,9 @@ func TestTopologyCutsCrossDatacenterBytes(t *testing.T) {
 	// a lab that lets traffic around the router would count less.
 	if r, _ := strconv.ParseFloat(m[3], 64); r < 0.95 {
 		t.Errorf("cross_bytes_ratio %v: below one copy into the other datacenter; does traffic go around the router?", r)
+	}
+	if r, _ := strconv.ParseFloat(m[3], 64); r > 1.25 {
+		t.Errorf("cross_bytes_ratio %v: topology took the blob across the border more than 1.25 times", r)
 	}
 	if cross["topology"] > cross["random"]/2 {
 		t.Errorf("topology moved %.1f MiB across the border, random %.1f MiB: want at most half", cross["topology"], cross["random"])

@@ -1064,15 +1064,12 @@ func (e *Engine) Close() error {
 
 // wireChunkSize is the size of the requests a node makes on the peer wire:
 // anacrolix's default, 16 KiB. Each request costs a message each way, a
-// storage write and a round of request decisions, and 64 KiB requests (a
-// whole 64 KiB piece each) took CPU-bound swarms of 16 and 32 agent
-// processes on two cores from 1.66 and 3.96 times the floor to 1.33 and
-// 2.96 (`bench swarm -netns`, BENCHMARKS.md). But with one request per
-// piece the `random` tracker policy also took a blob across a border
-// about 2.0 times in 2 datacenters of 4 agents, where it took it 2.6 times
-// with 16 KiB requests, and `topology`'s 1.07 copies were then more than
-// the half of random's that its acceptance test asks for
-// (examples/bench TestTopologyCutsCrossDatacenterBytes). 32 KiB kept that
-// test but little of the gain (N = 16: 6.36 s against 5.58 with 64 KiB
-// and 6.4-6.6 with 16 KiB).
+// storage write and a round of request decisions. 64 KiB requests (a whole
+// 64 KiB piece each) took CPU-bound swarms of 16 and 32 agent processes on
+// two cores from 1.66 and 3.96 times the floor to 1.33 and 2.96 (`bench
+// swarm -netns`, BENCHMARKS.md), when anacrolix kept a request or two in
+// flight per connection. With Eagle's floor of 8 under that
+// (third_party/anacrolix-torrent/EAGLE.md) they gain 2-6 % more, and in
+// `bench topology` they raised the piece data a datacenter received and
+// did not need from 0.00-0.02 to 0.18-0.30 copies.
 const wireChunkSize = 16 << 10

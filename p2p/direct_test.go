@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anacrolix/torrent/metainfo"
+
 	"github.com/eagle-p2p/eagle/blob"
 	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/internal/testtls"
@@ -243,22 +245,10 @@ func (l handshakingListener) Accept() (net.Conn, error) {
 func TestDirectTransferFromAgentBesideSuperSeeder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := testenv.Origin(t)
-	trk := testenv.Tracker(t, nil)
-	addr, _, _ := startSeeder(t, trk)
-	ref, content := pushBlob(t, o, "direct/beside", 3<<20+5)
-	src := newSeederClient(t, addr)
-	mi, err := src.MetaInfo(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, info, err := p2p.ParseMetaInfo(ref.Digest, mi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ih := m.HashInfoBytes()
-	pl := int(info.PieceLength)
-	a := newEngineWith(t, trk, newFSStore(t), src, func(*p2p.Config) {})
+	sb := seedBlob(t, ctx, "direct/beside", 3<<20+5)
+	ref, content, ih := sb.ref, sb.content, sb.ih
+	pl := int(sb.info.PieceLength)
+	a := newEngineWith(t, sb.tracker, newFSStore(t), sb.src, func(*p2p.Config) {})
 	if got := readAll(t, ctx, a, ref); !bytes.Equal(got, content) {
 		t.Fatal("the agent did not get the blob")
 	}
@@ -267,24 +257,14 @@ func TestDirectTransferFromAgentBesideSuperSeeder(t *testing.T) {
 	// wants more.
 	connect := func(peerID string, has func(i int) bool) {
 		t.Helper()
-		c, err := tls.Dial("tcp", a.Addr().String(), testtls.Credentials(t, "peer").ClientConfig())
+		peers := a.Stats().Peers
+		c, err := dialPeerWire(t, a.Addr().String(), ih, peerID, sb.info.NumPieces(), has)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		peers := a.Stats().Peers
-		hs := append([]byte("\x13BitTorrent protocol\x00\x00\x00\x00\x00\x10\x00\x05"), ih[:]...)
-		hs = append(hs, peerID...)
-		bitfield := make([]byte, (info.NumPieces()+7)/8)
-		for i := range info.NumPieces() {
-			if has(i) {
-				bitfield[i/8] |= 0x80 >> (i % 8)
-			}
-		}
-		msg := binary.BigEndian.AppendUint32(nil, uint32(1+len(bitfield)))
-		msg = append(append(msg, 5), bitfield...)
-		msg = append(msg, 0, 0, 0, 1, 2) // interested
-		if _, err := c.Write(append(hs, msg...)); err != nil {
+		c.SetDeadline(time.Time{})
+		if _, err := c.Write([]byte{0, 0, 0, 1, 2}); err != nil { // interested
 			t.Fatal(err)
 		}
 		go io.Copy(io.Discard, c)
@@ -321,6 +301,70 @@ func TestDirectTransferFromAgentBesideSuperSeeder(t *testing.T) {
 	connect(last, func(i int) bool { return i != 16 })
 	get(16*pl, 17*pl, http.StatusPartialContent)
 	get(16*pl, 21*pl, http.StatusServiceUnavailable) // more than 4 pieces
+}
+
+// seededBlob is a blob an origin holds and a seeder has fetched, with what
+// a test needs to speak the peer wire for it.
+type seededBlob struct {
+	tracker string
+	src     *seeder.Client
+	ref     blob.Ref
+	content []byte
+	ih      metainfo.Hash
+	info    metainfo.Info
+}
+
+// seedBlob pushes a blob of size bytes to a new origin under repo and has a
+// new seeder, announcing to a new tracker, fetch it.
+func seedBlob(t *testing.T, ctx context.Context, repo string, size int64) seededBlob {
+	t.Helper()
+	o := testenv.Origin(t)
+	trk := testenv.Tracker(t, nil)
+	addr, _, _ := startSeeder(t, trk)
+	ref, content := pushBlob(t, o, repo, size)
+	src := newSeederClient(t, addr)
+	mi, err := src.MetaInfo(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, info, err := p2p.ParseMetaInfo(ref.Digest, mi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seededBlob{tracker: trk, src: src, ref: ref, content: content, ih: m.HashInfoBytes(), info: info}
+}
+
+// dialPeerWire connects to the node at addr as a member whose BitTorrent
+// peer ID is peerID (20 bytes), says it has the pieces of ih's n for which
+// has is true, and reads the node's handshake. A node drops a connection
+// for a swarm it is not in, and then this fails. The connection's deadline
+// is left 2 s ahead.
+func dialPeerWire(t *testing.T, addr string, ih metainfo.Hash, peerID string, n int, has func(i int) bool) (*tls.Conn, error) {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, testtls.Credentials(t, "peer").ClientConfig())
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	msg := append([]byte("\x13BitTorrent protocol\x00\x00\x00\x00\x00\x10\x00\x05"), ih[:]...)
+	msg = append(msg, peerID...)
+	bitfield := make([]byte, (n+7)/8)
+	for i := range n {
+		if has(i) {
+			bitfield[i/8] |= 0x80 >> (i % 8)
+		}
+	}
+	msg = binary.BigEndian.AppendUint32(msg, uint32(1+len(bitfield)))
+	msg = append(append(msg, 5), bitfield...)
+	if _, err := c.Write(msg); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if _, err := io.ReadFull(c, make([]byte, 68)); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("the node's handshake: %w", err)
+	}
+	return c, nil
 }
 
 // directMemberClient is an HTTP client that speaks to a node's direct

@@ -2,14 +2,11 @@ package p2p_test
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"io"
 	"testing"
 	"time"
 
-	"github.com/eagle-p2p/eagle/internal/testenv"
-	"github.com/eagle-p2p/eagle/internal/testtls"
 	"github.com/eagle-p2p/eagle/p2p"
 )
 
@@ -21,77 +18,48 @@ import (
 func TestRequestWindow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := testenv.Origin(t)
-	trk := testenv.Tracker(t, nil)
-	addr, _, _ := startSeeder(t, trk)
-	ref, _ := pushBlob(t, o, "window/blob", 4<<20)
-	src := newSeederClient(t, addr)
-	mi, err := src.MetaInfo(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, info, err := p2p.ParseMetaInfo(ref.Digest, mi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ih := m.HashInfoBytes()
+	sb := seedBlob(t, ctx, "window/blob", 4<<20)
 	// The node's own download limit keeps its pull going for the length
 	// of the test.
-	a := newEngineWith(t, trk, newFSStore(t), src, func(c *p2p.Config) {
+	a := newEngineWith(t, sb.tracker, newFSStore(t), sb.src, func(c *p2p.Config) {
 		c.DownloadLimit = 64 << 10
 		c.DisableDirect = true
 	})
 	fetchCtx, stop := context.WithCancel(ctx)
-	defer stop()
 	fetched := make(chan struct{})
 	go func() {
 		defer close(fetched)
-		if b, err := a.Fetch(fetchCtx, ref); err == nil {
+		if b, err := a.Fetch(fetchCtx, sb.ref); err == nil {
 			io.Copy(io.Discard, b)
 			b.Close()
 		}
 	}()
 	defer func() { stop(); <-fetched }()
 
-	// Dial the node as a member holding every piece, once it has joined
-	// the blob's swarm (it drops connections for swarms it is not in).
-	var c *tls.Conn
-	hs := append([]byte("\x13BitTorrent protocol\x00\x00\x00\x00\x00\x10\x00\x05"), ih[:]...)
-	hs = append(hs, "-EA0100-holdsitwhole"...)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	// Join the node as a member holding every piece, once it is in the
+	// blob's swarm.
+	all := func(int) bool { return true }
+	c, err := dialPeerWire(t, a.Addr().String(), sb.ih, "-EA0100-holdsitwhole", sb.info.NumPieces(), all)
+	for deadline := time.Now().Add(10 * time.Second); err != nil; {
 		if time.Now().After(deadline) {
-			t.Fatal("the node did not take a connection for the blob's swarm")
+			t.Fatalf("the node did not take a connection for the blob's swarm: %v", err)
 		}
-		if c, err = tls.Dial("tcp", a.Addr().String(), testtls.Credentials(t, "peer").ClientConfig()); err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		reply := make([]byte, 68)
-		if _, err = c.Write(hs); err == nil {
-			_, err = io.ReadFull(c, reply)
-		}
-		if err == nil {
-			break
-		}
-		c.Close()
+		time.Sleep(50 * time.Millisecond)
+		c, err = dialPeerWire(t, a.Addr().String(), sb.ih, "-EA0100-holdsitwhole", sb.info.NumPieces(), all)
 	}
 	defer c.Close()
-	bitfield := make([]byte, (info.NumPieces()+7)/8)
-	for i := range info.NumPieces() {
-		bitfield[i/8] |= 0x80 >> (i % 8)
-	}
-	msg := binary.BigEndian.AppendUint32(nil, uint32(1+len(bitfield)))
-	msg = append(append(msg, 5), bitfield...)
-	msg = append(msg, 0, 0, 0, 1, 1) // unchoke
-	if _, err := c.Write(msg); err != nil {
+	if _, err := c.Write([]byte{0, 0, 0, 1, 1}); err != nil { // unchoke
 		t.Fatal(err)
 	}
 
-	// Read what the node sends for a few seconds, answering nothing.
+	// Read what the node sends for a few seconds, answering nothing, and
+	// count its requests outstanding at once (a cancel takes one back).
+	// The handshake offers the fast extension, so that a cancelled request
+	// waits for a reject that never comes rather than being asked again.
 	const want = 8
-	requests := 0
+	outstanding, most := 0, 0
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	for requests < want {
+	for most < want {
 		var n uint32
 		if err := binary.Read(c, binary.BigEndian, &n); err != nil {
 			break
@@ -100,11 +68,16 @@ func TestRequestWindow(t *testing.T) {
 		if _, err := io.ReadFull(c, body); err != nil {
 			break
 		}
-		if n > 0 && body[0] == 6 { // request
-			requests++
+		switch {
+		case n == 0:
+		case body[0] == 6: // request
+			outstanding++
+		case body[0] == 8: // cancel
+			outstanding--
 		}
+		most = max(most, outstanding)
 	}
-	if requests < want {
-		t.Fatalf("the node asked a peer holding the blob for %d chunks without an answer, want at least %d", requests, want)
+	if most < want {
+		t.Fatalf("the node kept at most %d requests outstanding with a peer holding the blob, want at least %d", most, want)
 	}
 }

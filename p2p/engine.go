@@ -1069,7 +1069,7 @@ func (e *Engine) Close() error {
 // two cores from 1.66 and 3.96 times the floor to 1.33 and 2.96 (`bench
 // swarm -netns`, BENCHMARKS.md), when anacrolix kept a request or two in
 // flight per connection. With Eagle's floor of 8 under that
-// (third_party/anacrolix-torrent/EAGLE.md) they gain 2-6 % more, and in
-// `bench topology` they raised the piece data a datacenter received and
-// did not need from 0.00-0.02 to 0.18-0.30 copies.
+// (third_party/anacrolix-torrent/EAGLE.md) they gain 2-6 % more; measured
+// before the floor, they also raised the piece data a datacenter received
+// in `bench topology` and did not need from 0.00-0.02 to 0.18-0.30 copies.
 const wireChunkSize = 16 << 10

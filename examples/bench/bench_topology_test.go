@@ -36,7 +36,8 @@ var topoLastLine = regexp.MustCompile(`^bench: topology dcs=(\d+) agents=(\d+) c
 // across 2.2-2.4 times there (6 runs) against topology's 1.07-1.10: a
 // ratio of 0.45-0.49, too near the half for a test. At 8 MiB/s random
 // takes it across about once per agent, 3.9-4.3 times (the failure the
-// policy is for), and topology 1.05-1.13 (4 runs). The absolute bound
+// policy is for), and topology 1.05-1.13 (a bench run and three of this
+// test). The absolute bound
 // keeps the test as sharp as it was: a topology that took 1.3 copies
 // across would pass the half.
 // Every agent gets the exact blob (each client checks size and digest, and
@@ -62,9 +63,9 @@ func TestTopologyCutsCrossDatacenterBytes(t *testing.T) {
 		"-size", "16MiB", "-cap", "4MiB/s", "-border-cap", "8MiB/s", "-stagger", "2s", "-policies", "random,topology", "-timeout", "140s",
 		// One border peer: with the default two, both fetch many of the
 		// same pieces across the border first, and 4 agents per
-		// datacenter take 1.21-1.23 copies across against random's
-		// 2.44: too near the half asserted here to tell a regression
-		// from noise. With one: 1.05.
+		// datacenter took 1.21-1.23 copies across (with the border at
+		// 3 MiB/s) against random's 2.44: too near the half asserted
+		// here to tell a regression from noise. With one: 1.05.
 		"-remote", "1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

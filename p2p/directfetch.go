@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -79,7 +80,9 @@ type directRun struct {
 	// wire is what the last look found of the partial pieces the peer
 	// wire is filling (see wireFilling).
 	wire map[int]wireProgress
-	wg   sync.WaitGroup
+	// stalled counts the pieces taken from the wire (see wireFilling).
+	stalled int
+	wg      sync.WaitGroup
 }
 
 // wireProgress is how many bytes a partial piece lacked, and since when it
@@ -334,8 +337,17 @@ func (r *directRun) wireFilling() []bool {
 			if !w.taken {
 				w.taken = true
 				r.wire[i] = w
-				r.c.e.log.Warn("direct transfer: the peer wire stopped filling a piece; taking it",
-					"digest", r.ent.dgst, "piece", i, "missing", missing, "idle", now.Sub(w.since).Round(time.Millisecond))
+				// At warn once per download: behind a congested link
+				// the wire's queues can hold a piece's last chunks for
+				// a second, and a pull then took dozens of pieces this
+				// way, each a warning.
+				r.stalled++
+				level := slog.LevelDebug
+				if r.stalled == 1 {
+					level = slog.LevelWarn
+				}
+				r.c.e.log.Log(context.Background(), level, "direct transfer: the peer wire stopped filling a piece; taking it (later ones of this download at debug)",
+					"digest", r.ent.dgst, "piece", i, "missing", missing, "idle", now.Sub(w.since).Round(time.Millisecond), "taken", r.stalled)
 			}
 		}
 	}

@@ -78,21 +78,10 @@ func TestDirectTransferFromWarmSeeder(t *testing.T) {
 func TestDirectTransferServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	o := testenv.Origin(t)
-	trk := testenv.Tracker(t, nil)
-	addr, _, seed := startSeeder(t, trk)
-	ref, content := pushBlob(t, o, "direct/server", 3<<20+5)
-	mi, err := newSeederClient(t, addr).MetaInfo(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _, err := p2p.ParseMetaInfo(ref.Digest, mi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ih := m.HashInfoBytes().HexString()
+	sb := seedBlob(t, ctx, "direct/server", 3<<20+5)
+	content, ih := sb.content, sb.ih.HexString()
 	client := directMemberClient(t)
-	base := "https://" + seed.Addr().String() + "/eagle/v1/torrents/"
+	base := "https://" + sb.seeder.Addr().String() + "/eagle/v1/torrents/"
 	get := func(method, path, rng string) (int, []byte) {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(ctx, method, base+path, nil)
@@ -307,6 +296,7 @@ func TestDirectTransferFromAgentBesideSuperSeeder(t *testing.T) {
 // a test needs to speak the peer wire for it.
 type seededBlob struct {
 	tracker string
+	seeder  *p2p.Engine // the seeder's peer
 	src     *seeder.Client
 	ref     blob.Ref
 	content []byte
@@ -320,7 +310,7 @@ func seedBlob(t *testing.T, ctx context.Context, repo string, size int64) seeded
 	t.Helper()
 	o := testenv.Origin(t)
 	trk := testenv.Tracker(t, nil)
-	addr, _, _ := startSeeder(t, trk)
+	addr, _, seed := startSeeder(t, trk)
 	ref, content := pushBlob(t, o, repo, size)
 	src := newSeederClient(t, addr)
 	mi, err := src.MetaInfo(ctx, ref)
@@ -331,7 +321,7 @@ func seedBlob(t *testing.T, ctx context.Context, repo string, size int64) seeded
 	if err != nil {
 		t.Fatal(err)
 	}
-	return seededBlob{tracker: trk, src: src, ref: ref, content: content, ih: m.HashInfoBytes(), info: info}
+	return seededBlob{tracker: trk, seeder: seed, src: src, ref: ref, content: content, ih: m.HashInfoBytes(), info: info}
 }
 
 // dialPeerWire connects to the node at addr as a member whose BitTorrent

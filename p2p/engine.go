@@ -1068,7 +1068,7 @@ func (e *Engine) Close() error {
 // 64 KiB piece each) took CPU-bound swarms of 16 and 32 agent processes on
 // two cores from 1.66 and 3.96 times the floor to 1.33 and 2.96 (`bench
 // swarm -netns`, BENCHMARKS.md), when anacrolix kept a request or two in
-// flight per connection. With Eagle's floor of 8 under that
+// flight per connection. With Eagle's floor of up to 8 under that
 // (third_party/anacrolix-torrent/EAGLE.md) they gain 2-6 % more; measured
 // before the floor, they also raised the piece data a datacenter received
 // in `bench topology` and did not need from 0.00-0.02 to 0.18-0.30 copies.

@@ -202,6 +202,43 @@ func TestSwarmOffersDistinctPieces(t *testing.T) {
 	}
 }
 
+// TestSwarmOffersTheFrontFirst checks that a swarm's first offers are the
+// blob's first frontPieces pieces, in order (every reader waits on piece 0
+// first), and that the offers after them are drawn from the window, not
+// in order.
+func TestSwarmOffersTheFrontFirst(t *testing.T) {
+	const pieces = 256
+	inOrder := 0
+	for range 20 {
+		sw := &ssSwarm{n: pieces, have: make([]int32, pieces), offered: make([]int32, pieces), peers: map[*ssConn]*ssPeer{}}
+		for range 8 {
+			sw.join(&ssConn{}).started = true
+		}
+		var order []int
+		sw.fill(time.Now(), func(_ *ssConn, i int) { order = append(order, i) })
+		if len(order) < frontPieces+2 {
+			t.Fatalf("first fill offered %v, want more than %d pieces", order, frontPieces+1)
+		}
+		for i := range frontPieces {
+			if order[i] != i {
+				t.Fatalf("first offers %v, want pieces 0 to %d first, in order", order, frontPieces-1)
+			}
+		}
+		for _, i := range order[frontPieces:] {
+			// The window holds pickWindow of the pieces not offered yet.
+			if i >= frontPieces+pickWindow+len(order) {
+				t.Fatalf("first offers %v: piece %d is beyond the window of %d", order, i, pickWindow)
+			}
+		}
+		if order[frontPieces] == frontPieces && order[frontPieces+1] == frontPieces+1 {
+			inOrder++
+		}
+	}
+	if inOrder == 20 {
+		t.Error("the offers after the front came in order in 20 swarms of 20: want them drawn at random from the window")
+	}
+}
+
 // TestSwarmOpensIsolatedPeer checks that a peer which, for
 // isolationDelay, gets pieces from the seeder only, while the others hold
 // pieces it lacks, is told of every piece (it could not learn of the other

@@ -388,14 +388,17 @@ func (p *PeerConn) applyRequestState(next desiredRequestState) {
 			// request is often on the wire already, so stealing between
 			// two busy peers receives the chunk twice: with rate-limited
 			// links, a tenth to a quarter of all piece data (Eagle).
-			if time.Since(existing.lastUsefulChunkReceived) < stealAfterIdle {
+			//
+			// Except a request a reader waits on (Eagle): see urgentStealAfter.
+			urgent := p.urgentRequestWaiting(req, &next.Requests, existing)
+			if !urgent && time.Since(existing.lastUsefulChunkReceived) < stealAfterIdle {
 				continue
 			}
 			// Don't steal from the poor.
 			diff := int64(current.Requests.GetCardinality()) + 1 - (int64(existing.uncancelledRequests()) - 1)
 			// Steal a request that leaves us with one more request than the existing peer
 			// connection if the stealer more recently received a chunk.
-			if diff > 1 || (diff == 1 && !p.lastUsefulChunkReceived.After(existing.lastUsefulChunkReceived)) {
+			if !urgent && (diff > 1 || (diff == 1 && !p.lastUsefulChunkReceived.After(existing.lastUsefulChunkReceived))) {
 				continue
 			}
 			t.cancelRequest(req)
@@ -435,6 +438,28 @@ const (
 	requestWindowTime     = 250 * time.Millisecond
 	maxRequestWindowFloor = 8
 )
+
+// urgentStealAfter is how long a request for a piece a reader waits on
+// (priority now) may stay with a peer before a connection whose peer
+// delivers faster takes it over, even from a peer that is delivering
+// (Eagle). A connection's requests wait in its peer's queue, one behind
+// another: on a slow link a reader's piece can wait there for seconds
+// while the other peers that hold it sit idle. A request taken over is
+// asked again at the back of the taker's queue, so one taken over less than
+// this ago is left where it is.
+const urgentStealAfter = 500 * time.Millisecond
+
+// urgentRequestWaiting reports whether req is for a piece a reader waits on,
+// was asked of existing at least urgentStealAfter ago, and p's peer has
+// delivered faster than existing's.
+func (p *PeerConn) urgentRequestWaiting(req RequestIndex, next *desiredPeerRequests, existing *PeerConn) bool {
+	t := p.t
+	ps := next.pieceStates[t.pieceIndexOfRequestIndex(req)].UnwrapPtr()
+	if ps == nil || ps.Priority < PiecePriorityNow {
+		return false
+	}
+	return time.Since(t.requestState[req].when) >= urgentStealAfter && p.downloadRate() > existing.downloadRate()
+}
 
 // stealAfterIdle is how long a peer must have sent no useful chunk before its outstanding requests
 // may be stolen by another peer (Eagle's patch; see applyRequestState).

@@ -16,8 +16,10 @@ import (
 // holds the whole blob: a test reads the node's messages and answers,
 // rejects or ignores its requests itself.
 type holderPeer struct {
-	c  net.Conn
-	sb seededBlob
+	c    net.Conn
+	sb   seededBlob
+	msgs chan []byte // the node's messages, closed when the connection ends
+	done chan struct{}
 }
 
 // pull starts node a pulling sb's blob at limit bytes per second, over the
@@ -61,34 +63,55 @@ func joinAsHolder(t *testing.T, a *p2p.Engine, sb seededBlob, id string) *holder
 		time.Sleep(50 * time.Millisecond)
 		c, err = dialPeerWire(t, a.Addr().String(), sb.ih, id, sb.info.NumPieces(), all)
 	}
-	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Time{})
+	h := &holderPeer{c: c, sb: sb, msgs: make(chan []byte, 1024), done: make(chan struct{})}
+	go h.readAll()
+	t.Cleanup(func() { c.Close(); <-h.done })
 	if _, err := c.Write([]byte{0, 0, 0, 1, 1}); err != nil { // unchoke
 		t.Fatal(err)
 	}
-	return &holderPeer{c: c, sb: sb}
+	return h
 }
 
-// read returns the node's next message, or false if none came within wait.
+// readAll reads the node's messages into h.msgs until the connection ends.
+func (h *holderPeer) readAll() {
+	defer close(h.done)
+	defer close(h.msgs)
+	for {
+		var n uint32
+		if err := binary.Read(h.c, binary.BigEndian, &n); err != nil || n > 1<<20 {
+			return
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(h.c, body); err != nil {
+			return
+		}
+		h.msgs <- body
+	}
+}
+
+// read returns the node's next message, or false if none came within wait
+// or the connection ended.
 func (h *holderPeer) read(wait time.Duration) (body []byte, ok bool) {
-	h.c.SetReadDeadline(time.Now().Add(wait))
-	var n uint32
-	if err := binary.Read(h.c, binary.BigEndian, &n); err != nil {
+	timer := time.NewTimer(max(wait, 0))
+	defer timer.Stop()
+	select {
+	case body, ok = <-h.msgs:
+		return body, ok
+	case <-timer.C:
 		return nil, false
 	}
-	body = make([]byte, n)
-	if _, err := io.ReadFull(h.c, body); err != nil {
-		return nil, false
-	}
-	return body, true
 }
 
-// msgRequest is the peer wire's request message ID.
-const msgRequest = 6
+// The peer wire's message IDs the tests read.
+const (
+	msgRequest = 6
+	msgCancel  = 8
+)
 
 func isMsg(body []byte, id byte) bool { return len(body) == 13 && body[0] == id }
 
-// piece is the piece a request message asks for.
+// piece is the piece a request or cancel message names.
 func piece(req []byte) int { return int(binary.BigEndian.Uint32(req[1:])) }
 
 // answer sends the chunk a request message asks for.
@@ -101,64 +124,94 @@ func (h *holderPeer) answer(req []byte) error {
 	return err
 }
 
-// reject refuses a request message (the fast extension's reject).
+// reject refuses a request, or acknowledges a cancel (the fast extension's
+// reject).
 func (h *holderPeer) reject(req []byte) error {
 	_, err := h.c.Write(append([]byte{0, 0, 0, 13, 16}, req[1:]...))
 	return err
 }
 
-// TestRequestWindow has a downloading node meet a peer that holds the whole
-// blob and unchokes it. The peer answers the node's first requests at once,
-// rejects the next ones, and unchokes the node again: the node, having
-// seen a fast peer, asks it for 8 chunks at once (Eagle's patch of
-// anacrolix's request window, third_party/anacrolix-torrent/EAGLE.md).
-// Unpatched, the update after a reject set the window to one chunk.
-func TestRequestWindow(t *testing.T) {
+// windowAfterReject has a fake peer holding the whole blob answer a
+// node's first n requests, one every `every` (at once for 0), reject every
+// request until the node asks for nothing more (an update of its requests
+// after a reject adds none), then choke and unchoke it: it returns how
+// many chunks the node then asks for at once (within 2 s, answering
+// nothing).
+func windowAfterReject(t *testing.T, n int, every time.Duration) int {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	sb := seedBlob(t, ctx, "window/blob", 32<<20)
 	a, _ := pull(t, ctx, sb, 4<<20) // the limit keeps the pull going for the test
 	h := joinAsHolder(t, a, sb, "-EA0100-holdsitwhole")
 
-	// Answer the node's first requests with their chunks at once, then
-	// reject every request until the node asks for nothing more (an update
-	// of its requests after a reject adds none, which in unpatched
-	// anacrolix leaves the connection a window of one), then choke and
-	// unchoke it and count what it asks for, answering nothing.
-	const answer, want = 32, 8
-	answered, rejected, asked := 0, 0, 0
-	for answered < answer {
-		body, ok := h.read(5 * time.Second)
-		if !ok {
-			t.Fatalf("the node asked a peer holding the blob for %d chunks, want at least %d", answered, answer)
+	var queue [][]byte
+	answered := 0
+	next := time.Now().Add(every)
+	for answered < n {
+		wait := time.Until(next)
+		if len(queue) == 0 {
+			wait = 5 * time.Second
 		}
-		if isMsg(body, msgRequest) {
-			if err := h.answer(body); err != nil {
-				t.Fatal(err)
+		body, ok := h.read(wait)
+		if ok {
+			if isMsg(body, msgRequest) {
+				queue = append(queue, body)
 			}
-			answered++
+			continue
+		}
+		if len(queue) == 0 {
+			t.Fatalf("the node asked a peer holding the blob for %d chunks, want at least %d", answered, n)
+		}
+		if err := h.answer(queue[0]); err != nil {
+			t.Fatal(err)
+		}
+		queue, answered, next = queue[1:], answered+1, time.Now().Add(every)
+	}
+	for _, q := range queue {
+		if err := h.reject(q); err != nil {
+			t.Fatal(err)
 		}
 	}
 	for quiet := time.Now().Add(300 * time.Millisecond); time.Now().Before(quiet); {
-		if body, ok := h.read(time.Until(quiet)); ok && isMsg(body, msgRequest) {
+		if body, ok := h.read(time.Until(quiet)); ok && (isMsg(body, msgRequest) || isMsg(body, msgCancel)) {
 			if err := h.reject(body); err != nil {
 				t.Fatal(err)
 			}
-			rejected++
 			quiet = time.Now().Add(300 * time.Millisecond)
 		}
 	}
 	if _, err := h.c.Write([]byte{0, 0, 0, 1, 0, 0, 0, 0, 1, 1}); err != nil { // choke, unchoke
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(3 * time.Second); asked < want && time.Now().Before(deadline); {
+	asked := 0
+	defer func() { t.Logf("asked for %d chunks at once", asked) }()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
 		if body, ok := h.read(time.Until(deadline)); ok && isMsg(body, msgRequest) {
 			asked++
 		}
 	}
-	if asked < want {
-		t.Fatalf("after %d chunks came back at once and %d requests were rejected, the node asked the unchoking peer for %d chunks, want at least %d", answered, rejected, asked, want)
-	}
+	return asked
+}
+
+// TestRequestWindow checks the request window of a connection whose peer
+// is fast, and of one whose peer is slow (Eagle's patch of anacrolix,
+// third_party/anacrolix-torrent/EAGLE.md, the third change). A node that
+// got 32 chunks at once from a peer asks it for 8 or more at once, even
+// after rejects; unpatched, the update after a reject set the window to
+// one chunk. A node that got a chunk every 250 ms (64 KiB/s) asks for
+// few: a fixed floor of 8 held 2 s of queue at such a peer, and with 20
+// of them no piece of a node was whole by its first-byte timeout.
+func TestRequestWindow(t *testing.T) {
+	t.Run("fast", func(t *testing.T) {
+		if asked := windowAfterReject(t, 32, 0); asked < 8 {
+			t.Fatalf("after 32 chunks came back at once and the rest were rejected, the node asked the unchoking peer for %d chunks, want at least 8", asked)
+		}
+	})
+	t.Run("slow", func(t *testing.T) {
+		if asked := windowAfterReject(t, 8, 250*time.Millisecond); asked > 3 {
+			t.Fatalf("after 8 chunks came back one every 250 ms and the rest were rejected, the node asked the unchoking peer for %d chunks at once, want at most 3", asked)
+		}
+	})
 }
 
 // TestReaderPieceTakenFromSlowPeer has a node pull a blob from two peers
@@ -166,12 +219,12 @@ func TestRequestWindow(t *testing.T) {
 // 150 ms, so it is always delivering, but never those for piece 0, the
 // piece the node's reader waits on first. The second answers at once and
 // joins once the first was asked for piece 0. The node takes piece 0's
-// requests over to the fast peer and its reader gets the first byte well
-// within the 5 s a runtime waits (proxy.first_byte_timeout); unpatched
-// anacrolix never takes a request from a peer that is delivering, and
-// Eagle's own rule (the first change in third_party/anacrolix-torrent/
-// EAGLE.md) takes it only after a second without a chunk, so the first
-// byte waited for the slow peer to run out of other pieces to send.
+// requests over to the fast peer while the slow one is still delivering,
+// and its reader gets the first byte well within the 5 s a runtime waits
+// (proxy.first_byte_timeout) (EAGLE.md, the fourth change). Without it,
+// anacrolix takes a request only from a peer that has sent nothing for a
+// second (the first change), and the first byte waited until the slow
+// peer had nothing else to send.
 func TestReaderPieceTakenFromSlowPeer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -183,9 +236,12 @@ func TestReaderPieceTakenFromSlowPeer(t *testing.T) {
 	slow := joinAsHolder(t, a, sb, "-EA0100-slowholder01")
 
 	askedFront := make(chan struct{})
+	var mu sync.Mutex
+	var lastAnswer time.Time // the slow peer's last chunk
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer slow.c.Close()
+	stop := make(chan struct{})
+	defer close(stop)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -193,28 +249,44 @@ func TestReaderPieceTakenFromSlowPeer(t *testing.T) {
 		asked := false
 		next := time.Now().Add(150 * time.Millisecond)
 		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
 			body, ok := slow.read(time.Until(next))
-			if ok {
-				if isMsg(body, msgRequest) {
-					if piece(body) != 0 {
-						queue = append(queue, body)
-					} else if !asked {
-						asked = true
-						close(askedFront)
+			switch {
+			case ok && isMsg(body, msgRequest) && piece(body) == 0:
+				if !asked {
+					asked = true
+					close(askedFront)
+				}
+			case ok && isMsg(body, msgRequest):
+				queue = append(queue, body)
+			case ok && isMsg(body, msgCancel):
+				for i, q := range queue {
+					if string(q[1:]) == string(body[1:]) {
+						queue = append(queue[:i], queue[i+1:]...)
+						break
 					}
 				}
-				continue
-			}
-			if time.Now().Before(next) {
-				return // closed, not timed out
-			}
-			if len(queue) > 0 {
-				if slow.answer(queue[0]) != nil {
+				if slow.reject(body) != nil {
 					return
 				}
-				queue = queue[1:]
+			case !ok && time.Now().After(next):
+				if len(queue) > 0 {
+					if slow.answer(queue[0]) != nil {
+						return
+					}
+					queue = queue[1:]
+					mu.Lock()
+					lastAnswer = time.Now()
+					mu.Unlock()
+				}
+				next = time.Now().Add(150 * time.Millisecond)
+			case !ok:
+				return // the connection ended
 			}
-			next = time.Now().Add(150 * time.Millisecond)
 		}
 	}()
 	select {
@@ -229,22 +301,29 @@ func TestReaderPieceTakenFromSlowPeer(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for {
-			body, ok := fast.read(time.Minute)
-			if !ok {
+			select {
+			case <-stop:
 				return
-			}
-			if isMsg(body, msgRequest) && fast.answer(body) != nil {
-				return
+			case body, ok := <-fast.msgs:
+				if !ok || isMsg(body, msgRequest) && fast.answer(body) != nil {
+					return
+				}
 			}
 		}
 	}()
-	defer fast.c.Close()
 	select {
 	case at := <-first:
+		mu.Lock()
+		last := lastAnswer
+		mu.Unlock()
 		if d := at.Sub(joined); d > 4*time.Second {
 			t.Fatalf("the reader got the first byte %v after a faster peer holding piece 0 joined, want it within 4 s", d.Round(time.Millisecond))
+		}
+		if at.Sub(last) > time.Second {
+			t.Fatalf("the slow peer's last chunk came %v before the first byte: it was not delivering, so this did not test taking a request from a peer that is", at.Sub(last).Round(time.Millisecond))
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the reader got no byte in 20 s")
 	}
 }
+

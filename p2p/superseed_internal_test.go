@@ -224,9 +224,11 @@ func TestSwarmOffersTheFrontFirst(t *testing.T) {
 				t.Fatalf("first offers %v, want pieces 0 to %d first, in order", order, frontPieces-1)
 			}
 		}
-		for _, i := range order[frontPieces:] {
-			// The window holds pickWindow of the pieces not offered yet.
-			if i >= frontPieces+pickWindow+len(order) {
+		for j, i := range order[frontPieces:] {
+			// The window holds the pickWindow lowest-numbered pieces not
+			// offered yet: after the front and j offers from it, pieces
+			// up to frontPieces+pickWindow+j-1.
+			if i >= frontPieces+pickWindow+j {
 				t.Fatalf("first offers %v: piece %d is beyond the window of %d", order, i, pickWindow)
 			}
 		}
@@ -235,7 +237,7 @@ func TestSwarmOffersTheFrontFirst(t *testing.T) {
 		}
 	}
 	if inOrder == 20 {
-		t.Error("the offers after the front came in order in 20 swarms of 20: want them drawn at random from the window")
+		t.Error("the offers after the front came in order in 20 swarms out of 20: want them drawn at random from the window")
 	}
 }
 

@@ -79,6 +79,10 @@ type (
 
 		choking bool
 
+		// requestWindowFloor is the fewest requests the connection may
+		// keep pending (Eagle; see setRequestWindowFloor).
+		requestWindowFloor maxRequests
+
 		// Stuff controlled by the remote peer.
 		peerInterested        bool
 		peerChoking           bool
@@ -391,6 +395,7 @@ func (c *Peer) receiveChunk(msg *pp.Message) error {
 		f(ReceivedUsefulDataEvent{c, msg})
 	}
 	c.lastUsefulChunkReceived = time.Now()
+	c.setRequestWindowFloor()
 
 	// Need to record that it hasn't been written yet, before we attempt to do
 	// anything with it.

@@ -1576,15 +1576,18 @@ func (me *PeerConn) peerPtr() *Peer {
 
 // The actual value to use as the maximum outbound requests.
 func (cn *PeerConn) nominalMaxRequests() maxRequests {
-	return max(1, min(cn.PeerMaxRequests, max(cn.peakRequests*2, cn.requestWindowFloor()), maxLocalToRemoteRequests))
+	return max(1, min(cn.PeerMaxRequests, max(cn.peakRequests*2, cn.requestWindowFloor), maxLocalToRemoteRequests))
 }
 
-// requestWindowFloor is the fewest requests the connection may keep
-// pending (Eagle): the chunks its peer delivers in requestWindowTime at the
-// rate it has delivered so far, at most maxRequestWindowFloor.
-func (cn *PeerConn) requestWindowFloor() maxRequests {
+// setRequestWindowFloor sets the fewest requests the connection may keep
+// pending (Eagle) to the chunks its peer delivers in requestWindowTime at
+// the rate it has delivered so far, at most maxRequestWindowFloor. It runs
+// when a useful chunk arrives, so that the window does not move between
+// the checks of one update of the connection's requests (the rate falls
+// while requests are outstanding and nothing arrives).
+func (cn *Peer) setRequestWindowFloor() {
 	chunks := cn.downloadRate() * requestWindowTime.Seconds() / float64(cn.t.chunkSize)
-	return maxRequests(min(chunks, maxRequestWindowFloor))
+	cn.requestWindowFloor = maxRequests(min(chunks, maxRequestWindowFloor))
 }
 
 // Set the Peer loggers. This is given Client loggers, and later Torrent loggers when the Torrent is

@@ -440,25 +440,31 @@ const (
 )
 
 // urgentStealAfter is how long a request for a piece a reader waits on
-// (priority now) may stay with a peer before a connection whose peer
-// delivers faster takes it over, even from a peer that is delivering
+// (priority now) may stay with a peer before a connection expected to
+// deliver it sooner takes it over, even from a peer that is delivering
 // (Eagle). A connection's requests wait in its peer's queue, one behind
 // another: on a slow link a reader's piece can wait there for seconds
-// while the other peers that hold it sit idle. A request taken over is
-// asked again at the back of the taker's queue, so one taken over less than
-// this ago is left where it is.
+// while other peers that hold it sit idle. A request taken over starts
+// its age again, so it moves at most once in this time.
 const urgentStealAfter = 500 * time.Millisecond
 
-// urgentRequestWaiting reports whether req is for a piece a reader waits on,
-// was asked of existing at least urgentStealAfter ago, and p's peer has
-// delivered faster than existing's.
+// urgentRequestWaiting reports whether p should take req over from
+// existing: req is for a piece a reader waits on and was asked of existing
+// at least urgentStealAfter ago, p's peer is delivering (a chunk within
+// stealAfterIdle) or has nothing pending, and p's queue with req at its end
+// drains sooner than existing's at the rates each peer has delivered.
 func (p *PeerConn) urgentRequestWaiting(req RequestIndex, next *desiredPeerRequests, existing *PeerConn) bool {
 	t := p.t
 	ps := next.pieceStates[t.pieceIndexOfRequestIndex(req)].UnwrapPtr()
-	if ps == nil || ps.Priority < PiecePriorityNow {
+	if ps == nil || ps.Priority < PiecePriorityNow || time.Since(t.requestState[req].when) < urgentStealAfter {
 		return false
 	}
-	return time.Since(t.requestState[req].when) >= urgentStealAfter && p.downloadRate() > existing.downloadRate()
+	mine := p.requestState.Requests.GetCardinality()
+	if mine > 0 && time.Since(p.lastUsefulChunkReceived) >= stealAfterIdle {
+		return false
+	}
+	myRate, theirRate := p.downloadRate(), existing.downloadRate()
+	return myRate > 0 && float64(mine+1)*theirRate < float64(existing.requestState.Requests.GetCardinality())*myRate
 }
 
 // stealAfterIdle is how long a peer must have sent no useful chunk before its outstanding requests

@@ -59,7 +59,13 @@ func runBenchTopology(ctx context.Context, args []string, stdout, stderr io.Writ
 	// 24 agent processes and 24 clients on 2 cores: at 4 MiB/s each the
 	// swarm moves up to 96 MiB/s, which leaves cores to spare (cpu_busy
 	// says how many); at 16 MiB/s the figures would measure the CPU.
-	o := topoOptions{size: 32 << 20, cap: 4 << 20, borderCap: 3 << 20}
+	// A border of 8 MiB/s is a quarter of a datacenter's 8 agents' links
+	// together and twice one agent's, as a datacenter's uplink is to its
+	// hosts' NICs. Below one agent's link (3 MiB/s, the default until
+	// 2026-12-07) the late datacenter's own floor, stagger+L/B, leaves no
+	// room under staggered_ok's bound, 1.25×(stagger+L/C), for the headers
+	// of one copy on the wire (docs/topology.md).
+	o := topoOptions{size: 32 << 20, cap: 4 << 20, borderCap: 8 << 20}
 	fs := flag.NewFlagSet("bench topology", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.dcs, "dcs", 3, "number of datacenters (K)")
@@ -69,7 +75,7 @@ func runBenchTopology(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.IntVar(&o.runs, "runs", 1, "repeat the measurements this many times, each with fresh blobs, and report the median and the range")
 	fs.Var(&o.size, "size", "blob size (L)")
 	fs.Var(&o.cap, "cap", "upload and download cap of every agent's link (C)")
-	fs.Var(&o.borderCap, "border-cap", "cap of each datacenter's link to the router, each way (B); tighter than -cap")
+	fs.Var(&o.borderCap, "border-cap", "cap of each datacenter's link to the router, each way (B); tighter than the datacenter's agents' links together (M·C)")
 	fs.DurationVar(&o.stagger, "stagger", 5*time.Second, "how late the last datacenter starts in the staggered case")
 	policies := fs.String("policies", strings.Join(topoDefaultPolicies, ","), "tracker policies to measure side by side, comma-separated")
 	fs.IntVar(&o.remote, "remote", tracker.DefaultTopologyRemote, "the topology policy's border peers per datacenter (tracker.topology.remote)")

@@ -27,9 +27,10 @@ var topoLastLine = regexp.MustCompile(`^bench: topology dcs=(\d+) agents=(\d+) c
 // bytes across the border that the random policy does, and at most 1.25
 // copies of the blob.
 //
-// The border is wider than one agent's link here, unlike bench topology's
-// default (3 MiB/s, tighter than an agent's own 4 MiB/s): behind a border
-// that slow, random's remote transfers crawl and its peers take most
+// The border is wider than one agent's link here, as in bench topology's
+// default (8 MiB/s for 8 agents), and unlike its default before 2026-12-07
+// (3 MiB/s, tighter than an agent's own 4 MiB/s): behind a border that
+// slow, random's remote transfers crawl and its peers take most
 // pieces from their own datacenter anyway, the more so the better each
 // connection keeps its requests in flight. With anacrolix's request window
 // patched (third_party/anacrolix-torrent/EAGLE.md), random took the blob

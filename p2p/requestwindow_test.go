@@ -326,4 +326,3 @@ func TestReaderPieceTakenFromSlowPeer(t *testing.T) {
 		t.Fatal("the reader got no byte in 20 s")
 	}
 }
-

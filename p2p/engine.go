@@ -400,11 +400,11 @@ func (ent *entry) setSeeder(addr string) { ent.seederAddr.Store(addr) }
 // stallReason says why ent's download has no byte for a reader: what the
 // trackers and the torrent show now.
 func (ent *entry) stallReason() string {
-	peers := 0
-	if ent.torrent() != nil {
-		peers = ent.torrent().Stats().ActivePeers
+	var ts torrent.TorrentStats
+	if t := ent.torrent(); t != nil {
+		ts = t.Stats()
 	}
-	switch {
+	switch peers := ts.ActivePeers; {
 	case peers > 0:
 		// What the connections show, so that a stall says whether nobody
 		// offered a piece, or pieces were offered and nothing came.
@@ -417,8 +417,10 @@ func (ent *entry) stallReason() string {
 			chunks += st.ChunksReadUseful.Int64()
 			wasted += st.ChunksReadWasted.Int64()
 		}
-		return fmt.Sprintf("%d peers connected, %d offering pieces, %d useful and %d wasted chunks received, no verified piece yet",
-			peers, offering, chunks, wasted)
+		// "Verified" counts every piece, not only the one the reader
+		// waits on: a swarm can hold most of a blob but its first piece.
+		return fmt.Sprintf("%d peers connected, %d offering pieces, %d useful and %d wasted chunks received, %d of %d pieces verified",
+			peers, offering, chunks, wasted, ts.PiecesComplete, ent.torrent().NumPieces())
 	case !ent.announced.Load():
 		reason, _ := ent.announceErr.Load().(string)
 		if reason == "" {

@@ -200,7 +200,8 @@ func windowAfterReject(t *testing.T, n int, every time.Duration) int {
 // after rejects; unpatched, the update after a reject set the window to
 // one chunk. A node that got a chunk every 250 ms (64 KiB/s) asks for
 // few: a fixed floor of 8 held 2 s of queue at such a peer, and with 20
-// of them no piece of a node was whole by its first-byte timeout.
+// of them the piece a node's reader waited on was not whole by its
+// first-byte timeout.
 func TestRequestWindow(t *testing.T) {
 	t.Run("fast", func(t *testing.T) {
 		if asked := windowAfterReject(t, 32, 0); asked < 8 {

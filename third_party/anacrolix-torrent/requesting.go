@@ -425,15 +425,14 @@ func (p *PeerConn) applyRequestState(next desiredRequestState) {
 
 // A connection may keep pending at least the chunks its peer delivers in
 // requestWindowTime, up to maxRequestWindowFloor of them (Eagle; see
-// requestWindowFloor). anacrolix allows twice what the connection's last
+// setRequestWindowFloor). anacrolix allows twice what the connection's last
 // update of its requests added, and most updates run on a Have and add the
 // one piece it announced, or nothing (which allows one): between busy
 // peers a connection kept one or two 16 KiB chunks in flight per round
 // trip, and the round trips of full queues are long. A fixed floor of 8
 // did as well on fast links, but on slow ones (64 nodes at 1 MiB/s, 20
-// peers each) it spread a node's requests over so many pieces, each
-// queued for seconds, that none was complete when its first reader gave
-// up.
+// peers each) it queued seconds of requests at each peer, and the piece a
+// node's reader waited on was not complete when the reader gave up.
 const (
 	requestWindowTime     = 250 * time.Millisecond
 	maxRequestWindowFloor = 8

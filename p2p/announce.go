@@ -333,10 +333,11 @@ func (e *Engine) followBorder(ctx context.Context, ent *entry, t *torrent.Torren
 			// it fell back on, say) stays.
 			return
 		}
-		if n := len(e.upstream.closeConns(t)); n > 0 {
-			e.log.Info("no longer a border peer of its location; closed the connections to its upstream peers",
-				"digest", ent.dgst, "closed", n)
-		}
+		// Direct transfers from them end at their next piece (see
+		// errUpstreamWithdrawn).
+		n := len(e.upstream.closeConns(t))
+		e.log.Info("no longer a border peer of its location; closed the connections to its upstream peers",
+			"digest", ent.dgst, "closed", n)
 	default:
 		m := shareMask{share: res.border - 1, shares: res.borders, pieces: t.NumPieces()}
 		if !m.active() {

@@ -94,6 +94,14 @@ const (
 // its swarm needs its uplink.
 var errDirectBusy = errors.New("p2p: direct transfer refused")
 
+// errUpstreamWithdrawn ends a direct transfer from an upstream peer once
+// this node may no longer take pieces from it: the tracker said it is no
+// longer a border peer, or gave it a share of the pieces. A transfer
+// claims a run of up to directWindow bytes; left to finish, one from the
+// upstream peer kept bringing pieces across the border after the
+// connections to it were closed.
+var errUpstreamWithdrawn = errors.New("p2p: direct transfer: no longer allowed from an upstream peer")
+
 // directServer serves the blobs the engine holds whole to members that
 // know their infohash.
 type directServer struct {
@@ -416,8 +424,13 @@ func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metain
 		*buf = directio.Buffer(int(info.PieceLength))
 	}
 	fromSeeder := resp.Header.Get(roleHeader) == "seeder"
-	fromUpstream := c.e.upstream.is(ent.torrent().InfoHash(), src.Addr().Unmap())
+	ih, ip := ent.torrent().InfoHash(), src.Addr().Unmap()
 	for i := first; i < first+n; i++ {
+		// Asked at each piece: the tracker's answers come while a transfer
+		// runs, and one may start before the first names src upstream.
+		if !c.e.upstream.allowsDirect(ih, ip) {
+			return errUpstreamWithdrawn
+		}
 		p := info.Piece(i)
 		b := (*buf)[:p.Length()]
 		for got := 0; got < len(b); {
@@ -452,7 +465,7 @@ func (c *directClient) fetchDirect(ctx context.Context, ent *entry, info *metain
 			} else {
 				c.e.fromAgents.Add(int64(len(b)))
 			}
-			if fromUpstream {
+			if c.e.upstream.is(ih, ip) {
 				c.e.fromUpstream.Add(int64(len(b)))
 			}
 			c.e.directDownloaded.Add(int64(len(b)))

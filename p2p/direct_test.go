@@ -342,7 +342,17 @@ func seedBlob(t *testing.T, ctx context.Context, repo string, size int64) seeded
 // is left 2 s ahead.
 func dialPeerWire(t *testing.T, addr string, ih metainfo.Hash, peerID string, n int, has func(i int) bool) (*tls.Conn, error) {
 	t.Helper()
-	c, err := tls.Dial("tcp", addr, testtls.Credentials(t, "peer").ClientConfig())
+	return dialPeerWireFrom(t, netip.Addr{}, addr, ih, peerID, n, has)
+}
+
+// dialPeerWireFrom is dialPeerWire from the local address from, if valid.
+func dialPeerWireFrom(t *testing.T, from netip.Addr, addr string, ih metainfo.Hash, peerID string, n int, has func(i int) bool) (*tls.Conn, error) {
+	t.Helper()
+	var d net.Dialer
+	if from.IsValid() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, 0))
+	}
+	c, err := tls.DialWithDialer(&d, "tcp", addr, testtls.Credentials(t, "peer").ClientConfig())
 	if err != nil {
 		return nil, err
 	}

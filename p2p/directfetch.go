@@ -245,7 +245,7 @@ func (r *directRun) transfer(ctx context.Context, src netip.AddrPort, s *directS
 	if !r.anyBusy() {
 		r.release()
 	}
-	if err == nil || ctx.Err() != nil {
+	if err == nil || ctx.Err() != nil || errors.Is(err, errUpstreamWithdrawn) {
 		return
 	}
 	var bad pieceHashMismatch

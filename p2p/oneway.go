@@ -139,12 +139,12 @@ func (u *upstreams) setShare(ih metainfo.Hash, m shareMask) bool {
 // demote records that this node is not a border peer of the torrent ih,
 // whose share (a connection to a peer it was handed, the seeder it falls
 // back on say, takes every piece) ends; it reports whether the node was
-// a border peer until now.
+// a border peer with upstream peers until now.
 func (u *upstreams) demote(ih metainfo.Hash) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	s := u.set(ih)
-	was := !s.demoted
+	was := !s.demoted && len(s.ips) > 0
 	s.demoted, s.mask = true, shareMask{}
 	return was
 }

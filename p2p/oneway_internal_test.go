@@ -158,6 +158,9 @@ func TestUnmaskOnlyAnActiveShare(t *testing.T) {
 	if !up.demote(ih) || up.demote(ih) {
 		t.Error("demote: want true once (it was a border peer), then false")
 	}
+	if up.demote(metainfo.Hash{8}) {
+		t.Error("demote: true for a torrent without upstream peers")
+	}
 	if up.maskOf(ih).active() {
 		t.Error("a demoted node kept its share")
 	}

@@ -329,15 +329,16 @@ func (e *Engine) followBorder(ctx context.Context, ent *entry, t *torrent.Torren
 	case res.border < 0 || ent.data.left() == 0:
 	case res.border == 0:
 		if !e.upstream.demote(ih) {
-			// Closed already; what it connected to since (the seeder
-			// it fell back on, say) stays.
+			// Demoted already (what it connected to since, the seeder
+			// it fell back on say, stays), or never handed upstream
+			// peers.
 			return
 		}
 		// Direct transfers from them end at their next piece (see
 		// errUpstreamWithdrawn).
 		n := len(e.upstream.closeConns(t))
-		e.log.Info("no longer a border peer of its location; closed the connections to its upstream peers",
-			"digest", ent.dgst, "closed", n)
+		e.log.Info("no longer a border peer of its location; leaving its upstream peers",
+			"digest", ent.dgst, "connections_closed", n)
 	default:
 		m := shareMask{share: res.border - 1, shares: res.borders, pieces: t.NumPieces()}
 		if !m.active() {

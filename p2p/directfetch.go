@@ -188,7 +188,8 @@ func (r *directRun) startTransfers(ctx context.Context) {
 }
 
 // transfer claims runs of pieces and fetches them from src until none are
-// left to claim or src fails.
+// left to claim, src fails, or src is an upstream peer this node may no
+// longer take pieces from (errUpstreamWithdrawn, checked at each piece).
 func (r *directRun) transfer(ctx context.Context, src netip.AddrPort, s *directSource) {
 	d, t := r.ent.data, r.ent.torrent()
 	window := max(1, int(directWindow/r.info.PieceLength))

@@ -123,8 +123,22 @@ func TestLocationDirectTransferFromUpstreamEnds(t *testing.T) {
 	node := newEngineWith(t, url+"/announce", newFSStore(t), sb.src, func(c *p2p.Config) {
 		c.ListenAddr, c.Location, c.Logger = "127.0.0.2:0", "dc1", slog.New(acted)
 	})
-	done := make(chan []byte, 1)
-	go func() { done <- readAll(t, ctx, node, sb.ref) }()
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := node.Fetch(ctx, sb.ref)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer b.Close()
+		got, err := io.ReadAll(b)
+		done <- result{got, err}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 
 	all := func(int) bool { return true }
 	c, err := dialPeerWireFrom(t, upIP, node.Addr().String(), sb.ih, "-UP0001-upstreampeer", sb.info.NumPieces(), all)
@@ -146,17 +160,25 @@ func TestLocationDirectTransferFromUpstreamEnds(t *testing.T) {
 	go io.Copy(io.Discard, c)
 	t.Cleanup(func() { c.Close() })
 
-	for served.Load() < 1<<20 {
+	// 1 MiB served, and counted as the upstream peer's: the node heard
+	// it is a border peer with that upstream peer.
+	for served.Load() < 1<<20 || node.Stats().BytesFromUpstream == 0 {
 		select {
 		case <-ctx.Done():
-			t.Fatalf("the upstream peer served %d bytes by direct transfer, want 1 MiB before the node is told", served.Load())
+			t.Fatalf("the upstream peer served %d bytes by direct transfer, %d of them counted as from upstream; want 1 MiB, some counted, before the node is told", served.Load(), node.Stats().BytesFromUpstream)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
 	policy.leave.Store(true)
-	got := <-done
-	if !bytes.Equal(got, sb.content) {
-		t.Fatal("the node read bytes that differ from the origin's")
+	var res result
+	select {
+	case res = <-done:
+		done <- res // for the cleanup
+	case <-ctx.Done():
+		t.Fatal("the node's read did not end within the test's minute")
+	}
+	if res.err != nil || !bytes.Equal(res.b, sb.content) {
+		t.Fatalf("the node read %d bytes that differ from the origin's (%v)", len(res.b), res.err)
 	}
 	st := node.Stats()
 	t.Logf("the upstream peer served %d bytes, %d of them before the node acted; the node got %d from upstream, %d from seeders, %d by direct transfers (%d-byte pieces)",

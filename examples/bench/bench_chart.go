@@ -16,8 +16,8 @@ import (
 
 // writeSwarmOutputs writes, in dir, bench-swarm.csv (node, eagle_s,
 // central_s: node i's completion time in the Eagle and the central run)
-// and bench-swarm.svg, a chart of the completion times of both runs, each
-// sorted, against the floor L/C. It returns their paths.
+// and bench-swarm.svg, a chart of the completion times of the Eagle and
+// the central run, each sorted, against the floor L/C. It returns their paths.
 func writeSwarmOutputs(dir string, eagle, central []float64, floor float64) (csvPath, chartPath string, err error) {
 	csvPath = filepath.Join(dir, "bench-swarm.csv")
 	chartPath = filepath.Join(dir, "bench-swarm.svg")

@@ -92,8 +92,8 @@ func TestBenchSwarm(t *testing.T) {
 	bounds := []float64{lastRun("eagle"), lastRun("central")}
 	for _, r := range rows[1:] {
 		for i, c := range r[1:] {
-			// The report rounds to 10 ms.
-			if v, err := strconv.ParseFloat(c, 64); err != nil || v <= 0 || v > bounds[i]+0.005 {
+			// The report rounds to 10 ms, the CSV to 1 ms.
+			if v, err := strconv.ParseFloat(c, 64); err != nil || v <= 0 || v > bounds[i]+0.006 {
 				t.Errorf("csv row %v: bad time %q (the last run's slowest: %.2fs)", r, c, bounds[i])
 			}
 		}

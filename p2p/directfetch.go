@@ -196,7 +196,7 @@ func (r *directRun) transfer(ctx context.Context, src netip.AddrPort, s *directS
 	var buf []byte // a piece, made once a peer accepts
 	var err error
 	for ctx.Err() == nil {
-		if !r.c.e.upstream.allowsDirect(t.InfoHash(), src.Addr()) {
+		if !r.c.e.upstream.allowsDirect(t.InfoHash(), src.Addr().Unmap()) {
 			// An upstream peer of a node that is no longer a border
 			// peer, or takes a share of the pieces (see oneway.go).
 			break

@@ -34,23 +34,12 @@ func (p *borderSwitch) Border(tracker.InfoHash, tracker.Peer, []tracker.Peer) (s
 
 // Order implements tracker.Policy.
 func (p *borderSwitch) Order(_ tracker.InfoHash, requester tracker.Peer, candidates []tracker.Peer) []tracker.Peer {
-	var out []tracker.Peer
-	for _, c := range candidates {
-		if c.ID != requester.ID && (c.Location == requester.Location || !p.leave.Load()) {
-			out = append(out, c)
-		}
-	}
-	return out
+	return nearUnlessBorder(requester, candidates, !p.leave.Load())
 }
 
 // Upstream implements tracker.UpstreamMarker.
 func (p *borderSwitch) Upstream(dst []tracker.Peer, requester tracker.Peer, handed []tracker.Peer) []tracker.Peer {
-	for _, c := range handed {
-		if c.Location != requester.Location {
-			dst = append(dst, c)
-		}
-	}
-	return dst
+	return otherLocations(dst, requester, handed)
 }
 
 // TestLocationDirectTransferFromUpstreamEnds: a direct transfer from an

@@ -229,17 +229,29 @@ func (p *borderScript) border(requester tracker.Peer) bool {
 
 // Order implements tracker.Policy.
 func (p *borderScript) Order(_ tracker.InfoHash, requester tracker.Peer, candidates []tracker.Peer) []tracker.Peer {
+	return nearUnlessBorder(requester, candidates, p.border(requester))
+}
+
+// Upstream implements tracker.UpstreamMarker.
+func (p *borderScript) Upstream(dst []tracker.Peer, requester tracker.Peer, handed []tracker.Peer) []tracker.Peer {
+	return otherLocations(dst, requester, handed)
+}
+
+// nearUnlessBorder returns the candidates other than requester: those of
+// its location, and those of others too if it is a border peer.
+func nearUnlessBorder(requester tracker.Peer, candidates []tracker.Peer, border bool) []tracker.Peer {
 	var out []tracker.Peer
 	for _, c := range candidates {
-		if c.Location == requester.Location || p.border(requester) {
+		if c.ID != requester.ID && (c.Location == requester.Location || border) {
 			out = append(out, c)
 		}
 	}
 	return out
 }
 
-// Upstream implements tracker.UpstreamMarker.
-func (p *borderScript) Upstream(dst []tracker.Peer, requester tracker.Peer, handed []tracker.Peer) []tracker.Peer {
+// otherLocations appends to dst the handed peers of locations other than
+// requester's: its upstream peers.
+func otherLocations(dst []tracker.Peer, requester tracker.Peer, handed []tracker.Peer) []tracker.Peer {
 	for _, c := range handed {
 		if c.Location != requester.Location {
 			dst = append(dst, c)

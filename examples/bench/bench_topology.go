@@ -35,6 +35,7 @@ type topoOptions struct {
 	cap, borderCap, seederCap p2p.Rate
 	stagger, announce         time.Duration
 	agentTimeout              time.Duration
+	trace                     time.Duration // 0: no trace
 	policies                  []string
 	insecure, verbose         bool
 	eagleBin                  string
@@ -83,6 +84,7 @@ func runBenchTopology(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.DurationVar(&o.agentTimeout, "agent-timeout", time.Minute, "the agents' proxy.first_byte_timeout and proxy.stall_timeout (0: the product's defaults, 5s and 15s, which can answer 503 or cut a pull behind a congested border, where a runtime would fall back to the origin)")
 	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS")
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
+	fs.DurationVar(&o.trace, "trace", 0, "print to stderr, this often during each pull, each datacenter's bytes in across its border, from its border peers' upstream peers and received by its agents, and the seeders' bytes sent, in copies of L (0: off; each sample reads every agent's /metrics, which costs CPU)")
 	fs.StringVar(&o.eagleBin, "eagle", "", "the eagle binary the agents run (default: built from "+eaglePackage+" with the go command)")
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
 	fs.Usage = func() {
@@ -247,7 +249,7 @@ func benchTopology(ctx context.Context, o topoOptions, stdout, stderr io.Writer)
 		}
 		runs[k].byPolicy = map[string]topoMeasure{}
 		for _, p := range o.policies {
-			m, err := measureTopology(ctx, o, c, lab, agents, self, p, 0)
+			m, err := measureTopology(ctx, stderr, o, c, lab, agents, self, p, 0)
 			if err != nil {
 				return fmt.Errorf("bench topology: run %d, %s: %w", k+1, p, err)
 			}
@@ -258,7 +260,7 @@ func benchTopology(ctx context.Context, o topoOptions, stdout, stderr io.Writer)
 		if !slices.Contains(o.policies, late) {
 			late = o.policies[len(o.policies)-1]
 		}
-		m, err := measureTopology(ctx, o, c, lab, agents, self, late, o.stagger)
+		m, err := measureTopology(ctx, stderr, o, c, lab, agents, self, late, o.stagger)
 		if err != nil {
 			return fmt.Errorf("bench topology: run %d, %s staggered: %w", k+1, late, err)
 		}
@@ -300,8 +302,9 @@ func startTopoAgents(ctx context.Context, c *cluster.Cluster, bin string, lab *t
 
 // measureTopology restarts the tracker with policy, pushes a fresh blob
 // and has every agent GET it, datacenter K-1 stagger after the others,
-// and reads what crossed the router meanwhile.
-func measureTopology(ctx context.Context, o topoOptions, c *cluster.Cluster, lab *topoLab, agents [][]*netnsAgent, self, policy string, stagger time.Duration) (topoMeasure, error) {
+// and reads what crossed the router meanwhile; with -trace it prints a
+// trace of the pull to stderr.
+func measureTopology(ctx context.Context, stderr io.Writer, o topoOptions, c *cluster.Cluster, lab *topoLab, agents [][]*netnsAgent, self, policy string, stagger time.Duration) (topoMeasure, error) {
 	m := topoMeasure{policy: policy, staggered: stagger > 0}
 	if err := c.RestartTracker(topoPolicies[policy](o)); err != nil {
 		return m, err
@@ -334,7 +337,14 @@ func measureTopology(ctx context.Context, o topoOptions, c *cluster.Cluster, lab
 		return m, err
 	}
 	c.Origin.ResetCounts()
+	var stopTrace func()
+	if o.trace > 0 {
+		stopTrace = traceTopology(ctx, stderr, o, c, lab, agents, policy, stagger, before, recvBefore, seedersBefore)
+	}
 	times, busy, err := fetchAllNetns(ctx, self, targets, layer.Digest, int64(o.size))
+	if stopTrace != nil {
+		stopTrace()
+	}
 	if err != nil {
 		return m, fmt.Errorf("pull: %w", err)
 	}
@@ -474,4 +484,33 @@ func scrapeAgentReceived(ctx context.Context, client *http.Client, url string) (
 		}
 	}
 	return r, nil
+}
+
+// traceTopology prints, every o.trace until stop, what crossed each
+// datacenter's border into it, what its agents took from upstream peers
+// and received in all, and what the seeders sent since the pull began, in
+// copies of L: where a datacenter's import stalls, and behind what.
+func traceTopology(ctx context.Context, w io.Writer, o topoOptions, c *cluster.Cluster, lab *topoLab, agents [][]*netnsAgent, policy string, stagger time.Duration, before routerCounters, recvBefore []received, seedersBefore int64) (stop func()) {
+	start := time.Now()
+	name := policy
+	if stagger > 0 {
+		name += ",staggered"
+	}
+	copies := func(n int64) float64 { return float64(n) / float64(o.size) }
+	return everyTick(o.trace, func() {}, func() {
+		rc, err := lab.counters(ctx)
+		if err != nil {
+			return
+		}
+		rs, err := scrapeReceived(ctx, agents)
+		if err != nil {
+			return
+		}
+		line := fmt.Sprintf("trace: policy=%s t=%.1fs seeders_sent=%.2f", name, time.Since(start).Seconds(), copies(seedersSent(c)-seedersBefore))
+		for k := range agents {
+			got := rs[k].seeder + rs[k].agent - recvBefore[k].seeder - recvBefore[k].agent
+			line += fmt.Sprintf(" dc%d_in=%.2f dc%d_upstream=%.2f dc%d_received=%.2f", k, copies(rc.tx[k]-before.tx[k]), k, copies(rs[k].upstream-recvBefore[k].upstream), k, copies(got))
+		}
+		fmt.Fprintln(w, line)
+	})
 }

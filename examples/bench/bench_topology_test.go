@@ -67,7 +67,9 @@ func TestTopologyCutsCrossDatacenterBytes(t *testing.T) {
 		// datacenter took 1.21-1.23 copies across (with the border at
 		// 3 MiB/s) against random's 2.44: too near the half asserted
 		// here to tell a regression from noise. With one: 1.05.
-		"-remote", "1")
+		"-remote", "1",
+		// A sample a second of each datacenter's import, checked below.
+		"-trace", "1s")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -113,6 +115,44 @@ func TestTopologyCutsCrossDatacenterBytes(t *testing.T) {
 	}
 	if cross["topology"] > cross["random"]/2 {
 		t.Errorf("topology moved %.1f MiB across the border, random %.1f MiB: want at most half", cross["topology"], cross["random"])
+	}
+	checkTopoTrace(t, stderr.String(), []string{"random", "topology", "topology,staggered"})
+}
+
+// topoTraceLine is a line of bench topology's -trace for 2 datacenters.
+var topoTraceLine = regexp.MustCompile(`(?m)^trace: policy=(\S+) t=([0-9.]+)s seeders_sent=([0-9.]+) dc0_in=([0-9.]+) dc0_upstream=([0-9.]+) dc0_received=([0-9.]+) dc1_in=([0-9.]+) dc1_upstream=([0-9.]+) dc1_received=([0-9.]+)$`)
+
+// checkTopoTrace checks that the trace has samples of every measurement,
+// whose counters only grow, and that a datacenter never received more
+// than its agents asked for (4 agents, one copy each).
+func checkTopoTrace(t *testing.T, stderr string, want []string) {
+	t.Helper()
+	last := map[string][]float64{}
+	for _, m := range topoTraceLine.FindAllStringSubmatch(stderr, -1) {
+		var v []float64
+		for _, f := range m[2:] {
+			x, err := strconv.ParseFloat(f, 64)
+			if err != nil {
+				t.Fatalf("trace line %q: %v", m[0], err)
+			}
+			v = append(v, x)
+		}
+		if prev, ok := last[m[1]]; ok {
+			for i := range v {
+				if v[i] < prev[i] {
+					t.Errorf("trace of %s: %q has a counter below the sample before (%v, then %v)", m[1], m[0], prev, v)
+				}
+			}
+		}
+		if v[4] > 4.01 || v[7] > 4.01 {
+			t.Errorf("trace of %s: %q: a datacenter of 4 agents received more than 4 copies", m[1], m[0])
+		}
+		last[m[1]] = v
+	}
+	for _, p := range want {
+		if _, ok := last[p]; !ok {
+			t.Errorf("no trace of %s in stderr:\n%s", p, tail(stderr, 4000))
+		}
 	}
 }
 

@@ -153,23 +153,24 @@ func (c TopologyConfig) Validate() error {
 // and spreads the border duty of a location's many swarms over its
 // members. The other members are handed local peers only: they get the
 // blob from the border peers and from each other, so that the location
-// takes it across its border about Remote times, not once per member.
+// takes it across its border about once (each border peer imports its
+// share of the pieces, see Border), not once per member.
 //
 // A border peer is handed remote peers placed right after its first
 // local peer, so that cutting the list to any numwant above 2·Remote keeps
 // them all. They are the remote peers that hold pieces the local group
 // lacks: up to Remote complete ones (seeders, or finished members of other
-// locations; they qualify unless the group holds a complete peer), and,
-// for the first border peer only, up to Remote partial ones with fewer
-// bytes left than the most complete member of the local group (the asker
-// included). Both kinds are upstream (UpstreamMarker): the border peer
-// takes pieces from them and gives none back over those connections, so
-// that a location does not import back what it exports. Partial ones let
-// a location take pieces from another that is still downloading instead
-// of waiting for the seeders' uplink, which would otherwise carry every
-// location's copy; only the first border peer takes them, since two
-// would fetch the same pieces across the border, each before the other
-// has them to share. Among each kind it prefers the nearest (highest
+// locations; they qualify unless the group holds a complete peer), and up
+// to Remote partial ones with fewer bytes left than the most complete
+// member of the local group (the asker included). Both kinds are upstream
+// (UpstreamMarker): the border peer takes pieces from them and gives none
+// back over those connections, so that a location does not import back
+// what it exports. Partial ones let a location take pieces from another
+// that is still downloading instead of waiting for the seeders' uplink,
+// which would otherwise carry every location's copy. Every border peer
+// takes both kinds: each takes only its share of the pieces from them
+// (see Border), so two do not fetch the same pieces across the border.
+// Among each kind it prefers the nearest (highest
 // affinity: same region, other zone before another region), then the
 // location with the least export load, then the least loaded peer, then
 // the most complete, then any. A location's export load is how often its

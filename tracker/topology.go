@@ -169,7 +169,9 @@ func (c TopologyConfig) Validate() error {
 // that is still downloading instead of waiting for the seeders' uplink,
 // which would otherwise carry every location's copy. Every border peer
 // takes both kinds: each takes only its share of the pieces from them
-// (see Border), so two do not fetch the same pieces across the border.
+// (see Border), so two do not fetch the same pieces across the border
+// (a seeder's pieces are not split by share: it super-seeds, offering
+// each piece to about one peer anyway).
 // Among each kind it prefers the nearest (highest
 // affinity: same region, other zone before another region), then the
 // location with the least export load, then the least loaded peer, then

@@ -498,15 +498,18 @@ func traceTopology(ctx context.Context, w io.Writer, o topoOptions, c *cluster.C
 	}
 	copies := func(n int64) float64 { return float64(n) / float64(o.size) }
 	return everyTick(o.trace, func() {}, func() {
+		line := fmt.Sprintf("trace: policy=%s t=%.1fs", name, time.Since(start).Seconds())
 		rc, err := lab.counters(ctx)
+		var rs []received
+		if err == nil {
+			rs, err = scrapeReceived(ctx, agents)
+		}
 		if err != nil {
+			// One sample lost; the measurement reads its counters at the end.
+			fmt.Fprintf(w, "%s unread: %v\n", line, err)
 			return
 		}
-		rs, err := scrapeReceived(ctx, agents)
-		if err != nil {
-			return
-		}
-		line := fmt.Sprintf("trace: policy=%s t=%.1fs seeders_sent=%.2f", name, time.Since(start).Seconds(), copies(seedersSent(c)-seedersBefore))
+		line += fmt.Sprintf(" seeders_sent=%.2f", copies(seedersSent(c)-seedersBefore))
 		for k := range agents {
 			got := rs[k].seeder + rs[k].agent - recvBefore[k].seeder - recvBefore[k].agent
 			line += fmt.Sprintf(" dc%d_in=%.2f dc%d_upstream=%.2f dc%d_received=%.2f", k, copies(rc.tx[k]-before.tx[k]), k, copies(rs[k].upstream-recvBefore[k].upstream), k, copies(got))

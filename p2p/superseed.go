@@ -150,8 +150,13 @@ type ssPeer struct {
 	lastOffer time.Time
 	// startedAt is when started was set.
 	startedAt time.Time
-	// fromOthers counts the pieces it reported having that the seeder
-	// had not told it of: it got them elsewhere, so it trades.
+	// fromOthers counts the pieces it reported having, after its opening
+	// bitfield, that the seeder had not told it of: it got them
+	// elsewhere, so it trades. What it held when it connected says
+	// nothing of that: a node streamed the blob's first bytes (cut-through)
+	// joins with them, and counted as trading it was never opened and
+	// waited 15 s for the piece its reader needed (the failover tests
+	// with no tracker, where the seeder is its only peer).
 	fromOthers int
 	// isolated is set once the seeder told it of every piece (see open).
 	isolated bool
@@ -186,15 +191,18 @@ func (sw *ssSwarm) leave(c *ssConn) {
 	}
 }
 
-// got records that p has piece i.
-func (sw *ssSwarm) got(p *ssPeer, i int) {
+// got records that p has piece i; opening is set for the pieces of its
+// opening bitfield (Bitfield or HaveAll), which it held when it connected.
+func (sw *ssSwarm) got(p *ssPeer, i int, opening bool) {
 	if i < 0 || i >= sw.n || p.has[i] {
 		return
 	}
 	p.has[i] = true
 	if !p.told[i] {
 		p.untold--
-		p.fromOthers++
+		if !opening {
+			p.fromOthers++
+		}
 	}
 	sw.have[i]++
 	if _, ok := p.offers[i]; ok {
@@ -454,17 +462,17 @@ func (c *ssConn) onInbound(id byte, payload []byte) {
 	switch id {
 	case msgHave:
 		if len(payload) == 4 {
-			sw.got(p, int(uint32(payload[0])<<24|uint32(payload[1])<<16|uint32(payload[2])<<8|uint32(payload[3])))
+			sw.got(p, int(uint32(payload[0])<<24|uint32(payload[1])<<16|uint32(payload[2])<<8|uint32(payload[3])), false)
 		}
 	case msgBitfield:
 		for i := range sw.n {
 			if i/8 < len(payload) && payload[i/8]&(0x80>>(i%8)) != 0 {
-				sw.got(p, i)
+				sw.got(p, i, true)
 			}
 		}
 	case msgHaveAll:
 		for i := range sw.n {
-			sw.got(p, i)
+			sw.got(p, i, true)
 		}
 	}
 	sw.fill(time.Now(), offer)

@@ -148,7 +148,7 @@ func TestSwarmOffersDistinctPieces(t *testing.T) {
 			if len(offered) == 0 {
 				continue
 			}
-			sw.got(sw.peers[c], offered[0])
+			sw.got(sw.peers[c], offered[0], false)
 			perConn[c] = offered[1:]
 			now = now.Add(time.Millisecond)
 			sw.fill(now, tell)
@@ -267,12 +267,12 @@ func TestSwarmOpensIsolatedPeer(t *testing.T) {
 	sw.fill(start, tell)
 	for _, c := range conns {
 		for i := range told[c] {
-			sw.got(sw.peers[c], i)
+			sw.got(sw.peers[c], i, false)
 		}
 	}
 	for i := range pieces {
 		if !told[conns[1]][i] {
-			sw.got(sw.peers[conns[1]], i)
+			sw.got(sw.peers[conns[1]], i, false)
 			break
 		}
 	}
@@ -303,6 +303,50 @@ func TestSwarmOpensIsolatedPeer(t *testing.T) {
 	}
 	if sw.slots > superSeedSlots {
 		t.Errorf("%d slots taken, limit %d", sw.slots, superSeedSlots)
+	}
+}
+
+// TestSwarmOpensPeerThatJoinedWithPieces checks that the pieces a peer
+// held when it connected (its opening bitfield) do not count as pieces it
+// got from other peers: a node streamed a blob's first pieces joins with
+// them, and if it gets nothing from anyone but this seeder afterwards, it
+// is opened like any isolated peer. One that then gets a piece elsewhere
+// stays super-seeded.
+func TestSwarmOpensPeerThatJoinedWithPieces(t *testing.T) {
+	const pieces, held = 64, 10
+	sw := &ssSwarm{n: pieces, have: make([]int32, pieces), offered: make([]int32, pieces), peers: map[*ssConn]*ssPeer{}}
+	start := time.Now()
+	conns := []*ssConn{{}, {}, {}}
+	for _, c := range conns {
+		p := sw.join(c)
+		p.started, p.startedAt = true, start
+	}
+	// Peers 0 and 1 connect with the first pieces (a streamed prefix);
+	// peer 2 with none.
+	for _, c := range conns[:2] {
+		for i := range held {
+			sw.got(sw.peers[c], i, true)
+		}
+	}
+	told := map[*ssConn][]int{}
+	sw.fill(start, func(c *ssConn, i int) { told[c] = append(told[c], i) })
+	for _, c := range conns {
+		for _, i := range told[c] {
+			sw.got(sw.peers[c], i, false)
+		}
+	}
+	// Peer 1 gets a piece it was not offered: it trades.
+	for i := held; i < pieces; i++ {
+		if !sw.peers[conns[1]].has[i] && !sw.peers[conns[1]].told[i] {
+			sw.got(sw.peers[conns[1]], i, false)
+			break
+		}
+	}
+	sw.fill(start.Add(isolationDelay+time.Millisecond), func(*ssConn, int) {})
+	for i, want := range []bool{true, false, true} {
+		if p := sw.peers[conns[i]]; p.isolated != want {
+			t.Errorf("peer %d: opened %v, want %v (pieces from others: %d)", i, p.isolated, want, p.fromOthers)
+		}
 	}
 }
 

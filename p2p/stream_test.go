@@ -158,28 +158,88 @@ func TestCutThroughColdPull(t *testing.T) {
 	}
 }
 
-// TestCutThroughFallsBack has an agent that reads its stream far slower
-// than the origin sends: once the seeder holds the blob it gives the
-// agent its answer, and the agent takes the rest from the swarm, keeping
-// the pieces it streamed; the origin serves one copy.
+// TestCutThroughFallsBack has an agent read its stream far slower than
+// the origin sends (16 MiB/s against an origin in the process), so that it
+// is behind when the seeder holds the blob. Alone, it asked for the blob
+// by itself, and the seeder sends it the rest from its stored copy on the
+// same stream. WithOthers, a second agent asked while the origin held the
+// blob back: the streamed agent gets its answer at once and takes the
+// rest from the swarm, keeping the pieces it streamed, and the second
+// agent streams nothing. The origin serves one copy either way.
 func TestCutThroughFallsBack(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	o := testenv.Origin(t)
-	trk := testenv.Tracker(t, nil)
-	addr, _ := startStreamingSeeder(t, trk)
-	const size = 64 << 20
-	ref, content := pushBlob(t, o, "cut/fallback", size)
-	agent := newLimitedAgent(t, trk, newFSStore(t), newSeederClient(t, addr), 16<<20)
-	if got := readAll(t, ctx, agent, ref); !bytes.Equal(got, content) {
-		t.Fatal("blob differs from the origin's")
-	}
-	st := agent.Stats()
-	if st.BytesStreamed == 0 || st.BytesStreamed >= size {
-		t.Errorf("agent stats %+v: want part of the blob streamed and the rest from the swarm", st)
-	}
-	if n := o.BlobGETs(ref.Digest); n != 1 {
-		t.Errorf("origin blob GETs = %d, want 1", n)
+	for _, others := range []bool{false, true} {
+		name := "Alone"
+		if others {
+			name = "WithOthers"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			o := testenv.Origin(t)
+			trk := testenv.Tracker(t, nil)
+			addr, _ := startStreamingSeeder(t, trk)
+			const size = 64 << 20
+			ref, content := pushBlob(t, o, "cut/fallback", size)
+			pieceLen := p2p.PieceLength(size)
+			g := startGatedOrigin(t, o, int(2*pieceLen))
+			ref.Upstream = g.URL
+			agent := newLimitedAgent(t, trk, newFSStore(t), newSeederClient(t, addr), 16<<20)
+			b, err := agent.Fetch(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			head := make([]byte, pieceLen)
+			if _, err := io.ReadFull(b, head); err != nil {
+				t.Fatalf("first piece while the origin holds back the rest: %v", err)
+			}
+			var second *p2p.Engine
+			secondDone := make(chan []byte, 1)
+			if others {
+				second = newLimitedAgent(t, trk, newFSStore(t), newSeederClient(t, addr), 16<<20)
+				go func() {
+					b, err := second.Fetch(ctx, ref)
+					if err != nil {
+						t.Errorf("second agent: %v", err)
+						secondDone <- nil
+						return
+					}
+					defer b.Close()
+					got, err := io.ReadAll(b)
+					if err != nil {
+						t.Errorf("second agent, after %d bytes: %v", len(got), err)
+					}
+					secondDone <- got
+				}()
+				// Its call reaches the seeder and waits for the fetch.
+				time.Sleep(time.Second)
+			}
+			g.open()
+			rest, err := io.ReadAll(b)
+			if err != nil {
+				t.Fatalf("read after %d bytes: %v", len(head)+len(rest), err)
+			}
+			if !bytes.Equal(append(head, rest...), content) {
+				t.Fatal("blob differs from the origin's")
+			}
+			st := agent.Stats()
+			if others {
+				if got := <-secondDone; !bytes.Equal(got, content) {
+					t.Fatal("second agent's blob differs from the origin's")
+				}
+				if st.BytesStreamed == 0 || st.BytesStreamed >= size {
+					t.Errorf("agent stats %+v: want part of the blob streamed and the rest from the swarm", st)
+				}
+				if st2 := second.Stats(); st2.BytesStreamed != 0 {
+					t.Errorf("second agent stats %+v: want nothing streamed (the fan-out is 1)", st2)
+				}
+			} else if st.BytesStreamed != size {
+				t.Errorf("agent stats %+v: want the whole blob streamed, the rest from the seeder's stored copy", st)
+			}
+			if n := g.gets.Load(); n != 1 {
+				t.Errorf("origin blob GETs = %d, want 1", n)
+			}
+		})
 	}
 }
 

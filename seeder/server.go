@@ -599,11 +599,13 @@ func (s *Server) join(key string, r blobRequest, trusted bool, caller string, su
 	}
 	if f := s.flights[key]; f != nil {
 		f.waiters++
+		f.tap.asked()
 		f.tap.join(sub)
 		return f, nil
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	f := &flight{done: make(chan struct{}), waiters: 1, cancel: cancel, tap: newTap(s.cfg.StreamFanout, s.cfg.StreamRelay)}
+	f.tap.asked()
 	f.tap.join(sub)
 	s.flights[key] = f
 	s.wg.Add(1)

@@ -5,13 +5,17 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
 
+	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/eagle-p2p/eagle/internal/pace"
 	"github.com/eagle-p2p/eagle/p2p"
@@ -34,6 +38,10 @@ const streamDrain = 4 << 20
 // size.
 const streamQueueParts = 4096
 
+// streamChunk is the most blob bytes in one part sent from the store (see
+// streamRest).
+const streamChunk = 256 << 10
+
 // tap hands the bytes of one origin fetch, as they arrive, to the callers
 // streaming it (StreamBlob): at most fanout of them, each of whom asked
 // before the first byte arrived. With relay, callers after those are
@@ -54,6 +62,9 @@ type tap struct {
 	subs     []*subscriber
 	// tail is the last caller that relays: the next one's source.
 	tail *subscriber
+	// callers counts every caller of the fetch, streamed or not (see
+	// asked).
+	callers int
 }
 
 func newTap(fanout int, relay bool) *tap {
@@ -87,6 +98,13 @@ func newSubscriber(relay netip.AddrPort) *subscriber {
 }
 
 func (s *subscriber) drop() { s.once.Do(func() { close(s.dropped) }) }
+
+// took returns m, a part taken off s's queue, and counts its bytes out of
+// the queue.
+func (s *subscriber) took(m *seederpb.StreamBlobResponse) *seederpb.StreamBlobResponse {
+	s.queued.Add(-int64(len(m.GetData())))
+	return m
+}
 
 // header is s's header for a blob of size bytes in pieces of pl.
 func (t *tap) header(s *subscriber) *seederpb.StreamBlobResponse {
@@ -134,6 +152,28 @@ func (t *tap) join(s *subscriber) {
 			t.send(s, hashPart(h), 0)
 		}
 	}
+}
+
+// asked counts one more caller waiting for the fetch, whether or not it
+// streams (GetMetaInfo callers too).
+func (t *tap) asked() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.callers++
+}
+
+// alone reports whether the fetch had a single caller: nobody else waits
+// for the blob, so nobody needs the seeder's uplink for it from the swarm.
+func (t *tap) alone() bool {
+	if t == nil {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.callers == 1
 }
 
 // leave takes s off the tap: a caller that went away is nobody's source.
@@ -281,20 +321,27 @@ func (s *Server) StreamBlob(req *seederpb.GetMetaInfoRequest, stream grpc.Server
 		sub.drop()
 		sub.t.leave(sub)
 	}()
+	// sent counts the blob bytes and piece hashes the caller was sent.
+	var sent struct {
+		data   int64
+		hashes int
+	}
 	send := func(m *seederpb.StreamBlobResponse) error {
 		if d := m.GetData(); d != nil {
-			sub.queued.Add(-int64(len(d)))
 			if err := pace.Wait(ctx, s.upLimit, len(d)); err != nil {
 				return err
 			}
 			s.streamedBytes.Add(int64(len(d)))
+			sent.data += int64(len(d))
+		} else if m.GetPieceHash() != nil {
+			sent.hashes++
 		}
 		return stream.Send(m)
 	}
 	for {
 		select {
 		case m := <-sub.parts:
-			if err := send(m); err != nil {
+			if err := send(sub.took(m)); err != nil {
 				return err
 			}
 			continue
@@ -311,16 +358,24 @@ func (s *Server) StreamBlob(req *seederpb.GetMetaInfoRequest, stream grpc.Server
 	// answer at once: the seeder holds the whole blob now, and the caller
 	// takes the rest from the swarm, which it joins with the bytes it has,
 	// rather than from this one stream while the swarm waits for it.
+	// Unless it was the fetch's only caller: then there is no swarm that
+	// needs the seeder's uplink, and the caller gets the rest from the
+	// stored blob on this stream, at its own pace. Handed to a swarm of
+	// one, it depended on reaching the seeder's peer port, and where it
+	// could not (an address it has no route to) it stalled after the
+	// first megabytes instead of failing fast.
+	behind := true
 	select {
 	case <-sub.dropped:
 	default:
 		// The head of a relay chain drains all it has queued: the nodes
 		// behind it take the blob from it in order.
 		if sub.queued.Load() <= streamDrain || sub.t != nil && sub.t.relay {
+			behind = false
 			for {
 				select {
 				case m := <-sub.parts:
-					if err := send(m); err != nil {
+					if err := send(sub.took(m)); err != nil {
 						return err
 					}
 					continue
@@ -328,6 +383,11 @@ func (s *Server) StreamBlob(req *seederpb.GetMetaInfoRequest, stream grpc.Server
 				}
 				break
 			}
+		}
+	}
+	if behind && sub.t != nil && sub.t.alone() {
+		if err := s.streamRest(ctx, req, e, sent.data, sent.hashes, send); err != nil {
+			return err
 		}
 	}
 	return stream.Send(&seederpb.StreamBlobResponse{Part: &seederpb.StreamBlobResponse_Done{
@@ -346,4 +406,62 @@ func relayAddr(ctx context.Context, port int32) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(ap.Addr(), uint16(port))
+}
+
+// streamRest sends a caller that fell behind the origin the rest of the
+// blob from the store: the hashes it lacks of the pieces it has, then the
+// bytes from off on, each full piece followed by its hash (the
+// metainfo's), as the origin fetch streams them. send paces and sends each
+// part.
+func (s *Server) streamRest(ctx context.Context, req *seederpb.GetMetaInfoRequest, e entry, off int64, hashes int, send func(*seederpb.StreamBlobResponse) error) error {
+	dgst := digest.Digest(req.GetDigest())
+	_, info, err := p2p.ParseMetaInfo(dgst, e.metaInfo)
+	if err != nil {
+		return s.restFailed(ctx, req, err)
+	}
+	size, pl, all := info.TotalLength(), info.PieceLength, info.Pieces
+	hash := func(i int) error { return send(hashPart(all[i*sha1.Size : (i+1)*sha1.Size])) }
+	for ; int64(hashes) < off/pl; hashes++ {
+		if err := hash(hashes); err != nil {
+			return err
+		}
+	}
+	b, err := s.store.Open(ctx, dgst)
+	if err != nil {
+		return s.restFailed(ctx, req, err)
+	}
+	defer b.Close()
+	buf := make([]byte, streamChunk)
+	for off < size {
+		// Up to the end of the piece, so that its hash follows its last
+		// byte.
+		n := min(int64(len(buf)), size-off, pl-off%pl)
+		if _, err := b.ReadAt(buf[:n], off); err != nil {
+			return s.restFailed(ctx, req, err)
+		}
+		m := &seederpb.StreamBlobResponse{Part: &seederpb.StreamBlobResponse_Data{Data: buf[:n]}}
+		if err := send(m); err != nil {
+			return err
+		}
+		off += n
+		if off%pl == 0 {
+			if err := hash(int(off/pl - 1)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// restFailed logs why streamRest could not read the stored blob (or its
+// metainfo) and
+// returns the status the caller gets: Unavailable, on which it asks the
+// next seeder.
+func (s *Server) restFailed(ctx context.Context, req *seederpb.GetMetaInfoRequest, err error) error {
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, "stream: cannot read the stored blob for a caller that fell behind the origin",
+		slog.String("digest", req.GetDigest()), slog.Any("error", err))
+	return status.Error(codes.Unavailable, "seeder: cannot read the stored blob")
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc/codes"
@@ -220,6 +221,102 @@ func TestStreamBlobRefused(t *testing.T) {
 		m, err := st.Recv()
 		if status.Code(err) != codes.PermissionDenied {
 			t.Errorf("authorization %q: %v, %v; want PermissionDenied and nothing else", authz, m, err)
+		}
+	}
+}
+
+// A streamed caller that falls behind the origin (it reads nothing until
+// the fetch is done) gets the rest of the blob from the stored copy on
+// the same stream when it was the fetch's only caller: every byte, every
+// piece's hash, then the answer, and the origin serves one copy. When
+// another caller waited for the same fetch, it gets the answer at once
+// instead, and the swarm the others join gives it the rest.
+func TestStreamBlobBehindTheOrigin(t *testing.T) {
+	const size = 12<<20 + 777
+	pieceLen := p2p.PieceLength(size)
+	for _, tc := range []struct {
+		name   string
+		others bool
+	}{{"Alone", false}, {"WithOthers", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			seed := int64(62)
+			if tc.others {
+				seed = 63
+			}
+			layer := pushImage(t, seed, size)[0]
+			release := make(chan struct{})
+			var releaseOnce sync.Once
+			open := func() { releaseOnce.Do(func() { close(release) }) }
+			defer open()
+			gw := startGateway(t, getsOnly(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+				next.ServeHTTP(&gate{ResponseWriter: w, at: int(pieceLen), release: release}, r)
+			}))
+			ts := startSeeder(t, Config{StreamFanout: 1}, nil)
+			stub := ts.dial(t)
+			req := request(gw.URL, testRepo(t), layer.Digest)
+			ctx := t.Context()
+
+			st, err := stub.StreamBlob(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m, err := st.Recv(); err != nil || m.GetHeader() == nil {
+				t.Fatalf("first part: %v, %v; want the header", m, err)
+			}
+			other := make(chan error, 1)
+			if tc.others {
+				go func() {
+					_, err := stub.GetMetaInfo(ctx, req)
+					other <- err
+				}()
+				waitFor(t, "the second caller to join the fetch", func() bool {
+					ts.srv.mu.Lock()
+					defer ts.srv.mu.Unlock()
+					for _, f := range ts.srv.flights {
+						return f.waiters == 2
+					}
+					return false
+				})
+			}
+			open()
+			waitFor(t, "the fetch to be done", func() bool { return ts.srv.cache.Contains(layer.Digest) })
+			time.Sleep(50 * time.Millisecond) // for the stream to see the answer
+
+			var got, hashes []byte
+			done := recvUntil(t, st, pieceLen, &got, &hashes, int(size/pieceLen)+1)
+			if done == nil {
+				t.Fatal("no answer at the end of the stream")
+			}
+			if tc.others {
+				if err := <-other; err != nil {
+					t.Fatalf("the other caller: %v", err)
+				}
+				if len(got) >= size {
+					t.Fatalf("with another caller waiting, the caller that fell behind was streamed all %d bytes, want the answer at once", len(got))
+				}
+				t.Logf("with another caller: %d of %d bytes streamed, then the answer", len(got), size)
+			} else {
+				if digest.FromBytes(got) != layer.Digest {
+					t.Fatalf("streamed %d of %d bytes, or bytes that do not match the digest", len(got), size)
+				}
+				if want := size / pieceLen; int64(len(hashes)/sha1.Size) != want {
+					t.Fatalf("streamed %d piece hashes, want %d: every full piece's", len(hashes)/sha1.Size, want)
+				}
+			}
+			checkMetaInfo(t, ts.store, layer, done.GetMetainfo())
+			if n := gw.hits.Load(); n != 1 {
+				t.Errorf("origin requests = %d, want 1", n)
+			}
+		})
+	}
+}
+
+// waitFor polls cond every 10 ms for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
 }

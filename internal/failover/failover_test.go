@@ -233,6 +233,13 @@ func TestFailoverLinkCut(t *testing.T) {
 // metainfo, so the pulls still complete, through the seeders, and the
 // origin serves one copy.
 //
+// SeedersReachableStreamed: the same with cut-through on
+// (seeder.stream_fanout: 1). The first agent is streamed the blob's first
+// bytes and, behind the fast origin, joins the swarm with them; knowing
+// only the seeder, it must be served as any agent the seeder alone
+// serves, not super-seeded as one that trades (it once waited 15 s for
+// the piece its reader needed, and its pull was cut).
+//
 // NothingReachable: the seeders' peer wire also listens on an address no
 // agent has a route to (on their namespaces' loopback, outside the lab's
 // network: the seeders run, answer metainfo and hand out that address).
@@ -241,30 +248,43 @@ func TestFailoverLinkCut(t *testing.T) {
 // containerd, with the agent as its mirror in hosts.toml, falls back to
 // the origin and pulls the image from there — by design the origin then
 // serves the layer twice (once to the seeder, once to containerd).
+//
+// NothingReachableStreamed: the same with cut-through on
+// (seeder.stream_fanout: 1). The lone agent is streamed the cold blob by
+// the seeder as the origin sends it and, fallen behind the fast origin
+// and the fetch's only caller, the rest from the seeder's stored copy on
+// the same stream: its pull completes without the peer wire, and the
+// origin serves one copy.
 func TestFailoverWrongTrackerURL(t *testing.T) {
 	require(t)
-	t.Run("SeedersReachable", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-		defer cancel()
-		c := newCluster(t, options{trackers: 1, agents: numAgents, agentTrackers: []string{wrongTrackerURL}})
-		img := c.push(ctx, "failover/wrong-tracker", 3, layerSize)
-		c.origin.ResetCounts()
-		check(t, "no tracker reachable", startWave(t, ctx, c.agents, img).wait())
-		c.checkCopies(img, 1)
-		// Where each agent's bytes came from: with no tracker, only the
-		// seeders' own addresses are known.
-		for _, a := range c.agents {
-			var from []string
-			for _, src := range []string{"seeder", "agent"} {
-				n, err := a.metric(ctx, receivedMetric, map[string]string{"from": src})
-				if err != nil {
-					t.Fatal(err)
-				}
-				from = append(from, fmt.Sprintf("%s %.1f MiB", src, n/(1<<20)))
-			}
-			t.Logf("%s received from %s", a.name, strings.Join(from, ", from "))
+	for _, streamed := range []bool{false, true} {
+		name, seederYAML := "SeedersReachable", ""
+		if streamed {
+			name, seederYAML = "SeedersReachableStreamed", streamedSeeder
 		}
-	})
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+			defer cancel()
+			c := newCluster(t, options{trackers: 1, agents: numAgents, agentTrackers: []string{wrongTrackerURL}, seederYAML: seederYAML})
+			img := c.push(ctx, "failover/wrong-tracker", 3, layerSize)
+			c.origin.ResetCounts()
+			check(t, "no tracker reachable", startWave(t, ctx, c.agents, img).wait())
+			c.checkCopies(img, 1)
+			// Where each agent's bytes came from: with no tracker, only the
+			// seeders' own addresses are known.
+			for _, a := range c.agents {
+				var from []string
+				for _, src := range []string{"seeder", "agent"} {
+					n, err := a.metric(ctx, receivedMetric, map[string]string{"from": src})
+					if err != nil {
+						t.Fatal(err)
+					}
+					from = append(from, fmt.Sprintf("%s %.1f MiB", src, n/(1<<20)))
+				}
+				t.Logf("%s received from %s", a.name, strings.Join(from, ", from "))
+			}
+		})
+	}
 	t.Run("NothingReachable", func(t *testing.T) {
 		require(t, "containerd", "ctr")
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -310,7 +330,33 @@ func TestFailoverWrongTrackerURL(t *testing.T) {
 			t.Errorf("origin served the layer %d times, want 2: once to the seeder, once to containerd", gets[1])
 		}
 	})
+	t.Run("NothingReachableStreamed", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		c := newCluster(t, options{trackers: 1, agents: 1, agentTrackers: []string{wrongTrackerURL}, seederPeerUnroutable: true,
+			seederYAML: streamedSeeder})
+		a := c.agents[0]
+		img := c.push(ctx, "failover/nothing-reachable-streamed", 3, layerSize)
+		c.origin.ResetCounts()
+		start := time.Now()
+		if err := a.getBlob(ctx, img.Repository, img.Layers[0], new(atomic.Int64)); err != nil {
+			t.Fatalf("blob GET streamed by the seeder, with no peer reachable: %v after %.2fs", err, time.Since(start).Seconds())
+		}
+		t.Logf("blob GET: %d MiB in %.2fs, streamed by the seeder", img.Layers[0].Size>>20, time.Since(start).Seconds())
+		if n, err := a.metric(ctx, receivedMetric, map[string]string{"from": "agent"}); err != nil {
+			t.Error(err)
+		} else if n != 0 {
+			t.Errorf("the agent received %.0f bytes from other agents, with none reachable", n)
+		}
+		if _, gets := c.copies(img); gets[1] != 1 {
+			t.Errorf("origin served the layer %d times, want 1", gets[1])
+		}
+	})
 }
+
+// streamedSeeder is a seeder's YAML with cut-through on: it streams a
+// cold blob to the first agent that asks as the origin sends it.
+const streamedSeeder = "seeder:\n  stream_fanout: 1\n"
 
 // wrongTrackerURL is a tracker URL nothing answers: a closed port of the
 // lab's bridge address, 10.234.0.1 (connections are refused at once).

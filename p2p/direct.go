@@ -250,7 +250,7 @@ func (s *directServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// each other (each holder refused both, the other one still
 	// downloading), 15 s in a failover test. A seeder's uplink is the
 	// swarm's source of new pieces: it keeps the rule.
-	rescue := e.super == nil && end-start <= rescuePieces*ent.data.pieceLen && lacksFew(ent.torrent(), from)
+	rescue := e.cfg.Role != RoleSeeder && end-start <= rescuePieces*ent.data.pieceLen && lacksFew(ent.torrent(), from)
 	needed := func() bool {
 		if rescue {
 			return false

@@ -313,8 +313,10 @@ type Engine struct {
 	// fromOrigin counts the bytes fetched from origins (FetchOrigin).
 	fromOrigin atomic.Int64
 	metrics    *engineMetrics
-	// super is the super-seeding state of a seeder's swarms; nil for an
-	// agent.
+	// super is the super-seeding state of the swarms the node
+	// super-seeds: on a seeder every blob it seeds, on an agent those it
+	// was streamed whole (see streamDownload). It wraps the connections
+	// of an engine that owns its sockets.
 	super *superSeeder
 	// oneWay is set on an agent with a Location that owns its sockets:
 	// it keeps the upstream peers trackers name choked (see oneway.go).
@@ -500,10 +502,11 @@ func New(cfg Config, store storage.Store, src MetaInfoSource) (*Engine, error) {
 		e.cache = c
 		c.OnEvict(e.evicted)
 	}
-	if cfg.Role == RoleSeeder {
-		e.super = newSuperSeeder()
-		e.super.log = e.log
-	}
+	// Every node can super-seed: a seeder every blob it seeds, an agent
+	// a blob it was streamed whole while the others start (see
+	// streamDownload).
+	e.super = newSuperSeeder()
+	e.super.log = e.log
 	cl, err := torrent.NewClient(e.clientConfig())
 	if err != nil {
 		return nil, fmt.Errorf("p2p: start torrent client: %w", listenError(cfg.ListenAddr, err))
@@ -557,7 +560,7 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 	// paces piece data only: pacing its sockets would queue the agent's
 	// own requests behind the pieces it uploads (in-process N = 64 went
 	// from 1.19-1.23 to 1.43-1.46 times the floor).
-	if l := e.cfg.UploadLimit.Limiter(); l != nil && e.super == nil {
+	if l := e.cfg.UploadLimit.Limiter(); l != nil && e.cfg.Role != RoleSeeder {
 		cc.UploadRateLimiter = l
 		e.agentUpload = l
 		e.upLimit = l
@@ -616,7 +619,7 @@ func (e *Engine) boundIP() net.IP {
 // (which wraps its connections to super-seed and paces their writes), has
 // a download limit (paced on its sockets) or speaks mutual TLS.
 func (e *Engine) ownsSockets() bool {
-	return e.boundIP() != nil || e.super != nil || e.cfg.DownloadLimit > 0 || e.creds != nil
+	return e.boundIP() != nil || e.cfg.Role == RoleSeeder || e.cfg.DownloadLimit > 0 || e.creds != nil
 }
 
 // bindSockets gives the engine its own listener and dialer when
@@ -646,12 +649,12 @@ func (e *Engine) bindSockets() error {
 	e.listener = lis
 	dl := e.cfg.DownloadLimit.Limiter()
 	var ul *rate.Limiter // a seeder's upload limit (see clientConfig)
-	if e.super != nil {
+	if e.cfg.Role == RoleSeeder {
 		ul = e.cfg.UploadLimit.Limiter()
 		e.upLimit = ul
 	}
 	e.downLimit = dl
-	e.oneWay = e.super == nil && e.cfg.Location != ""
+	e.oneWay = e.cfg.Role != RoleSeeder && e.cfg.Location != ""
 	wrap := func(c net.Conn) net.Conn {
 		if e.super != nil {
 			c = e.super.wrap(c)
@@ -810,14 +813,12 @@ func (e *Engine) Seed(ctx context.Context, dgst digest.Digest, metaInfo []byte) 
 	close(ent.done)
 	e.blobs[dgst] = ent
 	e.mu.Unlock()
-	if e.super != nil {
+	if e.cfg.Role == RoleSeeder {
 		e.super.add(mi.HashInfoBytes(), info.NumPieces())
 	}
 	t, err := e.addTorrent(mi, ent.data, false)
 	if err != nil {
-		if e.super != nil {
-			e.super.remove(mi.HashInfoBytes())
-		}
+		e.super.remove(mi.HashInfoBytes())
 		e.remove(ent, err)
 		return err
 	}

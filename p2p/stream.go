@@ -327,6 +327,13 @@ func (e *Engine) streamDownload(ctx context.Context, ent *entry, ref blob.Ref, s
 		return fail(fmt.Errorf("p2p: download %s: %w", ref.Digest, err))
 	}
 	if hs == nil {
+		if ent.data.left() == 0 {
+			// Streamed whole while the others that asked waited for the
+			// metainfo: they all start empty, as from a seeder, and a
+			// node that told each of them it has every piece would be
+			// asked by all for the same pieces.
+			e.super.add(mi.HashInfoBytes(), info.NumPieces())
+		}
 		stop, err := e.joinSwarm(ent, ref, got.ans, mi, &info)
 		if err != nil {
 			return fail(err)

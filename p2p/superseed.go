@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -427,8 +428,17 @@ func isHaveMessage(id byte) bool {
 }
 
 // onHandshake joins the connection to its swarm, if the torrent the peer
-// asked for is super-seeded.
+// asked for is super-seeded and the peer is not a seeder. A seeder holds
+// the blob whole but, super-seeding it, tells this node of only a few
+// pieces: super-seeded in turn, it took every offer of an agent streamed
+// the blob whole as its first peer, never asked for them, and held the
+// offers' slots from the agents that connected next for their whole TTL
+// (TestStreamedAgentSuperSeeds).
 func (c *ssConn) onHandshake(hs []byte) {
+	if strings.HasPrefix(string(hs[48:68]), seederPeerIDPrefix) {
+		c.plain.Store(true)
+		return
+	}
 	var ih metainfo.Hash
 	copy(ih[:], hs[28:48])
 	c.ss.mu.Lock()

@@ -25,6 +25,7 @@ import (
 	"github.com/eagle-p2p/eagle/internal/origin"
 	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/p2p"
+	"github.com/eagle-p2p/eagle/seeder"
 	"github.com/eagle-p2p/eagle/storage"
 )
 
@@ -121,6 +122,7 @@ func benchSwarmNetns(ctx context.Context, o swarmOptions, stdout, stderr io.Writ
 		Dir: filepath.Join(dir, "cluster"), Seeders: o.seeders, AnnounceInterval: o.announce, Logger: log,
 		UploadLimit: o.cap, DownloadLimit: o.cap, SeederUploadLimit: o.seederCap, ListenHost: netnsBridgeAddr,
 		Insecure: o.insecure, PeerStore: o.peerStore,
+		SeederConfig: seeder.Config{StreamFanout: streamFanout(!o.cutThrough && !o.relay), StreamRelay: o.relay},
 	})
 	if err != nil {
 		return swarmFigures{}, fmt.Errorf("bench swarm -netns: start cluster: %w", err)

@@ -260,6 +260,10 @@ func otherLocations(dst []tracker.Peer, requester tracker.Peer, handed []tracker
 	return dst
 }
 
+// directQuickBytes is p2p's directQuick: the most bytes a direct transfer
+// may ask for without waiting for the swarm to form.
+const directQuickBytes = 1 << 20
+
 // TestLocationLeavesUpstreamWhenNotBorder: a node whose tracker names it
 // a border peer, then (on its next announce) says it is not, closes its
 // connection to the upstream peer it was handed and takes the rest of the
@@ -336,8 +340,11 @@ func TestLocationLeavesUpstreamWhenNotBorder(t *testing.T) {
 	// failed a bound from the answer with 1.9 MB sent after it, on a
 	// loaded machine (a slow trip of the answer, or a direct transfer
 	// from the upstream peer that went on, which now ends at its next
-	// piece; the run's logs were not kept).
-	if after := sent - sentClosed.Load(); after > size/8 {
+	// piece; the run's logs were not kept). A direct transfer of a
+	// download's last megabyte (directQuick) may be in the upstream
+	// peer's socket whole when the node withdraws: a CI run counted
+	// exactly 1 MiB sent after the close, none of it received.
+	if after := sent - sentClosed.Load(); after > size/8+directQuickBytes {
 		t.Errorf("the upstream peer sent %d bytes after the node closed its connection to it", after)
 	}
 	if st.BytesFromUpstream+st.BytesFromSeeders < size {

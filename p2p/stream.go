@@ -336,6 +336,7 @@ func (e *Engine) streamDownload(ctx context.Context, ent *entry, ref blob.Ref, s
 		}
 		stop, err := e.joinSwarm(ent, ref, got.ans, mi, &info)
 		if err != nil {
+			e.super.remove(mi.HashInfoBytes())
 			return fail(err)
 		}
 		defer stop()

@@ -763,7 +763,15 @@ func (me *PeerConn) deleteReadyPeerRequest(r Request) {
 func (c *PeerConn) servePeerRequest(r Request) {
 	defer func() {
 		// Prevent caller from stalling. It's either rejected or buffered.
-		panicif.True(MapContains(c.unreadPeerRequests, r))
+		//
+		// Eagle: or forgotten. A request can still be unread here: its
+		// torrent closed while its data was read (peerRequestDataReadFailed
+		// returns early), or a peer without the fast extension was already
+		// choked (useBestReject sends nothing). The check panicked and took
+		// the whole process down (a CI run, an engine closing while a peer
+		// was served); the request is dropped instead. (A buffered request
+		// is in readyPeerRequests, which this leaves alone.)
+		delete(c.unreadPeerRequests, r)
 	}()
 	if !c.waitForDataAlloc(r.Length.Int()) {
 		// Might have been removed while unlocked.

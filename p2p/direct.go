@@ -348,7 +348,7 @@ func lacksFew(t *torrent.Torrent, id [20]byte) bool {
 func downloadingPeer(t *torrent.Torrent, except [20]byte) (id string, has int, ok bool) {
 	n := t.NumPieces()
 	for _, pc := range t.PeerConns() {
-		if pc.PeerID == except || strings.HasPrefix(string(pc.PeerID[:]), seederPeerIDPrefix) {
+		if pc.PeerID == except || isSeederID(pc.PeerID[:]) {
 			continue
 		}
 		if c := pc.Stats().RemotePieceCount; c < n {

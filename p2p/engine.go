@@ -50,6 +50,10 @@ const (
 	seederPeerIDPrefix = "-ES0100-"
 )
 
+// isSeederID reports whether a peer ID (or a handshake's 20 bytes of it)
+// names an Eagle seeder.
+func isSeederID(id []byte) bool { return strings.HasPrefix(string(id), seederPeerIDPrefix) }
+
 // Peer connection defaults (see Config). A node talks to a few dozen peers
 // at most, like Kraken's 10 per torrent rather than BitTorrent's usual 50 to
 // 80: on a LAN a few sources fill a node's link, and every connection costs
@@ -590,7 +594,7 @@ func (e *Engine) clientConfig() *torrent.ClientConfig {
 	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, func(ev torrent.ReceivedUsefulDataEvent) {
 		n := int64(len(ev.Message.Piece))
 		pc, ok := ev.Peer.TryAsPeerConn()
-		if ok && strings.HasPrefix(string(pc.PeerID[:]), seederPeerIDPrefix) {
+		if ok && isSeederID(pc.PeerID[:]) {
 			e.fromSeeders.Add(n)
 		} else {
 			e.fromAgents.Add(n)
@@ -656,10 +660,7 @@ func (e *Engine) bindSockets() error {
 	e.downLimit = dl
 	e.oneWay = e.cfg.Role != RoleSeeder && e.cfg.Location != ""
 	wrap := func(c net.Conn) net.Conn {
-		if e.super != nil {
-			c = e.super.wrap(c)
-		}
-		c = limitConn(c, dl, ul)
+		c = limitConn(e.super.wrap(c), dl, ul)
 		if e.oneWay {
 			c = e.upstream.wrap(c)
 		}
@@ -970,9 +971,7 @@ func (e *Engine) drop(ent *entry) {
 	if ent.torrent() == nil {
 		return
 	}
-	if e.super != nil {
-		e.super.remove(ent.torrent().InfoHash())
-	}
+	e.super.remove(ent.torrent().InfoHash())
 	e.upstream.forget(ent.torrent().InfoHash())
 	ent.torrent().Drop()
 }
@@ -1010,9 +1009,7 @@ func (e *Engine) Stats() Stats {
 	s.BytesDirect = e.directDownloaded.Load()
 	s.BytesStreamed = e.streamed.Load()
 	s.BytesRelayed = e.relayed.Load()
-	if e.super != nil {
-		s.PeersSeededPlainly = e.super.opened.Load()
-	}
+	s.PeersSeededPlainly = e.super.opened.Load()
 	for _, t := range e.cl.Torrents() {
 		s.Peers += t.Stats().ActivePeers
 	}
@@ -1038,9 +1035,7 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 	e.wg.Wait()
 	errs := e.cl.Close()
-	if e.super != nil {
-		e.super.close()
-	}
+	e.super.close()
 	if e.directSrv != nil {
 		e.directSrv.close()
 	}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -335,7 +334,7 @@ func (c *oneWayConn) onHandshake(hs []byte) {
 // once, so a hidden offer would hold its slot and never be taken.
 func (c *oneWayConn) onPeerHandshake(hs []byte) {
 	up, m := c.decide(hs)
-	if up && m.active() && !strings.HasPrefix(string(hs[48:68]), seederPeerIDPrefix) {
+	if up && m.active() && !isSeederID(hs[48:68]) {
 		c.rmask = m
 	} else {
 		c.rother = true

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -435,7 +434,7 @@ func isHaveMessage(id byte) bool {
 // offers' slots from the agents that connected next for their whole TTL
 // (TestStreamedAgentSuperSeeds).
 func (c *ssConn) onHandshake(hs []byte) {
-	if strings.HasPrefix(string(hs[48:68]), seederPeerIDPrefix) {
+	if isSeederID(hs[48:68]) {
 		c.plain.Store(true)
 		return
 	}

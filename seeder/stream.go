@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
+	"io"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -436,7 +437,8 @@ func (s *Server) streamRest(ctx context.Context, req *seederpb.GetMetaInfoReques
 		// Up to the end of the piece, so that its hash follows its last
 		// byte.
 		n := min(int64(len(buf)), size-off, pl-off%pl)
-		if _, err := b.ReadAt(buf[:n], off); err != nil {
+		// ReadFull: a ReaderAt may return io.EOF with the last bytes.
+		if _, err := io.ReadFull(io.NewSectionReader(b, off, n), buf[:n]); err != nil {
 			return s.restFailed(ctx, req, err)
 		}
 		m := &seederpb.StreamBlobResponse{Part: &seederpb.StreamBlobResponse_Data{Data: buf[:n]}}
@@ -454,9 +456,8 @@ func (s *Server) streamRest(ctx context.Context, req *seederpb.GetMetaInfoReques
 }
 
 // restFailed logs why streamRest could not read the stored blob (or its
-// metainfo) and
-// returns the status the caller gets: Unavailable, on which it asks the
-// next seeder.
+// metainfo) and returns the status the caller gets: Unavailable, on which
+// it asks the next seeder.
 func (s *Server) restFailed(ctx context.Context, req *seederpb.GetMetaInfoRequest, err error) error {
 	if ctx.Err() != nil {
 		return status.FromContextError(ctx.Err()).Err()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -48,6 +49,37 @@ func (g *gate) Write(p []byte) (int, error) {
 	m, err := g.ResponseWriter.Write(p)
 	g.off += m
 	return n + m, err
+}
+
+// gatedStream is a cold blob's stream from a seeder with cut-through on,
+// behind a gateway that sends the first at bytes of the blob's GET and the
+// rest once open is called (the test's cleanup calls it too).
+type gatedStream struct {
+	ts   *testSeeder
+	gw   *gateway
+	stub seederpb.MetaInfoServiceClient
+	req  *seederpb.GetMetaInfoRequest
+	st   grpc.ServerStreamingClient[seederpb.StreamBlobResponse]
+	open func()
+}
+
+func startGatedStream(t *testing.T, d digest.Digest, at int) *gatedStream {
+	t.Helper()
+	release := make(chan struct{})
+	var once sync.Once
+	g := &gatedStream{open: func() { once.Do(func() { close(release) }) }}
+	t.Cleanup(g.open)
+	g.gw = startGateway(t, getsOnly(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		next.ServeHTTP(&gate{ResponseWriter: w, at: at, release: release}, r)
+	}))
+	g.ts = startSeeder(t, Config{StreamFanout: 1}, nil)
+	g.stub = g.ts.dial(t)
+	g.req = request(g.gw.URL, testRepo(t), d)
+	var err error
+	if g.st, err = g.stub.StreamBlob(t.Context(), g.req); err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
 
 // recvUntil reads parts of st into blob (data) and hashes until want
@@ -94,22 +126,10 @@ func TestStreamBlobCutThrough(t *testing.T) {
 	layer := pushImage(t, 60, size)[0]
 	pieceLen := p2p.PieceLength(size)
 	at := int(4*pieceLen + 100)
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	open := func() { releaseOnce.Do(func() { close(release) }) }
-	defer open()
-	gw := startGateway(t, getsOnly(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		next.ServeHTTP(&gate{ResponseWriter: w, at: at, release: release}, r)
-	}))
-	ts := startSeeder(t, Config{StreamFanout: 1}, nil)
-	stub := ts.dial(t)
-	req := request(gw.URL, testRepo(t), layer.Digest)
+	g := startGatedStream(t, layer.Digest, at)
+	ts, gw, stub, req, st, open := g.ts, g.gw, g.stub, g.req, g.st, g.open
 	ctx := t.Context()
 
-	st, err := stub.StreamBlob(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
 	first, err := st.Recv()
 	if err != nil {
 		t.Fatalf("first part: %v", err)
@@ -244,22 +264,10 @@ func TestStreamBlobBehindTheOrigin(t *testing.T) {
 				seed = 63
 			}
 			layer := pushImage(t, seed, size)[0]
-			release := make(chan struct{})
-			var releaseOnce sync.Once
-			open := func() { releaseOnce.Do(func() { close(release) }) }
-			defer open()
-			gw := startGateway(t, getsOnly(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-				next.ServeHTTP(&gate{ResponseWriter: w, at: int(pieceLen), release: release}, r)
-			}))
-			ts := startSeeder(t, Config{StreamFanout: 1}, nil)
-			stub := ts.dial(t)
-			req := request(gw.URL, testRepo(t), layer.Digest)
+			g := startGatedStream(t, layer.Digest, int(pieceLen))
+			ts, gw, stub, req, st, open := g.ts, g.gw, g.stub, g.req, g.st, g.open
 			ctx := t.Context()
 
-			st, err := stub.StreamBlob(ctx, req)
-			if err != nil {
-				t.Fatal(err)
-			}
 			if m, err := st.Recv(); err != nil || m.GetHeader() == nil {
 				t.Fatalf("first part: %v, %v; want the header", m, err)
 			}

@@ -329,12 +329,14 @@ func (c *oneWayConn) onHandshake(hs []byte) {
 }
 
 // onPeerHandshake is the handshake the peer sends; called with rmu held.
-// A seeder's pieces are never hidden: it super-seeds (superseed.go),
-// offering each peer a piece or two at a time and each piece to a peer
-// once, so a hidden offer would hold its slot and never be taken.
+// The pieces of a peer that super-seeds (superseed.go: a seeder, or an
+// agent streamed the blob whole) are never hidden: it offers each peer a
+// piece or two at a time and each piece to a peer once, so a hidden offer
+// would hold its slot and never be taken. A super-seeding agent says so
+// in its handshake (superSeeds); a seeder's peer ID says it.
 func (c *oneWayConn) onPeerHandshake(hs []byte) {
 	up, m := c.decide(hs)
-	if up && m.active() && !isSeederID(hs[48:68]) {
+	if up && m.active() && !isSeederID(hs[48:68]) && !superSeeds(hs) {
 		c.rmask = m
 	} else {
 		c.rother = true

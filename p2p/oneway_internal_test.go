@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -97,18 +98,28 @@ func TestOneWayConnHidesPiecesOutsideTheShare(t *testing.T) {
 		wireMessage(msgBitfield, share),
 		wireMessage(msgUnchoke, nil),
 	}
+	superHS := testHandshake(upIH, true)
+	superHS[superSeedByte] |= superSeedBit
 	for _, tc := range []struct {
 		name string
 		ih   metainfo.Hash
+		hs   []byte // the peer's handshake (nil: testHandshake of ih)
 		want [][]byte
 	}{
-		{"share", upIH, masked},
-		{"no share", plainIH, in},
+		{"share", upIH, nil, masked},
+		{"no share", plainIH, nil, in},
+		// A peer that super-seeds offers each piece to one peer: what it
+		// offers is taken, share or not.
+		{"share, super-seeding peer", upIH, superHS, in},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			near, far := loopbackPair(t)
 			r := up.wrap(near)
-			stream := append(testHandshake(tc.ih, true), bytes.Join(in, nil)...)
+			hs := tc.hs
+			if hs == nil {
+				hs = testHandshake(tc.ih, true)
+			}
+			stream := append(slices.Clone(hs), bytes.Join(in, nil)...)
 			go func() {
 				for len(stream) > 0 { // in odd pieces, as a stream may come
 					n := min(len(stream), 29)
@@ -123,7 +134,7 @@ func TestOneWayConnHidesPiecesOutsideTheShare(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := append(testHandshake(tc.ih, true), bytes.Join(tc.want, nil)...)
+			want := append(slices.Clone(hs), bytes.Join(tc.want, nil)...)
 			if !bytes.Equal(got, want) {
 				i := 0
 				for i < min(len(got), len(want)) && got[i] == want[i] {

@@ -25,6 +25,12 @@ import (
 // that each piece leaves the seeder about once and quickly, and the peers
 // trade it among themselves. anacrolix itself is unchanged: it serves any
 // piece a peer asks for, and peers only ask for pieces they were told of.
+//
+// A super-seeded connection says so in its handshake (superSeedBit): a
+// border peer that takes only its share of the pieces from another
+// location (oneway.go) must not hide such a peer's offers, which are made
+// to it alone; hidden, they were taken by nobody, and the location's
+// download stalled until a border peer gave up its share.
 
 const (
 	// superSeedSlots is how many offers may be outstanding in one swarm:
@@ -72,6 +78,20 @@ const (
 	// well before: offers are few, the other peers' copies many.
 	isolationDelay = 2 * time.Second
 )
+
+// superSeedBit is the bit of the handshake's reserved bytes (byte 3, 0x01:
+// bit 32 as BEP 4 counts them, which it leaves unassigned) by which a node
+// tells its peer that it super-seeds the connection's torrent.
+const (
+	superSeedByte = 20 + 3 // in the 68-byte handshake
+	superSeedBit  = 0x01
+)
+
+// superSeeds reports whether a handshake says its sender super-seeds the
+// torrent (see superSeedBit).
+func superSeeds(hs []byte) bool {
+	return len(hs) > superSeedByte && hs[superSeedByte]&superSeedBit != 0
+}
 
 // superSeeder keeps the super-seeding state of one engine's swarms.
 type superSeeder struct {
@@ -405,10 +425,17 @@ type ssConn struct {
 	// super-seeded: from then on Write passes bytes straight through.
 	plain atomic.Bool
 
+	// hsOut holds this node's handshake, guarded by wmu, until its info
+	// hash is written: its reserved bytes come before the info hash and
+	// carry superSeedBit. hsSent is set once it went out.
+	hsOut  []byte
+	hsSent bool
+
 	// Guarded by ss.mu.
-	swarm *ssSwarm
-	peer  *ssPeer
-	done  bool
+	swarm   *ssSwarm
+	peer    *ssPeer
+	done    bool
+	decided bool // whether to super-seed, at the first handshake either way
 }
 
 func (s *superSeeder) wrap(c net.Conn) net.Conn {
@@ -434,19 +461,66 @@ func isHaveMessage(id byte) bool {
 // offers' slots from the agents that connected next for their whole TTL
 // (TestStreamedAgentSuperSeeds).
 func (c *ssConn) onHandshake(hs []byte) {
-	if isSeederID(hs[48:68]) {
-		c.plain.Store(true)
-		return
-	}
 	var ih metainfo.Hash
 	copy(ih[:], hs[28:48])
 	c.ss.mu.Lock()
 	defer c.ss.mu.Unlock()
-	if sw, ok := c.ss.swarms[ih]; ok && !c.done {
-		c.swarm, c.peer = sw, sw.join(c)
+	if isSeederID(hs[48:68]) {
+		// Joined when this node's handshake went out first (it dialed).
+		if sw := c.swarm; sw != nil {
+			sw.leave(c)
+			c.swarm, c.peer = nil, nil
+			sw.fill(time.Now(), offer)
+		}
+		c.decided = true
+		c.plain.Store(true)
 		return
 	}
-	c.plain.Store(true)
+	if !c.decide(ih) {
+		c.plain.Store(true)
+	}
+}
+
+// decide joins the connection to the swarm of the torrent ih if it is
+// super-seeded, once, at the first handshake either way: the peer's
+// (this node was dialed) or this node's (it dialed), so that what this
+// node's handshake says (superSeedBit) and what it does agree. It reports
+// whether the connection is super-seeded. Called with ss.mu held.
+func (c *ssConn) decide(ih metainfo.Hash) bool {
+	if !c.decided {
+		c.decided = true
+		if sw, ok := c.ss.swarms[ih]; ok && !c.done {
+			c.swarm, c.peer = sw, sw.join(c)
+		}
+	}
+	return c.swarm != nil
+}
+
+// holdHandshake takes the start of this node's handshake from b until its
+// info hash is complete, then sets superSeedBit in it if the connection is
+// super-seeded. It returns what to write of b now (nil while it holds
+// bytes back). Called with wmu held.
+func (c *ssConn) holdHandshake(b []byte) []byte {
+	const through = 48 // protocol, reserved bytes, info hash
+	n := min(len(b), through-len(c.hsOut))
+	c.hsOut = append(c.hsOut, b[:n]...)
+	m := min(len(c.hsOut), len(wireProtocol))
+	if string(c.hsOut[:m]) == wireProtocol[:m] && len(c.hsOut) < through {
+		return nil
+	}
+	c.hsSent = true
+	if len(c.hsOut) == through && string(c.hsOut[:len(wireProtocol)]) == wireProtocol {
+		var ih metainfo.Hash
+		copy(ih[:], c.hsOut[28:48])
+		c.ss.mu.Lock()
+		if c.decide(ih) {
+			c.hsOut[superSeedByte] |= superSeedBit
+		}
+		c.ss.mu.Unlock()
+	}
+	out := append(c.hsOut, b[n:]...)
+	c.hsOut = nil
+	return out
 }
 
 // Read passes the peer's bytes on unchanged, noting the pieces it has.
@@ -520,8 +594,17 @@ func (c *ssConn) onOutbound(byte, []byte) []byte {
 func (c *ssConn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	n := len(b)
+	if !c.hsSent {
+		if b = c.holdHandshake(b); b == nil {
+			return n, nil
+		}
+	}
 	if c.plain.Load() {
-		return c.Conn.Write(b)
+		if _, err := c.Conn.Write(b); err != nil {
+			return 0, err
+		}
+		return n, nil
 	}
 	c.outBuf = c.outBuf[:0]
 	c.out.scan(b, func(raw []byte) {
@@ -533,7 +616,7 @@ func (c *ssConn) Write(b []byte) (int, error) {
 	if _, err := c.Conn.Write(c.outBuf); err != nil {
 		return 0, err
 	}
-	return len(b), nil
+	return n, nil
 }
 
 // queue adds an offer to send at the next message boundary: with the next

@@ -429,6 +429,9 @@ func TestSuperSeedConnRewritesTheSeedersBitfield(t *testing.T) {
 	if _, err := io.ReadFull(peer, hs); err != nil {
 		t.Fatal(err)
 	}
+	if !superSeeds(hs) {
+		t.Error("the seeder's handshake does not say it super-seeds")
+	}
 	id, bf := readMessage(t, peer)
 	if id != msgBitfield || len(bf) != (pieces+7)/8 {
 		t.Fatalf("peer got message %d of %d bytes, want a Bitfield of %d bytes", id, len(bf), (pieces+7)/8)
@@ -526,5 +529,101 @@ func TestSuperSeedOffersMoreWhenOffersGoStale(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < superSeedOfferTTL-100*time.Millisecond {
 		t.Errorf("a new offer came after %v, before the old ones were stale", waited)
+	}
+}
+
+// TestSuperSeedConnSaysSoInItsHandshake: a node's handshake carries
+// superSeedBit exactly when it super-seeds the connection's torrent to that
+// peer, whichever side spoke first, however anacrolix cuts its writes (it
+// writes the protocol and the reserved bytes before it knows the torrent of
+// a connection it was dialed on), and the rest of the stream is unchanged.
+func TestSuperSeedConnSaysSoInItsHandshake(t *testing.T) {
+	seeded, other := metainfo.Hash{7}, metainfo.Hash{8}
+	seederHS := testHandshake(seeded, true)
+	copy(seederHS[48:], seederPeerIDPrefix)
+	for _, tc := range []struct {
+		name   string
+		dialed bool // this node writes its handshake first
+		ih     metainfo.Hash
+		peerHS []byte // the peer's handshake (nil: testHandshake of ih)
+		want   bool
+		joined bool
+	}{
+		{"dialed, super-seeded", true, seeded, nil, true, true},
+		{"was dialed, super-seeded", false, seeded, nil, true, true},
+		{"dialed, another torrent", true, other, nil, false, false},
+		{"was dialed, another torrent", false, other, nil, false, false},
+		// It dialed a seeder: its handshake went out first, saying it
+		// super-seeds, but a seeder is passed plainly.
+		{"dialed a seeder", true, seeded, seederHS, true, false},
+		{"was dialed by a seeder", false, seeded, seederHS, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ss := newSuperSeeder()
+			defer ss.close()
+			ss.add(seeded, 16)
+			peer, raw := loopbackPair(t)
+			c := ss.wrap(raw)
+			defer c.Close()
+			peerHS := tc.peerHS
+			if peerHS == nil {
+				peerHS = testHandshake(tc.ih, true)
+			}
+			own := append(testHandshake(tc.ih, true), wireMessage(msgHaveAll, nil)...)
+			write := func(parts ...[]byte) {
+				t.Helper()
+				for _, p := range parts {
+					if _, err := c.Write(p); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			readPeer := func() {
+				t.Helper()
+				go peer.Write(peerHS)
+				if _, err := io.ReadFull(c, make([]byte, handshakeLen)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// As anacrolix writes: protocol, reserved bytes, info hash,
+			// peer ID, each in a Write of its own.
+			if tc.dialed {
+				write(own[:20], own[20:28], own[28:48], own[48:68])
+				readPeer()
+			} else {
+				write(own[:20], own[20:28])
+				readPeer()
+				write(own[28:48], own[48:68])
+			}
+			write(own[68:])
+			peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+			hs := make([]byte, handshakeLen)
+			if _, err := io.ReadFull(peer, hs); err != nil {
+				t.Fatal(err)
+			}
+			if got := superSeeds(hs); got != tc.want {
+				t.Errorf("handshake says it super-seeds: %v, want %v", got, tc.want)
+			}
+			if hs[superSeedByte] &^= superSeedBit; !bytes.Equal(hs, own[:handshakeLen]) {
+				t.Errorf("handshake %x, want %x with the bit as above", hs, own[:handshakeLen])
+			}
+			id, _ := readMessage(t, peer)
+			if want := byte(msgHaveAll); tc.joined {
+				if id != msgBitfield {
+					t.Errorf("opening message %d, want a Bitfield (super-seeded)", id)
+				}
+			} else if id != want {
+				t.Errorf("opening message %d, want HaveAll (passed plainly)", id)
+			}
+			ss.mu.Lock()
+			n := 0
+			if sw := ss.swarms[seeded]; sw != nil {
+				n = len(sw.peers)
+			}
+			ss.mu.Unlock()
+			if joined := n == 1; joined != tc.joined {
+				t.Errorf("connection in the swarm: %v, want %v", joined, tc.joined)
+			}
+		})
 	}
 }

@@ -89,7 +89,8 @@ type Config struct {
 	// still says yes. Zero means DefaultStaleTTL; negative: never past
 	// TTL. The entries count against CacheSize.
 	StaleTTL time.Duration
-	// Logger receives a warning each time a stale yes is used. Nil:
+	// Logger receives a warning each time a stale yes is used, and when
+	// the origin takes more than 2 s to answer a check. Nil:
 	// discarded.
 	Logger *slog.Logger
 	// Trusted reports whether an upstream (a base URL,
@@ -245,6 +246,10 @@ func (a *Authorizer) Forget(upstream, repository string, dgst digest.Digest) {
 	}
 }
 
+// slowAnswer is how long the origin may take to answer a check before the
+// wait is logged as a warning.
+const slowAnswer = 2 * time.Second
+
 // check asks the origin, then Vouch for an upstream that is not trusted.
 func (a *Authorizer) check(ref blob.Ref) error {
 	a.mu.Lock()
@@ -258,7 +263,15 @@ func (a *Authorizer) check(ref blob.Ref) error {
 
 	ctx, cancel := context.WithTimeout(a.base, a.cfg.Timeout)
 	defer cancel()
-	if err := a.head(ctx, ref); err != nil {
+	start := time.Now()
+	err := a.head(ctx, ref)
+	if took := time.Since(start); took > slowAnswer {
+		// Every pull of the blob waits for this answer.
+		a.cfg.Logger.Warn("origin slow to answer whether a client may read a blob",
+			"upstream", ref.Upstream, "repository", ref.Repository, "digest", string(ref.Digest),
+			"took", took.Round(time.Millisecond), "error", err)
+	}
+	if err != nil {
 		return err
 	}
 	if a.cfg.Trusted == nil || a.cfg.Trusted(ref.Upstream) {

@@ -1,12 +1,14 @@
 package auth_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -853,4 +855,56 @@ func TestAuthorizeTokenRegistry(t *testing.T) {
 	if !errors.As(err, &oe) || oe.StatusCode != http.StatusUnauthorized || !strings.Contains(oe.WWWAuthenticate, "Bearer") || !strings.Contains(oe.WWWAuthenticate, ts.Realm) {
 		t.Fatalf("team-b with a team-a token: %v (%+v), want the registry's 401 Bearer challenge", err, oe)
 	}
+}
+
+// An origin that takes more than 2 s to answer a check is named in a
+// warning, with how long it took: every pull of the blob waited for it.
+// A prompt answer logs nothing.
+func TestAuthorizeWarnsOfASlowOrigin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits 2 s for a slow origin")
+	}
+	slow := atomic.Bool{}
+	reg := newRegistry(t, func(w http.ResponseWriter, _ *http.Request) {
+		if slow.Load() {
+			time.Sleep(2100 * time.Millisecond)
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	var logs syncBuffer
+	a := newAuthorizer(t, auth.Config{TTL: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ref := blob.Ref{Upstream: reg.URL, Repository: "team/app", Digest: dgstA}
+	if err := a.Authorize(t.Context(), ref); err != nil {
+		t.Fatal(err)
+	}
+	if s := logs.String(); s != "" {
+		t.Errorf("a prompt answer logged %q", s)
+	}
+	slow.Store(true)
+	ref.Digest = dgstB
+	if err := a.Authorize(t.Context(), ref); err != nil {
+		t.Fatal(err)
+	}
+	s := logs.String()
+	if !strings.Contains(s, "level=WARN") || !strings.Contains(s, "origin slow to answer") || !strings.Contains(s, "took=2.") || !strings.Contains(s, string(dgstB)) {
+		t.Errorf("after a 2.1 s answer the log holds %q, want a warning naming the digest and the time", s)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -99,6 +99,11 @@ func newOriginTransport(timeout time.Duration, guard *netguard.Guard, roots *x50
 	return t
 }
 
+// slowStart is how long after its first caller asked an origin fetch may
+// start before the delay is logged as a warning: the authorization check
+// and the wait for a fetch slot come first.
+const slowStart = 2 * time.Second
+
 // acquire takes a fetch slot for caller: one of its own (at most
 // MaxFetchesPerCaller), then one of the server's. The returned func gives
 // both back.
@@ -146,11 +151,20 @@ type callerSlots struct {
 // one pass; nothing is committed unless it matches the digest. Cache space
 // is reserved as bytes arrive, never from what the origin declares.
 func (s *Server) fromOrigin(ctx context.Context, r blobRequest, caller string, t *tap) (entry, error) {
+	slotAsked := time.Now()
 	release, err := s.acquire(ctx, caller)
 	if err != nil {
 		return entry{}, err
 	}
 	defer release()
+	if !r.asked.IsZero() {
+		if late := time.Since(r.asked); late > slowStart {
+			// Every caller of the blob waits for this fetch.
+			s.log.WarnContext(ctx, "origin fetch started late",
+				"digest", r.digest, "upstream", r.upstream.Host, "after", late.Round(time.Millisecond),
+				"slot_wait", time.Since(slotAsked).Round(time.Millisecond))
+		}
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
@@ -28,6 +29,8 @@ type blobRequest struct {
 	repository    string
 	digest        digest.Digest
 	authorization string
+	// asked is when the caller's request arrived (zero: unknown).
+	asked time.Time
 }
 
 // blobURL is where the origin serves the blob.

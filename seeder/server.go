@@ -357,6 +357,7 @@ func (s *Server) answer(ctx context.Context, req *seederpb.GetMetaInfoRequest, c
 	if err != nil {
 		return entry{}, status.Error(codes.InvalidArgument, err.Error())
 	}
+	r.asked = time.Now()
 	trusted := allowed(s.cfg.AllowedUpstreams, r.upstream.Host, r.upstream.Hostname())
 	if !trusted && !s.cfg.AllowAnyUpstream {
 		return entry{}, status.Errorf(codes.PermissionDenied,

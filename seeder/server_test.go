@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -554,4 +555,70 @@ func waitWaiters(t *testing.T, s *Server, key string, n int) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// An origin fetch that waits for a fetch slot more than 2 s after its
+// caller asked is named in a warning, with the wait: every caller of that
+// blob waits too. One that starts at once logs nothing of the kind.
+func TestLateFetchWarns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("holds a fetch slot for 2 s")
+	}
+	layers := pushImage(t, 31, 64<<10, 64<<10)
+	arrived := make(chan struct{}, 2)
+	release := make(chan struct{})
+	gw := startGateway(t, getsOnly(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		arrived <- struct{}{}
+		if strings.HasSuffix(r.URL.Path, layers[0].Digest.String()) {
+			<-release
+		}
+		next.ServeHTTP(w, r)
+	}))
+	var logs syncBuffer
+	ts := startSeeder(t, Config{MaxConcurrentFetches: 1, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil)
+	stub := ts.dial(t)
+	repo := testRepo(t)
+	first := make(chan error, 1)
+	go func() {
+		_, err := stub.GetMetaInfo(t.Context(), request(gw.URL, repo, layers[0].Digest))
+		first <- err
+	}()
+	<-arrived
+	if strings.Contains(logs.String(), "started late") {
+		t.Errorf("a fetch that started at once logged %q", logs.String())
+	}
+	second := make(chan error, 1)
+	go func() {
+		_, err := stub.GetMetaInfo(t.Context(), request(gw.URL, repo, layers[1].Digest))
+		second <- err
+	}()
+	time.Sleep(2100 * time.Millisecond)
+	close(release)
+	for _, ch := range []chan error{first, second} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := logs.String()
+	if !strings.Contains(s, `level=WARN msg="origin fetch started late" digest=`+layers[1].Digest.String()) || !strings.Contains(s, "slot_wait=2.") {
+		t.Errorf("log %q: want a warning that the second blob's fetch started late, after a 2.x s wait for its slot", s)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -24,6 +24,9 @@ const (
 	DefaultMetaInfoCacheSize    = 10000
 	DefaultAuthCacheTTL         = auth.DefaultTTL
 	DefaultAuthTimeout          = auth.DefaultTimeout
+	// DefaultStreamFanout is Config.StreamFanout's default: cut-through
+	// to the first caller of each origin fetch.
+	DefaultStreamFanout = 1
 )
 
 // ErrInvalidConfig reports a Config that Validate rejected.
@@ -108,18 +111,16 @@ type Config struct {
 	// from the peer-wire limits. Default 0: unlimited.
 	OriginLimit p2p.Rate `yaml:"origin_limit"`
 
-	// StreamFanout turns cut-through on: how many agents one origin
-	// fetch streams to as its bytes arrive (StreamBlob), the first that
-	// ask before the first byte. They serve the blob to their runtimes at
-	// the origin's pace instead of waiting for the whole fetch; everyone
-	// else waits for the metainfo and takes the blob from the swarm (or,
-	// with StreamRelay, from the agent before it). Each stream is paced by
-	// the seeder's upload limit and holds up to 32 MiB queued: raise the
+	// StreamFanout is cut-through: how many agents one origin fetch
+	// streams to as its bytes arrive (StreamBlob), the first that ask
+	// before the first byte. They serve the blob to their runtimes at the
+	// origin's pace instead of waiting for the whole fetch; everyone else
+	// waits for the metainfo and takes the blob from the swarm (or, with
+	// StreamRelay, from the agent before it). Each stream is paced by the
+	// seeder's upload limit and holds up to 32 MiB queued: raise the
 	// fan-out only as far as the seeder's uplink carries that many times
-	// an origin fetch. Default 0: off. It is off by default because with
-	// it on, in one CI run, the streamed agent's super-seeding upset the
-	// share of the pieces each border peer of a location imports (see
-	// README).
+	// an origin fetch. Zero means DefaultStreamFanout (1); negative turns
+	// cut-through off (a cold pull waits for the whole origin fetch).
 	StreamFanout int `yaml:"stream_fanout"`
 
 	// StreamRelay chains the agents that ask for a cold blob after the
@@ -179,7 +180,7 @@ func (c Config) Validate() error {
 	for _, n := range []struct {
 		key string
 		v   int
-	}{{"max_concurrent_fetches", c.MaxConcurrentFetches}, {"max_fetches_per_caller", c.MaxFetchesPerCaller}, {"metainfo_cache_size", c.MetaInfoCacheSize}, {"stream_fanout", c.StreamFanout}} {
+	}{{"max_concurrent_fetches", c.MaxConcurrentFetches}, {"max_fetches_per_caller", c.MaxFetchesPerCaller}, {"metainfo_cache_size", c.MetaInfoCacheSize}} {
 		if n.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d is negative", n.key, n.v))
 		}
@@ -216,6 +217,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MetaInfoCacheSize == 0 {
 		c.MetaInfoCacheSize = DefaultMetaInfoCacheSize
+	}
+	if c.StreamFanout == 0 {
+		c.StreamFanout = DefaultStreamFanout
 	}
 	return c
 }

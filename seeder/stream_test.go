@@ -328,3 +328,30 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// Cut-through is on by default (DefaultStreamFanout) and off with a
+// negative stream_fanout: then a cold blob's caller gets the answer alone,
+// once the whole fetch is done.
+func TestStreamFanoutDefaultAndOff(t *testing.T) {
+	if got := (Config{}).WithDefaults().StreamFanout; got != 1 {
+		t.Errorf("default stream_fanout %d, want 1", got)
+	}
+	off := Config{StreamFanout: -1, AllowedUpstreams: []string{"127.0.0.1"}}
+	if err := off.Validate(); err != nil {
+		t.Errorf("stream_fanout -1: %v, want valid (off)", err)
+	}
+	layer := pushImage(t, 64, 1<<20)[0]
+	ts := startSeeder(t, off, nil)
+	st, err := ts.dial(t).StreamBlob(t.Context(), request(testOrigin.URL, testRepo(t), layer.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.Recv()
+	if err != nil || m.GetDone() == nil {
+		t.Fatalf("cold blob with stream_fanout -1: first part %T, %v; want the answer alone", m.GetPart(), err)
+	}
+	checkMetaInfo(t, ts.store, layer, m.GetDone().GetMetainfo())
+	if s := ts.srv.Stats(); s.StreamedBytes != 0 {
+		t.Errorf("streamed %d bytes with cut-through off", s.StreamedBytes)
+	}
+}

@@ -31,10 +31,10 @@ type coldOptions struct {
 }
 
 // streamFanout is the seeders' stream_fanout for a benchmark: 1 (cut-through
-// on) unless it is off.
+// on, the product's default) unless it is off (-1).
 func streamFanout(off bool) int {
 	if off {
-		return 0
+		return -1
 	}
 	return 1
 }
@@ -49,7 +49,7 @@ func runBenchCold(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.Var(&o.size, "size", "blob size (L), e.g. 128MiB")
 	fs.Var(&o.cap, "cap", "the origin's uplink and every node's cap up and down (C), e.g. 16MiB/s")
 	fs.BoolVar(&o.insecure, "insecure", false, "run the internal planes (seeder gRPC, peer wire, tracker) in plaintext instead of mutual TLS")
-	fs.BoolVar(&o.disableCutThrough, "disable-cut-through", false, "make the agents wait for the seeder's whole origin fetch instead of taking the bytes as they arrive (by default the seeders stream to one agent, seeder.stream_fanout: 1)")
+	fs.BoolVar(&o.disableCutThrough, "disable-cut-through", false, "make the agents wait for the seeder's whole origin fetch instead of taking the bytes as they arrive (seeder.stream_fanout: -1; by default the seeders stream to one agent, as the product's default seeder.stream_fanout: 1 does)")
 	fs.BoolVar(&o.relay, "relay", false, "chain the agents that ask after the streamed one, each relaying to the next (seeder.stream_relay)")
 	fs.BoolVar(&o.verbose, "v", false, "log every component to stderr")
 	timeout := fs.Duration("timeout", 20*time.Minute, "give up after this long")

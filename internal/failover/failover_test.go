@@ -231,36 +231,38 @@ func TestFailoverLinkCut(t *testing.T) {
 //
 // SeedersReachable: a seeder hands out its own peer address with the
 // metainfo, so the pulls still complete, through the seeders, and the
-// origin serves one copy.
+// origin serves one copy. The first agent is streamed the blob's first
+// bytes (cut-through, the default) and, behind the fast origin, joins the
+// swarm with them; knowing only the seeder, it must be served as any
+// agent the seeder alone serves, not super-seeded as one that trades (it
+// once waited 15 s for the piece its reader needed, and its pull was
+// cut).
 //
-// SeedersReachableStreamed: the same with cut-through on
-// (seeder.stream_fanout: 1). The first agent is streamed the blob's first
-// bytes and, behind the fast origin, joins the swarm with them; knowing
-// only the seeder, it must be served as any agent the seeder alone
-// serves, not super-seeded as one that trades (it once waited 15 s for
-// the piece its reader needed, and its pull was cut).
+// SeedersReachableStoreAndForward: the same with cut-through off
+// (seeder.stream_fanout: -1).
 //
 // NothingReachable: the seeders' peer wire also listens on an address no
 // agent has a route to (on their namespaces' loopback, outside the lab's
-// network: the seeders run, answer metainfo and hand out that address).
-// The swarm cannot deliver: a blob GET gets 503 within
+// network: the seeders run, answer metainfo and hand out that address),
+// and cut-through is off (seeder.stream_fanout: -1). The swarm cannot
+// deliver: a blob GET gets 503 within
 // first_byte_timeout (2 s) of the download's start, and a real
 // containerd, with the agent as its mirror in hosts.toml, falls back to
 // the origin and pulls the image from there — by design the origin then
 // serves the layer twice (once to the seeder, once to containerd).
 //
-// NothingReachableStreamed: the same with cut-through on
-// (seeder.stream_fanout: 1). The lone agent is streamed the cold blob by
+// NothingReachableStreamed: the same with cut-through on (the default).
+// The lone agent is streamed the cold blob by
 // the seeder as the origin sends it and, fallen behind the fast origin
 // and the fetch's only caller, the rest from the seeder's stored copy on
 // the same stream: its pull completes without the peer wire, and the
 // origin serves one copy.
 func TestFailoverWrongTrackerURL(t *testing.T) {
 	require(t)
-	for _, streamed := range []bool{false, true} {
+	for _, streamed := range []bool{true, false} {
 		name, seederYAML := "SeedersReachable", ""
-		if streamed {
-			name, seederYAML = "SeedersReachableStreamed", streamedSeeder
+		if !streamed {
+			name, seederYAML = "SeedersReachableStoreAndForward", storeAndForwardSeeder
 		}
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -291,7 +293,8 @@ func TestFailoverWrongTrackerURL(t *testing.T) {
 		defer cancel()
 		const firstByte = 2 * time.Second
 		c := newCluster(t, options{trackers: 1, agents: 1, agentTrackers: []string{wrongTrackerURL},
-			agentProxy: "first_byte_timeout: " + firstByte.String() + "\n", seederPeerUnroutable: true})
+			agentProxy: "first_byte_timeout: " + firstByte.String() + "\n", seederPeerUnroutable: true,
+			seederYAML: storeAndForwardSeeder})
 		a := c.agents[0]
 		img := c.push(ctx, "failover/nothing-reachable", 3, layerSize)
 		c.origin.ResetCounts()
@@ -333,8 +336,7 @@ func TestFailoverWrongTrackerURL(t *testing.T) {
 	t.Run("NothingReachableStreamed", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 		defer cancel()
-		c := newCluster(t, options{trackers: 1, agents: 1, agentTrackers: []string{wrongTrackerURL}, seederPeerUnroutable: true,
-			seederYAML: streamedSeeder})
+		c := newCluster(t, options{trackers: 1, agents: 1, agentTrackers: []string{wrongTrackerURL}, seederPeerUnroutable: true})
 		a := c.agents[0]
 		img := c.push(ctx, "failover/nothing-reachable-streamed", 3, layerSize)
 		c.origin.ResetCounts()
@@ -354,9 +356,9 @@ func TestFailoverWrongTrackerURL(t *testing.T) {
 	})
 }
 
-// streamedSeeder is a seeder's YAML with cut-through on: it streams a
-// cold blob to the first agent that asks as the origin sends it.
-const streamedSeeder = "seeder:\n  stream_fanout: 1\n"
+// storeAndForwardSeeder is a seeder's YAML with cut-through off: a cold
+// blob's callers wait for the whole origin fetch.
+const storeAndForwardSeeder = "seeder:\n  stream_fanout: -1\n"
 
 // wrongTrackerURL is a tracker URL nothing answers: a closed port of the
 // lab's bridge address, 10.234.0.1 (connections are refused at once).

@@ -1,7 +1,6 @@
 package auth_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/eagle-p2p/eagle/auth"
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/logbuf"
 	"github.com/eagle-p2p/eagle/internal/origin"
 )
 
@@ -871,7 +871,7 @@ func TestAuthorizeWarnsOfASlowOrigin(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	a := newAuthorizer(t, auth.Config{TTL: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ref := blob.Ref{Upstream: reg.URL, Repository: "team/app", Digest: dgstA}
 	if err := a.Authorize(t.Context(), ref); err != nil {
@@ -889,22 +889,4 @@ func TestAuthorizeWarnsOfASlowOrigin(t *testing.T) {
 	if !strings.Contains(s, "level=WARN") || !strings.Contains(s, "origin slow to answer") || !strings.Contains(s, "took=2.") || !strings.Contains(s, string(dgstB)) {
 		t.Errorf("after a 2.1 s answer the log holds %q, want a warning naming the digest and the time", s)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -9,12 +9,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eagle-p2p/eagle/internal/logbuf"
 )
 
 func TestRotation(t *testing.T) {
 	ca1 := newTestCA(t, "ca-1")
 	dir := t.TempDir()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	serverCfg, err := ca1.WriteMember(dir, "seeder-0")
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/eagle-p2p/eagle/internal/logbuf"
 	"github.com/eagle-p2p/eagle/internal/testenv"
 )
 
@@ -80,7 +81,7 @@ func TestMiddleware(t *testing.T) {
 	t.Cleanup(gateSrv.Close)
 	up := &upstreamCounter{rt: &http.Transport{}}
 	t.Cleanup(up.rt.CloseIdleConnections)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	metrics := prometheus.NewRegistry()
 	src := newMemSource(t)
 	h := newHandler(t, Config{DefaultUpstream: gateSrv.URL, Transport: up, Metrics: metrics}, src,

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/logbuf"
 	"github.com/eagle-p2p/eagle/internal/origin"
 	"github.com/eagle-p2p/eagle/internal/testenv"
 	"github.com/eagle-p2p/eagle/p2p"
@@ -349,7 +350,7 @@ func closedPortURL(t *testing.T) string {
 
 func TestLogLine(t *testing.T) {
 	reg := testenv.Origin(t)
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	logger := slog.New(slog.NewJSONHandler(&buf, nil))
 	h := newHandler(t, Config{DefaultUpstream: reg.URL}, newMemSource(t), logger)
 	srv := httptest.NewServer(h)
@@ -382,21 +383,4 @@ func TestLogLine(t *testing.T) {
 		line.Status != 200 || line.Upstream != reg.URL || line.Bytes != 2 || line.Duration <= 0 {
 		t.Fatalf("log line %+v (%s)", line, first)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
 }

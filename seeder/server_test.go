@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/eagle-p2p/eagle/internal/logbuf"
 	"github.com/eagle-p2p/eagle/seeder/seederpb"
 	"github.com/eagle-p2p/eagle/storage"
 	"github.com/eagle-p2p/eagle/storage/filesystem"
@@ -574,7 +575,7 @@ func TestLateFetchWarns(t *testing.T) {
 		}
 		next.ServeHTTP(w, r)
 	}))
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	ts := startSeeder(t, Config{MaxConcurrentFetches: 1, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil)
 	stub := ts.dial(t)
 	repo := testRepo(t)
@@ -603,22 +604,4 @@ func TestLateFetchWarns(t *testing.T) {
 	if !strings.Contains(s, `level=WARN msg="origin fetch started late" digest=`+layers[1].Digest.String()) || !strings.Contains(s, "slot_wait=2.") {
 		t.Errorf("log %q: want a warning that the second blob's fetch started late, after a 2.x s wait for its slot", s)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

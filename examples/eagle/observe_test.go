@@ -9,12 +9,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/eagle-p2p/eagle/internal/logbuf"
 	"github.com/eagle-p2p/eagle/internal/origin"
 )
 
@@ -140,38 +140,21 @@ func TestBadValuesNameTheKey(t *testing.T) {
 }
 
 // logBuffer collects a command's JSON log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type logBuffer struct{ logbuf.Buffer }
 
 // field returns attribute key of the first log line whose msg is msg.
 func (b *logBuffer) field(msg, key string) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
-	for sc.Scan() {
-		var line map[string]any
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == msg {
-			if v, ok := line[key].(string); ok {
-				return v
-			}
-		}
-	}
-	return ""
+	line := b.find(func(line map[string]any) bool {
+		_, ok := line[key].(string)
+		return ok && line["msg"] == msg
+	})
+	v, _ := line[key].(string)
+	return v
 }
 
 // find returns the first log line for which match is true, or nil.
 func (b *logBuffer) find(match func(line map[string]any) bool) map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(b.Bytes()))
 	for sc.Scan() {
 		var line map[string]any
 		if json.Unmarshal(sc.Bytes(), &line) == nil && match(line) {
@@ -179,13 +162,6 @@ func (b *logBuffer) find(match func(line map[string]any) bool) map[string]any {
 		}
 	}
 	return nil
-}
-
-// String returns the log so far.
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startCommand runs "eagle <name> args..." until the test ends and returns

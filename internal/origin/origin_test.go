@@ -24,6 +24,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 	"go.uber.org/goleak"
+
+	"github.com/eagle-p2p/eagle/internal/logbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -399,34 +401,16 @@ func TestCloseAndDir(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestLogging(t *testing.T) {
 	// The registry logs through the global logrus logger; capture what
 	// reaches its output.
 	std := logrus.StandardLogger()
-	var logrusOut syncBuffer
+	var logrusOut logbuf.Buffer
 	oldOut := std.Out
 	std.SetOutput(&logrusOut)
 	t.Cleanup(func() { std.SetOutput(oldOut) })
 
-	var slogOut syncBuffer
+	var slogOut logbuf.Buffer
 	logged, loggedClient := startRegistry(t, Options{Logger: slog.New(slog.NewTextHandler(&slogOut, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	quiet, quietClient := startRegistry(t, Options{})
 	get(t, loggedClient, http.MethodGet, logged.URL+"/v2/", nil)

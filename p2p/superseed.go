@@ -484,8 +484,14 @@ func (c *ssConn) onHandshake(hs []byte) {
 // decide joins the connection to the swarm of the torrent ih if it is
 // super-seeded, once, at the first handshake either way: the peer's
 // (this node was dialed) or this node's (it dialed), so that what this
-// node's handshake says (superSeedBit) and what it does agree. It reports
-// whether the connection is super-seeded. Called with ss.mu held.
+// node's handshake says (superSeedBit) and what it does agree. One case
+// disagrees: a node that dialed a seeder said it super-seeds, and passes
+// the seeder plainly once its handshake names it (onHandshake); only a
+// border peer reads the bit, and a seeder is none. A node that dialed
+// joins one round trip before the peer's handshake; offers made to it
+// meanwhile go into its opening bitfield, or are given back if it leaves.
+// It reports whether the connection is super-seeded. Called with ss.mu
+// held.
 func (c *ssConn) decide(ih metainfo.Hash) bool {
 	if !c.decided {
 		c.decided = true
@@ -572,10 +578,16 @@ func (c *ssConn) keepOutbound(id byte) bool {
 
 // onOutbound replaces the seeder's opening HaveAll or Bitfield with a
 // Bitfield of the pieces offered to this peer. Called with wmu held.
-func (c *ssConn) onOutbound(byte, []byte) []byte {
+func (c *ssConn) onOutbound(id byte, payload []byte) []byte {
 	c.ss.mu.Lock()
 	defer c.ss.mu.Unlock()
 	sw, p := c.swarm, c.peer
+	if sw == nil || p == nil {
+		// Left the swarm since keepOutbound looked (a seeder's handshake;
+		// anacrolix reads it before it writes a bitfield, so not today):
+		// the message goes out as written.
+		return wireMessage(id, payload)
+	}
 	// p is not started yet: what fill offers it goes into the bitfield.
 	now := time.Now()
 	sw.fill(now, offer)

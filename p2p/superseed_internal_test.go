@@ -548,15 +548,17 @@ func TestSuperSeedConnSaysSoInItsHandshake(t *testing.T) {
 		peerHS []byte // the peer's handshake (nil: testHandshake of ih)
 		want   bool
 		joined bool
+		whole  bool // this node writes its handshake and bitfield at once
 	}{
-		{"dialed, super-seeded", true, seeded, nil, true, true},
-		{"was dialed, super-seeded", false, seeded, nil, true, true},
-		{"dialed, another torrent", true, other, nil, false, false},
-		{"was dialed, another torrent", false, other, nil, false, false},
+		{"dialed, super-seeded", true, seeded, nil, true, true, false},
+		{"dialed, super-seeded, one write", true, seeded, nil, true, true, true},
+		{"was dialed, super-seeded", false, seeded, nil, true, true, false},
+		{"dialed, another torrent", true, other, nil, false, false, false},
+		{"was dialed, another torrent", false, other, nil, false, false, false},
 		// It dialed a seeder: its handshake went out first, saying it
 		// super-seeds, but a seeder is passed plainly.
-		{"dialed a seeder", true, seeded, seederHS, true, false},
-		{"was dialed by a seeder", false, seeded, seederHS, false, false},
+		{"dialed a seeder", true, seeded, seederHS, true, false, false},
+		{"was dialed by a seeder", false, seeded, seederHS, false, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ss := newSuperSeeder()
@@ -581,21 +583,28 @@ func TestSuperSeedConnSaysSoInItsHandshake(t *testing.T) {
 			readPeer := func() {
 				t.Helper()
 				go peer.Write(peerHS)
+				raw.SetReadDeadline(time.Now().Add(5 * time.Second))
 				if _, err := io.ReadFull(c, make([]byte, handshakeLen)); err != nil {
 					t.Fatal(err)
 				}
 			}
 			// As anacrolix writes: protocol, reserved bytes, info hash,
 			// peer ID, each in a Write of its own.
-			if tc.dialed {
+			switch {
+			case tc.whole:
+				write(own)
+				readPeer()
+			case tc.dialed:
 				write(own[:20], own[20:28], own[28:48], own[48:68])
 				readPeer()
-			} else {
+			default:
 				write(own[:20], own[20:28])
 				readPeer()
 				write(own[28:48], own[48:68])
 			}
-			write(own[68:])
+			if !tc.whole {
+				write(own[68:])
+			}
 			peer.SetReadDeadline(time.Now().Add(5 * time.Second))
 			hs := make([]byte, handshakeLen)
 			if _, err := io.ReadFull(peer, hs); err != nil {
@@ -625,5 +634,31 @@ func TestSuperSeedConnSaysSoInItsHandshake(t *testing.T) {
 				t.Errorf("connection in the swarm: %v, want %v", joined, tc.joined)
 			}
 		})
+	}
+}
+
+// A stream that is not the plain BitTorrent protocol (an encrypted one,
+// say) goes out as written, however it is cut, empty writes included:
+// nothing is held back for a handshake that never comes.
+func TestSuperSeedConnPassesForeignStreams(t *testing.T) {
+	ss := newSuperSeeder()
+	defer ss.close()
+	ss.add(metainfo.Hash{7}, 16)
+	peer, raw := loopbackPair(t)
+	c := ss.wrap(raw)
+	defer c.Close()
+	stream := append([]byte{0x13, 'X'}, bytes.Repeat([]byte{0xa5}, 100)...)
+	for _, part := range [][]byte{nil, stream[:1], nil, stream[1:30], stream[30:]} {
+		if _, err := c.Write(part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, len(stream))
+	if _, err := io.ReadFull(peer, got); err != nil {
+		t.Fatalf("read what was written: %v", err)
+	}
+	if !bytes.Equal(got, stream) {
+		t.Errorf("peer read %x, want %x", got, stream)
 	}
 }

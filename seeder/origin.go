@@ -100,7 +100,8 @@ func newOriginTransport(timeout time.Duration, guard *netguard.Guard, roots *x50
 }
 
 // slowStart is how long after its first caller asked an origin fetch may
-// start before the delay is logged as a warning: the authorization check
+// start before the delay is logged as a warning: the authorization check,
+// a look at the store (re-hashing a stored copy that lost its metainfo)
 // and the wait for a fetch slot come first.
 const slowStart = 2 * time.Second
 

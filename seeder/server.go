@@ -582,8 +582,9 @@ func (s *Server) get(ctx context.Context, r blobRequest, trusted bool, caller st
 		refused := errors.As(se.err, &refusal) || errors.Is(se.err, errOriginNotFound)
 		if refused && !retried && se.requester != r.requester() {
 			// The origin refused someone else's credentials (or repository);
-			// ours may do: fetch on our own.
+			// ours may do: fetch on our own, a fetch that starts now.
 			key += "\x00" + r.requester()
+			r.asked = time.Now()
 			continue
 		}
 		return entry{}, se.err

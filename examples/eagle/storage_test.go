@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/eagle-p2p/eagle/blob"
+	"github.com/eagle-p2p/eagle/internal/logbuf"
 	"github.com/eagle-p2p/eagle/internal/origin"
 	"github.com/eagle-p2p/eagle/mtls"
 	"github.com/eagle-p2p/eagle/seeder"
@@ -84,24 +84,6 @@ func TestStorageDriverConfig(t *testing.T) {
 	}
 }
 
-// seederLog collects a seeder's log; it is safe for a writer and a reader at once.
-type seederLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *seederLog) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *seederLog) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestStorageDriverSeederS3 runs "eagle seeder" with its blobs in S3 (the
 // s3 driver against gofakes3 on 127.0.0.1): a metainfo request makes the
 // seeder fetch the layer from origin into the bucket, a second one is
@@ -145,7 +127,7 @@ func TestStorageDriverSeederS3(t *testing.T) {
 		t.TempDir(), reg.Host, paramsYAML, tlsYAML(member(t, ca, "seeder-0")))
 
 	runCtx, stop := context.WithCancel(ctx)
-	var stderr seederLog
+	var stderr logbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- runSeeder(runCtx, []string{"--config", writeFile(t, cfg), "--listen", "127.0.0.1:0"}, io.Discard, &stderr)
@@ -206,7 +188,7 @@ func TestStorageDriverSeederS3(t *testing.T) {
 }
 
 // waitListening returns the gRPC address the seeder logs once it listens.
-func waitListening(t *testing.T, stderr *seederLog, done chan error) string {
+func waitListening(t *testing.T, stderr *logbuf.Buffer, done chan error) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
